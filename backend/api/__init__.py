@@ -1,0 +1,1 @@
+"""The HTTP API that the console and the command line talk to."""

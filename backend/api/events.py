@@ -1,0 +1,47 @@
+"""The push stream: a snapshot of the fleet, then every change, as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from backend import fleet
+from backend.api.deps import BackendDep
+
+router = APIRouter(prefix="/api", tags=["events"])
+
+HEARTBEAT_S = 15.0
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+@router.get("/events")
+async def events(request: Request, backend: BackendDep) -> StreamingResponse:
+    # Subscribe before reading the snapshot, so no change falls between the two; a
+    # change seen twice is harmless because every event carries the whole object.
+    subscription = backend.bus.subscribe()
+
+    async def stream() -> AsyncIterator[bytes]:
+        with subscription:
+            workers, pools = await asyncio.gather(
+                asyncio.to_thread(fleet.list_workers, backend.store),
+                asyncio.to_thread(fleet.list_pools, backend.store),
+            )
+            yield _sse("snapshot", {"workers": workers, "pools": pools,
+                                    "server": backend.status()})
+            while not await request.is_disconnected():
+                batch = await subscription.next_batch(timeout=HEARTBEAT_S)
+                if not batch:
+                    yield b": heartbeat\n\n"
+                    continue
+                yield _sse("changes", batch)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store"})

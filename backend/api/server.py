@@ -1,0 +1,48 @@
+"""Routes about the server itself: status, stop, settings, the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from backend import fleet
+from backend.api.deps import ActorDep, BackendDep
+from backend.models import BUILTIN_WORKER
+from backend.schemas import SettingsUpdate
+
+router = APIRouter(prefix="/api", tags=["server"])
+
+
+@router.get("/server")
+async def status(backend: BackendDep) -> dict[str, Any]:
+    return backend.status()
+
+
+@router.post("/server/stop", status_code=202)
+async def stop(backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+    backend.request_stop(actor)
+    return {"stopping": True}
+
+
+@router.get("/settings")
+async def get_settings(backend: BackendDep) -> dict[str, Any]:
+    return await asyncio.to_thread(backend.settings)
+
+
+@router.put("/settings")
+async def put_settings(body: SettingsUpdate, backend: BackendDep,
+                       actor: ActorDep) -> dict[str, Any]:
+    if body.builtin_worker is not None:
+        await asyncio.to_thread(fleet.set_builtin_worker, backend.store, body.builtin_worker,
+                                actor)
+        if not body.builtin_worker:
+            backend.bus.publish("worker.removed", BUILTIN_WORKER)
+        await backend.resync()
+    return await asyncio.to_thread(backend.settings)
+
+
+@router.get("/audit")
+async def audit(backend: BackendDep, limit: int = 200) -> list[dict[str, Any]]:
+    return await asyncio.to_thread(fleet.list_audit, backend.store, min(max(limit, 1), 10_000))

@@ -1,0 +1,76 @@
+"""Routes for workers: list, add, import, show, remove, enable, disable, trust, history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from backend import fleet
+from backend.api.deps import ActorDep, BackendDep
+from backend.schemas import TrustRequest, WorkerCreate, WorkerImport
+
+router = APIRouter(prefix="/api/workers", tags=["workers"])
+
+
+@router.get("")
+async def list_workers(backend: BackendDep) -> list[dict[str, Any]]:
+    return await asyncio.to_thread(fleet.list_workers, backend.store)
+
+
+@router.post("", status_code=201)
+async def add_worker(spec: WorkerCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+    await asyncio.to_thread(fleet.add_workers, backend.store, [spec], actor)
+    return await backend.workers_changed([spec.name], check=True)
+
+
+@router.post("/import", status_code=201)
+async def import_workers(body: WorkerImport, backend: BackendDep,
+                         actor: ActorDep) -> list[dict[str, Any]]:
+    specs = [
+        w.model_copy(update={
+            "pools": sorted(set(w.pools) | set(body.pools)),
+            "trust_host_key": w.trust_host_key or body.trust_host_key,
+        })
+        for w in body.workers
+    ]
+    names = await asyncio.to_thread(fleet.add_workers, backend.store, specs, actor)
+    await backend.workers_changed(names)
+    return await asyncio.to_thread(fleet.list_workers, backend.store, names)
+
+
+@router.get("/{name}")
+async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
+    return await asyncio.to_thread(fleet.get_worker, backend.store, name)
+
+
+@router.get("/{name}/history")
+async def worker_history(name: str, backend: BackendDep) -> list[dict[str, Any]]:
+    return await asyncio.to_thread(fleet.worker_history, backend.store, name)
+
+
+@router.delete("/{name}", status_code=204)
+async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
+    await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
+    await backend.connections.drop(name)
+    backend.bus.publish("worker.removed", name)
+
+
+@router.post("/{name}/enable")
+async def enable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+    await asyncio.to_thread(fleet.set_enabled, backend.store, name, True, actor)
+    return await backend.workers_changed([name], check=True)
+
+
+@router.post("/{name}/disable")
+async def disable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+    await asyncio.to_thread(fleet.set_enabled, backend.store, name, False, actor)
+    return await backend.workers_changed([name])
+
+
+@router.post("/{name}/trust")
+async def trust_worker(name: str, body: TrustRequest, backend: BackendDep,
+                       actor: ActorDep) -> dict[str, Any]:
+    await asyncio.to_thread(fleet.trust_host_key, backend.store, name, body.fingerprint, actor)
+    return await backend.workers_changed([name], check=True)

@@ -1,0 +1,301 @@
+"""Health checks: on a schedule spread with jitter, or now on request; results kept in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlmodel import select
+
+from backend import fleet, health
+from backend.db import Store
+from backend.events import EventBus
+from backend.hostkeys import fingerprint_of
+from backend.local import LocalRunner
+from backend.models import UNAVAILABLE, HealthCheck, HostKey, Worker, utcnow
+from backend.schemas import Policy
+from backend.ssh import ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
+
+log = logging.getLogger(__name__)
+
+MAX_CHECKS_IN_FLIGHT = 512
+FLUSH_INTERVAL_S = 0.25
+STATIC_REFRESH_EVERY = 30  # checks between two refreshes of OS, kernel and CPU facts
+
+
+@dataclass
+class Target:
+    """What a check needs to know about a worker, read once per sweep."""
+
+    id: int
+    name: str
+    builtin: bool
+    enabled: bool
+    endpoint: Endpoint
+    work_dir: str
+    checked_at_epoch: float | None
+
+
+@dataclass
+class Outcome:
+    worker_id: int
+    name: str
+    status: str
+    reason: str
+    facts: dict[str, Any]
+    latency_ms: float | None
+    connect_ms: float | None
+    load1: float | None = None
+    disk_free_mb: float | None = None
+    presented_key: str | None = None
+    key_changed: bool = False
+    accepted_key: str | None = None
+    accepted_from: str | None = None
+
+
+class HealthChecker:
+    def __init__(self, store: Store, connections: ConnectionPool, bus: EventBus,
+                 local: LocalRunner | None = None) -> None:
+        self.store = store
+        self.connections = connections
+        self.bus = bus
+        self.local = local or LocalRunner()
+        self._inflight: dict[int, asyncio.Task[Outcome]] = {}
+        self._limit = asyncio.Semaphore(MAX_CHECKS_IN_FLIGHT)
+        self._pending: list[Outcome] = []
+        self._flush_lock = asyncio.Lock()
+        self._static: dict[int, tuple[int, dict[str, Any]]] = {}
+        self._due: dict[int, float] = {}
+        self._policy: Policy = fleet.get_policy(store)
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------ targets
+
+    def targets(self, names: list[str] | None = None) -> list[Target]:
+        with self.store.read() as session:
+            query = select(Worker)
+            if names is not None:
+                query = query.where(Worker.name.in_(names))
+            workers = session.exec(query).all()
+            pins = {k.worker_id: k.public_key for k in session.exec(select(HostKey))}
+        return [
+            Target(
+                id=w.id,
+                name=w.name,
+                builtin=w.builtin,
+                enabled=w.enabled,
+                endpoint=Endpoint(
+                    host=w.host, port=w.port, user=w.user, key_path=w.key_path,
+                    use_agent=w.use_agent, pinned_key=pins.get(w.id),
+                    trust_first=w.trust_next_key and w.id not in pins,
+                ),
+                work_dir=w.work_dir,
+                checked_at_epoch=(fleet_epoch(w.checked_at) if w.checked_at else None),
+            )
+            for w in workers
+        ]
+
+    def reload_policy(self) -> None:
+        self._policy = fleet.get_policy(self.store)
+        self._due.clear()
+        self._wake.set()
+
+    # ------------------------------------------------------------ checking
+
+    async def check_now(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Check the named workers (all when None) now and return their stored state."""
+        targets = [t for t in self.targets(names) if t.enabled]
+        await asyncio.gather(*(self._start(t) for t in targets))
+        await self.flush()
+        return fleet.list_workers(self.store, names)
+
+    def _start(self, target: Target) -> asyncio.Task[Outcome]:
+        task = self._inflight.get(target.id)
+        if task is None or task.done():
+            # A check already running for this worker is joined, never duplicated.
+            task = asyncio.create_task(self._check(target))
+            self._inflight[target.id] = task
+            task.add_done_callback(self._record_done)
+            task.add_done_callback(lambda _t, wid=target.id: self._inflight.pop(wid, None))
+        return task
+
+    async def _check(self, target: Target) -> Outcome:
+        async with self._limit:
+            policy = self._policy
+            count, static = self._static.get(target.id, (0, {}))
+            full = not static or count >= STATIC_REFRESH_EVERY
+            command = health.command(target.work_dir, full=full,
+                                     custom_script=policy.custom_script)
+            try:
+                if target.builtin:
+                    result = await self.local.run(command, timeout=policy.timeout_s)
+                else:
+                    result = await self.connections.run(
+                        target.name, target.endpoint, command, timeout=policy.timeout_s
+                    )
+            except HostKeyRefused as exc:
+                return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
+                               presented_key=exc.presented_key, key_changed=exc.changed)
+            except SSHFailure as exc:
+                return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None)
+            except Exception as exc:  # a bug must not stop the scheduler; say what happened
+                log.exception("health check of %s failed", target.name)
+                return Outcome(target.id, target.name, UNAVAILABLE,
+                               f"internal error during the check: {exc}", {}, None, None)
+            if result.connect_ms is not None:
+                full = full or not static
+            verdict = health.judge(result.exit_status, result.stdout, result.stderr, policy,
+                                   static=None if full else static)
+            if full:
+                static = {k: verdict.facts[k] for k in health.STATIC_FACTS if k in verdict.facts}
+                count = 0
+            self._static[target.id] = (count + 1, static)
+            return Outcome(
+                target.id, target.name, verdict.status, verdict.reason, verdict.facts,
+                round(result.elapsed_ms, 2),
+                round(result.connect_ms, 2) if result.connect_ms is not None else None,
+                load1=verdict.load1, disk_free_mb=verdict.disk_free_mb,
+                accepted_key=result.accepted_key, accepted_from=result.accepted_from,
+            )
+
+    def _record_done(self, task: asyncio.Task[Outcome]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._pending.append(task.result())
+
+    # ------------------------------------------------------------ recording
+
+    async def flush(self) -> None:
+        """Write every finished check to the store in one transaction, then publish."""
+        async with self._flush_lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            await asyncio.to_thread(self._write, batch, self._policy.history_size)
+            for worker in fleet.list_workers(self.store, [o.name for o in batch]):
+                self.bus.publish("worker", worker["name"], worker)
+
+    def _write(self, batch: list[Outcome], history_size: int) -> None:
+        now = utcnow()
+        with self.store.write() as session:
+            ids = [o.worker_id for o in batch]
+            workers = {w.id: w for w in session.exec(select(Worker).where(Worker.id.in_(ids)))}
+            for outcome in batch:
+                worker = workers.get(outcome.worker_id)
+                if worker is None:  # removed while it was being checked
+                    continue
+                worker.status = outcome.status
+                worker.reason = outcome.reason
+                worker.checked_at = now
+                worker.latency_ms = outcome.latency_ms
+                if outcome.connect_ms is not None:
+                    worker.connect_ms = outcome.connect_ms
+                if outcome.facts:
+                    worker.facts = json.dumps(outcome.facts)
+                if outcome.presented_key:
+                    if outcome.key_changed and outcome.presented_key != worker.presented_key:
+                        fleet.audit(session, "server", "worker.hostkey_changed", worker.name,
+                                    f"presented {fingerprint_of(outcome.presented_key)}; "
+                                    "refused, the pinned key was kept")
+                    worker.presented_key = outcome.presented_key
+                if outcome.accepted_key and session.get(HostKey, worker.id) is None:
+                    session.add(HostKey(
+                        worker_id=worker.id, public_key=outcome.accepted_key,
+                        fingerprint=fingerprint_of(outcome.accepted_key),
+                        trusted_by=outcome.accepted_from or "",
+                    ))
+                    worker.trust_next_key = False
+                    worker.presented_key = None
+                    fleet.audit(session, "server", "worker.trust", worker.name,
+                                f"{fingerprint_of(outcome.accepted_key)} pinned from "
+                                f"{outcome.accepted_from}")
+                session.add(worker)
+                session.add(HealthCheck(
+                    worker_id=worker.id, checked_at=now, status=outcome.status,
+                    reason=outcome.reason, latency_ms=outcome.latency_ms,
+                    connect_ms=outcome.connect_ms, load1=outcome.load1,
+                    disk_free_mb=outcome.disk_free_mb,
+                ))
+            self._prune(session, ids, history_size)
+
+    def _prune(self, session, worker_ids: list[int], keep: int) -> None:  # type: ignore[no-untyped-def]
+        # Cheap check first: most batches add one row per worker well under the limit.
+        oversized = session.exec(
+            select(HealthCheck.worker_id)
+            .where(HealthCheck.worker_id.in_(worker_ids))
+            .group_by(HealthCheck.worker_id)
+            .having(func.count() > keep + 10)
+        ).all()
+        for worker_id in oversized:
+            cutoff = session.exec(
+                select(HealthCheck.id).where(HealthCheck.worker_id == worker_id)
+                .order_by(HealthCheck.id.desc()).offset(keep).limit(1)
+            ).first()
+            if cutoff is not None:
+                session.exec(delete(HealthCheck).where(
+                    HealthCheck.worker_id == worker_id, HealthCheck.id <= cutoff))
+
+    # ------------------------------------------------------------ schedule
+
+    async def run_schedule(self) -> None:
+        """Check every enabled worker once per interval, spread with jitter, forever."""
+        flusher = asyncio.create_task(self._flush_forever())
+        try:
+            while True:
+                self._launch_due()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.5)
+        finally:
+            flusher.cancel()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _launch_due(self) -> None:
+        policy = self._policy
+        now = time.monotonic()
+        targets = self.targets()
+        live = {t.id for t in targets}
+        for worker_id in list(self._due):
+            if worker_id not in live:
+                self._due.pop(worker_id)
+                self._static.pop(worker_id, None)
+        for target in targets:
+            if not target.enabled:
+                continue
+            due = self._due.get(target.id)
+            if due is None:
+                # First sight: never-checked workers go within a few seconds, the rest
+                # where their last check says, each spread so no sweep fires in one burst.
+                spread = min(policy.interval_s, 5.0) if target.checked_at_epoch is None \
+                    else policy.interval_s
+                due = now + random.uniform(0, spread)
+                if target.checked_at_epoch is not None:
+                    age = time.time() - target.checked_at_epoch
+                    due = min(due, now + max(0.0, policy.interval_s - age))
+                self._due[target.id] = due
+            if due <= now and target.id not in self._inflight:
+                self._due[target.id] = now + policy.interval_s * random.uniform(0.9, 1.1)
+                self._start(target)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not record health checks; will retry")
+
+
+def fleet_epoch(value: datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()

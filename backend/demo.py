@@ -1,0 +1,121 @@
+"""The demo fleet: real SSH workers on loopback ports, served by the demo server itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncssh
+from sqlmodel import select
+
+from backend import fleet
+from backend.localssh import LocalSSHServer
+from backend.models import HostKey, Pool, Worker
+from backend.schemas import Policy, WorkerCreate
+from backend.server import Backend
+
+log = logging.getLogger("workdeck.demo")
+
+DEV_WEB = "Local Development Web Worker Pool"
+PROD_WEB = "Local Production Web Worker Pool"
+PROD_DB = "Local Production Database Worker Pool"
+TEST_K8S = "Local Test Kubernetes Worker Pool"
+
+POOLS = {
+    DEV_WEB: "Web deployments for Development, on this machine",
+    PROD_WEB: "Web deployments for Production, on this machine",
+    PROD_DB: "Database migrations for Production, on this machine",
+    TEST_K8S: "kubectl for the Test cluster, on this machine",
+}
+
+# name, pools, state: how each worker shows a part of the product.
+FLEET = [
+    ("d-web-local-worker-01", [DEV_WEB], "trusted"),
+    ("d-web-local-worker-02", [DEV_WEB], "trusted"),
+    ("p-web-local-worker-01", [PROD_WEB], "trusted"),
+    ("p-web-local-worker-02", [PROD_WEB], "trusted"),
+    ("p-web-local-worker-03", [PROD_WEB], "maintenance"),
+    ("p-db-local-worker-01", [PROD_DB], "trusted"),
+    ("p-db-local-worker-02", [PROD_DB], "trusted"),
+    ("t-k8s-local-worker-01", [TEST_K8S], "untrusted"),
+    ("t-k8s-local-worker-02", [TEST_K8S], "disabled"),
+]
+
+# Nagios-style custom check: exit 1 is a warning. A demo worker in maintenance shows it.
+DEMO_HEALTH_SCRIPT = """\
+if [ -e "$HOME/.maintenance" ]; then
+  echo "maintenance: $(head -c 200 "$HOME/.maintenance")"
+  exit 1
+fi
+"""
+
+
+def prepare_demo(backend: Backend) -> None:
+    """Arrange for the demo fleet to start with the server and be registered once."""
+    servers: list[LocalSSHServer] = []
+
+    async def run_fleet() -> None:
+        try:
+            await _start_fleet(backend, servers)
+            await asyncio.Event().wait()  # serve until the server shuts down
+        finally:
+            for server in servers:
+                await server.stop()
+
+    backend.extra_tasks.append(run_fleet)
+
+
+async def _start_fleet(backend: Backend, servers: list[LocalSSHServer]) -> None:
+    keys_dir = backend.data_dir.keys_dir
+    keys_dir.mkdir(mode=0o700, exist_ok=True)
+    key_path = keys_dir / "demo_ed25519"
+    if not key_path.exists():
+        key = asyncssh.generate_private_key("ssh-ed25519", comment="workdeck demo")
+        key.write_private_key(str(key_path))
+        key_path.chmod(0o600)
+    key = asyncssh.read_private_key(str(key_path))
+    authorized = key.export_public_key("openssh").decode().strip()
+    fleet_root = backend.data_dir.root / "fleet"
+    for name, _pools, state in FLEET:
+        root = fleet_root / name
+        server = LocalSSHServer(root, authorized_keys=[authorized])
+        await server.start()
+        servers.append(server)
+        if state == "maintenance":
+            (root / ".maintenance").write_text("kernel upgrade scheduled by alice")
+    await asyncio.to_thread(_register, backend, servers, str(key_path))
+    await backend.resync()
+    log.info("demo fleet of %d SSH workers listening on loopback", len(servers))
+
+
+def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) -> None:
+    store = backend.store
+    if fleet.worker_count(store) > 1:
+        # Registered by an earlier start of this demo server: only the ports moved.
+        with store.write() as session:
+            for (name, _pools, _state), server in zip(FLEET, servers, strict=True):
+                worker = session.exec(select(Worker).where(Worker.name == name)).first()
+                if worker is not None:
+                    worker.port = server.port
+                    session.add(worker)
+        return
+    with store.write() as session:
+        for name, description in POOLS.items():
+            session.add(Pool(name=name, description=description))
+    fleet.add_workers(store, [
+        WorkerCreate(name=name, host=server.host, port=server.port, key_path=key_path,
+                     pools=pools, capacity=4)
+        for (name, pools, _state), server in zip(FLEET, servers, strict=True)
+    ], "demo")
+    with store.write() as session:
+        for (name, _pools, state), server in zip(FLEET, servers, strict=True):
+            worker = session.exec(select(Worker).where(Worker.name == name)).one()
+            if state != "untrusted":
+                # The demo made these keys itself, so it can vouch for them.
+                session.add(HostKey(worker_id=worker.id, public_key=server.host_public_key,
+                                    fingerprint=server.fingerprint, trusted_by="demo"))
+            if state == "disabled":
+                worker.enabled = False
+                session.add(worker)
+    fleet.set_policy(store, Policy(interval_s=15, custom_script=DEMO_HEALTH_SCRIPT), "demo")
+    backend.checker.reload_policy()

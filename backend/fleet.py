@@ -1,0 +1,433 @@
+"""Workers and pools in the store: the changes users make, validated and audited."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, select
+
+from backend import validation
+from backend.db import Store
+from backend.errors import Conflict, InvalidInput, NotFound
+from backend.hostkeys import fingerprint_of
+from backend.models import (
+    BUILTIN_WORKER,
+    DEFAULT_POOL,
+    DISABLED,
+    AuditEvent,
+    HealthCheck,
+    HostKey,
+    Pool,
+    PoolMember,
+    Setting,
+    Worker,
+    utcnow,
+)
+from backend.schemas import Policy, WorkerCreate
+
+
+def iso(value: datetime | None) -> str | None:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def audit(session: Session, actor: str, action: str, target: str, detail: str = "") -> None:
+    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail))
+
+
+# ---------------------------------------------------------------- settings
+
+
+def get_setting(session: Session, key: str, default: Any) -> Any:
+    row = session.get(Setting, key)
+    return default if row is None else json.loads(row.value)
+
+
+def put_setting(session: Session, key: str, value: Any) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=json.dumps(value)))
+    else:
+        row.value = json.dumps(value)
+        session.add(row)
+
+
+def get_policy(store: Store) -> Policy:
+    with store.read() as session:
+        return Policy(**get_setting(session, "policy", {}))
+
+
+def set_policy(store: Store, policy: Policy, actor: str) -> Policy:
+    with store.write() as session:
+        before = get_setting(session, "policy", {})
+        after = policy.model_dump()
+        put_setting(session, "policy", after)
+        changed = {k: v for k, v in after.items() if before.get(k, Policy().model_dump()[k]) != v}
+        audit(session, actor, "policy.update", "machine policy", json.dumps(changed))
+    return policy
+
+
+# ---------------------------------------------------------------- public shapes
+
+
+def _pool_names(session: Session, worker_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+    query = select(PoolMember.worker_id, Pool.name).join(Pool, Pool.id == PoolMember.pool_id)
+    if worker_ids is not None:
+        query = query.where(PoolMember.worker_id.in_(list(worker_ids)))
+    names: dict[int, list[str]] = defaultdict(list)
+    for worker_id, name in session.exec(query):
+        names[worker_id].append(name)
+    return names
+
+
+def worker_public(worker: Worker, pools: list[str], pinned: HostKey | None) -> dict[str, Any]:
+    presented = fingerprint_of(worker.presented_key) if worker.presented_key else None
+    return {
+        "name": worker.name,
+        "host": worker.host,
+        "port": worker.port,
+        "user": worker.user,
+        "key_path": worker.key_path,
+        "use_agent": worker.use_agent,
+        "pools": sorted(pools),
+        "enabled": worker.enabled,
+        "builtin": worker.builtin,
+        "capacity": worker.capacity,
+        "work_dir": worker.work_dir,
+        "status": worker.status if worker.enabled else DISABLED,
+        "health": worker.status,
+        "reason": worker.reason,
+        "checked_at": iso(worker.checked_at),
+        "latency_ms": worker.latency_ms,
+        "connect_ms": worker.connect_ms,
+        "facts": json.loads(worker.facts or "{}"),
+        "host_key": pinned.fingerprint if pinned else None,
+        "presented_host_key": presented,
+    }
+
+
+def list_workers(store: Store, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    with store.read() as session:
+        query = select(Worker).order_by(Worker.name)
+        if names is not None:
+            query = query.where(Worker.name.in_(list(names)))
+        workers = session.exec(query).all()
+        ids = [w.id for w in workers]
+        pools = _pool_names(session, ids if names is not None else None)
+        keys = {k.worker_id: k for k in session.exec(select(HostKey))}
+        return [worker_public(w, pools.get(w.id, []), keys.get(w.id)) for w in workers]
+
+
+def _worker(session: Session, name: str) -> Worker:
+    worker = session.exec(select(Worker).where(Worker.name == name)).first()
+    if worker is None:
+        raise NotFound(f"No worker is named {name!r}.")
+    return worker
+
+
+def get_worker(store: Store, name: str) -> dict[str, Any]:
+    with store.read() as session:
+        worker = _worker(session, name)
+        pools = _pool_names(session, [worker.id]).get(worker.id, [])
+        return worker_public(worker, pools, session.get(HostKey, worker.id))
+
+
+def worker_history(store: Store, name: str, limit: int = 120) -> list[dict[str, Any]]:
+    with store.read() as session:
+        worker = _worker(session, name)
+        rows = session.exec(
+            select(HealthCheck)
+            .where(HealthCheck.worker_id == worker.id)
+            .order_by(HealthCheck.id.desc())
+            .limit(limit)
+        ).all()
+        return [
+            {
+                "checked_at": iso(r.checked_at),
+                "status": r.status,
+                "reason": r.reason,
+                "latency_ms": r.latency_ms,
+                "connect_ms": r.connect_ms,
+                "load1": r.load1,
+                "disk_free_mb": r.disk_free_mb,
+            }
+            for r in reversed(rows)
+        ]
+
+
+# ---------------------------------------------------------------- pools
+
+
+def _pool(session: Session, name: str) -> Pool:
+    pool = session.exec(select(Pool).where(Pool.name == name)).first()
+    if pool is None:
+        raise NotFound(f"No pool is named {name!r}.")
+    return pool
+
+
+def _ensure_pools(session: Session, names: Iterable[str], actor: str) -> list[Pool]:
+    pools = []
+    for raw in names:
+        name = validation.pool_name(raw)
+        pool = session.exec(select(Pool).where(Pool.name == name)).first()
+        if pool is None:
+            pool = Pool(name=name)
+            session.add(pool)
+            session.flush()
+            audit(session, actor, "pool.add", name, "created for a new worker")
+        pools.append(pool)
+    return pools
+
+
+def pool_public(pool: Pool, members: list[dict[str, Any]]) -> dict[str, Any]:
+    counts: dict[str, int] = defaultdict(int)
+    for member in members:
+        counts[member["status"]] += 1
+    return {
+        "name": pool.name,
+        "description": pool.description,
+        "default": pool.is_default,
+        "workers": [m["name"] for m in members],
+        "worker_count": len(members),
+        "healthy_workers": counts["healthy"],
+        "statuses": dict(counts),
+        "capacity": sum(m["capacity"] for m in members if m["enabled"]),
+    }
+
+
+def list_pools(store: Store) -> list[dict[str, Any]]:
+    workers = {w["name"]: w for w in list_workers(store)}
+    by_pool: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for worker in workers.values():
+        for pool in worker["pools"]:
+            by_pool[pool].append(worker)
+    with store.read() as session:
+        pools = session.exec(select(Pool).order_by(Pool.name)).all()
+        return [pool_public(p, by_pool.get(p.name, [])) for p in pools]
+
+
+def get_pool(store: Store, name: str) -> dict[str, Any]:
+    for pool in list_pools(store):
+        if pool["name"] == name:
+            return pool
+    raise NotFound(f"No pool is named {name!r}.")
+
+
+def add_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
+    name = validation.pool_name(name)
+    with store.write() as session:
+        if session.exec(select(Pool).where(Pool.name == name)).first():
+            raise Conflict(f"A pool named {name!r} already exists.")
+        session.add(Pool(name=name, description=description.strip()))
+        audit(session, actor, "pool.add", name, description.strip())
+    return get_pool(store, name)
+
+
+# ---------------------------------------------------------------- workers
+
+
+def _validated(spec: WorkerCreate) -> WorkerCreate:
+    return spec.model_copy(
+        update={
+            "name": validation.worker_name(spec.name),
+            "host": validation.host(spec.host),
+            "port": validation.port(spec.port),
+            "user": validation.user(spec.user),
+            "key_path": validation.key_file(spec.key_path),
+            "capacity": validation.capacity(spec.capacity),
+        }
+    )
+
+
+def _insert_worker(session: Session, spec: WorkerCreate, actor: str) -> Worker:
+    worker = Worker(
+        name=spec.name,
+        host=spec.host,
+        port=spec.port,
+        user=spec.user,
+        key_path=spec.key_path,
+        use_agent=spec.use_agent,
+        capacity=spec.capacity,
+        trust_next_key=spec.trust_host_key,
+    )
+    if spec.work_dir:
+        worker.work_dir = spec.work_dir
+    session.add(worker)
+    session.flush()
+    pools = _ensure_pools(session, spec.pools or [DEFAULT_POOL], actor)
+    for pool in pools:
+        session.add(PoolMember(pool_id=pool.id, worker_id=worker.id))
+    where = f"{spec.user + '@' if spec.user else ''}{spec.host}:{spec.port}"
+    audit(
+        session,
+        actor,
+        "worker.add",
+        spec.name,
+        f"{where} in {', '.join(p.name for p in pools)}"
+        + ("; host key trusted on first connection" if spec.trust_host_key else ""),
+    )
+    return worker
+
+
+def add_workers(store: Store, specs: list[WorkerCreate], actor: str) -> list[str]:
+    """Register several workers at once: all of them, or none when one is refused."""
+    checked = [_validated(s) for s in specs]
+    seen: set[str] = set()
+    for spec in checked:
+        if spec.name in seen:
+            raise Conflict(f"Worker {spec.name!r} is listed twice.")
+        seen.add(spec.name)
+    with store.write() as session:
+        existing = session.exec(select(Worker.name).where(Worker.name.in_(list(seen)))).all()
+        if existing:
+            listed = ", ".join(sorted(existing)[:5])
+            raise Conflict(
+                f"A worker named {listed} already exists."
+                if len(existing) == 1
+                else f"{len(existing)} workers already exist ({listed}); nothing was imported."
+            )
+        for spec in checked:
+            _insert_worker(session, spec, actor)
+    return [s.name for s in checked]
+
+
+def remove_worker(store: Store, name: str, actor: str) -> None:
+    with store.write() as session:
+        worker = _worker(session, name)
+        if worker.builtin:
+            raise InvalidInput(
+                "The built-in worker cannot be removed; turn it off with "
+                "`workdeck settings --builtin-worker off` instead."
+            )
+        session.exec(delete(PoolMember).where(PoolMember.worker_id == worker.id))
+        session.exec(delete(HostKey).where(HostKey.worker_id == worker.id))
+        session.exec(delete(HealthCheck).where(HealthCheck.worker_id == worker.id))
+        session.delete(worker)
+        audit(session, actor, "worker.remove", name)
+
+
+def set_enabled(store: Store, name: str, enabled: bool, actor: str) -> dict[str, Any]:
+    with store.write() as session:
+        worker = _worker(session, name)
+        if worker.enabled != enabled:
+            worker.enabled = enabled
+            session.add(worker)
+            audit(session, actor, "worker.enable" if enabled else "worker.disable", name)
+    return get_worker(store, name)
+
+
+def trust_host_key(store: Store, name: str, fingerprint: str | None, actor: str) -> dict[str, Any]:
+    """Pin the key the worker presented last, after the operator saw its fingerprint."""
+    with store.write() as session:
+        worker = _worker(session, name)
+        if worker.builtin:
+            raise InvalidInput("The built-in worker runs locally and has no host key.")
+        pinned = session.get(HostKey, worker.id)
+        if worker.presented_key:
+            presented = fingerprint_of(worker.presented_key)
+            if fingerprint and fingerprint != presented:
+                raise InvalidInput(
+                    f"Worker {name!r} presented the key {presented}, not {fingerprint}; "
+                    "nothing was trusted."
+                )
+            detail = (presented if pinned is None
+                      else f"{pinned.fingerprint} replaced by {presented}")
+            if pinned is None:
+                pinned = HostKey(worker_id=worker.id, public_key="", fingerprint="")
+            pinned.public_key = worker.presented_key
+            pinned.fingerprint = presented
+            pinned.trusted_at = utcnow()
+            pinned.trusted_by = actor
+            session.add(pinned)
+            worker.presented_key = None
+            worker.trust_next_key = False
+            worker.reason = "host key trusted; waiting for the next check"
+            session.add(worker)
+            audit(session, actor, "worker.trust", name, detail)
+        elif pinned is None or fingerprint not in (None, pinned.fingerprint):
+            raise InvalidInput(
+                f"Worker {name!r} has not presented an untrusted host key; run "
+                f"`workdeck check --worker {name}` to fetch its key first."
+            )
+    return get_worker(store, name)
+
+
+def worker_count(store: Store) -> int:
+    with store.read() as session:
+        return session.exec(select(func.count()).select_from(Worker)).one()
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def ensure_builtin(store: Store, actor: str) -> None:
+    """Create the default pool, and the built-in worker unless it was switched off."""
+    with store.write() as session:
+        default = session.exec(select(Pool).where(Pool.is_default)).first()
+        if default is None:
+            default = session.exec(select(Pool).where(Pool.name == DEFAULT_POOL)).first()
+            if default is None:
+                default = Pool(
+                    name=DEFAULT_POOL,
+                    description="Where steps run when they name no pool",
+                    is_default=True,
+                )
+                session.add(default)
+                session.flush()
+                audit(session, actor, "pool.add", DEFAULT_POOL, "the default pool")
+        enabled = get_setting(session, "builtin_worker", None)
+        if enabled is None:
+            # On by default for a new data directory, as the seed's built-in worker is.
+            enabled = True
+            put_setting(session, "builtin_worker", True)
+        builtin = session.exec(select(Worker).where(Worker.builtin)).first()
+        if enabled and builtin is None:
+            builtin = Worker(
+                name=BUILTIN_WORKER,
+                host="localhost",
+                port=0,
+                user=default_actor(),
+                builtin=True,
+                capacity=4,
+            )
+            session.add(builtin)
+            session.flush()
+            session.add(PoolMember(pool_id=default.id, worker_id=builtin.id))
+            audit(session, actor, "worker.add", BUILTIN_WORKER, "the built-in worker")
+        elif not enabled and builtin is not None:
+            session.exec(delete(PoolMember).where(PoolMember.worker_id == builtin.id))
+            session.exec(delete(HealthCheck).where(HealthCheck.worker_id == builtin.id))
+            session.delete(builtin)
+            audit(session, actor, "worker.remove", BUILTIN_WORKER, "the built-in worker turned off")
+
+
+def set_builtin_worker(store: Store, enabled: bool, actor: str) -> None:
+    with store.write() as session:
+        if get_setting(session, "builtin_worker", True) != enabled:
+            put_setting(session, "builtin_worker", enabled)
+            audit(session, actor, "settings.update", "builtin_worker", "on" if enabled else "off")
+    ensure_builtin(store, actor)
+
+
+def list_audit(store: Store, limit: int = 200) -> list[dict[str, Any]]:
+    with store.read() as session:
+        rows = session.exec(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)).all()
+        return [
+            {"at": iso(r.at), "actor": r.actor, "action": r.action, "target": r.target,
+             "detail": r.detail}
+            for r in rows
+        ]

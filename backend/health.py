@@ -1,0 +1,172 @@
+"""What a health check runs on a worker, and how its output becomes a status and facts."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.models import HEALTHY, UNAVAILABLE, UNHEALTHY, WARNING
+from backend.sanitize import clean_line
+from backend.schemas import Policy
+
+# One POSIX sh script, one SSH session per check. Static facts (OS, kernel, CPUs)
+# are gathered only when asked, and the rest is read with shell builtins, so that a
+# routine check forks a single `df` on the worker.
+FACTS_SCRIPT = r"""
+w="$1"; case "$w" in /*) ;; *) w="$HOME/$w" ;; esac
+mkdir -p "$w" 2>/dev/null
+if [ "$2" = 1 ]; then
+  if [ -r /etc/os-release ]; then (. /etc/os-release; echo "os=${PRETTY_NAME:-$NAME}"); fi
+  echo "kernel=$(uname -sr)"
+  echo "arch=$(uname -m)"
+  echo "hostname=$(uname -n)"
+  echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)"
+fi
+if read up idle < /proc/uptime; then echo "uptime=$up"; fi 2>/dev/null
+if read l1 l5 l15 rest < /proc/loadavg; then echo "load=$l1 $l5 $l15"; fi 2>/dev/null
+if [ -r /proc/meminfo ]; then
+  while read k v u; do
+    case "$k" in
+      MemTotal:) echo "mem_total_kb=$v" ;;
+      MemAvailable:) echo "mem_available_kb=$v" ;;
+    esac
+  done < /proc/meminfo
+fi
+echo "work_dir=$w"
+df -Pk / "$w" 2>/dev/null | { read header; while read fs size used avail pct mnt; do
+  echo "df=$avail $size $mnt"; done; }
+if [ -n "$3" ]; then
+  echo "@@custom"
+  if command -v bash >/dev/null 2>&1; then bash -c "$3" 2>&1
+  else echo "bash is not installed"; false; fi
+  echo "@@custom_exit=$?"
+fi
+"""
+
+STATIC_FACTS = ("os", "kernel", "arch", "hostname", "cpus")
+
+
+def command(work_dir: str, *, full: bool, custom_script: str = "") -> str:
+    """The command line sent to the worker's login shell."""
+    return "exec /bin/sh -c " + " ".join(
+        shlex.quote(a) for a in (FACTS_SCRIPT, "workdeck-health", work_dir,
+                                 "1" if full else "0", custom_script)
+    )
+
+
+@dataclass
+class Verdict:
+    status: str
+    reason: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def load1(self) -> float | None:
+        load = self.facts.get("load")
+        return load[0] if load else None
+
+    @property
+    def disk_free_mb(self) -> float | None:
+        disks = self.facts.get("disks") or []
+        return min((d["free_mb"] for d in disks), default=None)
+
+
+def parse_facts(stdout: bytes) -> tuple[dict[str, Any], list[str], int | None]:
+    """Facts, the custom script's output lines, and its exit status (None when not run)."""
+    facts: dict[str, Any] = {}
+    custom: list[str] = []
+    custom_exit: int | None = None
+    in_custom = False
+    disks: dict[str, dict[str, Any]] = {}
+    for raw in stdout.split(b"\n"):
+        line = clean_line(raw, 500)
+        if in_custom:
+            if line.startswith("@@custom_exit="):
+                custom_exit = _int(line.partition("=")[2])
+            elif line:
+                custom.append(line)
+            continue
+        if line == "@@custom":
+            in_custom = True
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if key in ("os", "kernel", "arch", "hostname", "work_dir"):
+            facts[key] = value
+        elif key == "cpus":
+            facts["cpus"] = _int(value)
+        elif key == "uptime":
+            facts["uptime_s"] = _float(value)
+        elif key == "load":
+            parts = [_float(p) for p in value.split()[:3]]
+            if len(parts) == 3 and None not in parts:
+                facts["load"] = parts
+        elif key in ("mem_total_kb", "mem_available_kb"):
+            kb = _int(value)
+            if kb is not None:
+                facts[key.replace("_kb", "_mb")] = round(kb / 1024, 1)
+        elif key == "df":
+            parts = value.split(maxsplit=2)
+            if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+                disks[parts[2]] = {
+                    "mount": parts[2],
+                    "free_mb": round(int(parts[0]) / 1024, 1),
+                    "size_mb": round(int(parts[1]) / 1024, 1),
+                }
+    if disks:
+        facts["disks"] = list(disks.values())
+    return facts, custom, custom_exit
+
+
+def judge(exit_status: int | None, stdout: bytes, stderr: bytes, policy: Policy,
+          static: dict[str, Any] | None = None) -> Verdict:
+    """Turn one check's output into a status, a reason and facts."""
+    if exit_status is None:
+        return Verdict(UNAVAILABLE, "the check's session ended without an exit status")
+    facts, custom, custom_exit = parse_facts(stdout)
+    for key, value in (static or {}).items():
+        facts.setdefault(key, value)
+    if exit_status != 0 and custom_exit is None:
+        detail = clean_line(stderr.strip().split(b"\n")[-1], 200) if stderr.strip() else ""
+        return Verdict(UNHEALTHY, f"the health check exited {exit_status}"
+                       + (f": {detail}" if detail else ""), facts)
+    if custom_exit is not None and custom_exit not in (0, 1):
+        said = custom[-1] if custom else f"exit status {custom_exit}"
+        return Verdict(UNHEALTHY, f"custom health check failed: {said}", facts)
+
+    warnings = []
+    if custom_exit == 1:
+        warnings.append(f"custom health check: {custom[-1] if custom else 'warning'}")
+    for disk in facts.get("disks", []):
+        if disk["free_mb"] < policy.disk_free_warning_mb:
+            warnings.append(f"only {_size(disk['free_mb'])} free on {disk['mount']}")
+    cpus, load = facts.get("cpus"), facts.get("load")
+    # The 5-minute load: a one-minute spike should not flap a worker to warning.
+    if cpus and load and load[1] > policy.load_warning_factor * cpus:
+        warnings.append(
+            f"load {load[1]:.2f} over {policy.load_warning_factor:g}x its {cpus} CPUs"
+        )
+    if warnings:
+        return Verdict(WARNING, "; ".join(warnings), facts)
+    return Verdict(HEALTHY, "", facts)
+
+
+def _size(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None

@@ -1,0 +1,130 @@
+"""Schema migrations: each step moves the database one version forward, in order.
+
+The version lives in SQLite's `PRAGMA user_version`, so a database written by any
+older Workdeck opens: the server applies the missing steps at start, each in its
+own transaction. Steps are plain SQL so they stay readable and never change once
+released; add a new step instead of editing an old one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "workers, pools, host keys, health checks, audit log, settings",
+        [
+            """CREATE TABLE worker (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                host VARCHAR NOT NULL,
+                port INTEGER NOT NULL DEFAULT 22,
+                user VARCHAR,
+                key_path VARCHAR,
+                use_agent BOOLEAN NOT NULL DEFAULT 0,
+                capacity INTEGER NOT NULL DEFAULT 4,
+                enabled BOOLEAN NOT NULL DEFAULT 1,
+                builtin BOOLEAN NOT NULL DEFAULT 0,
+                work_dir VARCHAR NOT NULL DEFAULT '.workdeck/work',
+                created_at DATETIME NOT NULL,
+                status VARCHAR NOT NULL DEFAULT 'unknown',
+                reason VARCHAR NOT NULL DEFAULT '',
+                checked_at DATETIME,
+                latency_ms FLOAT,
+                connect_ms FLOAT,
+                facts VARCHAR NOT NULL DEFAULT '{}',
+                presented_key VARCHAR,
+                trust_next_key BOOLEAN NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX ix_worker_name ON worker (name)",
+            """CREATE TABLE pool (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                description VARCHAR NOT NULL DEFAULT '',
+                is_default BOOLEAN NOT NULL DEFAULT 0,
+                created_at DATETIME NOT NULL
+            )""",
+            "CREATE INDEX ix_pool_name ON pool (name)",
+            """CREATE TABLE pool_member (
+                pool_id INTEGER NOT NULL REFERENCES pool (id) ON DELETE CASCADE,
+                worker_id INTEGER NOT NULL REFERENCES worker (id) ON DELETE CASCADE,
+                PRIMARY KEY (pool_id, worker_id)
+            )""",
+            """CREATE TABLE host_key (
+                worker_id INTEGER PRIMARY KEY REFERENCES worker (id) ON DELETE CASCADE,
+                public_key VARCHAR NOT NULL,
+                fingerprint VARCHAR NOT NULL,
+                trusted_at DATETIME NOT NULL,
+                trusted_by VARCHAR NOT NULL DEFAULT ''
+            )""",
+            """CREATE TABLE health_check (
+                id INTEGER PRIMARY KEY,
+                worker_id INTEGER NOT NULL REFERENCES worker (id) ON DELETE CASCADE,
+                checked_at DATETIME NOT NULL,
+                status VARCHAR NOT NULL,
+                reason VARCHAR NOT NULL DEFAULT '',
+                latency_ms FLOAT,
+                connect_ms FLOAT,
+                load1 FLOAT,
+                disk_free_mb FLOAT
+            )""",
+            "CREATE INDEX ix_health_check_worker_id ON health_check (worker_id)",
+            "CREATE INDEX ix_health_check_checked_at ON health_check (checked_at)",
+            """CREATE TABLE audit_event (
+                id INTEGER PRIMARY KEY,
+                at DATETIME NOT NULL,
+                actor VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                target VARCHAR NOT NULL,
+                detail VARCHAR NOT NULL DEFAULT ''
+            )""",
+            "CREATE INDEX ix_audit_event_at ON audit_event (at)",
+            """CREATE TABLE setting (
+                key VARCHAR PRIMARY KEY,
+                value VARCHAR NOT NULL
+            )""",
+        ],
+    ),
+]
+
+LATEST = len(MIGRATIONS)
+
+
+class SchemaTooNewError(Exception):
+    """The database was written by a newer Workdeck than this one."""
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, target: int = LATEST) -> list[int]:
+    """Apply the missing steps up to `target`; return the versions applied.
+
+    `conn` must be in autocommit mode (isolation_level=None) so that each step's
+    BEGIN IMMEDIATE ... COMMIT is the only transaction around it.
+    """
+    applied: list[int] = []
+    current = schema_version(conn)
+    if current > LATEST:
+        raise SchemaTooNewError(
+            f"The database is at schema version {current}, newer than this Workdeck "
+            f"understands ({LATEST}); upgrade Workdeck to open it."
+        )
+    for version in range(current + 1, target + 1):
+        _, statements = MIGRATIONS[version - 1]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read inside the lock: another process may have migrated meanwhile.
+            if schema_version(conn) >= version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied

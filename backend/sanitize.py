@@ -1,0 +1,45 @@
+"""Make text from workers safe to store and show: no escape sequences, no control bytes."""
+
+from __future__ import annotations
+
+import re
+
+MAX_LINE = 16_384  # characters of one line kept; a marker says how much was cut
+
+# CSI, OSC, DCS/SOS/PM/APC strings and single-character escapes, as terminals parse them,
+# including their 8-bit C1 forms.
+_ESCAPES = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?              # CSI ... final byte
+    | (?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c|$)     # OSC ... BEL or ST
+    | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c|$)  # DCS, SOS, PM, APC ... ST
+    | \x1b[ -/]*[0-~]?                             # other escapes (charset, keypad, ...)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# Every C0 and C1 control except tab, and the Unicode bidirectional overrides that
+# can make a line read differently from what it is.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(data: bytes | str) -> str:
+    """Decode (invalid UTF-8 becomes U+FFFD), strip escapes and controls, keep newlines.
+
+    A carriage return inside a line would let later text overwrite earlier text on a
+    terminal, so a line keeps only what follows its last `\\r` (what a terminal shows).
+    """
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = _ESCAPES.sub("", text)
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    return _CONTROLS.sub("", text.replace("\t", "    "))
+
+
+def clean_line(data: bytes | str, limit: int = MAX_LINE) -> str:
+    """One line of output, cleaned, newlines removed, cut to `limit` characters."""
+    text = clean_text(data).replace("\n", " ")
+    if len(text) > limit:
+        cut = len(text) - limit
+        text = f"{text[:limit]} [... {cut} more characters cut]"
+    return text

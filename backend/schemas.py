@@ -1,0 +1,58 @@
+"""What the HTTP API accepts and returns, shared by the routes and the clients' expectations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class WorkerCreate(BaseModel):
+    name: str
+    host: str
+    port: int = 22
+    user: str | None = None
+    key_path: str | None = None
+    use_agent: bool = False
+    pools: list[str] = Field(default_factory=list)
+    capacity: int = 4
+    work_dir: str | None = None
+    trust_host_key: bool = False
+
+
+class WorkerImport(BaseModel):
+    workers: list[WorkerCreate]
+    pools: list[str] = Field(default_factory=list)
+    trust_host_key: bool = False
+
+
+class TrustRequest(BaseModel):
+    fingerprint: str | None = None
+
+
+class PoolCreate(BaseModel):
+    name: str
+    description: str = ""
+
+
+class CheckRequest(BaseModel):
+    workers: list[str] = Field(default_factory=list)
+    pools: list[str] = Field(default_factory=list)
+
+
+class Policy(BaseModel):
+    """The machine policy: how often and how strictly workers are checked."""
+
+    interval_s: float = Field(60.0, ge=1, le=86_400)
+    timeout_s: float = Field(10.0, ge=1, le=600)
+    disk_free_warning_mb: float = Field(1024.0, ge=0)
+    load_warning_factor: float = Field(2.0, gt=0)
+    history_size: int = Field(120, ge=1, le=10_000)
+    custom_script: str = ""
+
+
+class SettingsUpdate(BaseModel):
+    builtin_worker: bool | None = None
+
+
+Json = dict[str, Any]

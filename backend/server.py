@@ -1,0 +1,217 @@
+"""The Workdeck server: owns the store, the SSH connections and the checks; serves the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from backend import __version__, fleet
+from backend.api import checks, events, pools, server, workers
+from backend.checker import HealthChecker
+from backend.config import DataDir
+from backend.db import Store
+from backend.errors import WorkdeckError
+from backend.events import EventBus
+from backend.ssh import ConnectionPool
+
+log = logging.getLogger("workdeck.server")
+
+UNIX_PATH_MAX = 107
+
+
+class ServerError(Exception):
+    """The server cannot start; the message says why in one sentence."""
+
+
+class Backend:
+    """Everything one running server holds, shared by the API routes."""
+
+    def __init__(self, data_dir: DataDir, *, listen: str, store: Store) -> None:
+        self.data_dir = data_dir
+        self.listen = listen
+        self.store = store
+        self.bus = EventBus()
+        self.connections = ConnectionPool()
+        self.checker = HealthChecker(store, self.connections, self.bus)
+        self.started = time.time()
+        self.stop_callback: Callable[[], None] | None = None
+        self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "data_dir": str(self.data_dir.root),
+            "listen": self.listen,
+            "started_at": self.started,
+            "uptime_s": round(time.time() - self.started, 1),
+            "connections": len(self.connections),
+            "subscribers": self.bus.subscriber_count,
+        }
+
+    def settings(self) -> dict[str, Any]:
+        with self.store.read() as session:
+            return {"builtin_worker": fleet.get_setting(session, "builtin_worker", True)}
+
+    def request_stop(self, actor: str) -> None:
+        log.info("stop requested by %s", actor)
+        if self.stop_callback:
+            self.stop_callback()
+
+    async def workers_changed(self, names: list[str], *, check: bool = False) -> dict[str, Any]:
+        """Push the named workers' new state; optionally check them in the background."""
+        current = await asyncio.to_thread(fleet.list_workers, self.store, names)
+        for worker in current:
+            self.bus.publish("worker", worker["name"], worker)
+        if check:
+            task = asyncio.create_task(self.checker.check_now(names))
+            task.add_done_callback(_log_failure)
+        return current[0] if current else {}
+
+    async def resync(self) -> None:
+        """Publish every worker and pool, e.g. after a change that touched many."""
+        workers, all_pools = await asyncio.gather(
+            asyncio.to_thread(fleet.list_workers, self.store),
+            asyncio.to_thread(fleet.list_pools, self.store),
+        )
+        for worker in workers:
+            self.bus.publish("worker", worker["name"], worker)
+        for pool in all_pools:
+            self.bus.publish("pool", pool["name"], pool)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background check failed: %s", task.exception())
+
+
+def create_app(backend: Backend) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(backend.checker.run_schedule())]
+        tasks += [asyncio.create_task(start()) for start in backend.extra_tasks]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            with contextlib.suppress(Exception):
+                await backend.checker.flush()
+            await backend.connections.close()
+
+    app = FastAPI(title="Workdeck", version=__version__, lifespan=lifespan)
+    app.state.backend = backend
+    for module in (workers, pools, checks, events, server):
+        app.include_router(module.router)
+
+    @app.exception_handler(WorkdeckError)
+    async def _refused(_request: Request, exc: WorkdeckError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return JSONResponse(
+            {"detail": f"Invalid {where}: {first.get('msg', 'not understood')}."},
+            status_code=422,
+        )
+
+    return app
+
+
+def _bind_unix(path: str) -> socket.socket:
+    if len(path) > UNIX_PATH_MAX:
+        raise ServerError(
+            f"The socket path {path} is longer than {UNIX_PATH_MAX} characters; use a shorter "
+            "--data-dir."
+        )
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # left behind by a server that died
+        else:
+            raise ServerError(f"A Workdeck server is already running on {path}.")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return sock
+
+
+def _bind_tcp(listen: str) -> socket.socket:
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ServerError(f"--listen {listen!r} is not unix:PATH or HOST:PORT.") from None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServerError(f"Cannot listen on {listen}: {exc.strerror or exc}.") from None
+    return sock
+
+
+def serve(data_dir: DataDir, listen: str | None = None,
+          prepare: Callable[[Backend], None] | None = None) -> None:
+    """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API)."""
+    data_dir.ensure()
+    listen = listen or f"unix:{data_dir.socket}"
+    if listen.startswith("unix:"):
+        path = listen[len("unix:"):]
+        sock = _bind_unix(path)
+    else:
+        path = None
+        sock = _bind_tcp(listen)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    store = Store(data_dir.database)
+    fleet.ensure_builtin(store, "server")
+    backend = Backend(data_dir, listen=listen, store=store)
+    if prepare:
+        prepare(backend)
+    config = uvicorn.Config(create_app(backend), log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=2, lifespan="on")
+    uv = uvicorn.Server(config)
+
+    def stop() -> None:
+        uv.should_exit = True
+
+    backend.stop_callback = stop
+    data_dir.pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        asyncio.run(uv.serve(sockets=[sock]))
+    finally:
+        sock.close()
+        store.close()
+        with contextlib.suppress(OSError):
+            data_dir.pid_file.unlink()
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)

@@ -1,0 +1,329 @@
+"""SSH to workers: one persistent connection per worker, reused by every command.
+
+Connections are opened lazily, shared by concurrent callers, kept alive with SSH
+keepalives and replaced when they drop. Host keys fail closed: a key that is not
+pinned (or in the server account's known_hosts) is refused, and what it was is
+reported so an operator can decide to trust it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from backend.hostkeys import HostKeyDecision, KnownHosts, fingerprint_of
+
+OUTPUT_LIMIT = 1 << 20  # bytes of a command's output kept; the rest is discarded
+
+
+class SSHFailure(Exception):
+    """A worker could not be reached or used; `str()` is one sentence for the operator."""
+
+    def __init__(self, reason: str, *, presented_key: str | None = None,
+                 accepted_key: str | None = None) -> None:
+        super().__init__(reason)
+        self.presented_key = presented_key
+        self.accepted_key = accepted_key
+
+
+class HostKeyRefused(SSHFailure):
+    def __init__(self, reason: str, *, presented_key: str | None, changed: bool) -> None:
+        super().__init__(reason, presented_key=presented_key)
+        self.changed = changed
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to log in; a change of any of these means a new connection."""
+
+    host: str
+    port: int = 22
+    user: str | None = None
+    key_path: str | None = None
+    use_agent: bool = False
+    pinned_key: str | None = None
+    trust_first: bool = False
+
+
+@dataclass
+class CommandResult:
+    exit_status: int | None  # None: the session ended without an exit status
+    stdout: bytes
+    stderr: bytes
+    elapsed_ms: float
+    connect_ms: float | None = None  # set when this command opened a new connection
+    accepted_key: str | None = None  # set when a new key was accepted (known_hosts, first use)
+    accepted_from: str | None = None
+    truncated: bool = False
+
+
+@dataclass
+class _Connection:
+    endpoint: Endpoint
+    conn: asyncssh.SSHClientConnection
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Client(asyncssh.SSHClient):
+    def __init__(self, decision: HostKeyDecision, closed: asyncio.Event) -> None:
+        self._decision = decision
+        self._closed = closed
+
+    def validate_host_public_key(self, host: str, addr: str, port: int,
+                                 key: asyncssh.SSHKey) -> bool:
+        return self._decision.judge(key)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed.set()
+
+
+def _default_identities() -> list[str]:
+    ssh_dir = Path(os.path.expanduser("~/.ssh"))
+    names = ("id_ed25519", "id_ecdsa", "id_rsa")
+    return [str(ssh_dir / n) for n in names if (ssh_dir / n).is_file()]
+
+
+class ConnectionPool:
+    """Persistent SSH connections keyed by worker, with bounded connection storms."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10,
+        login_timeout: float = 10,
+        keepalive_interval: float = 5,
+        keepalive_count_max: int = 3,
+        max_connecting: int = 64,
+        known_hosts: KnownHosts | None = None,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.login_timeout = login_timeout
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_count_max = keepalive_count_max
+        self.known_hosts = known_hosts or KnownHosts()
+        self._connecting = asyncio.Semaphore(max_connecting)
+        self._connections: dict[object, _Connection] = {}
+        self._locks: dict[object, asyncio.Lock] = {}
+        self._keys: dict[str, tuple[float, asyncssh.SSHKey]] = {}
+
+    def __len__(self) -> int:
+        return sum(1 for c in self._connections.values() if not c.closed.is_set())
+
+    def _client_keys(self, endpoint: Endpoint) -> list[asyncssh.SSHKey]:
+        paths = [endpoint.key_path] if endpoint.key_path else _default_identities()
+        keys = []
+        for path in paths:
+            try:
+                stamp = os.stat(path).st_mtime
+                cached = self._keys.get(path)
+                if cached is None or cached[0] != stamp:
+                    cached = (stamp, asyncssh.read_private_key(path))
+                    self._keys[path] = cached
+                keys.append(cached[1])
+            except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+                if endpoint.key_path:
+                    raise SSHFailure(f"cannot load the key file {path}: {exc}") from None
+        return keys
+
+    async def _open(self, endpoint: Endpoint) -> tuple[_Connection, float, HostKeyDecision]:
+        decision = HostKeyDecision(pinned=endpoint.pinned_key, trust_first=endpoint.trust_first)
+        if endpoint.pinned_key is None:
+            decision.known_hosts = [
+                k.export_public_key("openssh").decode().strip()
+                for k in self.known_hosts.keys_for(endpoint.host, endpoint.port)
+            ]
+        trusted = [asyncssh.import_public_key(k) for k in
+                   ([endpoint.pinned_key] if endpoint.pinned_key else decision.known_hosts)]
+        closed = asyncio.Event()
+        where = f"{endpoint.host}:{endpoint.port}"
+        started = time.perf_counter()
+        client_keys = self._client_keys(endpoint)
+        if not client_keys and not endpoint.use_agent:
+            raise SSHFailure(
+                "no SSH key to log in with: give the worker a key file (--key) or allow "
+                "ssh-agent (--agent)"
+            )
+        try:
+            async with self._connecting:
+                conn = await asyncssh.connect(
+                    endpoint.host,
+                    endpoint.port,
+                    username=endpoint.user or _local_user(),
+                    client_keys=client_keys or None,
+                    agent_path=() if endpoint.use_agent else None,
+                    agent_forwarding=False,
+                    password=None,
+                    kbdint_auth=False,
+                    known_hosts=lambda _h, _a, _p: (trusted, [], []),
+                    client_factory=lambda: _Client(decision, closed),
+                    connect_timeout=self.connect_timeout,
+                    login_timeout=self.login_timeout,
+                    keepalive_interval=self.keepalive_interval,
+                    keepalive_count_max=self.keepalive_count_max,
+                    config=None,
+                    x509_trusted_certs=None,
+                    gss_host=None,
+                )
+        except asyncssh.HostKeyNotVerifiable:
+            raise self._host_key_failure(endpoint, decision) from None
+        except asyncssh.KeyExchangeFailed as exc:
+            if endpoint.pinned_key:
+                raise HostKeyRefused(
+                    f"{where} no longer offers the pinned host key type "
+                    f"({endpoint.pinned_key.split()[0]}): its host key may have changed, "
+                    "possibly a man-in-the-middle; connection refused",
+                    presented_key=None,
+                    changed=True,
+                ) from None
+            raise SSHFailure(f"SSH key exchange with {where} failed: {exc.reason}") from None
+        except asyncssh.PermissionDenied:
+            raise SSHFailure(
+                f"login refused: {where} did not accept the key for user "
+                f"{endpoint.user or _local_user()!r}"
+            ) from None
+        except asyncssh.DisconnectError as exc:
+            raise SSHFailure(f"{where} closed the SSH connection: {exc.reason}") from None
+        except TimeoutError:
+            raise SSHFailure(
+                f"timed out connecting or logging in to {where} "
+                f"(no SSH answer within {self.login_timeout:g}s)"
+            ) from None
+        except socket.gaierror:
+            raise SSHFailure(f"cannot resolve the host name {endpoint.host!r}") from None
+        except ConnectionRefusedError:
+            raise SSHFailure(f"connection refused by {where}: no SSH server is listening") from None
+        except OSError as exc:
+            raise SSHFailure(f"cannot connect to {where}: {exc.strerror or exc}") from None
+        except asyncssh.Error as exc:
+            raise SSHFailure(f"SSH to {where} failed: {exc.reason}") from None
+        connect_ms = (time.perf_counter() - started) * 1000
+        return _Connection(endpoint, conn, closed), connect_ms, decision
+
+    def _host_key_failure(self, endpoint: Endpoint, decision: HostKeyDecision) -> HostKeyRefused:
+        presented = fingerprint_of(decision.presented) if decision.presented else "an unknown key"
+        if decision.changed:
+            expected = fingerprint_of(endpoint.pinned_key or decision.known_hosts[0])
+            source = "pinned" if endpoint.pinned_key else "in known_hosts"
+            return HostKeyRefused(
+                f"HOST KEY CHANGED: presented {presented} but {expected} is {source}; "
+                "this may be a man-in-the-middle attack, connection refused",
+                presented_key=decision.presented,
+                changed=True,
+            )
+        return HostKeyRefused(
+            f"host key not trusted: presented {presented}; trust it after verifying it",
+            presented_key=decision.presented,
+            changed=False,
+        )
+
+    async def _connection(self, key: object, endpoint: Endpoint
+                          ) -> tuple[_Connection, float | None, HostKeyDecision | None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            current = self._connections.get(key)
+            if current and current.endpoint == endpoint and not current.closed.is_set():
+                return current, None, None
+            if current:
+                self._connections.pop(key, None)
+                current.conn.close()
+            fresh, connect_ms, decision = await self._open(endpoint)
+            self._connections[key] = fresh
+            return fresh, connect_ms, decision
+
+    async def run(self, key: object, endpoint: Endpoint, command: str, *,
+                  timeout: float, stdin: bytes | None = None) -> CommandResult:
+        """Run `command` on the worker; raise SSHFailure with a reason when it cannot."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._run(key, endpoint, command, stdin)
+        except TimeoutError:
+            raise SSHFailure(f"timed out after {timeout:g}s") from None
+
+    async def _run(self, key: object, endpoint: Endpoint, command: str,
+                   stdin: bytes | None) -> CommandResult:
+        for attempt in (1, 2):
+            connection, connect_ms, decision = await self._connection(key, endpoint)
+            started = time.perf_counter()
+            try:
+                result = await _exec(connection.conn, command, stdin)
+            except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, BrokenPipeError) as exc:
+                # A connection that dropped since its last use: reconnect once.
+                connection.closed.set()
+                if attempt == 2 or connect_ms is not None:
+                    raise SSHFailure(f"the SSH connection was lost: {exc}") from None
+                continue
+            result.elapsed_ms = (time.perf_counter() - started) * 1000
+            result.connect_ms = connect_ms
+            if decision and decision.accepted_from in ("known_hosts", "first use"):
+                result.accepted_key = decision.presented
+                result.accepted_from = decision.accepted_from
+            return result
+        raise AssertionError("unreachable")
+
+    async def drop(self, key: object) -> None:
+        connection = self._connections.pop(key, None)
+        if connection:
+            connection.conn.close()
+            with contextlib.suppress(Exception):
+                await connection.conn.wait_closed()
+
+    async def close(self) -> None:
+        connections = list(self._connections.values())
+        self._connections.clear()
+        for connection in connections:
+            connection.conn.close()
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await connection.conn.wait_closed()
+
+
+async def _exec(conn: asyncssh.SSHClientConnection, command: str,
+                stdin: bytes | None) -> CommandResult:
+    process = await conn.create_process(command, encoding=None)
+    try:
+        if stdin is not None:
+            process.stdin.write(stdin)
+        process.stdin.write_eof()
+        (stdout, cut_out), (stderr, cut_err) = await asyncio.gather(
+            read_bounded(process.stdout), read_bounded(process.stderr)
+        )
+        completed = await process.wait(check=False)
+    finally:
+        process.close()
+    return CommandResult(
+        exit_status=completed.exit_status if completed.exit_signal is None else None,
+        stdout=stdout,
+        stderr=stderr,
+        elapsed_ms=0.0,
+        truncated=cut_out or cut_err,
+    )
+
+
+async def read_bounded(stream: asyncssh.SSHReader) -> tuple[bytes, bool]:
+    """Read a stream to its end, keeping at most OUTPUT_LIMIT bytes of it."""
+    chunks: list[bytes] = []
+    size = 0
+    truncated = False
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return b"".join(chunks), truncated
+        if size < OUTPUT_LIMIT:
+            chunks.append(chunk[: OUTPUT_LIMIT - size])
+            truncated = truncated or size + len(chunk) > OUTPUT_LIMIT
+            size += len(chunk)
+        else:
+            truncated = True
+
+
+def _local_user() -> str:
+    import getpass
+
+    return getpass.getuser()

@@ -1,0 +1,91 @@
+"""Checks on what users type: names, hosts, ports, key files."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+
+import asyncssh
+
+from backend.errors import InvalidInput
+
+_NAME = re.compile(r"^[^\s\x00-\x1f\x7f]{1,100}$")
+_POOL_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def worker_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise InvalidInput(
+            f"Worker name {name!r} is not valid: use 1 to 100 characters with no spaces "
+            "or control characters."
+        )
+    return name
+
+
+def pool_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _POOL_NAME.match(name):
+        raise InvalidInput(
+            f"Pool name {name!r} is not valid: use 1 to 100 characters with no control characters."
+        )
+    return name
+
+
+def host(value: str) -> str:
+    value = (value or "").strip()
+    candidate = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(candidate)
+        return candidate
+    except ValueError:
+        pass
+    labels = candidate.rstrip(".").split(".")
+    if candidate and len(candidate) <= 253 and all(_HOST_LABEL.match(label) for label in labels):
+        return candidate
+    raise InvalidInput(f"Host {value!r} is not a valid host name or IP address.")
+
+
+def port(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise InvalidInput(f"Port {value!r} is not a number between 1 and 65535.")
+    return value
+
+
+def capacity(value: int) -> int:
+    if not isinstance(value, int) or not 1 <= value <= 1000:
+        raise InvalidInput(f"Capacity {value!r} is not a number of slots between 1 and 1000.")
+    return value
+
+
+def user(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _NAME.match(value) or len(value) > 64:
+        raise InvalidInput(f"User {value!r} is not a valid account name.")
+    return value
+
+
+def key_file(path: str | None) -> str | None:
+    """Return the absolute path of a readable, unencrypted private key, or refuse it."""
+    if not path:
+        return None
+    resolved = Path(os.path.expanduser(path)).absolute()
+    if not resolved.exists():
+        raise InvalidInput(f"Key file {resolved} does not exist.")
+    if not resolved.is_file():
+        raise InvalidInput(f"Key file {resolved} is not a file.")
+    try:
+        asyncssh.read_private_key(resolved)
+    except PermissionError:
+        raise InvalidInput(f"Key file {resolved} cannot be read by the server's account.") from None
+    except asyncssh.KeyEncryptionError:
+        raise InvalidInput(
+            f"Key file {resolved} is protected by a passphrase; load it into ssh-agent and "
+            "add the worker with --agent instead."
+        ) from None
+    except (asyncssh.KeyImportError, ValueError, OSError):
+        raise InvalidInput(f"Key file {resolved} is not an SSH private key.") from None
+    return str(resolved)

@@ -1,0 +1,1 @@
+"""Workdeck's clients: the Textual console and the command line."""

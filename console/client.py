@@ -1,0 +1,242 @@
+"""The API client used by the console and the command line; starts a local server if needed."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from backend.config import DataDir
+
+CONNECT_TIMEOUT = 5.0
+REQUEST_TIMEOUT = 120.0  # a check of a large fleet can take a while; the server bounds it
+
+
+class ApiError(Exception):
+    """The server refused a request; `str()` is its one-sentence reason."""
+
+    def __init__(self, message: str, status_code: int = 0) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ServerUnavailable(ApiError):
+    """No server answers at the configured address."""
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class Target:
+    """Where the server is: a Unix socket in the data directory, or a URL."""
+
+    def __init__(self, data_dir: DataDir, server_url: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.server_url = server_url or os.environ.get("WORKDECK_SERVER") or None
+
+    @property
+    def local(self) -> bool:
+        return self.server_url is None
+
+    def describe(self) -> str:
+        return self.server_url or str(self.data_dir.socket)
+
+    def _options(self) -> dict[str, Any]:
+        headers = {"X-Workdeck-Actor": _actor()}
+        timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT)
+        if self.server_url:
+            return {"base_url": self.server_url.rstrip("/"), "headers": headers,
+                    "timeout": timeout}
+        return {"base_url": "http://workdeck", "headers": headers, "timeout": timeout}
+
+    def sync_client(self) -> httpx.Client:
+        options = self._options()
+        if self.local:
+            options["transport"] = httpx.HTTPTransport(uds=str(self.data_dir.socket))
+        return httpx.Client(**options)
+
+    def async_client(self) -> httpx.AsyncClient:
+        options = self._options()
+        if self.local:
+            options["transport"] = httpx.AsyncHTTPTransport(uds=str(self.data_dir.socket))
+        return httpx.AsyncClient(**options)
+
+
+def _error_from(response: httpx.Response) -> ApiError:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if not isinstance(detail, str):
+        detail = f"The server answered {response.status_code} {response.reason_phrase}."
+    return ApiError(detail, response.status_code)
+
+
+def _unavailable(target: Target, exc: Exception) -> ServerUnavailable:
+    return ServerUnavailable(f"No Workdeck server answers at {target.describe()} ({exc}).")
+
+
+class Client:
+    """Blocking API calls, for the command line."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._http = target.sync_client()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            raise _unavailable(self.target, exc) from None
+        except httpx.TimeoutException:
+            raise ApiError(f"The server at {self.target.describe()} did not answer in time.") \
+                from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.json() if response.content else None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, json=body, **kwargs)
+
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def alive(self) -> bool:
+        try:
+            self.get("/api/server")
+        except ServerUnavailable:
+            return False
+        return True
+
+
+class AsyncClient:
+    """Non-blocking API calls and the event stream, for the console."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._http = target.async_client()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                FileNotFoundError) as exc:
+            raise _unavailable(self.target, exc) from None
+        except httpx.TimeoutException:
+            raise ApiError(f"The server at {self.target.describe()} did not answer in time.") \
+                from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.json() if response.content else None
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, body: Any = None) -> Any:
+        return await self.request("POST", path, json=body)
+
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+        """Yield (event, data) from the server's push stream until it ends."""
+        try:
+            async with self._http.stream("GET", "/api/events",
+                                         timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+                                         ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error_from(response)
+                event, data = "message", []
+                async for line in response.aiter_lines():
+                    if line.startswith(":"):
+                        continue
+                    if not line:
+                        if data:
+                            yield event, json.loads("\n".join(data))
+                        event, data = "message", []
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                FileNotFoundError) as exc:
+            raise _unavailable(self.target, exc) from None
+
+
+def start_server(target: Target, *, extra_args: list[str] | None = None,
+                 wait: float = 15.0) -> None:
+    """Start a background server for the target's data directory and wait until it answers."""
+    data_dir = target.data_dir
+    data_dir.ensure()
+    log = open(data_dir.log_file, "ab")  # noqa: SIM115 - handed to the child process
+    with log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "console.cli", "--data-dir", str(data_dir.root), "server",
+             *(extra_args or [])],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # outlives the console and the operator's SSH session
+            close_fds=True,
+        )
+    deadline = time.monotonic() + wait
+    with Client(target) as client:
+        while time.monotonic() < deadline:
+            if client.alive():
+                return
+            if process.poll() is not None:
+                raise ServerUnavailable(
+                    f"The Workdeck server could not start: {_last_log_line(data_dir)}"
+                )
+            time.sleep(0.05)
+    raise ServerUnavailable(
+        f"The Workdeck server did not answer within {wait:g}s; see {data_dir.log_file}."
+    )
+
+
+def ensure_server(target: Target) -> None:
+    """Make sure a server answers: start one for a local data directory when none does."""
+    with Client(target) as client:
+        if client.alive():
+            return
+    if not target.local:
+        raise ServerUnavailable(f"No Workdeck server answers at {target.describe()}.")
+    start_server(target)
+
+
+def _last_log_line(data_dir: DataDir) -> str:
+    with contextlib.suppress(OSError):
+        lines = [ln for ln in data_dir.log_file.read_text(errors="replace").splitlines() if ln]
+        if lines:
+            return lines[-1]
+    return f"see {data_dir.log_file}"
