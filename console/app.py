@@ -1,0 +1,200 @@
+"""The Workdeck console: a Textual app that shows the fleet live and acts on it by key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from console.client import ApiError, AsyncClient, ServerUnavailable, Target, start_server
+from console.state import Fleet
+
+RECONNECT_MAX_S = 5.0
+
+
+class WorkdeckApp(App[None]):
+    """Views are modes; the fleet arrives as a push stream and each view updates in place."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "Workdeck"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("colon", "command_line", ":cmd", id="command_line"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("1", "switch_mode('dashboard')", "Dashboard", show=False, id="dashboard"),
+        Binding("2", "switch_mode('workers')", "Workers", show=False, id="workers"),
+        Binding("3", "switch_mode('pools')", "Pools", show=False, id="pools"),
+    ]
+
+    connected: reactive[bool] = reactive(False)
+    connection_note: reactive[str] = reactive("connecting…")
+
+    def __init__(self, target: Target, *, autostart_args: list[str] | None = None) -> None:
+        from console.screens.dashboard import DashboardScreen
+        from console.screens.pools import PoolsScreen
+        from console.screens.workers import WorkersScreen
+
+        self.MODES = {
+            "dashboard": DashboardScreen,
+            "workers": WorkersScreen,
+            "pools": PoolsScreen,
+        }
+        super().__init__()
+        self.target = target
+        self.autostart_args = autostart_args
+        self.api = AsyncClient(target)
+        self.fleet = Fleet()
+        self.fleet_loaded = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        self.switch_mode("dashboard")
+        self.follow_events()
+
+    async def on_unmount(self) -> None:
+        await self.api.aclose()
+
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def follow_events(self) -> None:
+        """Keep a push stream open, reconnecting (and restarting a local server) when lost."""
+        delay = 0.5
+        failures = 0
+        while True:
+            try:
+                async for event, data in self.api.events():
+                    if event == "snapshot":
+                        self.fleet.load(data)
+                        self.fleet_loaded = True
+                        self.connected = True
+                        self.connection_note = ""
+                        delay, failures = 0.5, 0
+                        self.broadcast(None)
+                    elif event == "changes":
+                        self.broadcast(self.fleet.apply(data))
+                raise ServerUnavailable("the server closed the event stream")
+            except ApiError as exc:
+                self.connected = False
+                failures += 1
+                self.connection_note = f"server connection lost, retrying in {delay:g}s: {exc}"
+                if failures == 3 and self.target.local:
+                    self.connection_note = "server connection lost; starting a new server…"
+                    try:
+                        await asyncio.to_thread(start_server, self.target,
+                                                extra_args=self.autostart_args)
+                    except ApiError as start_error:
+                        self.connection_note = f"cannot restart the server: {start_error}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def broadcast(self, changed: set[str] | None) -> None:
+        """Tell every view what changed (None: everything)."""
+        for screen in self._fleet_screens():
+            screen.fleet_changed(changed)
+
+    def _fleet_screens(self) -> Iterable[Any]:
+        for stack in self._screen_stacks.values():
+            for screen in stack:
+                if hasattr(screen, "fleet_changed") and screen.is_mounted:
+                    yield screen
+
+    def watch_connected(self, _connected: bool) -> None:
+        for screen in self._fleet_screens():
+            screen.connection_changed()
+
+    def watch_connection_note(self, _note: str) -> None:
+        self.watch_connected(self.connected)
+
+    # ------------------------------------------------------------ actions
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # One place turns a failed background call into a message, never a traceback.
+        if event.state == WorkerState.ERROR and event.worker.group != "events":
+            error = event.worker.error
+            message = str(error) if isinstance(error, ApiError) else \
+                f"Unexpected error: {error.__class__.__name__}: {error}"
+            self.notify(message, severity="error", markup=False, timeout=8)
+
+    def call_api(self, description: str, method: str, path: str, body: Any = None,
+                 *, done: str | None = None) -> None:
+        """Call the API in the background; report the outcome as a notification."""
+        self._call_api(description, method, path, body, done)
+
+    @work(exit_on_error=False, group="api")
+    async def _call_api(self, description: str, method: str, path: str, body: Any,
+                        done: str | None) -> Any:
+        try:
+            result = await self.api.request(method, path, json=body)
+        except ApiError as exc:
+            self.notify(str(exc), title=description, severity="error", markup=False,
+                        timeout=8)
+            return None
+        if done:
+            self.notify(done, markup=False)
+        return result
+
+    def action_command_line(self) -> None:
+        from console.screens.modals import CommandLine
+
+        self.push_screen(CommandLine(), self._run_command)
+
+    def _run_command(self, line: str | None) -> None:
+        if not line:
+            return
+        word, _, rest = line.strip().lstrip(":").partition(" ")
+        word = word.lower()
+        views = {"d": "dashboard", "dash": "dashboard", "dashboard": "dashboard",
+                 "w": "workers", "worker": "workers", "workers": "workers",
+                 "p": "pools", "pool": "pools", "pools": "pools"}
+        if word in views:
+            self.switch_mode(views[word])
+            screen = self.screen
+            if hasattr(screen, "set_filter"):
+                screen.set_filter(rest.strip())
+        elif word in ("q", "quit", "exit"):
+            self.exit()
+        elif word in ("help", "h", "?"):
+            self.action_help()
+        elif word == "check":
+            self.check_workers(rest.split() or None)
+        else:
+            self.notify(f"Unknown command {word!r}: try :dashboard, :workers [filter], "
+                        ":pools [filter], :check [worker...], :quit.", severity="warning",
+                        markup=False)
+
+    def check_workers(self, names: list[str] | None) -> None:
+        label = ", ".join(names) if names else "every worker"
+        self.notify(f"Checking {label}…", markup=False)
+        self.call_api("Check", "POST", "/api/checks", {"workers": names or []},
+                      done=f"Checked {label}.")
+
+    def action_help(self) -> None:
+        from console.screens.modals import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Dashboard", "Fleet health at a glance",
+                            lambda: self.switch_mode("dashboard"))
+        yield SystemCommand("Workers", "Every worker, live", lambda: self.switch_mode("workers"))
+        yield SystemCommand("Pools", "Worker pools and their members",
+                            lambda: self.switch_mode("pools"))
+        yield SystemCommand("Check every worker now", "Run a health check on the whole fleet",
+                            lambda: self.check_workers(None))
+        yield SystemCommand("Help", "Keys of this view", self.action_help)
+        yield SystemCommand("Quit", "Close the console (the server keeps running)", self.exit)
+
+
+def run_console(target: Target, *, autostart_args: list[str] | None = None) -> None:
+    WorkdeckApp(target, autostart_args=autostart_args).run()

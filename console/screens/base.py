@@ -1,0 +1,130 @@
+"""What every fleet view shares: the top bar, the footer, a `/` filter, live updates."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from console.state import STATUS_ORDER, status_text
+
+if TYPE_CHECKING:
+    from console.app import WorkdeckApp
+
+
+class TopBar(Horizontal):
+    """The view's name, the fleet's counts and the connection to the server."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="view-title")
+        yield Static(id="fleet-counts")
+        yield Static(id="connection")
+
+
+class FleetScreen(Screen):
+    """A view of the fleet that the app tells about every change."""
+
+    VIEW_NAME: ClassVar[str] = ""
+    FILTERABLE: ClassVar[bool] = True
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("escape", "back", "Back", show=False, id="back"),
+    ]
+
+    @property
+    def wapp(self) -> WorkdeckApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose_top(self) -> ComposeResult:
+        yield TopBar()
+
+    def compose_bottom(self) -> ComposeResult:
+        if self.FILTERABLE:
+            # Always laid out (one line), so that keys typed right after `/` land in it.
+            yield Input(placeholder="/ to filter: words to match, esc clears", id="filter",
+                        compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#view-title", Static).update(Text(self.VIEW_NAME, style="bold"))
+        self.connection_changed()
+        if self.wapp.fleet_loaded:
+            self.fleet_changed(None)
+
+    def on_screen_resume(self) -> None:
+        # Views not on screen still track changes; a full pass catches anything missed.
+        if self.wapp.fleet_loaded:
+            self.fleet_changed(None)
+
+    def fleet_changed(self, changed: set[str] | None) -> None:
+        self._update_counts()
+
+    def _update_counts(self) -> None:
+        counts = self.wapp.fleet.counts()
+        text = Text()
+        for status in STATUS_ORDER:
+            if counts.get(status):
+                text.append_text(status_text(status))
+                text.append(f" {counts[status]}   ")
+        self.query_one("#fleet-counts", Static).update(text)
+
+    def connection_changed(self) -> None:
+        app = self.wapp
+        bar = self.query_one("#connection", Static)
+        if app.connected:
+            bar.update(Text(f"● {app.target.describe()}", style="green"))
+            bar.remove_class("lost")
+        else:
+            bar.update(Text(f"⚠ {app.connection_note}", style="bold"))
+            bar.add_class("lost")
+
+    # ------------------------------------------------------------ filter
+
+    @property
+    def filter_text(self) -> str:
+        if not self.FILTERABLE:
+            return ""
+        return self.query_one("#filter", Input).value.strip()
+
+    def action_filter(self) -> None:
+        if not self.FILTERABLE:
+            return
+        # set_focus is immediate; focus() would let keys already queued go to the table.
+        self.set_focus(self.query_one("#filter", Input))
+
+    def set_filter(self, text: str) -> None:
+        if not self.FILTERABLE:
+            return
+        self.query_one("#filter", Input).value = text
+        self.filter_changed()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_changed()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.focus_main()
+
+    def filter_changed(self) -> None:
+        self.fleet_changed(None)
+
+    def focus_main(self) -> None:
+        """Put the keyboard focus back on the view's main table."""
+
+    def action_back(self) -> None:
+        if self.FILTERABLE:
+            box = self.query_one("#filter", Input)
+            if box.has_focus or box.value:
+                box.value = ""
+                self.filter_changed()
+                self.focus_main()
+                return
+        if self.app.current_mode != "dashboard":
+            self.app.switch_mode("dashboard")
