@@ -30,6 +30,7 @@ class LocalSSHServer:
         self.sessions = 0
         self._server: asyncssh.SSHAcceptor | None = None
         self._processes: set[asyncio.subprocess.Process] = set()
+        self._connections: set[asyncssh.SSHServerConnection] = set()
 
     @property
     def host_public_key(self) -> str:
@@ -53,6 +54,7 @@ class LocalSSHServer:
             agent_forwarding=False,
             x11_forwarding=False,
             line_editor=False,
+            acceptor=self._connections.add,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -91,6 +93,10 @@ class LocalSSHServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        # Like a host going away: established connections end too, not only the listener.
+        for conn in list(self._connections):
+            conn.close()
+        self._connections.clear()
         for child in list(self._processes):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)

@@ -204,6 +204,13 @@ class ConnectionPool:
         except asyncssh.Error as exc:
             raise SSHFailure(f"SSH to {where} failed: {exc.reason}") from None
         connect_ms = (time.perf_counter() - started) * 1000
+        if endpoint.pinned_key is None and decision.accepted_from is None:
+            # asyncssh accepted a key from the trusted list without asking us: that list
+            # held only known_hosts keys, so that is where this key's trust comes from.
+            server_key = conn.get_server_host_key()
+            if server_key is not None:
+                decision.presented = server_key.export_public_key("openssh").decode().strip()
+                decision.accepted_from = "known_hosts"
         return _Connection(endpoint, conn, closed), connect_ms, decision
 
     def _host_key_failure(self, endpoint: Endpoint, decision: HostKeyDecision) -> HostKeyRefused:

@@ -33,8 +33,20 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h",
-                                                                                  "--help"]})
+class WorkdeckGroup(click.Group):
+    """Turns every refusal into one sentence on stderr and an exit status, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            fail(str(exc), 4 if exc.status_code == 0 else 1)
+        except DataDirError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=WorkdeckGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where the server keeps "
               "its files (default: $WORKDECK_HOME or the platform's user data directory).")
 @click.option("--server", "server_url", metavar="URL", help="Talk to the server at URL "
@@ -482,18 +494,7 @@ def demo(keep: bool) -> None:
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        fail("Aborted.", 130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except ApiError as exc:
-        fail(str(exc), 4 if exc.status_code == 0 else 1)
-    except DataDirError as exc:
-        fail(str(exc))
+        cli.main(prog_name="workdeck")
     except KeyboardInterrupt:
         fail("Interrupted.", 130)
 

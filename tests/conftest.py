@@ -1,0 +1,210 @@
+"""Fixtures: real SSH servers (in-process asyncssh and OpenSSH), a real Workdeck server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+from click.testing import CliRunner
+
+from backend.config import DataDir
+from backend.localssh import LocalSSHServer
+from console.cli import cli
+from console.client import Client, Target
+from openssh import OpenSSHServer, find_sshd
+
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def short_tmp(prefix: str) -> Path:
+    # Unix socket paths must stay under 108 bytes; pytest's tmp_path can be longer.
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+class LoopThread:
+    """An event loop in a thread, hosting in-process SSH servers for synchronous tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture(scope="session")
+def client_key() -> Iterator[Path]:
+    folder = short_tmp("wd-key-")
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="workdeck tests")
+    path = folder / "id_ed25519"
+    key.write_private_key(str(path))
+    path.chmod(0o600)
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def public_key(path: Path) -> str:
+    return asyncssh.read_private_key(str(path)).export_public_key("openssh").decode().strip()
+
+
+@pytest.fixture
+def ssh_servers(loop_thread: LoopThread, client_key: Path) -> Iterator[Any]:
+    """Start in-process SSH servers (asyncssh) that accept the test client key."""
+    started: list[LocalSSHServer] = []
+    root = short_tmp("wd-ssh-")
+
+    def start(name: str = "worker", **kwargs: Any) -> LocalSSHServer:
+        server = LocalSSHServer(root / f"{name}-{len(started)}",
+                                authorized_keys=[public_key(client_key)], **kwargs)
+        loop_thread.run(server.start())
+        started.append(server)
+        return server
+
+    def stop(server: LocalSSHServer) -> None:
+        loop_thread.run(server.stop())
+
+    start.stop = stop  # type: ignore[attr-defined]
+    yield start
+    for server in started:
+        loop_thread.run(server.stop())
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def need_sshd() -> str:
+    sshd = find_sshd()
+    if sshd is None:
+        message = "OpenSSH sshd is not installed (apt-get install openssh-server)"
+        if ON_CI:
+            pytest.fail(f"{message}: the OpenSSH tests must run on CI")
+        pytest.skip(message)
+    return sshd
+
+
+@pytest.fixture
+def openssh(client_key: Path) -> Iterator[Any]:
+    """Start real OpenSSH servers on loopback ports; they accept the test client key."""
+    need_sshd()
+    servers: list[OpenSSHServer] = []
+    root = short_tmp("wd-sshd-")
+
+    def start(**kwargs: Any) -> OpenSSHServer:
+        server = OpenSSHServer(root / f"sshd-{len(servers)}", **kwargs)
+        with open(server.authorized_keys, "a") as keys:
+            keys.write(public_key(client_key) + "\n")
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Workdeck:
+    """A real Workdeck server (its own process) and ways to talk to it."""
+
+    data_dir: DataDir
+    home: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def target(self) -> Target:
+        return Target(self.data_dir, server_url=None)
+
+    def client(self) -> Client:
+        return Client(self.target)
+
+    def cli(self, *args: str) -> CliResult:
+        result = CliRunner().invoke(cli, ["--data-dir", str(self.data_dir.root), *args])
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    def log(self) -> str:
+        try:
+            return self.data_dir.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def start_workdeck(root: Path, home: Path, extra: list[str] | None = None
+                   ) -> tuple[DataDir, subprocess.Popen[bytes]]:
+    data_dir = DataDir(root / "data")
+    data_dir.ensure()
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("WORKDECK_SERVER", None)
+    log = open(data_dir.log_file, "ab")  # noqa: SIM115 - owned by the child
+    process = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "--data-dir", str(data_dir.root), "server",
+         *(extra or [])],
+        stdout=log, stderr=log, env=env, start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + 20
+    with Client(Target(data_dir)) as client:
+        while not client.alive():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Workdeck server did not start:\n"
+                                   + data_dir.log_file.read_text(errors="replace"))
+            time.sleep(0.05)
+    return data_dir, process
+
+
+# A policy that makes results depend only on what a test arranges: the test machine's
+# own load and disk must not turn a worker to "warning".
+QUIET_POLICY = {"interval_s": 3600, "timeout_s": 5, "disk_free_warning_mb": 0,
+                "load_warning_factor": 1000, "history_size": 120, "custom_script": ""}
+
+
+@pytest.fixture
+def workdeck() -> Iterator[Workdeck]:
+    root = short_tmp("wd-")
+    home = root / "home"
+    (home / ".ssh").mkdir(parents=True)
+    data_dir, process = start_workdeck(root, home)
+    deck = Workdeck(data_dir, home, process)
+    with deck.client() as client:
+        client.put("/api/policy", QUIET_POLICY)
+        client.put("/api/settings", {"builtin_worker": False})
+    yield deck
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    shutil.rmtree(root, ignore_errors=True)
