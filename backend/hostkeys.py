@@ -64,11 +64,11 @@ class HostKeyDecision:
         self.presented = presented
         if self.pinned is not None:
             # A pinned key is the only key accepted: known_hosts never overrides it.
-            if _same_key(presented, self.pinned):
+            if same_key(presented, self.pinned):
                 self.accepted_from = "pin"
                 return True
             return False
-        if any(_same_key(presented, k) for k in self.known_hosts):
+        if any(same_key(presented, k) for k in self.known_hosts):
             self.accepted_from = "known_hosts"
             return True
         if self.known_hosts:
@@ -87,5 +87,5 @@ class HostKeyDecision:
         ) and self.accepted_from is None
 
 
-def _same_key(a: str, b: str) -> bool:
+def same_key(a: str, b: str) -> bool:
     return a.split()[:2] == b.split()[:2]

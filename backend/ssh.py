@@ -18,7 +18,7 @@ from pathlib import Path
 
 import asyncssh
 
-from backend.hostkeys import HostKeyDecision, KnownHosts, fingerprint_of
+from backend.hostkeys import HostKeyDecision, KnownHosts, fingerprint_of, same_key
 
 OUTPUT_LIMIT = 1 << 20  # bytes of a command's output kept; the rest is discarded
 
@@ -51,6 +51,11 @@ class Endpoint:
     pinned_key: str | None = None
     trust_first: bool = False
 
+    @property
+    def login(self) -> tuple[object, ...]:
+        """What the connection itself depends on (trust settings aside)."""
+        return (self.host, self.port, self.user, self.key_path, self.use_agent)
+
 
 @dataclass
 class CommandResult:
@@ -68,7 +73,16 @@ class CommandResult:
 class _Connection:
     endpoint: Endpoint
     conn: asyncssh.SSHClientConnection
+    server_key: str | None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def serves(self, endpoint: Endpoint) -> bool:
+        """Reusable for `endpoint`: same login, and the key it verified is still the pin."""
+        if self.closed.is_set() or self.endpoint.login != endpoint.login:
+            return False
+        if endpoint.pinned_key is None:
+            return self.endpoint.pinned_key is None
+        return self.server_key is not None and same_key(self.server_key, endpoint.pinned_key)
 
 
 class _Client(asyncssh.SSHClient):
@@ -211,7 +225,10 @@ class ConnectionPool:
             if server_key is not None:
                 decision.presented = server_key.export_public_key("openssh").decode().strip()
                 decision.accepted_from = "known_hosts"
-        return _Connection(endpoint, conn, closed), connect_ms, decision
+        server_key = conn.get_server_host_key()
+        exported = server_key.export_public_key("openssh").decode().strip() if server_key \
+            else None
+        return _Connection(endpoint, conn, exported, closed), connect_ms, decision
 
     def _host_key_failure(self, endpoint: Endpoint, decision: HostKeyDecision) -> HostKeyRefused:
         presented = fingerprint_of(decision.presented) if decision.presented else "an unknown key"
@@ -235,7 +252,7 @@ class ConnectionPool:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._connections.get(key)
-            if current and current.endpoint == endpoint and not current.closed.is_set():
+            if current and current.serves(endpoint):
                 return current, None, None
             if current:
                 self._connections.pop(key, None)

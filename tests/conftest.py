@@ -18,12 +18,12 @@ from typing import Any
 import asyncssh
 import pytest
 from click.testing import CliRunner
+from openssh import OpenSSHServer, find_sshd
 
 from backend.config import DataDir
 from backend.localssh import LocalSSHServer
 from console.cli import cli
 from console.client import Client, Target
-from openssh import OpenSSHServer, find_sshd
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
