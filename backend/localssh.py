@@ -73,10 +73,18 @@ class LocalSSHServer:
         self._processes.add(child)
         try:
             feeding = asyncio.create_task(_copy_stdin(process.stdin, child.stdin))
-            await asyncio.gather(_copy(child.stdout, process.stdout),
-                                 _copy(child.stderr, process.stderr))
-            status = await child.wait()
+            output = asyncio.gather(_copy(child.stdout, process.stdout),
+                                    _copy(child.stderr, process.stderr))
+            closed = asyncio.ensure_future(process.wait_closed())
+            await asyncio.wait({output, closed}, return_when=asyncio.FIRST_COMPLETED)
             feeding.cancel()
+            if not output.done():
+                # The client closed the channel (a timeout, a cancel): the finally below
+                # ends the command rather than leave it running unseen.
+                output.cancel()
+                return
+            closed.cancel()
+            status = await child.wait()
             process.exit(status if status >= 0 else 128 - status)
         except (asyncssh.Error, ConnectionError):
             process.exit(255)

@@ -1,0 +1,97 @@
+"""The SSH layer against in-process asyncssh servers: reuse, reconnects, bounds, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from backend.localssh import LocalSSHServer
+from backend.ssh import OUTPUT_LIMIT, ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
+from conftest import public_key
+
+
+@pytest.fixture
+async def server(tmp_path, client_key):
+    server = LocalSSHServer(tmp_path / "w", authorized_keys=[public_key(client_key)])
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def pool():
+    pool = ConnectionPool(connect_timeout=5, login_timeout=5)
+    yield pool
+    await pool.close()
+
+
+def endpoint(server, client_key, **kwargs):
+    return Endpoint(host=server.host, port=server.port, key_path=str(client_key),
+                    pinned_key=server.host_public_key, **kwargs)
+
+
+async def test_concurrent_commands_share_one_connection(server, pool, client_key):
+    target = endpoint(server, client_key)
+    results = await asyncio.gather(*(pool.run("w", target, f"echo {i}", timeout=10)
+                                     for i in range(20)))
+    assert [r.stdout for r in results] == [f"{i}\n".encode() for i in range(20)]
+    assert all(r.exit_status == 0 for r in results)
+    assert sum(r.connect_ms is not None for r in results) == 1
+    assert len(server._connections) == 1 and len(pool) == 1
+
+
+async def test_dropped_connection_is_replaced(server, pool, client_key):
+    target = endpoint(server, client_key)
+    await pool.run("w", target, "true", timeout=10)
+    for conn in list(server._connections):
+        conn.close()
+    await asyncio.sleep(0.1)
+    result = await pool.run("w", target, "echo back", timeout=10)
+    assert result.stdout == b"back\n" and result.connect_ms is not None
+
+
+async def test_exit_status_and_stderr_are_kept(server, pool, client_key):
+    result = await pool.run("w", endpoint(server, client_key), "echo oops >&2; exit 3",
+                            timeout=10)
+    assert (result.exit_status, result.stderr) == (3, b"oops\n")
+
+
+async def test_output_is_bounded(server, pool, client_key):
+    result = await pool.run("w", endpoint(server, client_key),
+                            "head -c 3000000 /dev/zero", timeout=20)
+    assert len(result.stdout) == OUTPUT_LIMIT and result.truncated
+
+
+async def test_a_hanging_command_times_out_and_is_killed(server, pool, client_key):
+    with pytest.raises(SSHFailure, match="timed out after 1s"):
+        await pool.run("w", endpoint(server, client_key), "sleep 30", timeout=1)
+    for _ in range(50):
+        if not server._processes:
+            break
+        await asyncio.sleep(0.1)
+    assert not server._processes  # the remote process ended with its channel
+
+
+async def test_an_unpinned_key_is_refused_with_its_fingerprint(server, pool, client_key):
+    target = Endpoint(host=server.host, port=server.port, key_path=str(client_key))
+    with pytest.raises(HostKeyRefused) as refused:
+        await pool.run("w", target, "true", timeout=10)
+    assert not refused.value.changed
+    assert server.fingerprint in str(refused.value)
+    assert server.sessions == 0
+
+
+async def test_trust_on_first_use_pins_what_was_presented(server, pool, client_key):
+    target = Endpoint(host=server.host, port=server.port, key_path=str(client_key),
+                      trust_first=True)
+    result = await pool.run("w", target, "true", timeout=10)
+    assert result.accepted_from == "first use"
+    assert result.accepted_key == server.host_public_key
+
+
+async def test_no_key_means_a_clear_refusal(server, pool, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* to fall back on
+    target = Endpoint(host=server.host, port=server.port, pinned_key=server.host_public_key)
+    with pytest.raises(SSHFailure, match="no SSH key to log in with"):
+        await pool.run("w", target, "true", timeout=10)

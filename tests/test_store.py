@@ -1,0 +1,75 @@
+"""The SQLite store: private files, WAL, migrations from every older version."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+
+import pytest
+from sqlmodel import SQLModel
+
+from backend import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from backend.config import DataDir
+from backend.db import Store, StoreError
+from backend.migrations import LATEST, SchemaTooNewError, migrate
+
+
+def test_data_dir_is_private(tmp_path):
+    data_dir = DataDir(tmp_path / "deck")
+    data_dir.ensure()
+    assert stat.S_IMODE(data_dir.root.stat().st_mode) == 0o700
+    store = Store(data_dir.database)
+    store.close()
+    assert stat.S_IMODE(data_dir.database.stat().st_mode) == 0o600
+
+
+def test_wal_and_busy_timeout(tmp_path):
+    store = Store(tmp_path / "w.db")
+    with store.read() as session:
+        mode = session.connection().exec_driver_sql("PRAGMA journal_mode").scalar()
+        timeout = session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert mode == "wal" and timeout >= 5000
+    store.close()
+
+
+def test_schema_matches_the_models(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    for table in SQLModel.metadata.sorted_tables:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table.name})")}
+        assert columns == {c.name for c in table.columns}, table.name
+
+
+@pytest.mark.parametrize("start", range(LATEST))
+def test_a_database_from_any_older_version_opens(tmp_path, start):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=start)
+    if start >= 1:
+        conn.execute("INSERT INTO pool (name, description, is_default, created_at) "
+                     "VALUES ('Old Pool', 'kept', 0, '2025-01-01 00:00:00')")
+    conn.close()
+    store = Store(path)
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    if start >= 1:
+        assert conn.execute("SELECT description FROM pool WHERE name = 'Old Pool'"
+                            ).fetchone() == ("kept",)
+
+
+def test_a_newer_database_is_refused_clearly(tmp_path):
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    with pytest.raises(SchemaTooNewError, match="upgrade Workdeck"):
+        migrate(conn)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="Cannot open the database"):
+        Store(path)
+    assert path.read_bytes() == b"this is not sqlite" * 100
