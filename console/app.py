@@ -148,7 +148,7 @@ class WorkdeckApp(App[None]):
 
         self.push_screen(CommandLine(), self._run_command)
 
-    def _run_command(self, line: str | None) -> None:
+    async def _run_command(self, line: str | None) -> None:
         if not line:
             return
         word, _, rest = line.strip().lstrip(":").partition(" ")
@@ -157,7 +157,7 @@ class WorkdeckApp(App[None]):
                  "w": "workers", "worker": "workers", "workers": "workers",
                  "p": "pools", "pool": "pools", "pools": "pools"}
         if word in views:
-            self.switch_mode(views[word])
+            await self.switch_mode(views[word])
             screen = self.screen
             if hasattr(screen, "set_filter"):
                 screen.set_filter(rest.strip())

@@ -44,8 +44,9 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
         seen = set()
-        for owner in (self.under, self.app):
-            for binding in getattr(owner, "BINDINGS", []):
+        owners = [*type(self.under).__mro__, *type(self.app).__mro__]
+        for owner in owners:
+            for binding in owner.__dict__.get("BINDINGS", []):
                 if not isinstance(binding, Binding) or binding.action in seen:
                     continue
                 seen.add(binding.action)

@@ -1,0 +1,191 @@
+"""The real console (Textual run_test) against a real server and real SSH workers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from console.app import WorkdeckApp
+from console.screens.modals import HelpScreen, TrustDialog
+from console.screens.worker_detail import WorkerDetailScreen
+from console.widgets.live_table import LiveTable
+
+SIZE = (160, 45)
+
+
+async def until(pilot, predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the console did not reach the expected state in time")
+
+
+def add(workdeck, name, server, key, *extra):
+    result = workdeck.cli("worker", "add", name, "--host", server.host, "--port",
+                          str(server.port), "--key", str(key), *extra)
+    assert result.code == 0, result.err
+
+
+def shown(widget) -> str:
+    """The text a Static widget shows, as a person would read it."""
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(widget.content)
+    return console.export_text()
+
+
+def cell(table: LiveTable, row: str, column: str) -> str:
+    return table.get_cell(row, column).plain
+
+
+async def test_dashboard_counts_and_needs_attention(workdeck, ssh_servers, client_key):
+    good, stranger = ssh_servers(), ssh_servers()
+    add(workdeck, "p-web-local-worker-01", good, client_key, "--trust-host-key")
+    add(workdeck, "t-k8s-local-worker-01", stranger, client_key)
+    workdeck.cli("check")
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        screen = app.screen
+        assert screen.VIEW_NAME == "Dashboard"
+        assert shown(screen.query_one("#tile-healthy")).split() == ["1", "●", "healthy"]
+        assert shown(screen.query_one("#tile-unavailable")).split()[0] == "1"
+        attention = screen.query_one("#attention-table", LiveTable)
+        assert attention.row_keys() == ["t-k8s-local-worker-01"]
+        assert "not trusted" in cell(attention, "t-k8s-local-worker-01", "reason")
+        pools = screen.query_one("#pools-table", LiveTable)
+        assert "Default Worker Pool" in pools.row_keys()
+
+
+async def test_workers_view_filters_and_updates_in_place(workdeck, ssh_servers, client_key):
+    for name in ("p-web-local-worker-01", "p-web-local-worker-02", "p-db-local-worker-01"):
+        add(workdeck, name, ssh_servers(), client_key, "--trust-host-key")
+    workdeck.cli("check")
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("w")
+        table = app.screen.query_one("#workers-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 3)
+        await pilot.press("slash", *"web", "enter")
+        assert table.row_keys() == ["p-web-local-worker-01", "p-web-local-worker-02"]
+        row_before = table.get_row_index("p-web-local-worker-02")
+        # A change made elsewhere (the command line) arrives by push and edits one cell.
+        await asyncio.to_thread(workdeck.cli, "worker", "disable", "p-web-local-worker-02")
+        await until(pilot, lambda: "disabled" in cell(table, "p-web-local-worker-02", "status"))
+        assert table.get_row_index("p-web-local-worker-02") == row_before
+        assert "healthy" in cell(table, "p-web-local-worker-01", "status")
+        await pilot.press("escape")
+        assert table.row_count == 3
+
+
+async def test_trust_a_host_key_from_the_console(workdeck, ssh_servers, client_key):
+    server = ssh_servers()
+    add(workdeck, "t-k8s-local-worker-01", server, client_key)
+    workdeck.cli("check")
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("w")
+        table = app.screen.query_one("#workers-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TrustDialog))
+        text = " ".join(shown(s) for s in app.screen.query("Static"))
+        assert server.fingerprint in text
+        await pilot.press("y")
+        await until(pilot, lambda: app.fleet.workers["t-k8s-local-worker-01"]["status"]
+                    == "healthy")
+        assert "healthy" in cell(table, "t-k8s-local-worker-01", "status")
+
+
+async def test_check_now_and_details_with_history(workdeck, ssh_servers, client_key):
+    add(workdeck, "d-web-local-worker-01", ssh_servers(), client_key, "--trust-host-key")
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("w")
+        table = app.screen.query_one("#workers-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        before = app.fleet.workers["d-web-local-worker-01"]["checked_at"]
+        await pilot.press("c")
+        await until(pilot, lambda: app.fleet.workers["d-web-local-worker-01"]["checked_at"]
+                    not in (None, before))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, WorkerDetailScreen))
+        detail = app.screen
+        await until(pilot, lambda: len(detail.history) >= 1)
+        facts = shown(detail.query_one("#detail-facts"))
+        assert "CPUs" in facts and "Load" in facts
+        await pilot.press("escape")
+        assert not isinstance(app.screen, WorkerDetailScreen)
+
+
+async def test_command_line_help_and_palette_views(workdeck):
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("colon", *"pools", "enter")
+        assert app.current_mode == "pools"
+        await pilot.press("colon", *"workers built", "enter")
+        await pilot.pause()
+        assert app.current_mode == "workers"
+        assert app.screen.filter_text == "built"
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = " ".join(shown(s) for s in app.screen.query("Static"))
+        assert "Check" in text and "Filter" in text
+        await pilot.press("escape")
+        await pilot.press("colon", *"bogus", "enter")
+        await pilot.pause()
+        assert app.current_mode == "workers"
+
+
+async def test_new_pool_from_the_console(workdeck):
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("p")
+        await pilot.press("n")
+        await pilot.press(*"Local Test Worker Pool", "enter", *"test things", "enter")
+        table = app.screen.query_one("#pools-table", LiveTable)
+        await until(pilot, lambda: "Local Test Worker Pool" in table.row_keys())
+    shown = workdeck.cli("pool", "show", "Local Test Worker Pool", "--json")
+    assert '"description": "test things"' in shown.out
+
+
+async def test_hostile_text_is_shown_literally(workdeck, ssh_servers, client_key):
+    add(workdeck, "w-hostile", ssh_servers(), client_key, "--trust-host-key")
+    with workdeck.client() as client:
+        client.put("/api/policy", client.get("/api/policy") | {
+            "custom_script": "printf '[bold red]boom[/] \\033[2J\\033]0;owned\\007 done\\n'; "
+                             "exit 2"})
+    workdeck.cli("check")
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("w")
+        table = app.screen.query_one("#workers-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 1)
+        reason = cell(table, "w-hostile", "reason")
+        assert reason == "custom health check failed: [bold red]boom[/]  done"
+
+
+async def test_a_lost_server_is_shown_then_recovered(workdeck):
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.connected)
+        workdeck.process.kill()
+        await until(pilot, lambda: not app.connected)
+        bar = app.screen.query_one("#connection")
+        assert "lost" in shown(bar)
+        # The console starts a new local server by itself and reconnects.
+        await until(pilot, lambda: app.connected, timeout=30)
+        assert "●" in shown(app.screen.query_one("#connection"))
+    with workdeck.client() as client:
+        client.post("/api/server/stop")
