@@ -31,9 +31,9 @@ class WorkdeckApp(App[None]):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("colon", "command_line", ":cmd", id="command_line"),
         Binding("question_mark", "help", "Help", id="help"),
-        Binding("1", "switch_mode('dashboard')", "Dashboard", show=False, id="dashboard"),
-        Binding("2", "switch_mode('workers')", "Workers", show=False, id="workers"),
-        Binding("3", "switch_mode('pools')", "Pools", show=False, id="pools"),
+        Binding("h", "switch_mode('dashboard')", "Dashboard", show=False, id="dashboard"),
+        Binding("w", "switch_mode('workers')", "Workers", show=False, id="workers"),
+        Binding("p", "switch_mode('pools')", "Pools", show=False, id="pools"),
     ]
 
     connected: reactive[bool] = reactive(False)

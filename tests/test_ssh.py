@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import public_key
 
 from backend.localssh import LocalSSHServer
 from backend.ssh import OUTPUT_LIMIT, ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
-from conftest import public_key
 
 
 @pytest.fixture

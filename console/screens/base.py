@@ -37,6 +37,10 @@ class FleetScreen(Screen):
         Binding("escape", "back", "Back", show=False, id="back"),
     ]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides the binding from the footer of views that have no filter.
+        return not (action == "filter" and not self.FILTERABLE)
+
     @property
     def wapp(self) -> WorkdeckApp:
         return self.app  # type: ignore[return-value]

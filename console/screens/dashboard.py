@@ -75,14 +75,16 @@ class DashboardScreen(FleetScreen):
                 yield Static(id=f"tile-{status}", classes=f"tile {status}")
         with Vertical(id="dashboard-body"):
             yield Static(Text("Pools", style="bold"), classes="section-title")
-            pools = LiveTable(id="pools-table", sort_key=lambda key, _c: key.lower())
+            pools = LiveTable(id="pools-table", sort_key=lambda key, _c: key.lower(),
+                              fill="description")
             pools.set_columns([("pool", "Pool", 40), ("healthy", "Healthy", 8),
                                ("bar", "Workers", 22), ("capacity", "Slots", 6),
                                ("description", "Description", None)])
             yield pools
             yield Static(Text("Needs attention", style="bold"), classes="section-title",
                          id="attention-title")
-            attention = LiveTable(id="attention-table", sort_key=self._attention_order)
+            attention = LiveTable(id="attention-table", sort_key=self._attention_order,
+                                  fill="reason")
             attention.set_columns([("status", "Status", 14), ("name", "Worker", 28),
                                    ("checked", "Checked", 9), ("reason", "Reason", None)])
             yield attention

@@ -33,13 +33,15 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
         with Vertical(id="pools-body"):
-            pools = LiveTable(id="pools-table", sort_key=lambda key, _c: key.lower())
+            pools = LiveTable(id="pools-table", sort_key=lambda key, _c: key.lower(),
+                              fill="description")
             pools.set_columns([("pool", "Pool", 40), ("healthy", "Healthy", 8),
                                ("bar", "Workers", 22), ("capacity", "Slots", 6),
                                ("description", "Description", None)])
             yield pools
             yield Static(id="members-title", classes="section-title")
-            members = LiveTable(id="members-table", sort_key=lambda key, _c: key.lower())
+            members = LiveTable(id="members-table", sort_key=lambda key, _c: key.lower(),
+                                fill="reason")
             members.set_columns(COLUMNS)
             yield members
         yield from self.compose_bottom()

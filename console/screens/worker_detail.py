@@ -21,7 +21,7 @@ from console.state import ago, safe, status_text
 def _kv(rows: list[tuple[str, Text | str]]) -> Table:
     table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
     table.add_column(style="bright_black", no_wrap=True, width=14)
-    table.add_column(overflow="fold")
+    table.add_column(overflow="fold", ratio=1)
     for key, value in rows:
         table.add_row(key, value if isinstance(value, Text) else safe(value, 300))
     return table
@@ -120,7 +120,8 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
         rows: list[tuple[str, Text | str]] = [
             ("Address", "this machine" if w.get("builtin") else f"{w['host']}:{w['port']}"),
             ("User", w["user"] or "(the server's account)"),
-            ("Key", w["key_path"] or ("ssh-agent" if w["use_agent"] else "default keys")),
+            ("Key", "-" if w.get("builtin") else
+             w["key_path"] or ("ssh-agent" if w["use_agent"] else "default keys")),
             ("Host key", "-" if w.get("builtin") else host_key),
         ]
         if w.get("presented_host_key"):

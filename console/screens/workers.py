@@ -27,7 +27,7 @@ from console.widgets.live_table import LiveTable
 COLUMNS = [
     ("name", "Name", 26),
     ("status", "Status", 13),
-    ("pools", "Pools", 28),
+    ("pools", "Pools", 34),
     ("latency", "Latency", 9),
     ("load", "Load", 8),
     ("disk", "Disk free", 9),
@@ -131,7 +131,7 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
-        table = LiveTable(id="workers-table", sort_key=self._sort_key)
+        table = LiveTable(id="workers-table", sort_key=self._sort_key, fill="reason")
         table.set_columns(COLUMNS)
         yield table
         yield from self.compose_bottom()

@@ -15,19 +15,34 @@ class LiveTable(DataTable):
     """Rows are keyed; an update touches only the cells that changed, never the whole table."""
 
     def __init__(self, *, sort_key: Callable[[str, Cells], Any] | None = None,
-                 **kwargs: Any) -> None:
+                 fill: str | None = None, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._cells: dict[str, list[Text]] = {}
         self._column_keys: list[str] = []
         self._auto_width: set[str] = set()
         self._sort_key = sort_key or (lambda key, cells: key)
+        # The column that takes the width left over, so the table never scrolls sideways.
+        self._fill = fill
 
     def set_columns(self, columns: Sequence[tuple[str, str, int | None]]) -> None:
         for key, label, width in columns:
             self.add_column(label, key=key, width=width)
             self._column_keys.append(key)
-            if width is None:
+            if width is None and key != self._fill:
                 self._auto_width.add(key)
+
+    def on_resize(self) -> None:
+        if self._fill is None or not self.columns:
+            return
+        others = sum(c.get_render_width(self) for k, c in self.columns.items()
+                     if k.value != self._fill)
+        column = self.columns[next(k for k in self.columns if k.value == self._fill)]
+        column.auto_width = False
+        column.width = max(12, self.scrollable_content_region.width - others
+                           - 2 * self.cell_padding)
+        # DataTable has no public way to resize a column; this flag makes it re-measure.
+        self._require_update_dimensions = True
+        self.refresh()
 
     @property
     def selected_key(self) -> str | None:
