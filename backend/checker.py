@@ -8,11 +8,11 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, insert, update
 from sqlmodel import select
 
 from backend import fleet, health
@@ -61,6 +61,29 @@ class Outcome:
     accepted_from: str | None = None
 
 
+@dataclass
+class _Remembered:
+    """Facts a routine check does not gather again, from this worker's earlier checks."""
+
+    static: dict[str, Any] = field(default_factory=dict)
+    disks: list[dict[str, Any]] = field(default_factory=list)
+    checks: int = 0
+    since_disk: int = 0
+
+    def free_mb(self) -> float | None:
+        return min((d["free_mb"] for d in self.disks), default=None)
+
+    def remember(self, facts: dict[str, Any], *, full: bool, disk: bool) -> None:
+        if full:
+            self.static = {k: facts[k] for k in health.STATIC_FACTS if k in facts}
+            self.checks = 0
+        if disk:
+            self.disks = facts.get("disks", [])
+            self.since_disk = 0
+        self.checks += 1
+        self.since_disk += 1
+
+
 class HealthChecker:
     def __init__(self, store: Store, connections: ConnectionPool, bus: EventBus,
                  local: LocalRunner | None = None) -> None:
@@ -72,7 +95,7 @@ class HealthChecker:
         self._limit = asyncio.Semaphore(MAX_CHECKS_IN_FLIGHT)
         self._pending: list[Outcome] = []
         self._flush_lock = asyncio.Lock()
-        self._static: dict[int, tuple[int, dict[str, Any]]] = {}
+        self._memory: dict[int, _Remembered] = {}
         self._due: dict[int, float] = {}
         self._policy: Policy = fleet.get_policy(store)
         self._wake = asyncio.Event()
@@ -130,10 +153,12 @@ class HealthChecker:
     async def _check(self, target: Target) -> Outcome:
         async with self._limit:
             policy = self._policy
-            count, static = self._static.get(target.id, (0, {}))
-            full = not static or count >= STATIC_REFRESH_EVERY
-            command = health.command(target.work_dir, full=full,
-                                     custom_script=policy.custom_script)
+            memory = self._memory.setdefault(target.id, _Remembered())
+            full = not memory.static or memory.checks >= STATIC_REFRESH_EVERY
+            disk = full or health.disk_due(memory.since_disk, memory.free_mb(), policy)
+            command = health.command(target.work_dir, full=full, disk=disk,
+                                     custom_script=policy.custom_script,
+                                     login_shell=memory.static.get("login_shell"))
             try:
                 if target.builtin:
                     result = await self.local.run(command, timeout=policy.timeout_s)
@@ -150,14 +175,12 @@ class HealthChecker:
                 log.exception("health check of %s failed", target.name)
                 return Outcome(target.id, target.name, UNAVAILABLE,
                                f"internal error during the check: {exc}", {}, None, None)
-            if result.connect_ms is not None:
-                full = full or not static
+            carried = {} if full else dict(memory.static)
+            if not disk and memory.disks:
+                carried["disks"] = memory.disks
             verdict = health.judge(result.exit_status, result.stdout, result.stderr, policy,
-                                   static=None if full else static)
-            if full:
-                static = {k: verdict.facts[k] for k in health.STATIC_FACTS if k in verdict.facts}
-                count = 0
-            self._static[target.id] = (count + 1, static)
+                                   static=carried)
+            memory.remember(verdict.facts, full=full, disk=disk)
             return Outcome(
                 target.id, target.name, verdict.status, verdict.reason, verdict.facts,
                 round(result.elapsed_ms, 2),
@@ -186,44 +209,55 @@ class HealthChecker:
         now = utcnow()
         with self.store.write() as session:
             ids = [o.worker_id for o in batch]
-            workers = {w.id: w for w in session.exec(select(Worker).where(Worker.id.in_(ids)))}
-            for outcome in batch:
-                worker = workers.get(outcome.worker_id)
-                if worker is None:  # removed while it was being checked
-                    continue
-                worker.status = outcome.status
-                worker.reason = outcome.reason
-                worker.checked_at = now
-                worker.latency_ms = outcome.latency_ms
-                if outcome.connect_ms is not None:
-                    worker.connect_ms = outcome.connect_ms
-                if outcome.facts:
-                    worker.facts = json.dumps(outcome.facts)
-                if outcome.presented_key:
-                    if outcome.key_changed and outcome.presented_key != worker.presented_key:
-                        fleet.audit(session, "server", "worker.hostkey_changed", worker.name,
-                                    f"presented {fingerprint_of(outcome.presented_key)}; "
-                                    "refused, the pinned key was kept")
-                    worker.presented_key = outcome.presented_key
-                if outcome.accepted_key and session.get(HostKey, worker.id) is None:
-                    session.add(HostKey(
-                        worker_id=worker.id, public_key=outcome.accepted_key,
-                        fingerprint=fingerprint_of(outcome.accepted_key),
-                        trusted_by=outcome.accepted_from or "",
-                    ))
-                    worker.trust_next_key = False
-                    worker.presented_key = None
-                    fleet.audit(session, "server", "worker.trust", worker.name,
-                                f"{fingerprint_of(outcome.accepted_key)} pinned from "
-                                f"{outcome.accepted_from}")
-                session.add(worker)
-                session.add(HealthCheck(
-                    worker_id=worker.id, checked_at=now, status=outcome.status,
-                    reason=outcome.reason, latency_ms=outcome.latency_ms,
-                    connect_ms=outcome.connect_ms, load1=outcome.load1,
-                    disk_free_mb=outcome.disk_free_mb,
-                ))
-            self._prune(session, ids, history_size)
+            # Removed while being checked: their results have nowhere to go.
+            live = set(session.exec(select(Worker.id).where(Worker.id.in_(ids))).all())
+            batch = [o for o in batch if o.worker_id in live]
+            rows = []
+            for o in batch:
+                row = {"id": o.worker_id, "status": o.status, "reason": o.reason,
+                       "checked_at": now, "latency_ms": o.latency_ms}
+                if o.connect_ms is not None:
+                    row["connect_ms"] = o.connect_ms
+                if o.facts:
+                    row["facts"] = json.dumps(o.facts)
+                rows.append(row)
+            # Rows with the same keys go together: one executemany per shape.
+            shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in rows:
+                shapes.setdefault(tuple(sorted(row)), []).append(row)
+            for same in shapes.values():
+                session.execute(update(Worker), same)
+            if batch:
+                session.execute(insert(HealthCheck), [
+                    {"worker_id": o.worker_id, "checked_at": now, "status": o.status,
+                     "reason": o.reason, "latency_ms": o.latency_ms,
+                     "connect_ms": o.connect_ms, "load1": o.load1,
+                     "disk_free_mb": o.disk_free_mb} for o in batch])
+            for o in batch:
+                if o.presented_key or o.accepted_key:
+                    self._record_host_key(session, o)
+            self._prune(session, [o.worker_id for o in batch], history_size)
+
+    def _record_host_key(self, session: Any, outcome: Outcome) -> None:
+        worker = session.get(Worker, outcome.worker_id)
+        if outcome.presented_key:
+            if outcome.key_changed and outcome.presented_key != worker.presented_key:
+                fleet.audit(session, "server", "worker.hostkey_changed", worker.name,
+                            f"presented {fingerprint_of(outcome.presented_key)}; "
+                            "refused, the pinned key was kept")
+            worker.presented_key = outcome.presented_key
+        if outcome.accepted_key and session.get(HostKey, worker.id) is None:
+            session.add(HostKey(
+                worker_id=worker.id, public_key=outcome.accepted_key,
+                fingerprint=fingerprint_of(outcome.accepted_key),
+                trusted_by=outcome.accepted_from or "",
+            ))
+            worker.trust_next_key = False
+            worker.presented_key = None
+            fleet.audit(session, "server", "worker.trust", worker.name,
+                        f"{fingerprint_of(outcome.accepted_key)} pinned from "
+                        f"{outcome.accepted_from}")
+        session.add(worker)
 
     def _prune(self, session, worker_ids: list[int], keep: int) -> None:  # type: ignore[no-untyped-def]
         # Cheap check first: most batches add one row per worker well under the limit.
@@ -267,7 +301,7 @@ class HealthChecker:
         for worker_id in list(self._due):
             if worker_id not in live:
                 self._due.pop(worker_id)
-                self._static.pop(worker_id, None)
+                self._memory.pop(worker_id, None)
         for target in targets:
             if not target.enabled:
                 continue

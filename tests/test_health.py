@@ -62,3 +62,12 @@ def test_thresholds():
     assert health.judge(None, b"", b"", Policy()).status == "unavailable"
     failed = health.judge(127, b"", b"sh: 1: df: not found\n", Policy())
     assert failed.status == "unhealthy" and "df: not found" in failed.reason
+
+
+def test_the_script_runs_the_same_under_a_posix_login_shell(tmp_path):
+    wrapped = health.judge(*run_locally(health.command(str(tmp_path), full=True)), Policy())
+    shell = wrapped.facts["login_shell"]
+    direct = health.judge(*run_locally(health.command(str(tmp_path), full=True,
+                                                      login_shell="/bin/sh")), Policy())
+    assert set(direct.facts) == set(wrapped.facts) and shell is not None
+    assert health.command("w", full=False, login_shell="/usr/bin/fish").startswith("exec /bin/sh")
