@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 MAX_CHECKS_IN_FLIGHT = 512
 FLUSH_INTERVAL_S = 0.25
 STATIC_REFRESH_EVERY = 30  # checks between two refreshes of OS, kernel and CPU facts
+TARGETS_TTL_S = 10.0  # the longest the schedule works from its copy of the workers
 
 
 @dataclass
@@ -99,6 +100,8 @@ class HealthChecker:
         self._due: dict[int, float] = {}
         self._policy: Policy = fleet.get_policy(store)
         self._wake = asyncio.Event()
+        self._targets: list[Target] | None = None
+        self._targets_read = 0.0
 
     # ------------------------------------------------------------ targets
 
@@ -125,6 +128,19 @@ class HealthChecker:
             )
             for w in workers
         ]
+
+    def invalidate(self) -> None:
+        """Workers changed: the schedule re-reads them before its next round."""
+        self._targets = None
+        self._wake.set()
+
+    def _scheduled_targets(self) -> list[Target]:
+        # The schedule runs twice a second; re-reading every worker each time would make
+        # a large fleet's store the busiest part of an idle server.
+        if self._targets is None or time.monotonic() - self._targets_read > TARGETS_TTL_S:
+            self._targets = self.targets()
+            self._targets_read = time.monotonic()
+        return self._targets
 
     def reload_policy(self) -> None:
         self._policy = fleet.get_policy(self.store)
@@ -156,16 +172,15 @@ class HealthChecker:
             memory = self._memory.setdefault(target.id, _Remembered())
             full = not memory.static or memory.checks >= STATIC_REFRESH_EVERY
             disk = full or health.disk_due(memory.since_disk, memory.free_mb(), policy)
-            command = health.command(target.work_dir, full=full, disk=disk,
-                                     custom_script=policy.custom_script,
-                                     login_shell=memory.static.get("login_shell"))
+            script = health.script(target.work_dir, full=full, disk=disk,
+                                   custom_script=policy.custom_script)
             try:
                 if target.builtin:
-                    result = await self.local.run(command, timeout=policy.timeout_s)
+                    result = await self.local.run(health.command(script),
+                                                  timeout=policy.timeout_s)
                 else:
-                    result = await self.connections.run(
-                        target.name, target.endpoint, command, timeout=policy.timeout_s
-                    )
+                    result = await self.connections.run_script(
+                        target.name, target.endpoint, script, timeout=policy.timeout_s)
             except HostKeyRefused as exc:
                 return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
                                presented_key=exc.presented_key, key_changed=exc.changed)
@@ -236,6 +251,7 @@ class HealthChecker:
             for o in batch:
                 if o.presented_key or o.accepted_key:
                     self._record_host_key(session, o)
+                    self._targets = None  # a pinned key changes how it is reached
             self._prune(session, [o.worker_id for o in batch], history_size)
 
     def _record_host_key(self, session: Any, outcome: Outcome) -> None:
@@ -296,7 +312,7 @@ class HealthChecker:
     def _launch_due(self) -> None:
         policy = self._policy
         now = time.monotonic()
-        targets = self.targets()
+        targets = self._scheduled_targets()
         live = {t.id for t in targets}
         for worker_id in list(self._due):
             if worker_id not in live:

@@ -72,6 +72,7 @@ class Backend:
 
     async def workers_changed(self, names: list[str], *, check: bool = False) -> dict[str, Any]:
         """Push the named workers' new state; optionally check them in the background."""
+        self.checker.invalidate()
         current = await asyncio.to_thread(fleet.list_workers, self.store, names)
         for worker in current:
             self.bus.publish("worker", worker["name"], worker)
@@ -82,6 +83,7 @@ class Backend:
 
     async def resync(self) -> None:
         """Publish every worker and pool, e.g. after a change that touched many."""
+        self.checker.invalidate()
         workers, all_pools = await asyncio.gather(
             asyncio.to_thread(fleet.list_workers, self.store),
             asyncio.to_thread(fleet.list_pools, self.store),

@@ -13,14 +13,14 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
 
+from backend.checkshell import OUTPUT_LIMIT, CheckShell, ShellGone
 from backend.hostkeys import HostKeyDecision, KnownHosts, fingerprint_of, same_key
-
-OUTPUT_LIMIT = 1 << 20  # bytes of a command's output kept; the rest is discarded
 
 # AES-GCM first: asyncssh runs it in OpenSSL, where its chacha20-poly1305 spends part of
 # every packet in Python; on a fleet sweep that is most of the client's CPU. The rest
@@ -81,6 +81,18 @@ class _Connection:
     conn: asyncssh.SSHClientConnection
     server_key: str | None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    shell: CheckShell | None = None
+
+    async def run_script(self, script: str) -> CommandResult:
+        if self.shell is None or self.shell.dead:
+            self.shell = await CheckShell.open(self.conn)
+        status, stdout, stderr, truncated = await self.shell.run(script)
+        return CommandResult(status, stdout, stderr, 0.0, truncated=truncated)
+
+    def close_shell(self) -> None:
+        if self.shell is not None:
+            self.shell.close()
+            self.shell = None
 
     def serves(self, endpoint: Endpoint) -> bool:
         """Reusable for `endpoint`: same login, and the key it verified is still the pin."""
@@ -269,34 +281,51 @@ class ConnectionPool:
 
     async def run(self, key: object, endpoint: Endpoint, command: str, *,
                   timeout: float, stdin: bytes | None = None) -> CommandResult:
-        """Run `command` on the worker; raise SSHFailure with a reason when it cannot.
+        """Run `command` in a session of its own; raise SSHFailure saying why it cannot."""
+        return await self._bounded(key, endpoint, timeout,
+                                   lambda c: _exec(c.conn, command, stdin))
 
-        The timeout is the worker's time: waiting here for one of the bounded handshake
-        slots (a cold start of a large fleet) does not count against it.
-        """
+    async def run_script(self, key: object, endpoint: Endpoint, script: str, *,
+                         timeout: float) -> CommandResult:
+        """Run a sh script in the worker's check shell (see checkshell.py)."""
+        return await self._bounded(key, endpoint, timeout, lambda c: c.run_script(script),
+                                   on_timeout=_Connection.close_shell)
+
+    async def _bounded(self, key: object, endpoint: Endpoint, timeout: float,
+                       action: Callable[[_Connection], Awaitable[CommandResult]],
+                       on_timeout: Callable[[_Connection], None] | None = None
+                       ) -> CommandResult:
+        # The timeout is the worker's time: waiting here for one of the bounded handshake
+        # slots (a cold start of a large fleet) does not count against it.
         current = self._connections.get(key)
         slot = None if current and current.serves(endpoint) else self._connecting
         if slot is not None:
             await slot.acquire()
         try:
             async with asyncio.timeout(timeout):
-                return await self._run(key, endpoint, command, stdin)
+                return await self._attempt(key, endpoint, action)
         except TimeoutError:
+            current = self._connections.get(key)
+            if on_timeout is not None and current is not None:
+                on_timeout(current)  # its state is unknown after a timeout: start afresh
             raise SSHFailure(f"timed out after {timeout:g}s") from None
         finally:
             if slot is not None:
                 slot.release()
 
-    async def _run(self, key: object, endpoint: Endpoint, command: str,
-                   stdin: bytes | None) -> CommandResult:
+    async def _attempt(self, key: object, endpoint: Endpoint,
+                       action: Callable[[_Connection], Awaitable[CommandResult]]
+                       ) -> CommandResult:
         for attempt in (1, 2):
             connection, connect_ms, decision = await self._connection(key, endpoint)
             started = time.perf_counter()
             try:
-                result = await _exec(connection.conn, command, stdin)
-            except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, BrokenPipeError) as exc:
+                result = await action(connection)
+            except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, BrokenPipeError,
+                    ShellGone) as exc:
                 # A connection that dropped since its last use: reconnect once.
                 connection.closed.set()
+                connection.close_shell()
                 if attempt == 2 or connect_ms is not None:
                     raise SSHFailure(f"the SSH connection was lost: {exc}") from None
                 continue

@@ -15,7 +15,7 @@ def run_locally(command: str) -> tuple[int | None, bytes, bytes]:
 
 
 def test_full_check_gathers_every_fact(tmp_path):
-    status, out, err = run_locally(health.command(str(tmp_path / "work"), full=True))
+    status, out, err = run_locally(health.command(health.script(str(tmp_path / "work"), full=True)))
     verdict = health.judge(status, out, err, Policy(disk_free_warning_mb=0,
                                                     load_warning_factor=1000))
     assert verdict.status == "healthy", verdict.reason
@@ -28,7 +28,7 @@ def test_full_check_gathers_every_fact(tmp_path):
 
 
 def test_routine_check_skips_static_facts_and_keeps_earlier_ones(tmp_path):
-    status, out, err = run_locally(health.command(str(tmp_path), full=False))
+    status, out, err = run_locally(health.command(health.script(str(tmp_path), full=False)))
     verdict = health.judge(status, out, err, Policy(), static={"os": "Earlier OS", "cpus": 64})
     assert verdict.facts["os"] == "Earlier OS" and "load" in verdict.facts
 
@@ -41,15 +41,15 @@ def test_custom_script_follows_nagios_exit_codes(tmp_path):
              "echo 'postgres down' >&2; exit 2":
                  ("unhealthy", "custom health check failed: postgres down")}
     for script, (status, reason) in cases.items():
-        verdict = health.judge(*run_locally(health.command(str(tmp_path), full=False,
-                                                           custom_script=script)), policy)
+        verdict = health.judge(*run_locally(health.command(health.script(str(tmp_path), full=False,
+                                                           custom_script=script))), policy)
         assert (verdict.status, verdict.reason) == (status, reason), script
 
 
 def test_script_output_cannot_fake_a_marker_or_escape(tmp_path):
     script = "printf '\\033[2J\\033]0;x\\007@@custom_exit=0\\n'; exit 2"
-    verdict = health.judge(*run_locally(health.command(str(tmp_path), full=False,
-                                                       custom_script=script)), Policy())
+    verdict = health.judge(*run_locally(health.command(health.script(str(tmp_path), full=False,
+                                                       custom_script=script))), Policy())
     assert verdict.status == "unhealthy"
     assert "\x1b" not in verdict.reason
 
@@ -62,12 +62,3 @@ def test_thresholds():
     assert health.judge(None, b"", b"", Policy()).status == "unavailable"
     failed = health.judge(127, b"", b"sh: 1: df: not found\n", Policy())
     assert failed.status == "unhealthy" and "df: not found" in failed.reason
-
-
-def test_the_script_runs_the_same_under_a_posix_login_shell(tmp_path):
-    wrapped = health.judge(*run_locally(health.command(str(tmp_path), full=True)), Policy())
-    shell = wrapped.facts["login_shell"]
-    direct = health.judge(*run_locally(health.command(str(tmp_path), full=True,
-                                                      login_shell="/bin/sh")), Policy())
-    assert set(direct.facts) == set(wrapped.facts) and shell is not None
-    assert health.command("w", full=False, login_shell="/usr/bin/fish").startswith("exec /bin/sh")

@@ -95,3 +95,45 @@ async def test_no_key_means_a_clear_refusal(server, pool, monkeypatch, tmp_path)
     target = Endpoint(host=server.host, port=server.port, pinned_key=server.host_public_key)
     with pytest.raises(SSHFailure, match="no SSH key to log in with"):
         await pool.run("w", target, "true", timeout=10)
+
+
+async def test_check_shell_is_reused_and_keeps_no_state(server, pool, client_key):
+    target = endpoint(server, client_key)
+    first = await pool.run_script("w", target, "x=1; echo $$", timeout=10)
+    second = await pool.run_script("w", target, "echo ${x:-unset} $$; false", timeout=10)
+    assert first.exit_status == 0 and second.exit_status == 1
+    pid = first.stdout.split()[0]
+    # Same shell (no new session per check); variables are the script's own business.
+    assert second.stdout.split() == [b"1", pid]
+    assert server.sessions == 1
+
+
+async def test_check_shell_output_cannot_fake_the_end(server, pool, client_key):
+    target = endpoint(server, client_key)
+    result = await pool.run_script(
+        "w", target, "printf '\\n@@workdeck-end 0000 0\\n'; echo after; exit_code=3", timeout=10)
+    assert b"after" in result.stdout and result.exit_status == 0
+
+
+async def test_check_shell_bounds_output_and_survives(server, pool, client_key):
+    target = endpoint(server, client_key)
+    result = await pool.run_script("w", target, "head -c 3000000 /dev/zero", timeout=20)
+    assert result.truncated and len(result.stdout) <= OUTPUT_LIMIT
+    again = await pool.run_script("w", target, "echo ok", timeout=10)
+    assert again.stdout.strip() == b"ok"
+
+
+async def test_a_hung_check_shell_is_replaced(server, pool, client_key):
+    target = endpoint(server, client_key)
+    with pytest.raises(SSHFailure, match="timed out"):
+        await pool.run_script("w", target, "sleep 30", timeout=1)
+    result = await pool.run_script("w", target, "echo fresh", timeout=10)
+    assert result.stdout.strip() == b"fresh" and server.sessions == 2
+
+
+async def test_an_exiting_check_shell_is_reopened(server, pool, client_key):
+    target = endpoint(server, client_key)
+    with pytest.raises(SSHFailure, match="lost"):
+        await pool.run_script("w", target, "exit 0", timeout=10)
+    result = await pool.run_script("w", target, "echo back", timeout=10)
+    assert result.stdout.strip() == b"back"

@@ -54,6 +54,7 @@ async def worker_history(name: str, backend: BackendDep) -> list[dict[str, Any]]
 async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
     await backend.connections.drop(name)
+    backend.checker.invalidate()
     backend.bus.publish("worker.removed", name)
 
 
