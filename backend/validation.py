@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -37,11 +38,8 @@ def pool_name(name: str) -> str:
 def host(value: str) -> str:
     value = (value or "").strip()
     candidate = value[1:-1] if value.startswith("[") and value.endswith("]") else value
-    try:
-        ipaddress.ip_address(candidate)
-        return candidate
-    except ValueError:
-        pass
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(candidate))
     labels = candidate.rstrip(".").split(".")
     if candidate and len(candidate) <= 253 and all(_HOST_LABEL.match(label) for label in labels):
         return candidate

@@ -68,7 +68,8 @@ SNAPSHOT = {
 
 
 HISTORY = [
-    {"checked_at": TWO_DAYS_AGO, "status": "healthy" if i < 20 else "unhealthy",
+    {"checked_at": f"2026-01-15T09:{i:02d}:00+00:00",
+     "status": "healthy" if i < 20 else "unhealthy",
      "reason": "" if i < 20 else "custom health check failed: docker daemon not running",
      "latency_ms": 10 + (i * 7) % 13, "connect_ms": None, "load1": 0.4, "disk_free_mb": 48213.0}
     for i in range(30)

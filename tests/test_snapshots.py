@@ -30,7 +30,11 @@ def test_worker_details(snap_compare):
         await pilot.pause()
         pilot.app.screen.query_one("#workers-table").focus()
         await pilot.press("down", "enter")
-        await pilot.pause(0.2)
+        for _ in range(100):  # until the details have their history, however slow the run
+            if getattr(pilot.app.screen, "history", None):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
 
     assert snap_compare(FixedFleetApp(), run_before=open_details, terminal_size=SIZE)
 

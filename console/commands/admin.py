@@ -1,0 +1,79 @@
+"""`workdeck settings`, `policy` and `audit`: server-wide settings and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from console import output
+from console.commands.base import Context, pass_ctx
+
+
+@click.command()
+@click.option("--builtin-worker", type=click.Choice(["on", "off"]),
+              help="Run steps on the server's own machine (the built-in worker).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def settings(ctx: Context, builtin_worker: str | None, as_json: bool) -> None:
+    """Show or change server settings."""
+    with ctx.client() as client:
+        if builtin_worker:
+            current = client.put("/api/settings", {"builtin_worker": builtin_worker == "on"})
+        else:
+            current = client.get("/api/settings")
+    if as_json:
+        output.print_json(current)
+    else:
+        click.echo(f"built-in worker: {'on' if current['builtin_worker'] else 'off'}")
+
+
+@click.command()
+@click.option("--interval", type=float, help="Seconds between two checks of a worker.")
+@click.option("--timeout", type=float, help="Seconds a check may take.")
+@click.option("--disk-warning-mb", type=float, help="Warn when free disk is below this.")
+@click.option("--load-factor", type=float, help="Warn when the 5-minute load is above this "
+              "many times the CPU count.")
+@click.option("--script", type=click.File("r"), help="A bash health-check script run on every "
+              "worker: exit 0 healthy, 1 warning, anything else unhealthy ('-' for stdin, "
+              "an empty file to remove it).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def policy(ctx: Context, interval: float | None, timeout: float | None,
+           disk_warning_mb: float | None, load_factor: float | None, script: Any,
+           as_json: bool) -> None:
+    """Show or change the machine policy for health checks."""
+    with ctx.client() as client:
+        current = client.get("/api/policy")
+        changes = {"interval_s": interval, "timeout_s": timeout,
+                   "disk_free_warning_mb": disk_warning_mb, "load_warning_factor": load_factor}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if script is not None:
+            changes["custom_script"] = script.read()
+        if changes:
+            current = client.put("/api/policy", current | changes)
+    if as_json:
+        output.print_json(current)
+        return
+    click.echo(f"interval        {current['interval_s']:g}s (with jitter)")
+    click.echo(f"timeout         {current['timeout_s']:g}s")
+    click.echo(f"disk warning    below {current['disk_free_warning_mb']:g} MB free")
+    click.echo(f"load warning    above {current['load_warning_factor']:g} x CPUs (5-min load)")
+    click.echo(f"history         last {current['history_size']} checks per worker")
+    click.echo(f"custom script   {'yes' if current['custom_script'].strip() else 'none'}")
+
+
+@click.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit(ctx: Context, limit: int, as_json: bool) -> None:
+    """Show who changed what, newest first."""
+    with ctx.client() as client:
+        events = client.get("/api/audit", params={"limit": limit})
+    if as_json:
+        output.print_json(events)
+    else:
+        output.table(["WHEN", "WHO", "ACTION", "TARGET", "DETAIL"],
+                     [[e["at"][:19].replace("T", " "), e["actor"], e["action"], e["target"],
+                       e["detail"]] for e in events])

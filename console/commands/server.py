@@ -1,0 +1,87 @@
+"""`workdeck server ...` and `workdeck demo`: run, inspect and stop the backend."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from console import output
+from console.client import Client
+from console.commands.base import Context, fail, pass_ctx
+
+
+@click.group(invoke_without_command=True)
+@click.option("--listen", metavar="unix:PATH|HOST:PORT",
+              help="Where to serve the API (default: the data directory's socket).")
+@click.option("--demo-fleet", is_flag=True, hidden=True)
+@pass_ctx
+@click.pass_context
+def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_fleet: bool) -> None:
+    """Run the backend server in the foreground (or: status, stop)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    import logging
+
+    from backend.server import ServerError, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    prepare = None
+    if demo_fleet:
+        from backend.demo import prepare_demo
+
+        prepare = prepare_demo
+    try:
+        serve(ctx.target.data_dir, listen, prepare=prepare)
+    except ServerError as exc:
+        fail(str(exc))
+
+
+@server.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def server_status(ctx: Context, as_json: bool) -> None:
+    """Say whether a server answers, and what it is doing."""
+    with Client(ctx.target) as client:
+        if not client.alive():
+            if as_json:
+                output.print_json({"running": False})
+            else:
+                click.echo(f"No server is running at {ctx.target.describe()}.")
+            sys.exit(3)
+        status = client.get("/api/server")
+    if as_json:
+        output.print_json({"running": True, **status})
+        return
+    click.echo(f"Workdeck server {status['version']} running, pid {status['pid']}, "
+               f"up {status['uptime_s']:.0f}s, listening on {status['listen']}, "
+               f"{status['connections']} SSH connections, {status['subscribers']} consoles.")
+
+
+@server.command("stop")
+@pass_ctx
+def server_stop(ctx: Context) -> None:
+    """Stop the server (runs in progress are interrupted)."""
+    import time
+
+    with Client(ctx.target) as client:
+        if not client.alive():
+            click.echo(f"No server is running at {ctx.target.describe()}.")
+            return
+        client.post("/api/server/stop")
+        deadline = time.monotonic() + 10
+        while client.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if client.alive():
+            fail("The server did not stop within 10s.")
+    click.echo("Server stopped.")
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Leave the demo server running after the console "
+              "closes (it prints where).")
+def demo(keep: bool) -> None:
+    """Open the console on a throwaway demo fleet of real SSH workers on loopback."""
+    from console.demo import run_demo
+
+    run_demo(keep=keep)

@@ -1,0 +1,218 @@
+"""`workdeck worker ...` and `workdeck check`: register, inspect, trust and check workers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from console import output
+from console.commands.base import Context, fail, pass_ctx, quote_name
+
+WORST_EXIT = {"healthy": 0, "warning": 1, "unhealthy": 2, "unavailable": 2}
+
+
+@click.group()
+def worker() -> None:
+    """Add, list, check and trust workers."""
+
+
+def _key_path(key: str | None) -> str | None:
+    # The server may run elsewhere in the file system: send an absolute path.
+    return str(Path(os.path.expanduser(key)).absolute()) if key else None
+
+
+@worker.command("add")
+@click.argument("name")
+@click.option("--host", required=True, help="Host name or IP address to SSH to.")
+@click.option("--port", type=int, default=22, show_default=True)
+@click.option("--user", help="Account to log in as (default: the server's account).")
+@click.option("--key", type=click.Path(dir_okay=False), help="Private key file to log in with.")
+@click.option("--agent", is_flag=True, help="Also offer keys from ssh-agent.")
+@click.option("--pool", "pools", multiple=True, help="Pool to join (repeatable; created "
+              "when missing; default: the default pool).")
+@click.option("--capacity", type=int, default=4, show_default=True,
+              help="Steps the worker may run at once.")
+@click.option("--work-dir", help="Folder for work on the worker (default ~/.workdeck/work).")
+@click.option("--trust-host-key", is_flag=True,
+              help="Pin the host key the worker presents on its first connection.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
+               key: str | None, agent: bool, pools: tuple[str, ...], capacity: int,
+               work_dir: str | None, trust_host_key: bool, as_json: bool) -> None:
+    """Register a worker reached over SSH."""
+    body = {"name": name, "host": host, "port": port, "user": user, "key_path": _key_path(key),
+            "use_agent": agent, "pools": list(pools), "capacity": capacity,
+            "work_dir": work_dir, "trust_host_key": trust_host_key}
+    with ctx.client() as client:
+        created = client.post("/api/workers", body)
+    if as_json:
+        output.print_json(created)
+    else:
+        click.echo(f"Added worker {created['name']} ({created['host']}:{created['port']}) "
+                   f"in {', '.join(created['pools'])}. It is checked now; see "
+                   f"`workdeck worker show {created['name']}`.")
+
+
+@worker.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--pool", "pools", multiple=True, help="Also add every worker to this pool.")
+@click.option("--trust-host-key", is_flag=True,
+              help="Pin each worker's host key on its first connection.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_key: bool,
+                  as_json: bool) -> None:
+    """Register workers from an Ansible INI/YAML inventory or an ssh_config file."""
+    from backend.inventory import InventoryError, load_inventory
+
+    try:
+        specs = load_inventory(file)
+    except InventoryError as exc:
+        fail(str(exc))
+    base = Path(file).absolute().parent
+    workers = [
+        {"name": s.name, "host": s.host, "port": s.port, "user": s.user,
+         "key_path": str(base / s.key) if s.key and not os.path.isabs(s.key) else s.key,
+         "pools": list(s.pools)}
+        for s in specs
+    ]
+    with ctx.client() as client:
+        created = client.post("/api/workers/import", {
+            "workers": workers, "pools": list(pools), "trust_host_key": trust_host_key})
+    if as_json:
+        output.print_json(created)
+    else:
+        click.echo(f"Imported {len(created)} workers from {file}.")
+
+
+def worker_rows(workers: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [output.worker_label(w), w["status"], ", ".join(w["pools"]),
+         f"{w['user'] + '@' if w['user'] else ''}{w['host']}" + (
+             f":{w['port']}" if w["port"] not in (22, 0) else ""),
+         output.ms(w["latency_ms"]), output.load(w), output.disk_free(w),
+         output.ago(w["checked_at"]), w["reason"]]
+        for w in workers
+    ]
+
+
+WORKER_HEADERS = ["NAME", "STATUS", "POOLS", "ADDRESS", "LATENCY", "LOAD", "DISK FREE",
+                  "CHECKED", "REASON"]
+
+
+@worker.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def worker_list(ctx: Context, as_json: bool) -> None:
+    """List every worker with its latest health."""
+    with ctx.client() as client:
+        workers = client.get("/api/workers")
+    if as_json:
+        output.print_json(workers)
+    else:
+        output.table(WORKER_HEADERS, worker_rows(workers))
+
+
+@worker.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def worker_show(ctx: Context, name: str, as_json: bool) -> None:
+    """Show one worker: address, health, facts, host key."""
+    with ctx.client() as client:
+        w = client.get(f"/api/workers/{quote_name(name)}")
+    if as_json:
+        output.print_json(w)
+        return
+    facts = w["facts"]
+    rows = [
+        ("Name", output.worker_label(w)),
+        ("Status", w["status"] + (f": {w['reason']}" if w["reason"] else "")),
+        ("Address", f"{w['user'] or ''}{'@' if w['user'] else ''}{w['host']}:{w['port']}"),
+        ("Pools", ", ".join(w["pools"])),
+        ("Capacity", f"{w['capacity']} slots"),
+        ("Enabled", "yes" if w["enabled"] else "no"),
+        ("Checked", output.ago(w["checked_at"])),
+        ("Latency", f"{output.ms(w['latency_ms'])} command, {output.ms(w['connect_ms'])} "
+                    "connect"),
+        ("Host key", w["host_key"] or "not pinned"),
+    ]
+    if w["presented_host_key"]:
+        rows.append(("Presented key", w["presented_host_key"]))
+    for key, label in (("os", "OS"), ("kernel", "Kernel"), ("cpus", "CPUs")):
+        if key in facts:
+            rows.append((label, facts[key]))
+    if "load" in facts:
+        rows.append(("Load", output.load(w)))
+    if "mem_total_mb" in facts:
+        rows.append(("Memory", f"{facts.get('mem_available_mb', 0):.0f} MB available of "
+                               f"{facts['mem_total_mb']:.0f} MB"))
+    for disk in facts.get("disks", []):
+        rows.append((f"Disk {disk['mount']}", f"{disk['free_mb']:.0f} MB free of "
+                                             f"{disk['size_mb']:.0f} MB"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {output.clean_line(str(value), 300)}")
+
+
+@worker.command("remove")
+@click.argument("name")
+@pass_ctx
+def worker_remove(ctx: Context, name: str) -> None:
+    """Forget a worker (its pinned key and history too)."""
+    with ctx.client() as client:
+        client.delete(f"/api/workers/{quote_name(name)}")
+    click.echo(f"Removed worker {name}.")
+
+
+@worker.command("enable")
+@click.argument("name")
+@pass_ctx
+def worker_enable(ctx: Context, name: str) -> None:
+    """Let a worker take work and be checked again."""
+    with ctx.client() as client:
+        client.post(f"/api/workers/{quote_name(name)}/enable")
+    click.echo(f"Enabled worker {name}.")
+
+
+@worker.command("disable")
+@click.argument("name")
+@pass_ctx
+def worker_disable(ctx: Context, name: str) -> None:
+    """Stop a worker from taking work or being checked."""
+    with ctx.client() as client:
+        client.post(f"/api/workers/{quote_name(name)}/disable")
+    click.echo(f"Disabled worker {name}.")
+
+
+@worker.command("trust")
+@click.argument("name")
+@click.option("--fingerprint", metavar="SHA256:...",
+              help="Trust only if the presented key has this fingerprint.")
+@pass_ctx
+def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
+    """Pin the host key a worker presented, after you verified its fingerprint."""
+    with ctx.client() as client:
+        w = client.post(f"/api/workers/{quote_name(name)}/trust", {"fingerprint": fingerprint})
+    click.echo(f"Trusted host key {w['host_key']} for worker {name}.")
+
+
+@click.command()
+@click.option("--pool", "pools", multiple=True, help="Check the workers of this pool.")
+@click.option("--worker", "workers", multiple=True, help="Check this worker.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def check(ctx: Context, pools: tuple[str, ...], workers: tuple[str, ...], as_json: bool) -> None:
+    """Health-check workers now; exit 0 all healthy, 1 worst is a warning, 2 worse."""
+    with ctx.client() as client:
+        results = client.post("/api/checks", {"workers": list(workers), "pools": list(pools)})
+    if as_json:
+        output.print_json(results)
+    else:
+        output.table(WORKER_HEADERS, worker_rows(results))
+    sys.exit(max((WORST_EXIT.get(w["status"], 0) for w in results), default=0))
