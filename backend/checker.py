@@ -325,7 +325,7 @@ class HealthChecker:
             if due is None:
                 # First sight: never-checked workers go within a few seconds, the rest
                 # where their last check says, each spread so no sweep fires in one burst.
-                spread = min(policy.interval_s, 5.0) if target.checked_at_epoch is None \
+                spread = min(policy.interval_s, 2.0) if target.checked_at_epoch is None \
                     else policy.interval_s
                 due = now + random.uniform(0, spread)
                 if target.checked_at_epoch is not None:

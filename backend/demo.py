@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 
 import asyncssh
 from sqlmodel import select
 
 from backend import fleet
+from backend.config import DataDir
 from backend.localssh import LocalSSHServer
 from backend.models import HostKey, Pool, Worker
 from backend.schemas import Policy, WorkerCreate
@@ -50,9 +53,21 @@ fi
 """
 
 
-def prepare_demo(backend: Backend) -> None:
-    """Arrange for the demo fleet to start with the server and be registered once."""
+def prepare_demo(backend: Backend, *, exit_with: int | None = None) -> None:
+    """Arrange for the demo fleet to start with the server and be registered once.
+
+    With `exit_with`, the server stops when that process (the demo's console) is gone,
+    however it went: a closed terminal or a killed console leaves nothing running.
+    """
     servers: list[LocalSSHServer] = []
+
+    async def watch_console() -> None:
+        while _alive(exit_with):
+            await asyncio.sleep(1.0)
+        backend.request_stop("the demo console is gone")
+
+    if exit_with is not None:
+        backend.extra_tasks.append(watch_console)
 
     async def run_fleet() -> None:
         try:
@@ -84,6 +99,7 @@ async def _start_fleet(backend: Backend, servers: list[LocalSSHServer]) -> None:
         if state == "maintenance":
             (root / ".maintenance").write_text("kernel upgrade scheduled by alice")
     await asyncio.to_thread(_register, backend, servers, str(key_path))
+    backend.checker.reload_policy()
     await backend.resync()
     log.info("demo fleet of %d SSH workers listening on loopback", len(servers))
 
@@ -118,4 +134,25 @@ def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) ->
                 worker.enabled = False
                 session.add(worker)
     fleet.set_policy(store, Policy(interval_s=15, custom_script=DEMO_HEALTH_SCRIPT), "demo")
-    backend.checker.reload_policy()
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_demo_files(data_dir: DataDir) -> None:
+    """Remove a throwaway demo's folder; only ever one that `workdeck demo` made."""
+    root = data_dir.root.parent
+    if root.name.startswith(DEMO_PREFIX) and data_dir.root.name == "data":
+        shutil.rmtree(root, ignore_errors=True)
+
+
+DEMO_PREFIX = "workdeck-demo-"

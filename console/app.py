@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -61,8 +63,18 @@ class WorkdeckApp(App[None]):
     def on_mount(self) -> None:
         self.switch_mode("dashboard")
         self.follow_events()
+        # A closed terminal (SIGHUP) or a polite kill ends the console the normal way, so
+        # whoever started it (the demo, say) gets to clean up behind it.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.exit)
 
     async def on_unmount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
         await self.api.aclose()
 
     @work(exclusive=True, group="events", exit_on_error=False)

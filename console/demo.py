@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 
 from backend.config import DataDir
+from backend.demo import DEMO_PREFIX
 from console.client import ApiError, Client, Target, start_server
 
 DEMO_ARGS = ["--demo-fleet"]
@@ -19,12 +21,13 @@ def run_demo(*, keep: bool = False) -> None:
     from console.app import run_console
 
     # A short path under /tmp: the server's Unix socket path must stay under 108 bytes.
-    root = Path(tempfile.mkdtemp(prefix="workdeck-demo-"))
+    root = Path(tempfile.mkdtemp(prefix=DEMO_PREFIX))
     target = Target(DataDir(root / "data"), server_url=None)
+    args = DEMO_ARGS if keep else [*DEMO_ARGS, "--exit-with", str(os.getpid())]
     try:
         click.echo("Starting the demo server and its SSH workers…", err=True)
-        start_server(target, extra_args=DEMO_ARGS)
-        run_console(target, autostart_args=DEMO_ARGS)
+        start_server(target, extra_args=args)
+        run_console(target, autostart_args=args)
     finally:
         if keep:
             click.echo(f"The demo server keeps running: workdeck --data-dir {target.data_dir.root}"

@@ -15,9 +15,12 @@ from console.commands.base import Context, fail, pass_ctx
 @click.option("--listen", metavar="unix:PATH|HOST:PORT",
               help="Where to serve the API (default: the data directory's socket).")
 @click.option("--demo-fleet", is_flag=True, hidden=True)
+@click.option("--exit-with", type=int, hidden=True, metavar="PID",
+              help="Stop when this process (the demo's console) is gone.")
 @pass_ctx
 @click.pass_context
-def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_fleet: bool) -> None:
+def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_fleet: bool,
+           exit_with: int | None) -> None:
     """Run the backend server in the foreground (or: status, stop)."""
     if click_ctx.invoked_subcommand is not None:
         return
@@ -30,11 +33,18 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
     if demo_fleet:
         from backend.demo import prepare_demo
 
-        prepare = prepare_demo
+        def prepare(backend):  # type: ignore[no-untyped-def]
+            prepare_demo(backend, exit_with=exit_with)
+
     try:
         serve(ctx.target.data_dir, listen, prepare=prepare)
     except ServerError as exc:
         fail(str(exc))
+    finally:
+        if demo_fleet and exit_with is not None:
+            from backend.demo import remove_demo_files
+
+            remove_demo_files(ctx.target.data_dir)
 
 
 @server.command("status")
