@@ -49,6 +49,10 @@ class DataDir:
         return self.root / "server.log"
 
     @property
+    def token_file(self) -> Path:
+        return self.root / "api-token"
+
+    @property
     def keys_dir(self) -> Path:
         return self.root / "keys"
 

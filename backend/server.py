@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,6 +50,7 @@ class Backend:
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
+        self.token: str | None = None  # required of every request when serving over TCP
 
     def status(self) -> dict[str, Any]:
         return {
@@ -118,6 +121,19 @@ def create_app(backend: Backend) -> FastAPI:
 
     app = FastAPI(title="Workdeck", version=__version__, lifespan=lifespan)
     app.state.backend = backend
+
+    if backend.token is not None:
+        expected = f"Bearer {backend.token}".encode()
+
+        @app.middleware("http")
+        async def _require_token(request: Request, call_next):  # type: ignore[no-untyped-def]
+            # Over TCP anyone who can reach the port could drive the fleet; the Unix
+            # socket is guarded by its 0600 mode instead.
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse({"detail": "A valid API token is required "
+                                     "(set WORKDECK_TOKEN)."}, status_code=401)
+            return await call_next(request)
     for module in (workers, pools, checks, events, server):
         app.include_router(module.router)
 
@@ -181,6 +197,19 @@ def _bind_tcp(listen: str) -> socket.socket:
     return sock
 
 
+def _api_token(data_dir: DataDir) -> str:
+    """WORKDECK_TOKEN if set, else the data directory's token file (made on first use)."""
+    token = os.environ.get("WORKDECK_TOKEN")
+    if token:
+        return token
+    path = data_dir.token_file
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
 def serve(data_dir: DataDir, listen: str | None = None,
           prepare: Callable[[Backend], None] | None = None) -> None:
     """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API)."""
@@ -196,6 +225,10 @@ def serve(data_dir: DataDir, listen: str | None = None,
     store = Store(data_dir.database)
     fleet.ensure_builtin(store, "server")
     backend = Backend(data_dir, listen=listen, store=store)
+    if path is None:
+        backend.token = _api_token(data_dir)
+        log.warning("serving the API on %s; clients need WORKDECK_TOKEN from %s",
+                    listen, data_dir.token_file)
     if prepare:
         prepare(backend)
     config = uvicorn.Config(create_app(backend), log_level="warning", access_log=False,

@@ -57,6 +57,9 @@ class Target:
 
     def _options(self) -> dict[str, Any]:
         headers = {"X-Workdeck-Actor": _actor()}
+        token = os.environ.get("WORKDECK_TOKEN")
+        if self.server_url and token:
+            headers["Authorization"] = f"Bearer {token}"
         timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT)
         if self.server_url:
             return {"base_url": self.server_url.rstrip("/"), "headers": headers,

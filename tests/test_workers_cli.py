@@ -288,3 +288,46 @@ def test_server_status_and_stop(workdeck):
     assert not workdeck.data_dir.socket.exists()
     stopped = workdeck.cli("server", "status")
     assert stopped.code == 3 and "No server is running" in stopped.out
+
+
+def test_tcp_api_requires_the_token(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path / "tcp"
+    env = {**os.environ, "WORKDECK_TOKEN": "s3cret-token"}
+    server = subprocess.Popen([sys.executable, "-m", "console.cli", "--data-dir", str(data),
+                               "server", "--listen", f"127.0.0.1:{port}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                refused = httpx.get(f"{url}/api/server")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        assert refused.status_code == 401 and "token" in refused.json()["detail"]
+        allowed = httpx.get(f"{url}/api/server",
+                            headers={"Authorization": "Bearer s3cret-token"})
+        assert allowed.status_code == 200
+        from click.testing import CliRunner
+
+        from console.cli import cli
+
+        result = CliRunner(env={"WORKDECK_TOKEN": "s3cret-token"}).invoke(
+            cli, ["--server", url, "server", "status", "--json"])
+        assert result.exit_code == 0 and '"running": true' in result.stdout
+        result = CliRunner(env={"WORKDECK_TOKEN": "wrong"}).invoke(
+            cli, ["--server", url, "worker", "list"])
+        assert result.exit_code != 0 and "token" in result.stderr
+    finally:
+        server.terminate()
+        server.wait(10)
