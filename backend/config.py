@@ -53,6 +53,10 @@ class DataDir:
         return self.root / "api-token"
 
     @property
+    def secret_key(self) -> Path:
+        return self.root / "secret.key"
+
+    @property
     def keys_dir(self) -> Path:
         return self.root / "keys"
 

@@ -93,7 +93,14 @@ async def _start_fleet(backend: Backend, servers: list[LocalSSHServer]) -> None:
     fleet_root = backend.data_dir.root / "fleet"
     for name, _pools, state in FLEET:
         root = fleet_root / name
-        server = LocalSSHServer(root, authorized_keys=[authorized])
+        # Kept with the demo's keys, so a restarted demo server presents the same host
+        # keys and its pinned workers stay trusted.
+        host_key_path = keys_dir / f"host-{name}"
+        if not host_key_path.exists():
+            asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(host_key_path))
+            host_key_path.chmod(0o600)
+        server = LocalSSHServer(root, authorized_keys=[authorized],
+                                host_key=asyncssh.read_private_key(str(host_key_path)))
         await server.start()
         servers.append(server)
         if state == "maintenance":

@@ -85,6 +85,89 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        "environments, runbooks, runs, steps, logs, leases, decisions",
+        [
+            """CREATE TABLE environment (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                created_at DATETIME NOT NULL
+            )""",
+            "CREATE INDEX ix_environment_name ON environment (name)",
+            """CREATE TABLE runbook (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                description VARCHAR NOT NULL DEFAULT '',
+                definition VARCHAR NOT NULL,
+                updated_at DATETIME NOT NULL
+            )""",
+            "CREATE INDEX ix_runbook_name ON runbook (name)",
+            """CREATE TABLE run (
+                id INTEGER PRIMARY KEY,
+                runbook VARCHAR NOT NULL,
+                environment VARCHAR NOT NULL,
+                status VARCHAR NOT NULL DEFAULT 'queued',
+                reason VARCHAR NOT NULL DEFAULT '',
+                definition VARCHAR NOT NULL,
+                variables VARCHAR NOT NULL DEFAULT '{}',
+                secrets VARCHAR NOT NULL DEFAULT '',
+                guided BOOLEAN NOT NULL DEFAULT 0,
+                step_through BOOLEAN NOT NULL DEFAULT 0,
+                actor VARCHAR NOT NULL DEFAULT '',
+                created_at DATETIME NOT NULL,
+                started_at DATETIME,
+                finished_at DATETIME,
+                output_bytes INTEGER NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX ix_run_runbook ON run (runbook)",
+            "CREATE INDEX ix_run_created_at ON run (created_at)",
+            """CREATE TABLE run_step (
+                id INTEGER PRIMARY KEY,
+                run_id INTEGER NOT NULL REFERENCES run (id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                name VARCHAR NOT NULL,
+                worker VARCHAR NOT NULL DEFAULT '',
+                status VARCHAR NOT NULL DEFAULT 'queued',
+                reason VARCHAR NOT NULL DEFAULT '',
+                attempt INTEGER NOT NULL DEFAULT 1,
+                exit_status INTEGER,
+                started_at DATETIME,
+                finished_at DATETIME
+            )""",
+            "CREATE INDEX ix_run_step_run_id ON run_step (run_id)",
+            """CREATE TABLE log_chunk (
+                id INTEGER PRIMARY KEY,
+                run_id INTEGER NOT NULL REFERENCES run (id) ON DELETE CASCADE,
+                first_seq INTEGER NOT NULL,
+                last_seq INTEGER NOT NULL,
+                position INTEGER NOT NULL,
+                worker VARCHAR NOT NULL,
+                stream VARCHAR NOT NULL,
+                lines VARCHAR NOT NULL
+            )""",
+            "CREATE INDEX ix_log_chunk_run_id ON log_chunk (run_id)",
+            """CREATE TABLE lease (
+                id INTEGER PRIMARY KEY,
+                worker_id INTEGER NOT NULL REFERENCES worker (id) ON DELETE CASCADE,
+                run_id INTEGER NOT NULL REFERENCES run (id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                since DATETIME NOT NULL,
+                reason VARCHAR NOT NULL DEFAULT ''
+            )""",
+            "CREATE INDEX ix_lease_worker_id ON lease (worker_id)",
+            "CREATE INDEX ix_lease_run_id ON lease (run_id)",
+            """CREATE TABLE decision (
+                id INTEGER PRIMARY KEY,
+                run_id INTEGER NOT NULL REFERENCES run (id) ON DELETE CASCADE,
+                position INTEGER,
+                action VARCHAR NOT NULL,
+                actor VARCHAR NOT NULL,
+                note VARCHAR NOT NULL DEFAULT '',
+                at DATETIME NOT NULL
+            )""",
+            "CREATE INDEX ix_decision_run_id ON decision (run_id)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -116,3 +116,114 @@ class Setting(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+# Run statuses (DESIGN.md) and step statuses.
+QUEUED, RUNNING, WAITING = "queued", "running", "waiting"
+SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
+SKIPPED, LOST = "skipped", "lost"
+FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
+
+
+class Environment(SQLModel, table=True):
+    __tablename__ = "environment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Runbook(SQLModel, table=True):
+    """A runbook as its normalized definition (JSON), which round-trips to TOML losslessly."""
+
+    __tablename__ = "runbook"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    description: str = ""
+    definition: str  # JSON of backend.runbooks.Runbook
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    runbook: str = Field(index=True)
+    environment: str
+    status: str = QUEUED
+    reason: str = ""
+    definition: str  # the runbook as it was at launch
+    variables: str = "{}"  # non-sensitive values, JSON
+    secrets: str = ""  # sensitive values, encrypted (backend.vault)
+    guided: bool = False
+    step_through: bool = False
+    actor: str = ""
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output_bytes: int = 0
+
+
+class RunStep(SQLModel, table=True):
+    """One step of a run on one worker (a `run_on = "all"` step has one row per worker)."""
+
+    __tablename__ = "run_step"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
+    position: int
+    name: str
+    worker: str = ""
+    status: str = QUEUED
+    reason: str = ""  # why this worker, or why it failed
+    attempt: int = 1
+    exit_status: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class LogChunk(SQLModel, table=True):
+    """Consecutive log lines of one step, worker and stream, stored as one row.
+
+    `lines` holds one line per `\\n`, each `<unix time>\\t<text>`; line numbers within
+    the run are first_seq .. last_seq, so a follower resumes exactly where it stopped.
+    """
+
+    __tablename__ = "log_chunk"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
+    first_seq: int
+    last_seq: int
+    position: int
+    worker: str
+    stream: str
+    lines: str
+
+
+class Lease(SQLModel, table=True):
+    """A slot of a worker's capacity taken by a step that is running on it."""
+
+    __tablename__ = "lease"
+
+    id: int | None = Field(default=None, primary_key=True)
+    worker_id: int = Field(foreign_key="worker.id", index=True, ondelete="CASCADE")
+    run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
+    position: int
+    since: datetime = Field(default_factory=utcnow)
+    reason: str = ""
+
+
+class Decision(SQLModel, table=True):
+    """What an operator decided for a waiting run: who, when, what, and their note."""
+
+    __tablename__ = "decision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
+    position: int | None = None
+    action: str
+    actor: str
+    note: str = ""
+    at: datetime = Field(default_factory=utcnow)

@@ -20,13 +20,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend import __version__, fleet
-from backend.api import checks, events, pools, server, workers
+from backend.api import checks, events, pools, runbooks, runs, server, workers
 from backend.checker import HealthChecker
 from backend.config import DataDir
 from backend.db import Store
 from backend.errors import WorkdeckError
 from backend.events import EventBus
+from backend.logstore import LogHub
+from backend.runs import RunEngine
 from backend.ssh import ConnectionPool
+from backend.vault import Vault
 
 log = logging.getLogger("workdeck.server")
 
@@ -47,6 +50,9 @@ class Backend:
         self.bus = EventBus()
         self.connections = ConnectionPool()
         self.checker = HealthChecker(store, self.connections, self.bus)
+        self.hub = LogHub()
+        self.runs = RunEngine(store, self.connections, self.bus, Vault(data_dir.secret_key),
+                              self.hub, self.checker)
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
@@ -134,7 +140,7 @@ def create_app(backend: Backend) -> FastAPI:
                 return JSONResponse({"detail": "A valid API token is required "
                                      "(set WORKDECK_TOKEN)."}, status_code=401)
             return await call_next(request)
-    for module in (workers, pools, checks, events, server):
+    for module in (workers, pools, checks, events, server, runbooks, runs):
         app.include_router(module.router)
 
     @app.exception_handler(WorkdeckError)
@@ -229,6 +235,9 @@ def serve(data_dir: DataDir, listen: str | None = None,
         backend.token = _api_token(data_dir)
         log.warning("serving the API on %s; clients need WORKDECK_TOKEN from %s",
                     listen, data_dir.token_file)
+    interrupted = backend.runs.recover()
+    if interrupted:
+        log.warning("%d runs were interrupted by the last stop of the server", interrupted)
     if prepare:
         prepare(backend)
     config = uvicorn.Config(create_app(backend), log_level="warning", access_log=False,

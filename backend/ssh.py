@@ -285,6 +285,17 @@ class ConnectionPool:
         return await self._bounded(key, endpoint, timeout,
                                    lambda c: _exec(c.conn, command, stdin))
 
+    async def connection(self, key: object, endpoint: Endpoint, *, timeout: float
+                         ) -> asyncssh.SSHClientConnection:
+        """The worker's open connection (connecting if needed), for a session of one's own."""
+        async def opened(connection: _Connection) -> CommandResult:
+            found.append(connection.conn)
+            return CommandResult(0, b"", b"", 0.0)
+
+        found: list[asyncssh.SSHClientConnection] = []
+        await self._bounded(key, endpoint, timeout, opened)
+        return found[0]
+
     async def run_script(self, key: object, endpoint: Endpoint, script: str, *,
                          timeout: float) -> CommandResult:
         """Run a sh script in the worker's check shell (see checkshell.py)."""

@@ -8,7 +8,7 @@ import click
 
 from backend.config import DataDirError
 from console.client import ApiError, ensure_server
-from console.commands import admin, pools, server, workers
+from console.commands import admin, pools, runs, server, workers
 from console.commands.base import Context, fail
 
 
@@ -44,7 +44,8 @@ def cli(ctx: click.Context, data_dir: str | None, server_url: str | None) -> Non
 
 
 for command in (workers.worker, workers.check, pools.pool, server.server, server.demo,
-                admin.settings, admin.policy, admin.audit):
+                admin.settings, admin.policy, admin.audit, runs.env, runs.runbook, runs.run,
+                runs.runs):
     cli.add_command(command)
 
 

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -133,6 +133,30 @@ class Client:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
+    def request_raw(self, method: str, path: str, **kwargs: Any) -> str:
+        """The response body as text (for non-JSON answers such as a TOML export)."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            raise _unavailable(self.target, exc) from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.text
+
+    def stream_events(self, path: str, params: dict[str, str] | None = None
+                      ) -> Iterator[tuple[str, Any]]:
+        """Yield (event, data) from a Server-Sent Events stream until it ends."""
+        try:
+            with self._http.stream("GET", path, params=params,
+                                   timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+                                   ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_from(response)
+                yield from _parse_sse(response.iter_lines())
+        except (httpx.ConnectError, FileNotFoundError) as exc:
+            raise _unavailable(self.target, exc) from None
+
     def alive(self) -> bool:
         try:
             self.get("/api/server")
@@ -194,6 +218,21 @@ class AsyncClient:
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
                 FileNotFoundError) as exc:
             raise _unavailable(self.target, exc) from None
+
+
+def _parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    event, data = "message", []
+    for line in lines:
+        if line.startswith(":"):
+            continue
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
 
 
 def start_server(target: Target, *, extra_args: list[str] | None = None,

@@ -1,0 +1,65 @@
+"""Routes for runbooks and environments."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from backend import runbooks, runs
+from backend.api.deps import ActorDep, BackendDep
+
+router = APIRouter(prefix="/api", tags=["runbooks"])
+
+
+class RunbookUpload(BaseModel):
+    toml: str
+    source: str = "<runbook>"
+
+
+class EnvironmentCreate(BaseModel):
+    name: str
+
+
+@router.get("/runbooks")
+async def list_runbooks(backend: BackendDep) -> list[dict[str, Any]]:
+    return await asyncio.to_thread(runbooks.list_all, backend.store)
+
+
+@router.post("/runbooks", status_code=201)
+async def import_runbook(body: RunbookUpload, backend: BackendDep,
+                         actor: ActorDep) -> dict[str, Any]:
+    definition = runbooks.parse_toml(body.toml, body.source)
+    saved = await asyncio.to_thread(runbooks.save, backend.store, definition, actor)
+    backend.bus.publish("runbook", definition.name, {"name": definition.name})
+    return saved
+
+
+@router.get("/runbooks/{name}")
+async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
+    return runbooks.public(await asyncio.to_thread(runbooks.get, backend.store, name))
+
+
+@router.get("/runbooks/{name}/export", response_class=PlainTextResponse)
+async def export_runbook(name: str, backend: BackendDep) -> str:
+    return runbooks.to_toml(await asyncio.to_thread(runbooks.get, backend.store, name))
+
+
+@router.delete("/runbooks/{name}", status_code=204)
+async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> None:
+    await asyncio.to_thread(runbooks.remove, backend.store, name, actor)
+    backend.bus.publish("runbook.removed", name)
+
+
+@router.get("/environments")
+async def list_environments(backend: BackendDep) -> list[str]:
+    return await asyncio.to_thread(runs.environments, backend.store)
+
+
+@router.post("/environments", status_code=201)
+async def add_environment(body: EnvironmentCreate, backend: BackendDep,
+                          actor: ActorDep) -> dict[str, Any]:
+    return await asyncio.to_thread(runs.add_environment, backend.store, body.name, actor)

@@ -1,0 +1,95 @@
+"""Routes for runs: launch, plan, list, show, cancel, decide, and the log stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from backend import logstore, runs
+from backend.api.deps import ActorDep, BackendDep
+from backend.models import FINISHED
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+HEARTBEAT_S = 15.0
+PAGE = 5000  # lines per read from the store, so a long log streams in bounded pieces
+
+
+@router.post("", status_code=201)
+async def launch(body: runs.LaunchRequest, backend: BackendDep,
+                 actor: ActorDep) -> dict[str, Any]:
+    return await backend.runs.launch(body, actor)
+
+
+@router.post("/plan")
+async def plan(body: runs.LaunchRequest, backend: BackendDep) -> dict[str, Any]:
+    return await asyncio.to_thread(runs.plan, backend.store, backend.runs.leases, body)
+
+
+@router.get("")
+async def list_runs(backend: BackendDep, limit: int = 200,
+                    status: str | None = None) -> list[dict[str, Any]]:
+    return await asyncio.to_thread(backend.runs.list, min(max(limit, 1), 5000), status)
+
+
+@router.get("/{run_id}")
+async def show(run_id: int, backend: BackendDep) -> dict[str, Any]:
+    return await asyncio.to_thread(backend.runs.get, run_id)
+
+
+@router.post("/{run_id}/cancel")
+async def cancel(run_id: int, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+    return await backend.runs.cancel(run_id, actor)
+
+
+@router.post("/{run_id}/decide")
+async def decide(run_id: int, body: runs.DecisionRequest, backend: BackendDep,
+                 actor: ActorDep) -> dict[str, Any]:
+    return await asyncio.to_thread(backend.runs.decide, run_id, body, actor)
+
+
+@router.get("/{run_id}/log")
+async def run_log(run_id: int, request: Request, backend: BackendDep, after: int = 0,
+                  follow: bool = False) -> StreamingResponse:
+    """Server-Sent Events: `lines` (a list, oldest first) until the run ends (`end`)."""
+    await asyncio.to_thread(backend.runs.get, run_id)  # 404 for an unknown run
+
+    async def stream() -> AsyncIterator[bytes]:
+        seen = after
+        while True:
+            lines = await asyncio.to_thread(logstore.read, backend.store, run_id, seen, PAGE)
+            if lines:
+                seen = lines[-1]["seq"]
+                yield _sse("lines", lines)
+                continue
+            run = await asyncio.to_thread(backend.runs.get, run_id)
+            if run["status"] in FINISHED:
+                # The run's last lines were stored before its status changed: nothing
+                # more can come, so check once more and end.
+                lines = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
+                                                PAGE)
+                if lines:
+                    seen = lines[-1]["seq"]
+                    yield _sse("lines", lines)
+                    continue
+                yield _sse("end", {"status": run["status"], "reason": run["reason"]})
+                return
+            if not follow:
+                yield _sse("end", {"status": run["status"], "reason": run["reason"],
+                                   "following": False})
+                return
+            if await request.is_disconnected():
+                return
+            await backend.hub.wait(run_id, HEARTBEAT_S)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store"})
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

@@ -1,0 +1,299 @@
+"""Runbook definitions: TOML in (strictly validated), TOML out (losslessly), and storage."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from backend.db import Store
+from backend.errors import InvalidInput, NotFound
+from backend.fleet import audit, iso
+from backend.models import Runbook as RunbookRow
+from backend.models import utcnow
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# Variables a script could not work without, or that would change how it runs.
+_RESERVED = {"PATH", "HOME", "IFS", "PS1", "PS2", "PS4", "ENV", "SHELL", "USER", "PWD",
+             "OLDPWD", "LD_PRELOAD", "LD_LIBRARY_PATH", "BASH_ENV"}
+MAX_TIMEOUT_S = 7 * 86400
+
+
+class Variable(BaseModel):
+    name: str
+    default: str | None = None
+    sensitive: bool = False
+    description: str = ""
+
+
+class Step(BaseModel):
+    name: str
+    script: str = ""
+    manual: str | None = None
+    pool: str | None = None
+    timeout: int = 3600
+    container: str | None = None
+    retries: int = 0
+    run_on: Literal["any", "all"] = "any"
+    condition: Literal["success", "failure", "always"] = "success"
+
+
+class RunbookDef(BaseModel):
+    name: str
+    description: str = ""
+    variables: list[Variable] = Field(default_factory=list)
+    pools: dict[str, dict[str, str]] = Field(default_factory=dict)
+    steps: list[Step]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+class RunbookError(InvalidInput):
+    """A runbook file or definition is refused; the message names where and what."""
+
+
+def _fail(source: str, where: str, what: str) -> RunbookError:
+    return RunbookError(f"{source}: {where}: {what}." if where else f"{source}: {what}.")
+
+
+def _text(value: Any, source: str, where: str, *, allow_scalars: bool = False) -> str:
+    if isinstance(value, str):
+        return value
+    if allow_scalars and isinstance(value, bool):
+        return "true" if value else "false"
+    if allow_scalars and isinstance(value, int | float):
+        return str(value)
+    raise _fail(source, where, f"must be a string, not {type(value).__name__}")
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], source: str, where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise _fail(source, where, f"unknown field {unknown[0]!r} (allowed: "
+                    f"{', '.join(sorted(allowed))})")
+
+
+def parse_toml(text: str, source: str = "<runbook>") -> RunbookDef:
+    """Parse and validate a runbook file; refuse it whole with where and what is wrong."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(source, "", f"not valid TOML ({exc})") from None
+    return from_data(data, source)
+
+
+def from_data(data: dict[str, Any], source: str = "<runbook>") -> RunbookDef:
+    _check_keys(data, {"name", "description", "variables", "pools", "steps"}, source, "")
+    name = _text(data.get("name", ""), source, "name").strip()
+    if not name:
+        raise _fail(source, "name", "a runbook needs a name")
+    if any(ord(c) < 32 for c in name) or len(name) > 200:
+        raise _fail(source, "name", "must be at most 200 characters, no control characters")
+    description = _text(data.get("description", ""), source, "description")
+
+    variables: list[Variable] = []
+    raw_vars = data.get("variables", {})
+    if not isinstance(raw_vars, dict):
+        raise _fail(source, "variables", "must be a table")
+    for var_name, spec in raw_vars.items():
+        where = f"variables.{var_name}"
+        if not _IDENTIFIER.match(var_name):
+            raise _fail(source, where, "a variable name must be a shell identifier "
+                        "(letters, digits, _; not starting with a digit)")
+        if var_name in _RESERVED or var_name.startswith("WORKDECK_"):
+            raise _fail(source, where, "this name is reserved for the shell or Workdeck")
+        if isinstance(spec, dict):
+            _check_keys(spec, {"default", "sensitive", "description"}, source, where)
+            default = spec.get("default")
+            sensitive = spec.get("sensitive", False)
+            if not isinstance(sensitive, bool):
+                raise _fail(source, f"{where}.sensitive", "must be true or false")
+            if sensitive and default is not None:
+                raise _fail(source, f"{where}.default", "a sensitive variable has no default "
+                            "in a file (files end up in repositories); give it at launch")
+            variables.append(Variable(
+                name=var_name,
+                default=None if default is None else _text(default, source, f"{where}.default",
+                                                           allow_scalars=True),
+                sensitive=sensitive,
+                description=_text(spec.get("description", ""), source,
+                                  f"{where}.description")))
+        else:
+            variables.append(Variable(name=var_name, default=_text(spec, source, where,
+                                                                   allow_scalars=True)))
+
+    # The order TOML itself imposes (plain values before sub-tables), so that a file
+    # and its export compare equal.
+    variables.sort(key=lambda v: v.sensitive or bool(v.description) or v.default is None)
+
+    pools: dict[str, dict[str, str]] = {}
+    raw_pools = data.get("pools", {})
+    if not isinstance(raw_pools, dict):
+        raise _fail(source, "pools", "must be a table of pool variables")
+    for pool_var, scoped in raw_pools.items():
+        where = f"pools.{pool_var}"
+        if not isinstance(scoped, dict) or not scoped:
+            raise _fail(source, where, "must map environments to pool names")
+        pools[pool_var] = {env: _text(pool, source, f"{where}.{env}")
+                           for env, pool in scoped.items()}
+
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise _fail(source, "steps", "a runbook needs at least one [[steps]]")
+    steps = [_step(raw, i, source) for i, raw in enumerate(raw_steps, 1)]
+    return RunbookDef(name=name, description=description, variables=variables, pools=pools,
+                      steps=steps)
+
+
+def _step(raw: Any, number: int, source: str) -> Step:
+    where = f"steps[{number}]"
+    if not isinstance(raw, dict):
+        raise _fail(source, where, "must be a table")
+    _check_keys(raw, set(Step.model_fields), source, where)
+    name = _text(raw.get("name", ""), source, f"{where}.name").strip()
+    if not name:
+        raise _fail(source, f"{where}.name", "every step needs a name")
+    script = raw.get("script")
+    manual = raw.get("manual")
+    if (script is None) == (manual is None):
+        raise _fail(source, where, "a step has either a script or manual instructions")
+    values: dict[str, Any] = {"name": name}
+    if script is not None:
+        values["script"] = _text(script, source, f"{where}.script")
+        if not values["script"].strip():
+            raise _fail(source, f"{where}.script", "is empty")
+    else:
+        values["manual"] = _text(manual, source, f"{where}.manual")
+    for key in ("pool", "container"):
+        if key in raw:
+            values[key] = _text(raw[key], source, f"{where}.{key}").strip() or None
+    timeout = raw.get("timeout", 3600)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or \
+            not 1 <= timeout <= MAX_TIMEOUT_S:
+        raise _fail(source, f"{where}.timeout", f"must be whole seconds from 1 to "
+                    f"{MAX_TIMEOUT_S}")
+    retries = raw.get("retries", 0)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+        raise _fail(source, f"{where}.retries", "must be a number from 0 to 10")
+    run_on = raw.get("run_on", "any")
+    if run_on not in ("any", "all"):
+        raise _fail(source, f"{where}.run_on", f"{run_on!r} is not \"any\" or \"all\"")
+    condition = raw.get("condition", "success")
+    if condition not in ("success", "failure", "always"):
+        raise _fail(source, f"{where}.condition",
+                    f"{condition!r} is not \"success\", \"failure\" or \"always\"")
+    if manual is not None and (raw.get("container") or run_on == "all"):
+        raise _fail(source, where, "a manual step runs on no worker (no container, run_on)")
+    return Step(**values, timeout=timeout, retries=retries, run_on=run_on,
+                condition=condition)
+
+
+# ---------------------------------------------------------------- export
+
+
+def _key(name: str) -> str:
+    return name if _BARE_KEY.match(name) else json.dumps(name)
+
+
+def _string(value: str) -> str:
+    # A multi-line literal keeps scripts readable; anything it cannot hold exactly
+    # (''' inside, control characters, a trailing quote) falls back to an escaped string.
+    if "\n" in value and "'''" not in value and not value.endswith("'") and \
+            not any(ord(c) < 32 and c not in "\n\t" for c in value) and "\r" not in value:
+        return "'''\n" + value + "'''"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def to_toml(runbook: RunbookDef) -> str:
+    """TOML that imports back to exactly this runbook."""
+    out = [f"name = {_string(runbook.name)}",
+           f"description = {_string(runbook.description)}"]
+    plain = [v for v in runbook.variables if not v.sensitive and not v.description
+             and v.default is not None]
+    tables = [v for v in runbook.variables if v not in plain]
+    if plain:
+        out += ["", "[variables]"]
+        out += [f"{_key(v.name)} = {_string(v.default or '')}" for v in plain]
+    for var in tables:
+        out += ["", f"[variables.{_key(var.name)}]"]
+        if var.default is not None:
+            out.append(f"default = {_string(var.default)}")
+        if var.sensitive:
+            out.append("sensitive = true")
+        if var.description:
+            out.append(f"description = {_string(var.description)}")
+    for pool_var, scoped in runbook.pools.items():
+        out += ["", f"[pools.{_key(pool_var)}]"]
+        out += [f"{_key(env)} = {_string(pool)}" for env, pool in scoped.items()]
+    defaults = Step(name="x")
+    for step in runbook.steps:
+        out += ["", "[[steps]]", f"name = {_string(step.name)}"]
+        if step.manual is not None:
+            out.append(f"manual = {_string(step.manual)}")
+        for field in ("pool", "container", "timeout", "retries", "run_on", "condition"):
+            value = getattr(step, field)
+            if value is None or value == getattr(defaults, field):
+                continue
+            out.append(f"{field} = {value}" if isinstance(value, int)
+                       else f"{field} = {_string(value)}")
+        if step.manual is None:
+            out.append(f"script = {_string(step.script)}")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- storage
+
+
+def save(store: Store, runbook: RunbookDef, actor: str) -> dict[str, Any]:
+    """Create or replace the runbook of this name."""
+    with store.write() as session:
+        row = session.exec(select(RunbookRow).where(RunbookRow.name == runbook.name)).first()
+        action = "runbook.update" if row else "runbook.add"
+        if row is None:
+            row = RunbookRow(name=runbook.name, definition="")
+        row.description = runbook.description
+        row.definition = runbook.model_dump_json()
+        row.updated_at = utcnow()
+        session.add(row)
+        audit(session, actor, action, runbook.name, f"{len(runbook.steps)} steps")
+    return public(get(store, runbook.name))
+
+
+def get(store: Store, name: str) -> RunbookDef:
+    with store.read() as session:
+        row = session.exec(select(RunbookRow).where(RunbookRow.name == name)).first()
+    if row is None:
+        raise NotFound(f"No runbook is named {name!r}.")
+    return RunbookDef.model_validate_json(row.definition)
+
+
+def public(runbook: RunbookDef) -> dict[str, Any]:
+    return runbook.model_dump()
+
+
+def list_all(store: Store) -> list[dict[str, Any]]:
+    with store.read() as session:
+        rows = session.exec(select(RunbookRow).order_by(RunbookRow.name)).all()
+    result = []
+    for row in rows:
+        definition = RunbookDef.model_validate_json(row.definition)
+        result.append({"name": row.name, "description": row.description,
+                       "steps": len(definition.steps),
+                       "variables": [v.name for v in definition.variables],
+                       "updated_at": iso(row.updated_at)})
+    return result
+
+
+def remove(store: Store, name: str, actor: str) -> None:
+    with store.write() as session:
+        row = session.exec(select(RunbookRow).where(RunbookRow.name == name)).first()
+        if row is None:
+            raise NotFound(f"No runbook is named {name!r}.")
+        session.delete(row)
+        audit(session, actor, "runbook.remove", name)

@@ -1,0 +1,252 @@
+"""`workdeck env`, `runbook`, `run` and `runs`: define runbooks, launch them, follow them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from console import output
+from console.client import ApiError
+from console.commands.base import Context, fail, pass_ctx, quote_name
+
+EXIT_BY_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
+
+
+@click.group()
+def env() -> None:
+    """Environments that runs target (Development, Test, Production...)."""
+
+
+@env.command("add")
+@click.argument("name")
+@pass_ctx
+def env_add(ctx: Context, name: str) -> None:
+    """Add an environment."""
+    with ctx.client() as client:
+        client.post("/api/environments", {"name": name})
+    click.echo(f"Added environment {name}.")
+
+
+@env.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def env_list(ctx: Context, as_json: bool) -> None:
+    """List the environments."""
+    with ctx.client() as client:
+        names = client.get("/api/environments")
+    if as_json:
+        output.print_json(names)
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@click.group()
+def runbook() -> None:
+    """Import, export and list runbooks."""
+
+
+@runbook.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@pass_ctx
+def runbook_import(ctx: Context, files: tuple[str, ...]) -> None:
+    """Import runbook TOML files (a runbook of the same name is replaced)."""
+    texts = []
+    for file in files:
+        try:
+            texts.append((file, Path(file).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"Cannot read {file}: {getattr(exc, 'strerror', None) or exc}.")
+    with ctx.client() as client:
+        for file, text in texts:
+            saved = client.post("/api/runbooks", {"toml": text, "source": file})
+            click.echo(f"Imported runbook {saved['name']!r} ({len(saved['steps'])} steps) "
+                       f"from {file}.")
+
+
+@runbook.command("export")
+@click.argument("name")
+@pass_ctx
+def runbook_export(ctx: Context, name: str) -> None:
+    """Print a runbook as TOML (it imports back to the same runbook)."""
+    with ctx.client() as client:
+        response = client.request_raw("GET", f"/api/runbooks/{quote_name(name)}/export")
+    click.echo(response, nl=False)
+
+
+@runbook.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def runbook_list(ctx: Context, as_json: bool) -> None:
+    """List the runbooks."""
+    with ctx.client() as client:
+        books = client.get("/api/runbooks")
+    if as_json:
+        output.print_json(books)
+    else:
+        output.table(["NAME", "STEPS", "VARIABLES", "DESCRIPTION"],
+                     [[b["name"], b["steps"], ", ".join(b["variables"]), b["description"]]
+                      for b in books])
+
+
+def _vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--var {pair!r} is not KEY=VALUE.")
+        values[key] = value
+    return values
+
+
+@click.command()
+@click.argument("runbook_name", metavar="RUNBOOK")
+@click.option("--env", "environment", help="The environment to run in.")
+@click.option("--var", "pairs", multiple=True, metavar="KEY=VALUE", help="A variable's value.")
+@click.option("--follow", is_flag=True, help="Stream the log; exit 0 succeeded, 1 failed, "
+              "3 cancelled or interrupted.")
+@click.option("--guided", is_flag=True, help="On a failed step, wait for retry, skip or abort "
+              "(`workdeck runs decide`).")
+@click.option("--step-through", is_flag=True, help="Wait before each step for continue, skip "
+              "or abort.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[str, ...],
+        follow: bool, guided: bool, step_through: bool, as_json: bool) -> None:
+    """Launch a runbook; print the run's id (or follow its log)."""
+    with ctx.client() as client:
+        launched = client.post("/api/runs", {
+            "runbook": runbook_name, "environment": environment, "variables": _vars(pairs),
+            "guided": guided, "step_through": step_through})
+    if not follow:
+        if as_json:
+            output.print_json(launched)
+        else:
+            click.echo(launched["id"])
+        return
+    click.echo(f"run {launched['id']}: {launched['runbook']} on {launched['environment']}",
+               err=True)
+    sys.exit(_follow(ctx, launched["id"], as_json))
+
+
+def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> int:
+    """Print the run's log as it happens; return the exit status for how it ended."""
+    final: dict[str, Any] = {}
+    with ctx.client() as client:
+        try:
+            for event, data in client.stream_events(f"/api/runs/{run_id}/log",
+                                                    {"follow": "true" if follow else "false"}):
+                if event == "lines":
+                    for line in data:
+                        _print_line(line, as_json)
+                elif event == "end":
+                    final = data
+        except (httpx.HTTPError, ApiError) as exc:
+            fail(f"The log stream of run {run_id} broke off: {exc}", 4)
+    status = final.get("status", "")
+    if final.get("following", True):
+        click.echo(f"run {run_id} {status}" + (f": {final['reason']}" if final.get("reason")
+                                                  else ""), err=True)
+    return EXIT_BY_STATUS.get(status, 0 if not follow else 3)
+
+
+def _print_line(line: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(line))
+        return
+    at = datetime.fromtimestamp(line["at"]).strftime("%H:%M:%S")
+    where = f"{line['step']}:{line['worker']}" if line["worker"] else f"{line['step']}"
+    text = line["text"]
+    if line["stream"] == "workdeck":
+        click.echo(f"{at} [{where}] ** {text}")
+    elif line["stream"] == "stderr":
+        click.echo(f"{at} [{where}] ! {text}")
+    else:
+        click.echo(f"{at} [{where}] {text}")
+
+
+@click.group()
+def runs() -> None:
+    """List, show, follow, cancel and decide runs."""
+
+
+@runs.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--status", help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def runs_list(ctx: Context, limit: int, status: str | None, as_json: bool) -> None:
+    """Recent runs, newest first."""
+    with ctx.client() as client:
+        items = client.get("/api/runs", params={"limit": limit, **(
+            {"status": status} if status else {})})
+    if as_json:
+        output.print_json(items)
+        return
+    output.table(["ID", "RUNBOOK", "ENV", "STATUS", "STARTED", "BY", "REASON"],
+                 [[r["id"], r["runbook"], r["environment"], r["status"],
+                   output.ago(r["started_at"] or r["created_at"]), r["actor"], r["reason"]]
+                  for r in items])
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
+    """One run: its steps, workers and state."""
+    with ctx.client() as client:
+        item = client.get(f"/api/runs/{run_id}")
+    if as_json:
+        output.print_json(item)
+        return
+    click.echo(f"run {item['id']}: {item['runbook']} on {item['environment']}, "
+               f"{item['status']}" + (f" ({item['reason']})" if item["reason"] else ""))
+    output.table(["#", "STEP", "WORKER", "STATUS", "ATTEMPT", "REASON"],
+                 [[s["position"], s["name"], s["worker"], s["status"], s["attempt"],
+                   s["reason"]] for s in item["steps"]])
+    if item["waiting"]:
+        actions = ", ".join(item["waiting"]["actions"])
+        click.echo(f"\nwaiting: {item['waiting']['prompt']}\n  workdeck runs decide "
+                   f"{item['id']} ACTION   (ACTION: {actions})")
+
+
+@runs.command("log")
+@click.argument("run_id", type=int)
+@click.option("--follow", is_flag=True, help="Keep streaming until the run ends.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def runs_log(ctx: Context, run_id: int, follow: bool, as_json: bool) -> None:
+    """Print a run's log (every line is kept)."""
+    code = _follow(ctx, run_id, as_json, follow=follow)
+    if follow:
+        sys.exit(code)
+
+
+@runs.command("cancel")
+@click.argument("run_id", type=int)
+@pass_ctx
+def runs_cancel(ctx: Context, run_id: int) -> None:
+    """Cancel a run: its step's processes on the worker are killed."""
+    with ctx.client() as client:
+        item = client.post(f"/api/runs/{run_id}/cancel")
+    click.echo(f"run {run_id} {item['status']}")
+
+
+@runs.command("decide")
+@click.argument("run_id", type=int)
+@click.argument("action", type=click.Choice(["continue", "skip", "abort", "retry",
+                                             "approve"]))
+@click.option("--note", default="", help="Why (kept with the decision).")
+@pass_ctx
+def runs_decide(ctx: Context, run_id: int, action: str, note: str) -> None:
+    """Answer a waiting run: continue/skip/abort, retry/skip/abort, approve/abort."""
+    with ctx.client() as client:
+        item = client.post(f"/api/runs/{run_id}/decide", {"action": action, "note": note})
+    click.echo(f"run {run_id}: {action} recorded; now {item['status']}")
