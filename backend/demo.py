@@ -6,11 +6,12 @@ import asyncio
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import asyncssh
 from sqlmodel import select
 
-from backend import fleet
+from backend import fleet, runbooks, runs
 from backend.config import DataDir
 from backend.localssh import LocalSSHServer
 from backend.models import HostKey, Pool, Worker
@@ -45,6 +46,9 @@ FLEET = [
 ]
 
 # Nagios-style custom check: exit 1 is a warning. A demo worker in maintenance shows it.
+ENVIRONMENTS = ["Development", "Test", "Production"]
+RUNBOOKS = Path(__file__).with_name("demo_runbooks")
+
 DEMO_HEALTH_SCRIPT = """\
 if [ -e "$HOME/.maintenance" ]; then
   echo "maintenance: $(head -c 200 "$HOME/.maintenance")"
@@ -141,6 +145,10 @@ def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) ->
                 worker.enabled = False
                 session.add(worker)
     fleet.set_policy(store, Policy(interval_s=15, custom_script=DEMO_HEALTH_SCRIPT), "demo")
+    for environment in ENVIRONMENTS:
+        runs.add_environment(store, environment, "demo")
+    for path in sorted(RUNBOOKS.glob("*.toml")):
+        runbooks.save(store, runbooks.parse_toml(path.read_text(), path.name), "demo")
 
 
 def _alive(pid: int | None) -> bool:

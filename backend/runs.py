@@ -418,6 +418,15 @@ class RunEngine:
         runlog.note(0, "", "run cancelled")
 
     async def _finish(self, run_id: int, runlog: RunLog, status: str, reason: str) -> None:
+        def not_reached() -> None:
+            with self.store.write() as session:
+                for step in session.exec(select(RunStep).where(
+                        RunStep.run_id == run_id, RunStep.status == QUEUED)):
+                    step.status = SKIPPED
+                    step.reason = f"not run: the run {status}"
+                    session.add(step)
+
+        await asyncio.to_thread(not_reached)
         await self.leases.release_run(run_id)
         await runlog.close()
         await asyncio.to_thread(self._update_run, run_id, status=status, reason=reason,

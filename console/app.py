@@ -36,6 +36,8 @@ class WorkdeckApp(App[None]):
         Binding("h", "switch_mode('dashboard')", "Dashboard", show=False, id="dashboard"),
         Binding("w", "switch_mode('workers')", "Workers", show=False, id="workers"),
         Binding("p", "switch_mode('pools')", "Pools", show=False, id="pools"),
+        Binding("b", "switch_mode('runbooks')", "Runbooks", show=False, id="runbooks"),
+        Binding("u", "switch_mode('runs')", "Runs", show=False, id="runs"),
     ]
 
     connected: reactive[bool] = reactive(False)
@@ -44,12 +46,16 @@ class WorkdeckApp(App[None]):
     def __init__(self, target: Target, *, autostart_args: list[str] | None = None) -> None:
         from console.screens.dashboard import DashboardScreen
         from console.screens.pools import PoolsScreen
+        from console.screens.runbooks import RunbooksScreen
+        from console.screens.runs import RunsScreen
         from console.screens.workers import WorkersScreen
 
         self.MODES = {
             "dashboard": DashboardScreen,
             "workers": WorkersScreen,
             "pools": PoolsScreen,
+            "runbooks": RunbooksScreen,
+            "runs": RunsScreen,
         }
         super().__init__()
         self.target = target
@@ -167,7 +173,9 @@ class WorkdeckApp(App[None]):
         word = word.lower()
         views = {"d": "dashboard", "dash": "dashboard", "dashboard": "dashboard",
                  "w": "workers", "worker": "workers", "workers": "workers",
-                 "p": "pools", "pool": "pools", "pools": "pools"}
+                 "p": "pools", "pool": "pools", "pools": "pools",
+                 "b": "runbooks", "rb": "runbooks", "runbook": "runbooks",
+                 "runbooks": "runbooks", "u": "runs", "runs": "runs"}
         if word in views:
             await self.switch_mode(views[word])
             screen = self.screen
@@ -179,10 +187,14 @@ class WorkdeckApp(App[None]):
             self.action_help()
         elif word == "check":
             self.check_workers(rest.split() or None)
+        elif word == "run" and rest.strip().isdigit():
+            from console.screens.run import RunScreen
+
+            self.push_screen(RunScreen(int(rest.strip())))
         else:
             self.notify(f"Unknown command {word!r}: try :dashboard, :workers [filter], "
-                        ":pools [filter], :check [worker...], :quit.", severity="warning",
-                        markup=False)
+                        ":pools [filter], :runbooks, :runs [filter], :run ID, "
+                        ":check [worker...], :quit.", severity="warning", markup=False)
 
     def check_workers(self, names: list[str] | None) -> None:
         label = ", ".join(names) if names else "every worker"
@@ -202,6 +214,8 @@ class WorkdeckApp(App[None]):
         yield SystemCommand("Workers", "Every worker, live", lambda: self.switch_mode("workers"))
         yield SystemCommand("Pools", "Worker pools and their members",
                             lambda: self.switch_mode("pools"))
+        yield SystemCommand("Runbooks", "Launch a runbook", lambda: self.switch_mode("runbooks"))
+        yield SystemCommand("Runs", "Run history, live", lambda: self.switch_mode("runs"))
         yield SystemCommand("Check every worker now", "Run a health check on the whole fleet",
                             lambda: self.check_workers(None))
         yield SystemCommand("Help", "Keys of this view", self.action_help)

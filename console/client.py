@@ -196,43 +196,53 @@ class AsyncClient:
 
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
         """Yield (event, data) from the server's push stream until it ends."""
+        async for item in self.stream_events("/api/events"):
+            yield item
+
+    async def stream_events(self, path: str, params: dict[str, str] | None = None
+                            ) -> AsyncIterator[tuple[str, Any]]:
+        """Yield (event, data) from a Server-Sent Events stream until it ends."""
         try:
-            async with self._http.stream("GET", "/api/events",
+            async with self._http.stream("GET", path, params=params,
                                          timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT)
                                          ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error_from(response)
-                event, data = "message", []
+                parser = SSEParser()
                 async for line in response.aiter_lines():
-                    if line.startswith(":"):
-                        continue
-                    if not line:
-                        if data:
-                            yield event, json.loads("\n".join(data))
-                        event, data = "message", []
-                    elif line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].lstrip())
+                    if (item := parser.feed(line)) is not None:
+                        yield item
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
                 FileNotFoundError) as exc:
             raise _unavailable(self.target, exc) from None
 
 
-def _parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    event, data = "message", []
-    for line in lines:
+class SSEParser:
+    """Server-Sent Events, one line at a time: a complete event comes out on its blank line."""
+
+    def __init__(self) -> None:
+        self.event, self.data = "message", []
+
+    def feed(self, line: str) -> tuple[str, Any] | None:
         if line.startswith(":"):
-            continue
+            return None
         if not line:
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
+            item = (self.event, json.loads("\n".join(self.data))) if self.data else None
+            self.event, self.data = "message", []
+            return item
+        if line.startswith("event:"):
+            self.event = line[6:].strip()
         elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
+            self.data.append(line[5:].lstrip())
+        return None
+
+
+def _parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    parser = SSEParser()
+    for line in lines:
+        if (item := parser.feed(line)) is not None:
+            yield item
 
 
 def start_server(target: Target, *, extra_args: list[str] | None = None,

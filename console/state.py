@@ -32,11 +32,17 @@ class Fleet:
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # keyed by str(id)
+    runbooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    environments: list[str] = field(default_factory=list)
 
     def load(self, snapshot: dict[str, Any]) -> None:
         self.workers = {w["name"]: w for w in snapshot.get("workers", [])}
         self.pools = {p["name"]: p for p in snapshot.get("pools", [])}
         self.server = snapshot.get("server", {})
+        self.runs = {str(r["id"]): r for r in snapshot.get("runs", [])}
+        self.runbooks = {b["name"]: b for b in snapshot.get("runbooks", [])}
+        self.environments = list(snapshot.get("environments", []))
 
     def apply(self, changes: list[dict[str, Any]]) -> set[str]:
         """Apply a batch of events; return the names of the workers and pools touched."""
@@ -52,6 +58,14 @@ class Fleet:
                 self.pools[key] = data
             elif kind == "pool.removed":
                 self.pools.pop(key, None)
+            elif kind == "run":
+                self.runs[key] = data
+            elif kind == "runbook":
+                self.runbooks[key] = data
+            elif kind == "runbook.removed":
+                self.runbooks.pop(key, None)
+            elif kind == "environment" and key not in self.environments:
+                self.environments = sorted([*self.environments, key])
         return touched
 
     def counts(self) -> Counter[str]:
@@ -131,3 +145,33 @@ def matches(filter_text: str, *fields: Any) -> bool:
         return True
     haystack = " ".join(str(f) for f in fields).lower()
     return all(word in haystack for word in filter_text.lower().split())
+
+
+RUN_STYLE = {
+    "queued": ("…", "bright_black"),
+    "running": ("▶", "cyan"),
+    "waiting": ("⏸", "bold yellow"),
+    "succeeded": ("✔", "green"),
+    "failed": ("✖", "bold red"),
+    "cancelled": ("⊘", "bright_black"),
+    "interrupted": ("⚡", "red"),
+    "skipped": ("↷", "bright_black"),
+    "lost": ("?", "bold red"),
+}
+
+
+def run_status_text(status: str) -> Text:
+    glyph, style = RUN_STYLE.get(status, ("?", ""))
+    return Text(f"{glyph} {status}", style=style)
+
+
+def duration(start: str | None, end: str | None, now: datetime | None = None) -> str:
+    if not start:
+        return "-"
+    stop = datetime.fromisoformat(end) if end else (now or datetime.now(UTC))
+    seconds = max(0.0, (stop - datetime.fromisoformat(start)).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m {seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h {seconds % 3600 // 60:02.0f}m"

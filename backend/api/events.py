@@ -10,12 +10,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import fleet
+from backend import fleet, runbooks, runs
 from backend.api.deps import BackendDep
 
 router = APIRouter(prefix="/api", tags=["events"])
 
 HEARTBEAT_S = 15.0
+RECENT_RUNS = 200  # runs in the snapshot; older ones are a `GET /api/runs` away
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -30,11 +31,15 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
 
     async def stream() -> AsyncIterator[bytes]:
         with subscription:
-            workers, pools = await asyncio.gather(
+            workers, pools, recent, books, envs = await asyncio.gather(
                 asyncio.to_thread(fleet.list_workers, backend.store),
                 asyncio.to_thread(fleet.list_pools, backend.store),
+                asyncio.to_thread(backend.runs.list, RECENT_RUNS),
+                asyncio.to_thread(runbooks.list_all, backend.store),
+                asyncio.to_thread(runs.environments, backend.store),
             )
-            yield _sse("snapshot", {"workers": workers, "pools": pools,
+            yield _sse("snapshot", {"workers": workers, "pools": pools, "runs": recent,
+                                    "runbooks": books, "environments": envs,
                                     "server": backend.status()})
             while not await request.is_disconnected():
                 batch = await subscription.next_batch(timeout=HEARTBEAT_S)

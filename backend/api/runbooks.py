@@ -34,7 +34,9 @@ async def import_runbook(body: RunbookUpload, backend: BackendDep,
                          actor: ActorDep) -> dict[str, Any]:
     definition = runbooks.parse_toml(body.toml, body.source)
     saved = await asyncio.to_thread(runbooks.save, backend.store, definition, actor)
-    backend.bus.publish("runbook", definition.name, {"name": definition.name})
+    listed = await asyncio.to_thread(runbooks.list_all, backend.store)
+    backend.bus.publish("runbook", definition.name,
+                        next(b for b in listed if b["name"] == definition.name))
     return saved
 
 
@@ -62,4 +64,6 @@ async def list_environments(backend: BackendDep) -> list[str]:
 @router.post("/environments", status_code=201)
 async def add_environment(body: EnvironmentCreate, backend: BackendDep,
                           actor: ActorDep) -> dict[str, Any]:
-    return await asyncio.to_thread(runs.add_environment, backend.store, body.name, actor)
+    created = await asyncio.to_thread(runs.add_environment, backend.store, body.name, actor)
+    backend.bus.publish("environment", created["name"], created)
+    return created

@@ -55,9 +55,15 @@ async def decide(run_id: int, body: runs.DecisionRequest, backend: BackendDep,
 
 @router.get("/{run_id}/log")
 async def run_log(run_id: int, request: Request, backend: BackendDep, after: int = 0,
-                  follow: bool = False) -> StreamingResponse:
-    """Server-Sent Events: `lines` (a list, oldest first) until the run ends (`end`)."""
+                  follow: bool = False, tail: int | None = None) -> StreamingResponse:
+    """Server-Sent Events: `lines` (a list, oldest first) until the run ends (`end`).
+
+    `after` resumes after a line number; `tail` starts that many lines before the end.
+    """
     await asyncio.to_thread(backend.runs.get, run_id)  # 404 for an unknown run
+    if tail is not None:
+        after = max(after, await asyncio.to_thread(logstore.last_seq, backend.store, run_id)
+                    - max(tail, 0))
 
     async def stream() -> AsyncIterator[bytes]:
         seen = after

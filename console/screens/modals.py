@@ -159,3 +159,22 @@ class NewPoolDialog(ModalScreen[dict[str, str] | None]):
             return
         self.dismiss({"name": name,
                       "description": self.query_one("#pool-description", Input).value.strip()})
+
+
+class NoteDialog(ModalScreen[str | None]):
+    """Asks for a note to keep with a decision (abort, say); esc keeps nothing."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, prompt: str) -> None:
+        super().__init__()
+        self.title_text, self.prompt = title, prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog danger"):
+            yield Static(Text(self.title_text, style="bold"))
+            yield Input(placeholder=self.prompt, id="note")
+            yield Static(Text("enter to confirm, esc to go back", style="bright_black"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())

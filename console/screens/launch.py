@@ -1,0 +1,150 @@
+"""The launch dialog: environment, variables, the plan as it stands now, mode, launch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from console.client import ApiError
+from console.screens.workers import quoted
+from console.state import safe
+
+
+class LaunchDialog(ModalScreen[None]):
+    """A common launch: `r`, pick the environment, enter, done."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("ctrl+l", "launch", "Launch"),
+    ]
+
+    def __init__(self, runbook: str) -> None:
+        super().__init__()
+        self.runbook = runbook
+        self.definition: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        envs = self.app.fleet.environments  # type: ignore[attr-defined]
+        with Vertical(id="launch-box", classes="dialog"):
+            yield Static(Text.assemble(("Run ", "bold"), safe(self.runbook, 100)),
+                         id="launch-title")
+            with Horizontal(classes="field"):
+                yield Label("Environment", classes="label")
+                # No default when there is a choice: Production is never one key away.
+                yield Select([(e, e) for e in envs], id="launch-env", allow_blank=True,
+                             prompt="choose an environment",
+                             value=envs[0] if len(envs) == 1 else Select.NULL)
+            with VerticalScroll(id="launch-variables"):
+                pass
+            yield Static(id="launch-plan")
+            with Horizontal(classes="field"):
+                yield Checkbox("Guided failure (wait on a failed step)", value=True,
+                               id="launch-guided")
+                yield Checkbox("Step through (wait before each step)", value=False,
+                               id="launch-step-through")
+            with Horizontal(classes="buttons"):
+                yield Button("Launch (ctrl+l)", id="launch", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.load_definition()
+
+    @work(exclusive=True, group="launch-definition", exit_on_error=False)
+    async def load_definition(self) -> None:
+        try:
+            self.definition = await self.app.api.get(  # type: ignore[attr-defined]
+                f"/api/runbooks/{quoted(self.runbook)}")
+        except ApiError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            self.dismiss(None)
+            return
+        box = self.query_one("#launch-variables", VerticalScroll)
+        for var in self.definition["variables"]:
+            row = Horizontal(classes="field")
+            await box.mount(row)
+            label = var["name"] + (" (sensitive)" if var["sensitive"] else "")
+            await row.mount(Label(label, classes="label"))
+            await row.mount(Input(value=var["default"] or "", password=var["sensitive"],
+                                  placeholder=var["description"] or "required",
+                                  id=f"var-{var['name']}"))
+        self.query_one("#launch-env", Select).focus()
+        self.refresh_plan()
+
+    def _request(self) -> dict[str, Any]:
+        env = self.query_one("#launch-env", Select).value
+        variables = {}
+        for var in (self.definition or {}).get("variables", []):
+            variables[var["name"]] = self.query_one(f"#var-{var['name']}", Input).value
+        return {"runbook": self.runbook,
+                "environment": None if env is Select.NULL else env,
+                "variables": variables,
+                "guided": self.query_one("#launch-guided", Checkbox).value,
+                "step_through": self.query_one("#launch-step-through", Checkbox).value}
+
+    def on_select_changed(self, _event: Select.Changed) -> None:
+        self.refresh_plan()
+
+    @work(exclusive=True, group="launch-plan", exit_on_error=False)
+    async def refresh_plan(self) -> None:
+        panel = self.query_one("#launch-plan", Static)
+        request = self._request()
+        # An empty required value would only make the plan fail: plan without it.
+        request["variables"] = {k: v for k, v in request["variables"].items() if v}
+        try:
+            plan = await self.app.api.request(  # type: ignore[attr-defined]
+                "POST", "/api/runs/plan", json=request)
+        except ApiError as exc:
+            panel.update(Text(str(exc), style="yellow"))
+            return
+        table = Table(box=None, header_style="bold", padding=(0, 1), expand=True)
+        table.add_column("#", width=3)
+        table.add_column("Step", ratio=2)
+        table.add_column("Pool", ratio=3)
+        table.add_column("Would take", ratio=2)
+        table.add_column("Pool health", ratio=1)
+        for position, step in enumerate(plan["steps"], 1):
+            if step["manual"]:
+                table.add_row(str(position), safe(step["name"]), "-", "an operator", "")
+                continue
+            healthy, total = step["healthy"], step["workers"]
+            health = Text(f"{healthy}/{total} healthy",
+                          style="red" if healthy == 0 else "yellow" if healthy < 2 else "green")
+            taking = ", ".join(step["would_take"]) or "nobody healthy now"
+            table.add_row(str(position), safe(step["name"]), safe(step["pool"]),
+                          safe(taking), health)
+        panel.update(table)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "launch":
+            self.action_launch()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        if self.definition is not None:
+            self.launch()
+
+    @work(exclusive=True, group="launch", exit_on_error=False)
+    async def launch(self) -> None:
+        from console.screens.run import RunScreen
+
+        try:
+            run = await self.app.api.request(  # type: ignore[attr-defined]
+                "POST", "/api/runs", json=self._request())
+        except ApiError as exc:
+            self.notify(str(exc), title="Not launched", severity="error", markup=False,
+                        timeout=8)
+            return
+        self.dismiss(None)
+        self.app.push_screen(RunScreen(run["id"]))

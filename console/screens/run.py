@@ -1,0 +1,270 @@
+"""The Run view: a run's steps with their state, worker and duration, and its live log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from console.client import ApiError
+from console.screens.base import FleetScreen
+from console.screens.runs import confirm_cancel
+from console.state import duration, run_status_text, safe
+from console.widgets.live_table import LiveTable
+from console.widgets.log_view import LogView
+
+TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
+
+DECISION_KEYS = {"continue": "c", "skip": "s", "retry": "r", "approve": "a", "abort": "A"}
+
+
+class RunScreen(FleetScreen):
+    VIEW_NAME = "Run"
+    FILTERABLE = False
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("f,end", "follow", "Follow", id="follow"),
+        Binding("t", "timestamps", "Timestamps", id="timestamps"),
+        Binding("w", "wrap", "Wrap", id="wrap"),
+        Binding("slash", "search", "Search", id="search"),
+        Binding("n", "next_match", "Next", show=False, id="next_match"),
+        Binding("N", "previous_match", "Previous", show=False, id="previous_match"),
+        Binding("e", "first_error", "First error", id="first_error"),
+        Binding("enter", "only_step", "This step only", show=False, id="only_step"),
+        Binding("x", "cancel_run", "Cancel run", id="cancel_run"),
+        Binding("c", "decide('continue')", "Continue", id="decide_continue"),
+        Binding("s", "decide('skip')", "Skip", id="decide_skip"),
+        Binding("r", "decide('retry')", "Retry", id="decide_retry"),
+        Binding("a", "decide('approve')", "Approve", id="decide_approve"),
+        Binding("A", "decide('abort')", "Abort", id="decide_abort"),
+    ]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run: dict[str, Any] | None = None
+        self._match_seq: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        with Vertical(id="run-body"):
+            yield Static(id="run-headline")
+            steps = LiveTable(id="steps-table", sort_key=_step_order, fill="reason")
+            steps.set_columns([("position", "#", 3), ("name", "Step", 28),
+                               ("worker", "Worker", 24), ("status", "Status", 13),
+                               ("attempt", "Try", 3), ("duration", "Duration", 9),
+                               ("reason", "Why", None)])
+            yield steps
+            yield Static(id="log-status")
+            yield LogView(id="run-log")
+            yield Input(placeholder="search the log (enter: find, n/N: next/previous)",
+                        id="log-search", classes="hidden", compact=True)
+        yield from self.compose_bottom()
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one("#run-log", LogView)
+
+    @property
+    def steps(self) -> LiveTable:
+        return self.query_one("#steps-table", LiveTable)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.log_view.focus()
+        self.follow_log()
+        self.set_interval(1.0, self._tick)
+        self.watch(self.log_view, "following", lambda _v: self._show_log_status())
+        self.watch(self.log_view, "pending", lambda _v: self._show_log_status())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "decide":
+            waiting = (self.run or {}).get("waiting")
+            return bool(waiting) and parameters[0] in waiting["actions"]
+        if action == "cancel_run":
+            return bool(self.run) and self.run["finished_at"] is None
+        return super().check_action(action, parameters)
+
+    # -------------------------------------------------------- data
+
+    @work(exclusive=True, group="run-log", exit_on_error=False)
+    async def follow_log(self) -> None:
+        api = self.wapp.api
+        try:
+            self.run = await api.get(f"/api/runs/{self.run_id}")
+            self._show_run()
+            params = {"follow": "true", "tail": str(TAIL)}
+            async for event, data in api.stream_events(f"/api/runs/{self.run_id}/log",
+                                                       params):
+                if event == "lines":
+                    self.log_view.add_lines(data)
+                elif event == "end":
+                    self._show_log_status(ended=data)
+        except ApiError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+
+    def fleet_changed(self, changed: set[str] | None) -> None:
+        super().fleet_changed(changed)
+        key = str(self.run_id)
+        if changed is not None and key not in changed:
+            return
+        run = self.wapp.fleet.runs.get(key)
+        if run is not None:
+            self.run = run
+            self._show_run()
+
+    def _tick(self) -> None:
+        if self.run and self.run["finished_at"] is None:
+            self._show_run()
+
+    def _show_run(self) -> None:
+        run = self.run
+        if run is None:
+            return
+        self.query_one("#view-title", Static).update(Text(f"Run {run['id']}", style="bold"))
+        headline = Text()
+        headline.append_text(safe(run["runbook"], 100))
+        headline.append(" on ")
+        headline.append(run["environment"], style="bold")
+        headline.append("   ")
+        headline.append_text(run_status_text(run["status"]))
+        headline.append(f"   {duration(run['started_at'], run['finished_at'])}",
+                        style="bright_black")
+        headline.append(f"   by {run['actor']}", style="bright_black")
+        modes = [m for m, on in (("guided failure", run["guided"]),
+                                 ("step-through", run["step_through"])) if on]
+        if modes:
+            headline.append(f"   ({', '.join(modes)})", style="bright_black")
+        if run["reason"]:
+            headline.append("\n")
+            headline.append_text(safe(run["reason"], 300))
+        if run["waiting"]:
+            keys = "  ".join(f"[{DECISION_KEYS[a]}] {a}" for a in run["waiting"]["actions"])
+            headline.append("\n")
+            headline.append(f"⏸ {keys}", style="bold yellow")
+        self.query_one("#run-headline", Static).update(headline)
+        now = datetime.now(UTC)
+        self.steps.sync({
+            f"{s['position']}:{s['worker']}": [
+                Text(str(s["position"])), safe(s["name"], 100), safe(s["worker"] or "-", 60),
+                run_status_text(s["status"]), Text(str(s["attempt"])),
+                Text(duration(s["started_at"], s["finished_at"], now)),
+                safe(s["reason"], 300)]
+            for s in run["steps"]})
+        self.refresh_bindings()
+
+    def _show_log_status(self, ended: dict[str, Any] | None = None) -> None:
+        view = self.log_view
+        parts = [("following" if view.following else "paused", "green" if view.following
+                  else "yellow")]
+        if view.pending:
+            parts.append((f"  +{view.pending} lines (f to follow)", "bold yellow"))
+        parts.append((f"  timestamps {'on' if view.timestamps else 'off'}", "bright_black"))
+        parts.append((f"  wrap {'on' if view.wrap else 'off'}", "bright_black"))
+        if view.only_step is not None:
+            parts.append((f"  step {view.only_step} only (enter: all steps)", "cyan"))
+        if ended:
+            parts.append((f"  log complete: run {ended['status']}", "bright_black"))
+        self.query_one("#log-status", Static).update(Text.assemble(*parts))
+
+    # -------------------------------------------------------- actions
+
+    def action_back(self) -> None:
+        search = self.query_one("#log-search", Input)
+        if search.has_focus:
+            search.add_class("hidden")
+            self.log_view.focus()
+            return
+        self.app.pop_screen()
+
+    def action_follow(self) -> None:
+        self.log_view.following = not self.log_view.following or self.log_view.pending > 0
+
+    def action_timestamps(self) -> None:
+        self.log_view.timestamps = not self.log_view.timestamps
+        self.log_view.rerender()
+        self._show_log_status()
+
+    def action_wrap(self) -> None:
+        self.log_view.wrap = not self.log_view.wrap
+        self.log_view.rerender()
+        self._show_log_status()
+
+    def action_search(self) -> None:
+        search = self.query_one("#log-search", Input)
+        search.remove_class("hidden")
+        self.set_focus(search)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "log-search":
+            self._match_seq = None
+            self.action_next_match()
+            self.log_view.focus()
+
+    def _find(self, backwards: bool) -> None:
+        needle = self.query_one("#log-search", Input).value
+        if not needle:
+            return
+        found = self.log_view.find(needle, self._match_seq, backwards)
+        if found is None:
+            self.notify(f"No {'earlier' if backwards else 'later'} line has {needle!r}.",
+                        markup=False)
+            return
+        self._match_seq = found["seq"]
+        self.log_view.jump_to(found["seq"])
+
+    def action_next_match(self) -> None:
+        self._find(backwards=False)
+
+    def action_previous_match(self) -> None:
+        self._find(backwards=True)
+
+    def action_first_error(self) -> None:
+        found = self.log_view.first_error()
+        if found is None:
+            self.notify("No error line in the log shown.")
+            return
+        self.log_view.jump_to(found["seq"])
+        self.notify(f"Step {found['step']}: {found['text'][:120]}", markup=False)
+
+    def action_only_step(self) -> None:
+        if self.focused is not self.steps:
+            return
+        key = self.steps.selected_key
+        position = int(key.split(":")[0]) if key else None
+        view = self.log_view
+        view.only_step = None if view.only_step == position else position
+        view.rerender()
+        self._show_log_status()
+
+    def action_cancel_run(self) -> None:
+        confirm_cancel(self, self.run_id)
+
+    def action_decide(self, action: str) -> None:
+        if action == "abort":
+            from console.screens.modals import NoteDialog
+
+            def with_note(note: str | None) -> None:
+                if note is not None:
+                    self._send_decision(action, note)
+
+            self.app.push_screen(NoteDialog(f"Abort run {self.run_id}?",
+                                            "Why? (kept with the decision)"), with_note)
+            return
+        self._send_decision(action, "")
+
+    def _send_decision(self, action: str, note: str) -> None:
+        self.wapp.call_api(f"{action.title()}", "POST", f"/api/runs/{self.run_id}/decide",
+                           {"action": action, "note": note}, done=f"{action.title()} recorded.")
+
+
+def _step_order(key: str, _cells: Any) -> tuple[int, str]:
+    position, _, worker = key.partition(":")
+    return int(position), worker

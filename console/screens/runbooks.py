@@ -1,0 +1,104 @@
+"""The Runbooks view: every runbook, its steps, and `r` to launch the selected one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from console.client import ApiError
+from console.screens.base import FleetScreen
+from console.screens.workers import quoted
+from console.state import matches, safe
+from console.widgets.live_table import LiveTable
+
+
+class RunbooksScreen(FleetScreen):
+    VIEW_NAME = "Runbooks"
+
+    BINDINGS = [
+        Binding("r", "launch", "Run", id="launch"),
+        Binding("enter", "launch", "Run", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        with Vertical(id="runbooks-body"):
+            table = LiveTable(id="runbooks-table", sort_key=lambda key, _c: key.lower(),
+                              fill="description")
+            table.set_columns([("name", "Runbook", 34), ("steps", "Steps", 6),
+                               ("variables", "Variables", 28),
+                               ("description", "Description", None)])
+            yield table
+            yield Static(id="runbook-detail", classes="panel")
+        yield from self.compose_bottom()
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one("#runbooks-table", LiveTable)
+
+    def focus_main(self) -> None:
+        self.table.focus()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.table.focus()
+
+    def fleet_changed(self, changed: set[str] | None) -> None:
+        super().fleet_changed(changed)
+        text = self.filter_text
+        self.table.sync({
+            name: [safe(name, 100), Text(str(book["steps"])),
+                   safe(", ".join(book["variables"]), 100), safe(book["description"], 300)]
+            for name, book in self.wapp.fleet.runbooks.items()
+            if matches(text, name, book["description"])
+        })
+
+    def on_data_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    @work(exclusive=True, group="runbook-detail", exit_on_error=False)
+    async def show_detail(self) -> None:
+        name = self.table.selected_key
+        panel = self.query_one("#runbook-detail", Static)
+        if not name:
+            panel.update("")
+            return
+        try:
+            book = await self.wapp.api.get(f"/api/runbooks/{quoted(name)}")
+        except ApiError as exc:
+            panel.update(Text(str(exc), style="red"))
+            return
+        panel.update(runbook_summary(book))
+
+    def action_launch(self) -> None:
+        from console.screens.launch import LaunchDialog
+
+        name = self.table.selected_key
+        if name:
+            self.app.push_screen(LaunchDialog(name))
+
+
+def runbook_summary(book: dict[str, Any]) -> Table:
+    table = Table(box=None, show_header=True, header_style="bold", padding=(0, 1),
+                  expand=True)
+    table.add_column("#", width=3)
+    table.add_column("Step", ratio=2)
+    table.add_column("Pool", ratio=2)
+    table.add_column("Runs on", ratio=1)
+    table.add_column("When", ratio=1)
+    for position, step in enumerate(book["steps"], 1):
+        kind = "manual" if step["manual"] is not None else (
+            "every worker" if step["run_on"] == "all" else "one worker")
+        pool = step["pool"] or "(default pool)"
+        if step["pool"] in book["pools"]:
+            pool = f"{step['pool']} (by environment)"
+        table.add_row(str(position), safe(step["name"], 100), safe(pool, 100), kind,
+                      step["condition"])
+    return table

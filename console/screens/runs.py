@@ -1,0 +1,105 @@
+"""The Runs view: run history, live, with a filter; `enter` opens a run's steps and log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+
+from console.screens.base import FleetScreen
+from console.state import duration, matches, run_status_text, safe
+from console.widgets.live_table import LiveTable
+
+COLUMNS = [("id", "Run", 6), ("runbook", "Runbook", 30), ("environment", "Environment", 13),
+           ("status", "Status", 14), ("started", "Started", 10), ("duration", "Duration", 9),
+           ("actor", "By", 18), ("reason", "Reason", None)]
+
+
+def run_cells(run: dict[str, Any], now: datetime) -> list[Text]:
+    started = run["started_at"] or run["created_at"]
+    return [Text(str(run["id"])), safe(run["runbook"], 100), safe(run["environment"], 60),
+            run_status_text(run["status"]),
+            Text(datetime.fromisoformat(started).astimezone().strftime("%H:%M:%S")
+                 if started else "-", style="bright_black"),
+            Text(duration(run["started_at"], run["finished_at"], now)),
+            safe(run["actor"], 60), safe(run["reason"], 300)]
+
+
+class RunsScreen(FleetScreen):
+    VIEW_NAME = "Runs"
+
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="open"),
+        Binding("x", "cancel_run", "Cancel run", id="cancel_run"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        table = LiveTable(id="runs-table", sort_key=lambda key, _c: -int(key), fill="reason")
+        table.set_columns(COLUMNS)
+        yield table
+        yield from self.compose_bottom()
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one("#runs-table", LiveTable)
+
+    def focus_main(self) -> None:
+        self.table.focus()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.table.focus()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        # Durations of running runs move; everything else changes by push.
+        now = datetime.now(UTC)
+        runs = self.wapp.fleet.runs
+        self.table.upsert({key: run_cells(runs[key], now) for key in self.table.row_keys()
+                           if key in runs and runs[key]["finished_at"] is None})
+
+    def fleet_changed(self, changed: set[str] | None) -> None:
+        super().fleet_changed(changed)
+        now = datetime.now(UTC)
+        text = self.filter_text
+        runs = self.wapp.fleet.runs
+        self.table.sync({key: run_cells(run, now) for key, run in runs.items()
+                         if matches(text, run["id"], run["runbook"], run["environment"],
+                                    run["status"], run["actor"], run["reason"])})
+
+    def on_data_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        from console.screens.run import RunScreen
+
+        key = self.table.selected_key
+        if key:
+            self.app.push_screen(RunScreen(int(key)))
+
+    def action_cancel_run(self) -> None:
+        key = self.table.selected_key
+        if key:
+            confirm_cancel(self, int(key))
+
+
+def confirm_cancel(screen: Any, run_id: int) -> None:
+    from console.screens.modals import ConfirmDialog
+
+    run = screen.wapp.fleet.runs.get(str(run_id))
+    if run and run["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+        screen.notify(f"Run {run_id} already {run['status']}.")
+        return
+
+    def decided(yes: bool | None) -> None:
+        if yes:
+            screen.wapp.call_api("Cancel run", "POST", f"/api/runs/{run_id}/cancel",
+                                 done=f"Run {run_id} cancelled.")
+
+    screen.app.push_screen(ConfirmDialog(
+        f"Cancel run {run_id}?", "The running step's processes on the worker are killed.",
+        confirm="Cancel run"), decided)
