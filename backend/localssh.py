@@ -82,6 +82,8 @@ class LocalSSHServer:
                 # The client closed the channel (a timeout, a cancel): the finally below
                 # ends the command rather than leave it running unseen.
                 output.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await output
                 return
             closed.cancel()
             status = await child.wait()

@@ -555,8 +555,11 @@ class RunEngine:
             else:
                 status, reason = FAILED, f"exit status {result.exit_status}"
             runlog.note(position, worker, f"step {position} {status}: {reason}")
+            # A step that went well keeps why its worker was chosen; one that did not says
+            # what went wrong.
             await asyncio.to_thread(self._update_step, run_id, position, worker,
-                                    status=status, reason=reason, finished_at=utcnow(),
+                                    status=status, finished_at=utcnow(),
+                                    reason=granted.reason if status == SUCCEEDED else reason,
                                     exit_status=result.exit_status)
             return status
         finally:

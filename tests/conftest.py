@@ -45,6 +45,13 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_all())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
@@ -110,11 +117,13 @@ def openssh(client_key: Path) -> Iterator[Any]:
     need_sshd()
     servers: list[OpenSSHServer] = []
     root = short_tmp("wd-sshd-")
+    root.chmod(0o755)  # sshd reads authorized_keys as the account logging in
 
     def start(**kwargs: Any) -> OpenSSHServer:
         server = OpenSSHServer(root / f"sshd-{len(servers)}", **kwargs)
         with open(server.authorized_keys, "a") as keys:
             keys.write(public_key(client_key) + "\n")
+        server.authorized_keys.chmod(0o644)
         server.start()
         servers.append(server)
         return server
@@ -208,3 +217,23 @@ def workdeck() -> Iterator[Workdeck]:
             process.kill()
             process.wait()
     shutil.rmtree(root, ignore_errors=True)
+
+
+UNPRIVILEGED = "workdeck-test"
+
+
+@pytest.fixture(scope="session")
+def unprivileged_user() -> str:
+    """An ordinary account (with /bin/sh) to log in as, when the tests run as root."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.getuid()).pw_name
+    try:
+        pwd.getpwnam(UNPRIVILEGED)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", UNPRIVILEGED],
+                       check=True, capture_output=True)
+    # sshd without PAM refuses an account whose password is locked ("!").
+    subprocess.run(["usermod", "-p", "*", UNPRIVILEGED], check=True, capture_output=True)
+    return UNPRIVILEGED

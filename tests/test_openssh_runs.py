@@ -1,0 +1,73 @@
+"""Cancel really stops, against OpenSSH: for root and for an ordinary account."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from test_runs import import_runbook, launch, wait_run
+
+pytestmark = pytest.mark.openssh
+
+
+def processes(pattern: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
+@pytest.mark.parametrize("account", ["root-or-self", "unprivileged"])
+def test_cancel_ends_the_step_and_its_children(workdeck, openssh, tmp_path, account,
+                                               unprivileged_user):
+    sshd = openssh()
+    user = sshd.user if account == "root-or-self" else unprivileged_user
+    workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
+                 str(sshd.port), "--user", user, "--key", str(sshd.client_key), "--pool",
+                 "Web Pool", "--trust-host-key")
+    check = workdeck.cli("check")
+    assert check.code == 0, check.out
+    workdeck.cli("env", "add", "Test")
+    marker = f"{int(time.time() * 1000) % 100000}"
+    import_runbook(workdeck, tmp_path, f"""
+name = "Long"
+[[steps]]
+name = "Sleepy"
+pool = "Web Pool"
+script = '''
+echo started
+sleep 7{marker}1 &
+( sleep 7{marker}2; echo never ) &
+sleep 7{marker}3
+'''
+""")
+    run = launch(workdeck, "Long")
+    wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
+    deadline = time.monotonic() + 10
+    while len(processes(f"sleep 7{marker}")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(processes(f"sleep 7{marker}")) == 3
+    assert workdeck.cli("runs", "cancel", str(run["id"])).code == 0
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "cancelled"
+    assert processes(f"sleep 7{marker}") == []
+
+
+def test_a_timed_out_step_is_killed(workdeck, openssh, tmp_path):
+    sshd = openssh()
+    workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
+                 str(sshd.port), "--user", sshd.user, "--key", str(sshd.client_key),
+                 "--pool", "Web Pool", "--trust-host-key")
+    assert workdeck.cli("check").code == 0
+    workdeck.cli("env", "add", "Test")
+    import_runbook(workdeck, tmp_path, """
+name = "Slow"
+[[steps]]
+name = "Too slow"
+pool = "Web Pool"
+timeout = 1
+script = "sleep 8123"
+""")
+    result = workdeck.cli("run", "Slow", "--env", "Test", "--follow")
+    assert result.code == 1 and "timed out after 1s" in result.out
+    assert processes("sleep 8123") == []
