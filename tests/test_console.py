@@ -189,3 +189,116 @@ async def test_a_lost_server_is_shown_then_recovered(workdeck):
         assert "●" in shown(app.screen.query_one("#connection"))
     with workdeck.client() as client:
         client.post("/api/server/stop")
+
+
+RUNBOOK = """
+name = "Deploy"
+description = "two steps and an approval"
+[variables]
+version = "1.2.3"
+[[steps]]
+name = "Build"
+pool = "Web Pool"
+script = "echo building $version; echo 'ERROR: flaky cache' >&2"
+[[steps]]
+name = "Approve"
+manual = "Approve the release."
+[[steps]]
+name = "Ship"
+pool = "Web Pool"
+script = "for i in $(seq 1 200); do echo shipped line $i; done"
+"""
+
+
+def prepare_runbook(workdeck, ssh_servers, client_key, tmp_path):
+    add(workdeck, "t-web-local-worker-01", ssh_servers(), client_key, "--trust-host-key",
+        "--pool", "Web Pool")
+    workdeck.cli("check")
+    workdeck.cli("env", "add", "Test")
+    workdeck.cli("env", "add", "Production")
+    path = tmp_path / "deploy.toml"
+    path.write_text(RUNBOOK)
+    assert workdeck.cli("runbook", "import", str(path)).code == 0
+
+
+async def test_launch_from_the_runbooks_view_and_approve_in_the_run_view(
+        workdeck, ssh_servers, client_key, tmp_path):
+    from console.screens.launch import LaunchDialog
+    from console.screens.run import RunScreen
+    from console.widgets.log_view import LogView
+
+    prepare_runbook(workdeck, ssh_servers, client_key, tmp_path)
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("b")
+        table = app.screen.query_one("#runbooks-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 1)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, LaunchDialog))
+        dialog = app.screen
+        await until(pilot, lambda: dialog.definition is not None)
+        # No environment is preselected when there is a choice: launching says so.
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, LaunchDialog)
+        from textual.widgets import Select
+
+        dialog.query_one("#launch-env", Select).value = "Production"
+        await until(pilot, lambda: "t-web-local-worker-01" in shown(
+            dialog.query_one("#launch-plan")))
+        assert "1/1 healthy" in shown(dialog.query_one("#launch-plan"))
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        run_screen = app.screen
+        await until(pilot, lambda: run_screen.run and run_screen.run["waiting"])
+        log = run_screen.query_one("#run-log", LogView)
+        assert any(e["text"] == "building 1.2.3" for e in log.entries)
+        assert "[a] approve" in shown(run_screen.query_one("#run-headline"))
+        await pilot.press("a")
+        await until(pilot, lambda: run_screen.run["status"] == "succeeded")
+        await until(pilot, lambda: any(e["text"] == "shipped line 200" for e in log.entries))
+        # The view's tools: first error, search, timestamps, one step only.
+        await pilot.press("e")
+        assert not log.following
+        await pilot.press("f")
+        assert log.following
+        await pilot.press("slash", *"line 150", "enter")
+        assert run_screen._match_seq is not None
+        await pilot.press("t")
+        assert not log.timestamps
+        steps = run_screen.query_one("#steps-table", LiveTable)
+        steps.focus()
+        await pilot.press("enter")
+        assert log.only_step == 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RunScreen)
+    runs = workdeck.cli("runs", "list", "--json")
+    import json
+
+    [run] = json.loads(runs.out)
+    assert run["status"] == "succeeded" and run["environment"] == "Production"
+    assert "approved by" in run["steps"][1]["reason"]
+
+
+async def test_runs_view_lists_history_and_opens_a_finished_log(workdeck, ssh_servers,
+                                                                client_key, tmp_path):
+    from console.screens.run import RunScreen
+    from console.widgets.log_view import LogView
+
+    prepare_runbook(workdeck, ssh_servers, client_key, tmp_path)
+    result = workdeck.cli("run", "Deploy", "--env", "Test")
+    run_id = int(result.out.strip())
+    workdeck.cli("runs", "cancel", str(run_id))
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("u")
+        table = app.screen.query_one("#runs-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert "cancelled" in cell(table, str(run_id), "status")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        log = app.screen.query_one("#run-log", LogView)
+        await until(pilot, lambda: any("building" in e["text"] for e in log.entries))
+        assert "log complete" in shown(app.screen.query_one("#log-status"))

@@ -6,7 +6,6 @@ import subprocess
 import time
 
 import pytest
-
 from test_runs import import_runbook, launch, wait_run
 
 pytestmark = pytest.mark.openssh

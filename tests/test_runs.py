@@ -7,7 +7,6 @@ import signal
 import time
 
 import pytest
-
 from conftest import start_workdeck
 
 THREE_STEPS = """
@@ -260,7 +259,7 @@ script = "echo two"
 
 
 def test_cancel_kills_the_remote_processes(workdeck, ssh_servers, client_key, tmp_path):
-    [server] = setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    [_server] = setup_fleet(workdeck, ssh_servers, client_key, count=1)
     import_runbook(workdeck, tmp_path, """
 name = "Long"
 [[steps]]
