@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,55 +24,73 @@ from backend.sanitize import MAX_LINE, clean_line
 
 FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 5000
+MAX_PENDING_LINES = 50_000
+READ_ROWS = 256
 OUTPUT_LIMIT = 100 * 1024 * 1024  # bytes of output kept per run; the rest is discarded
 MASK = "********"
 
 
-@dataclass
-class _Pending:
-    seq: int
-    at: float
-    position: int
-    worker: str
-    stream: str
-    text: str
+_NEEDS_CLEANING = re.compile(rb"[^\x20-\x7e\n]")  # anything but printable ASCII
+CARRY_LIMIT = MAX_LINE * 4  # bytes of an unfinished line held while waiting for its end
 
 
 @dataclass
 class _Splitter:
-    """Cuts a byte stream into lines, keeping at most MAX_LINE bytes of any one line."""
+    """Cuts a byte stream into blocks of whole lines; an unfinished line waits, bounded."""
 
-    carry: bytearray = field(default_factory=bytearray)
+    carry: bytes = b""
     dropped: int = 0
 
-    def feed(self, data: bytes) -> list[bytes]:
-        lines = []
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            lines.append(self._take(data[start:end]))
-            start = end + 1
-        rest = data[start:]
-        room = MAX_LINE * 4 - len(self.carry)  # bytes, generous for multi-byte UTF-8
-        if room > 0:
-            self.carry += rest[:room]
-        self.dropped += max(0, len(rest) - max(room, 0))
-        return lines
+    def feed(self, data: bytes) -> bytes | None:
+        data = self.carry + data if self.carry else data
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._hold(data)
+            return None
+        block, rest = data[:last], data[last + 1:]
+        if self.dropped:
+            # The first line of the block is the long one whose middle was dropped.
+            first, _, others = block.partition(b"\n")
+            block = self._cut(first) + (b"\n" + others if others or b"\n" in block else b"")
+        self.carry = b""
+        self._hold(rest)
+        return block
 
-    def _take(self, tail: bytes) -> bytes:
-        room = MAX_LINE * 4 - len(self.carry)
-        line = bytes(self.carry) + tail[:max(room, 0)]
-        dropped = self.dropped + max(0, len(tail) - max(room, 0))
-        self.carry.clear()
-        self.dropped = 0
-        if dropped:
-            line += f" [... {dropped} more bytes cut]".encode()
+    def _hold(self, data: bytes) -> None:
+        if len(data) > CARRY_LIMIT:
+            self.dropped += len(data) - CARRY_LIMIT
+            data = data[:CARRY_LIMIT]
+        self.carry = data
+
+    def _cut(self, line: bytes) -> bytes:
+        dropped, self.dropped = self.dropped, 0
+        return line + f" [... {dropped} more bytes cut]".encode()
+
+    def finish(self) -> bytes | None:
+        if not self.carry and not self.dropped:
+            return None
+        line = self._cut(self.carry) if self.dropped else self.carry
+        self.carry = b""
         return line
 
-    def finish(self) -> list[bytes]:
-        return [self._take(b"")] if self.carry or self.dropped else []
+
+def clean_block(block: bytes) -> list[str]:
+    """Lines of a block, cleaned; plain ASCII (the common case) skips the per-line work."""
+    if not _NEEDS_CLEANING.search(block):
+        lines = block.decode("ascii").split("\n")
+        if max(map(len, lines)) <= MAX_LINE:
+            return lines
+    return [clean_line(line) for line in block.split(b"\n")]
+
+
+@dataclass
+class _Chunk:
+    position: int
+    worker: str
+    stream: str
+    first_seq: int
+    parts: list[str] = field(default_factory=list)  # "ts\ttext" lines joined per arrival
+    count: int = 0
 
 
 class RunLog:
@@ -88,7 +107,8 @@ class RunLog:
         self.output_limit = output_limit
         self.output_bytes = 0
         self.limit_reached = False
-        self._pending: list[_Pending] = []
+        self._pending: list[_Chunk] = []
+        self._pending_lines = 0
         self._splitters: dict[tuple[int, str, str], _Splitter] = {}
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
@@ -98,16 +118,23 @@ class RunLog:
         self._flusher = asyncio.create_task(self._flush_forever())
 
     async def close(self) -> None:
-        for key, splitter in list(self._splitters.items()):
-            for raw in splitter.finish():
-                self._add(*key, raw)
+        for (position, worker, stream), splitter in list(self._splitters.items()):
+            line = splitter.finish()
+            if line is not None:
+                self._lines(position, worker, stream, clean_block(line))
         self._splitters.clear()
         if self._flusher:
             self._flusher.cancel()
         await self.flush()
 
-    def output(self, position: int, worker: str, stream: str, data: bytes) -> None:
-        """Raw bytes from a step's stdout or stderr, in whatever pieces they came."""
+    async def output(self, position: int, worker: str, stream: str, data: bytes) -> None:
+        """Raw bytes from a step's stdout or stderr, in whatever pieces they came.
+
+        When the store falls behind, this waits for it: the step's reader pauses, SSH flow
+        control slows the worker's output, and the server's memory stays bounded.
+        """
+        if self._pending_lines >= MAX_PENDING_LINES:
+            await self.flush()
         if self.limit_reached:
             return
         self.output_bytes += len(data)
@@ -118,34 +145,45 @@ class RunLog:
                                         "the step goes on]")
             return
         splitter = self._splitters.setdefault((position, worker, stream), _Splitter())
-        for raw in splitter.feed(data):
-            self._add(position, worker, stream, raw)
+        block = splitter.feed(data)
+        if block is not None:
+            self._lines(position, worker, stream, clean_block(block))
 
     def end_stream(self, position: int, worker: str) -> None:
-        """A step's process ended: its unterminated last lines are lines too."""
+        """A step's process ended: its unterminated last line is a line too."""
         for stream in ("stdout", "stderr"):
             splitter = self._splitters.pop((position, worker, stream), None)
-            if splitter:
-                for raw in splitter.finish():
-                    self._add(position, worker, stream, raw)
+            line = splitter.finish() if splitter else None
+            if line is not None:
+                self._lines(position, worker, stream, clean_block(line))
 
     def note(self, position: int, worker: str, text: str) -> None:
         """A line written by Workdeck itself (stream "workdeck")."""
-        self._append(position, worker, "workdeck", text)
+        self._lines(position, worker, "workdeck", [clean_line(text)])
 
-    def _add(self, position: int, worker: str, stream: str, raw: bytes) -> None:
-        text = clean_line(raw)
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        self._append(position, worker, stream, text)
-
-    def _append(self, position: int, worker: str, stream: str, text: str) -> None:
-        self.seq += 1
-        self._pending.append(_Pending(self.seq, time.time(), position, worker, stream, text))
-        if len(self._pending) >= FLUSH_LINES and not self._lock.locked() and \
+    def _lines(self, position: int, worker: str, stream: str, lines: list[str]) -> None:
+        if self.secrets:
+            lines = [self._mask(line) for line in lines]
+        last = self._pending[-1] if self._pending else None
+        if last is None or (last.position, last.worker, last.stream) != \
+                (position, worker, stream):
+            last = _Chunk(position, worker, stream, self.seq + 1)
+            self._pending.append(last)
+        # One timestamp per arrival: these lines came in the same read.
+        prefix = f"{time.time():.3f}\t"
+        last.parts.append(prefix + ("\n" + prefix).join(lines))
+        last.count += len(lines)
+        self.seq += len(lines)
+        self._pending_lines += len(lines)
+        if self._pending_lines >= FLUSH_LINES and not self._lock.locked() and \
                 (self._early is None or self._early.done()):
             self._early = asyncio.ensure_future(self.flush())
+
+    def _mask(self, line: str) -> str:
+        for secret in self.secrets:
+            if secret in line:
+                line = line.replace(secret, MASK)
+        return line
 
     async def _flush_forever(self) -> None:
         while True:
@@ -154,25 +192,17 @@ class RunLog:
 
     async def flush(self) -> None:
         async with self._lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._pending_lines = self._pending, [], 0
             if not batch:
                 return
-            chunks: list[dict[str, Any]] = []
-            for line in batch:
-                last = chunks[-1] if chunks else None
-                if last and (last["position"], last["worker"], last["stream"]) == \
-                        (line.position, line.worker, line.stream):
-                    last["last_seq"] = line.seq
-                    last["parts"].append(f"{line.at:.3f}\t{line.text}")
-                else:
-                    chunks.append({"run_id": self.run_id, "first_seq": line.seq,
-                                   "last_seq": line.seq, "position": line.position,
-                                   "worker": line.worker, "stream": line.stream,
-                                   "parts": [f"{line.at:.3f}\t{line.text}"]})
-            rows = [{**{k: v for k, v in c.items() if k != "parts"},
-                     "lines": "\n".join(c["parts"])} for c in chunks]
+            rows = [{"run_id": self.run_id, "first_seq": c.first_seq,
+                     "last_seq": c.first_seq + c.count - 1, "position": c.position,
+                     "worker": c.worker, "stream": c.stream, "lines": "\n".join(c.parts)}
+                    for c in batch]
             await asyncio.to_thread(_insert, self.store, rows)
-        self.hub.notify(self.run_id)
+        self.hub.stored(self.run_id, [
+            {"first_seq": r["first_seq"], "last_seq": r["last_seq"], "step": r["position"],
+             "worker": r["worker"], "stream": r["stream"], "lines": r["lines"]} for r in rows])
 
 
 def _insert(store: Store, rows: list[dict[str, Any]]) -> None:
@@ -182,26 +212,58 @@ def _insert(store: Store, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(LogChunk), rows)
 
 
-def read(store: Store, run_id: int, after: int = 0, limit: int = 20_000
+def read(store: Store, run_id: int, after: int = 0, limit: int = 50_000
          ) -> list[dict[str, Any]]:
-    """Lines numbered after `after`, oldest first, at most about `limit` of them."""
+    """Chunks of lines numbered after `after`, oldest first, about `limit` lines at most.
+
+    A chunk is {first_seq, step, worker, stream, lines}, its `lines` one per `\\n`, each
+    `<unix time>\\t<text>`: the stored form, sent on as it is, since expanding a
+    million lines into objects would cost more than everything else a log does.
+    """
     with store.read() as session:
-        chunks = session.exec(
-            select(LogChunk).where(LogChunk.run_id == run_id, LogChunk.last_seq > after)
-            .order_by(LogChunk.first_seq)
+        # A bounded number of rows per read: a slow follower of a long log pages through
+        # it rather than loading the rest of it at once.
+        rows = session.exec(
+            select(LogChunk.first_seq, LogChunk.last_seq, LogChunk.position, LogChunk.worker,
+                   LogChunk.stream, LogChunk.lines)
+            .where(LogChunk.run_id == run_id, LogChunk.last_seq > after)
+            .order_by(LogChunk.last_seq).limit(READ_ROWS)
         ).all()
-        lines: list[dict[str, Any]] = []
-        for chunk in chunks:
-            for offset, part in enumerate(chunk.lines.split("\n")):
-                seq = chunk.first_seq + offset
-                if seq <= after:
-                    continue
-                at, _, text = part.partition("\t")
-                lines.append({"seq": seq, "at": float(at), "step": chunk.position,
-                              "worker": chunk.worker, "stream": chunk.stream, "text": text})
-            if len(lines) >= limit:
-                break
-        return lines
+    chunks: list[dict[str, Any]] = []
+    total = 0
+    for row in rows:
+        lines, first = row.lines, row.first_seq
+        if first <= after:
+            # Only the unseen end of a chunk the reader has partly seen.
+            skip = after - first + 1
+            lines = lines.split("\n", skip)[-1]
+            first = after + 1
+        last = row.last_seq
+        room = limit - total
+        if last - first + 1 > room:
+            # Cut to the limit: a reader asked for small pieces (a console stays responsive).
+            lines = "\n".join(lines.split("\n", room)[:room])
+            last = first + room - 1
+        chunks.append({"first_seq": first, "last_seq": last, "step": row.position,
+                       "worker": row.worker, "stream": row.stream, "lines": lines})
+        total += last - first + 1
+        if total >= limit:
+            break
+    return chunks
+
+
+def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 0
+           ) -> list[dict[str, Any]]:
+    """A chunk's lines as {seq, at, step, worker, stream, text}; or only `parts`, its
+    already split lines from `offset` on."""
+    if parts is None:
+        parts = chunk["lines"].split("\n")
+    result = []
+    for index, part in enumerate(parts, chunk["first_seq"] + offset):
+        at, _, text = part.partition("\t")
+        result.append({"seq": index, "at": float(at), "step": chunk["step"],
+                       "worker": chunk["worker"], "stream": chunk["stream"], "text": text})
+    return result
 
 
 def last_seq(store: Store, run_id: int) -> int:
@@ -212,10 +274,29 @@ def last_seq(store: Store, run_id: int) -> int:
 
 
 class LogHub:
-    """Wakes the followers of a run when new lines are stored or the run ends."""
+    """Wakes the followers of a run when new lines are stored or the run ends.
+
+    It also holds the batch stored last, so that a follower who has read everything
+    before it takes it from memory; one who fell further behind reads the store.
+    """
 
     def __init__(self) -> None:
         self._events: dict[int, asyncio.Event] = {}
+        self._latest: dict[int, list[dict[str, Any]]] = {}
+
+    def stored(self, run_id: int, chunks: list[dict[str, Any]]) -> None:
+        self._latest[run_id] = chunks
+        self.notify(run_id)
+
+    def latest_after(self, run_id: int, seen: int) -> list[dict[str, Any]] | None:
+        """The last stored batch if it starts right after line `seen`, else None."""
+        chunks = self._latest.get(run_id)
+        if chunks and chunks[0]["first_seq"] == seen + 1:
+            return chunks
+        return None
+
+    def forget(self, run_id: int) -> None:
+        self._latest.pop(run_id, None)
 
     def notify(self, run_id: int) -> None:
         event = self._events.pop(run_id, None)

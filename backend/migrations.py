@@ -145,7 +145,8 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 stream VARCHAR NOT NULL,
                 lines VARCHAR NOT NULL
             )""",
-            "CREATE INDEX ix_log_chunk_run_id ON log_chunk (run_id)",
+            # Followers ask for "lines of run R after N": this index answers it directly.
+            "CREATE INDEX ix_log_chunk_run_id ON log_chunk (run_id, last_seq)",
             """CREATE TABLE lease (
                 id INTEGER PRIMARY KEY,
                 worker_id INTEGER NOT NULL REFERENCES worker (id) ON DELETE CASCADE,

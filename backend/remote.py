@@ -16,13 +16,13 @@ import os
 import secrets
 import shlex
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncssh
 
-Output = Callable[[str, bytes], None]
+Output = Callable[[str, bytes], Awaitable[None]]
 
 KILL_GRACE_S = 2.0
 
@@ -117,7 +117,7 @@ async def _pump(channel: Channel, stream: str, output: Output, marker: str | Non
         data = await channel.read(stream)
         if not data:
             if buffer:
-                output(stream, buffer)
+                await output(stream, buffer)
             return
         if pending is not None:
             # The first line on stderr is ours: the process group to kill on cancel.
@@ -138,7 +138,7 @@ async def _pump(channel: Channel, stream: str, output: Output, marker: str | Non
                 pending, buffer = None, b""
             if not data:
                 continue
-        output(stream, data)
+        await output(stream, data)
 
 
 async def kill_group(transport: Transport, pgid: list[int]) -> bool:

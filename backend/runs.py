@@ -431,6 +431,7 @@ class RunEngine:
         await runlog.close()
         await asyncio.to_thread(self._update_run, run_id, status=status, reason=reason,
                                 finished_at=utcnow(), output_bytes=runlog.output_bytes)
+        self.hub.forget(run_id)
         self.hub.notify(run_id)
 
     async def _run_step(self, run_id: int, run: Run, definition: RunbookDef, position: int,

@@ -253,7 +253,7 @@ async def test_launch_from_the_runbooks_view_and_approve_in_the_run_view(
         run_screen = app.screen
         await until(pilot, lambda: run_screen.run and run_screen.run["waiting"])
         log = run_screen.query_one("#run-log", LogView)
-        assert any(e["text"] == "building 1.2.3" for e in log.entries)
+        await until(pilot, lambda: any(e["text"] == "building 1.2.3" for e in log.entries))
         assert "[a] approve" in shown(run_screen.query_one("#run-headline"))
         await pilot.press("a")
         await until(pilot, lambda: run_screen.run["status"] == "succeeded")

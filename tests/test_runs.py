@@ -86,9 +86,11 @@ def launch(workdeck, runbook, env="Test", **options):
 
 
 def log_lines(workdeck, run_id):
+    from backend.logstore import expand
+
     with workdeck.client() as client:
-        return [item for event, data in client.stream_events(f"/api/runs/{run_id}/log")
-                if event == "lines" for item in data]
+        return [line for event, data in client.stream_events(f"/api/runs/{run_id}/log")
+                if event == "chunks" for chunk in data for line in expand(chunk)]
 
 
 def test_three_steps_follow_exit_codes_and_masking(workdeck, ssh_servers, client_key,

@@ -17,7 +17,7 @@ from backend.models import FINISHED
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 HEARTBEAT_S = 15.0
-PAGE = 5000  # lines per read from the store, so a long log streams in bounded pieces
+PAGE = 50_000  # lines per read from the store, so a long log streams in bounded pieces
 
 
 @router.post("", status_code=201)
@@ -55,12 +55,17 @@ async def decide(run_id: int, body: runs.DecisionRequest, backend: BackendDep,
 
 @router.get("/{run_id}/log")
 async def run_log(run_id: int, request: Request, backend: BackendDep, after: int = 0,
-                  follow: bool = False, tail: int | None = None) -> StreamingResponse:
-    """Server-Sent Events: `lines` (a list, oldest first) until the run ends (`end`).
+                  follow: bool = False, tail: int | None = None,
+                  page: int = PAGE) -> StreamingResponse:
+    """Server-Sent Events: `chunks` (see logstore.read), oldest first, then `end`.
+
+    `page` bounds the lines per event: a console asks for small ones, so that no single
+    event keeps it from answering keys.
 
     `after` resumes after a line number; `tail` starts that many lines before the end.
     """
     await asyncio.to_thread(backend.runs.get, run_id)  # 404 for an unknown run
+    page = min(max(page, 1), PAGE)
     if tail is not None:
         after = max(after, await asyncio.to_thread(logstore.last_seq, backend.store, run_id)
                     - max(tail, 0))
@@ -68,20 +73,23 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
     async def stream() -> AsyncIterator[bytes]:
         seen = after
         while True:
-            lines = await asyncio.to_thread(logstore.read, backend.store, run_id, seen, PAGE)
-            if lines:
-                seen = lines[-1]["seq"]
-                yield _sse("lines", lines)
+            chunks = backend.hub.latest_after(run_id, seen) if page == PAGE else None
+            if chunks is None:
+                chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
+                                                 page)
+            if chunks:
+                seen = chunks[-1]["last_seq"]
+                yield _sse("chunks", chunks)
                 continue
             run = await asyncio.to_thread(backend.runs.get, run_id)
             if run["status"] in FINISHED:
                 # The run's last lines were stored before its status changed: nothing
                 # more can come, so check once more and end.
-                lines = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
-                                                PAGE)
-                if lines:
-                    seen = lines[-1]["seq"]
-                    yield _sse("lines", lines)
+                chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
+                                                 page)
+                if chunks:
+                    seen = chunks[-1]["last_seq"]
+                    yield _sse("chunks", chunks)
                     continue
                 yield _sse("end", {"status": run["status"], "reason": run["reason"]})
                 return

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import httpx
 
+from backend.logstore import expand
 from console import output
 from console.client import ApiError
 from console.commands.base import Context, fail, pass_ctx, quote_name
@@ -142,9 +143,10 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
         try:
             for event, data in client.stream_events(f"/api/runs/{run_id}/log",
                                                     {"follow": "true" if follow else "false"}):
-                if event == "lines":
-                    for line in data:
-                        _print_line(line, as_json)
+                if event == "chunks":
+                    for chunk in data:
+                        for line in expand(chunk):
+                            _print_line(line, as_json)
                 elif event == "end":
                     final = data
         except (httpx.HTTPError, ApiError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,14 +13,16 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
+from backend.logstore import expand
 from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.screens.runs import confirm_cancel
 from console.state import duration, run_status_text, safe
 from console.widgets.live_table import LiveTable
-from console.widgets.log_view import LogView
+from console.widgets.log_view import MAX_LINES, LogView
 
 TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
+SLICE = 1000  # lines added to the view between two looks at the keyboard
 
 DECISION_KEYS = {"continue": "c", "skip": "s", "retry": "r", "approve": "a", "abort": "A"}
 
@@ -103,12 +106,28 @@ class RunScreen(FleetScreen):
             params = {"follow": "true", "tail": str(TAIL)}
             async for event, data in api.stream_events(f"/api/runs/{self.run_id}/log",
                                                        params):
-                if event == "lines":
-                    self.log_view.add_lines(data)
+                if event == "chunks":
+                    await self._add_chunks(data)
                 elif event == "end":
                     self._show_log_status(ended=data)
         except ApiError as exc:
             self.notify(str(exc), severity="error", markup=False)
+
+    async def _add_chunks(self, chunks: list[dict[str, Any]]) -> None:
+        """Take a batch in slices, letting keys through in between; of a flood larger than
+        the view keeps, only the part it would keep is unpacked."""
+        budget = MAX_LINES
+        for chunk in reversed(chunks):
+            chunk["keep"] = min(budget, chunk["last_seq"] - chunk["first_seq"] + 1)
+            budget -= chunk["keep"]
+        for chunk in chunks:
+            if chunk["keep"] <= 0:
+                continue
+            parts = chunk["lines"].split("\n")
+            start = len(parts) - chunk["keep"]
+            for offset in range(start, len(parts), SLICE):
+                self.log_view.add_lines(expand(chunk, parts[offset:offset + SLICE], offset))
+                await asyncio.sleep(0)
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)

@@ -1,0 +1,184 @@
+"""Benchmark: one step prints 1,000,000 lines (about 80 MB), beside plain `ssh host cmd`.
+
+Usage: .venv/bin/python bench/logs.py [--lines 1000000]
+
+Times launch → run finished, every line stored and received by a client following the
+log, against `ssh host 'the same command' > /dev/null` on the same OpenSSH server. Also
+reports the peak memory of the server and of a following console (a real console in its
+own process, following the run's view), and the slowest keystroke answered by that
+console while the flood streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+import httpx  # noqa: E402
+from health import bench_account  # noqa: E402
+from openssh import OpenSSHServer  # noqa: E402
+
+from backend.config import DataDir  # noqa: E402
+from console.client import SSEParser, Target, start_server  # noqa: E402
+from console.demo import stop_server  # noqa: E402
+
+
+def command(lines: int) -> str:
+    # About 80 bytes a line, each one different.
+    return (f"seq 1 {lines} | sed 's/$/ the quick brown fox jumps over the lazy dog "
+            "0123456789 abcdefgh/'")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def plain_ssh(sshd: OpenSSHServer, user: str, lines: int) -> float:
+    args = ["ssh", "-p", str(sshd.port), "-i", str(sshd.client_key), "-o",
+            "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
+            "LogLevel=ERROR", f"{user}@{sshd.host}", command(lines)]
+    started = time.perf_counter()
+    subprocess.run(args, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def follow(http: httpx.Client, run_id: int, result: dict) -> None:
+    count = 0
+    parser = SSEParser()
+    with http.stream("GET", f"/api/runs/{run_id}/log", params={"follow": "true"},
+                     timeout=None) as response:
+        for line in response.iter_lines():
+            item = parser.feed(line)
+            if item and item[0] == "chunks":
+                count += sum(c["last_seq"] - c["first_seq"] + 1 for c in item[1]
+                             if c["stream"] == "stdout")
+            elif item and item[0] == "end":
+                break
+    result["lines"] = count
+    result["done"] = time.perf_counter()
+
+
+def console_probe(data_dir: str, run_id: int) -> None:
+    """Run in its own process: a console on the run's view; keystroke latency, memory."""
+    import asyncio
+
+    from textual import events
+
+    from console.app import WorkdeckApp
+    from console.screens.run import RunScreen
+
+    async def main() -> None:
+        app = WorkdeckApp(Target(DataDir(Path(data_dir))))
+        worst = 0.0
+        async with app.run_test(size=(160, 45)) as pilot:
+            while not app.fleet_loaded:
+                await pilot.pause(0.05)
+            print("ready", flush=True)
+            while str(run_id) not in app.fleet.runs:  # the run is launched once we are up
+                await pilot.pause(0.02)
+            app.push_screen(RunScreen(run_id))
+            await pilot.pause(0.05)
+            screen = app.screen
+            # Time from a key arriving to its action running: the key goes in as the
+            # terminal would post it, and the view's own action notes when it ran.
+            handled = asyncio.Event()
+            original = screen.action_follow
+
+            def noted() -> None:
+                original()
+                handled.set()
+
+            screen.action_follow = noted  # type: ignore[method-assign]
+            while not (screen.run and screen.run.get("finished_at")):
+                handled.clear()
+                started = time.perf_counter()
+                app.post_message(events.Key("f", "f"))
+                await handled.wait()
+                worst = max(worst, time.perf_counter() - started)
+                await asyncio.sleep(0.1)
+        print(json.dumps({"worst_key_ms": worst * 1000,
+                          "peak_mb": peak_rss_mb(os.getpid())}))
+
+    if os.environ.get("WORKDECK_BENCH_PROFILE"):
+        import cProfile
+
+        cProfile.runctx("asyncio.run(main())", globals(), locals(),
+                        os.environ["WORKDECK_BENCH_PROFILE"])
+    else:
+        asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--console-probe", nargs=2, metavar=("DATA_DIR", "RUN_ID"))
+    args = parser.parse_args()
+    if args.console_probe:
+        console_probe(args.console_probe[0], int(args.console_probe[1]))
+        return
+    user = bench_account()
+    root = Path(tempfile.mkdtemp(prefix="wd-logs-"))
+    root.chmod(0o755)
+    sshd = OpenSSHServer(root / "sshd")
+    sshd.authorized_keys.chmod(0o644)
+    sshd.start()
+    target = Target(DataDir(root / "data"))
+    start_server(target)
+    transport = httpx.HTTPTransport(uds=str(target.data_dir.socket))
+    try:
+        ssh_s = min(plain_ssh(sshd, user, args.lines) for _ in range(3))
+        with httpx.Client(transport=transport, base_url="http://workdeck", timeout=60) as http:
+            http.put("/api/settings", json={"builtin_worker": False})
+            http.post("/api/workers", json={
+                "name": "bench-worker", "host": sshd.host, "port": sshd.port, "user": user,
+                "key_path": str(sshd.client_key), "pools": ["Bench Pool"],
+                "trust_host_key": True}).raise_for_status()
+            http.post("/api/checks", json={})
+            http.post("/api/environments", json={"name": "Bench"})
+            toml = (f'name = "Flood"\n[[steps]]\nname = "Print"\npool = "Bench Pool"\n'
+                    f'script = "{command(args.lines)}"\n')
+            http.post("/api/runbooks", json={"toml": toml}).raise_for_status()
+            # The console is up and watching before the flood starts.
+            probe = subprocess.Popen([sys.executable, __file__, "--console-probe",
+                                      str(target.data_dir.root), "1"],
+                                     stdout=subprocess.PIPE, text=True)
+            assert probe.stdout is not None and probe.stdout.readline().strip() == "ready"
+            started = time.perf_counter()
+            run = http.post("/api/runs", json={"runbook": "Flood",
+                                               "environment": "Bench"}).json()
+            result: dict = {}
+            follower = threading.Thread(target=follow, args=(http, run["id"], result))
+            follower.start()
+            follower.join()
+            elapsed = result["done"] - started
+            print(f"followed in {elapsed:.2f} s", flush=True)
+            status = http.get(f"/api/runs/{run['id']}").json()["status"]
+            server_pid = http.get("/api/server").json()["pid"]
+            server_mb = peak_rss_mb(server_pid)
+            console = json.loads(probe.communicate(timeout=300)[0].strip().splitlines()[-1])
+        print(f"{args.lines} lines, run {status}, {result['lines']} lines reached a follower")
+        print(f"  plain ssh > /dev/null:      {ssh_s:6.2f} s")
+        print(f"  workdeck launch → followed: {elapsed:6.2f} s  ({elapsed / ssh_s:.1f}x ssh)")
+        print(f"  server peak memory:         {server_mb:6.0f} MB")
+        print(f"  console peak memory:        {console['peak_mb']:6.0f} MB")
+        print(f"  slowest keystroke:          {console['worst_key_ms']:6.0f} ms")
+    finally:
+        stop_server(target)
+        sshd.stop()
+
+
+if __name__ == "__main__":
+    main()
