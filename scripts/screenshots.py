@@ -60,6 +60,67 @@ async def shoot(target: Target) -> None:
         await pilot.press("escape", "p", "down", "down")
         await pilot.pause(0.3)
         app.save_screenshot("pools.svg", str(OUT))
+        await shoot_runs(app, pilot)
+
+
+async def until(pilot, predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit("the console did not get there in time")
+        await pilot.pause(0.05)
+
+
+async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    from textual.widgets import Input, Select
+
+    from console.screens.launch import LaunchDialog
+    from console.screens.run import RunScreen
+
+    await pilot.press("b")
+    table = app.screen.query_one("#runbooks-table")
+    await until(pilot, lambda: table.row_count >= 4)
+    table.move_cursor(row=table.get_row_index("Restart web tier"))
+    await pilot.pause(0.5)
+    app.save_screenshot("runbooks.svg", str(OUT))
+    await pilot.press("r")
+    await until(pilot, lambda: isinstance(app.screen, LaunchDialog)
+                and app.screen.definition is not None)
+    dialog = app.screen
+    dialog.query_one("#launch-env", Select).value = "Production"
+    dialog.query_one("#var-api_token", Input).value = "lb-token-8f2a91"
+    await pilot.pause(1.5)  # the plan for Production comes back from the server
+    app.save_screenshot("launch-dialog.svg", str(OUT))
+    await pilot.press("ctrl+l")
+    await until(pilot, lambda: isinstance(app.screen, RunScreen))
+    run_screen = app.screen
+    await until(pilot, lambda: run_screen.run and run_screen.run["waiting"])
+    await pilot.pause(0.8)
+    app.save_screenshot("run-manual-step.svg", str(OUT))
+    await pilot.press("a")
+    await until(pilot, lambda: run_screen.run["finished_at"] is not None)
+    await pilot.press("escape", "b")
+    table = app.screen.query_one("#runbooks-table")
+    table.move_cursor(row=table.get_row_index("Migrate database"))
+    await pilot.press("r")
+    await until(pilot, lambda: isinstance(app.screen, LaunchDialog)
+                and app.screen.definition is not None)
+    app.screen.query_one("#launch-env", Select).value = "Production"
+    await pilot.pause(0.5)
+    await pilot.press("ctrl+l")
+    await until(pilot, lambda: isinstance(app.screen, RunScreen))
+    run_screen = app.screen
+    await until(pilot, lambda: run_screen.run and run_screen.run["waiting"])
+    await pilot.pause(0.8)
+    app.save_screenshot("run-guided-failure.svg", str(OUT))
+    await pilot.press("s")
+    await until(pilot, lambda: run_screen.run["finished_at"] is not None)
+    await pilot.press("escape", "u")
+    await pilot.pause(0.5)
+    app.save_screenshot("runs.svg", str(OUT))
+    await pilot.press("h")
+    await pilot.pause(0.5)
+    app.save_screenshot("dashboard.svg", str(OUT))
 
 
 def main() -> None:

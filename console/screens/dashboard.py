@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from console.screens.base import FleetScreen
+from console.screens.runs import COLUMNS as RUN_COLUMNS
+from console.screens.runs import run_cells
 from console.screens.workers import attention_rank
 from console.state import (
     SEVERITY,
@@ -25,6 +27,7 @@ from console.state import (
 from console.widgets.live_table import LiveTable
 
 NEEDS_ATTENTION = {"unhealthy", "unavailable", "warning", "unknown"}
+RECENT_RUNS = 5
 
 
 def health_bar(members: list[dict[str, Any]], width: int = 20) -> Text:
@@ -81,6 +84,11 @@ class DashboardScreen(FleetScreen):
                                ("bar", "Workers", 22), ("capacity", "Slots", 6),
                                ("description", "Description", None)])
             yield pools
+            yield Static(Text("Runs", style="bold"), classes="section-title", id="runs-title")
+            runs = LiveTable(id="dashboard-runs", sort_key=lambda key, _c: -int(key),
+                             fill="reason")
+            runs.set_columns(RUN_COLUMNS)
+            yield runs
             yield Static(Text("Needs attention", style="bold"), classes="section-title",
                          id="attention-title")
             attention = LiveTable(id="attention-table", sort_key=self._attention_order,
@@ -116,6 +124,21 @@ class DashboardScreen(FleetScreen):
             for name in fleet.pool_names()
         })
         now = datetime.now(UTC)
+        # Running or waiting runs and the last day's failures (what an operator acts on),
+        # then the latest runs whatever they did, so the panel is never a blank on a calm day.
+        active = {key: run for key, run in fleet.runs.items()
+                  if run["status"] in ("queued", "running", "waiting")
+                  or (run["status"] in ("failed", "interrupted") and run["finished_at"]
+                      and (now - datetime.fromisoformat(run["finished_at"])).days < 1)}
+        for key in sorted(fleet.runs, key=int, reverse=True)[:RECENT_RUNS]:
+            active.setdefault(key, fleet.runs[key])
+        self.query_one("#dashboard-runs", LiveTable).sync(
+            {key: run_cells(run, now) for key, run in active.items()})
+        running = sum(1 for r in active.values() if r["finished_at"] is None)
+        failed = sum(1 for r in active.values() if r["status"] in ("failed", "interrupted"))
+        self.query_one("#runs-title", Static).update(Text.assemble(
+            ("Runs", "bold"), (f"  {running} running or waiting · {failed} failed recently",
+                               "bright_black")))
         attention = {
             name: [status_text(w["status"]), worker_name_text(w),
                    Text(ago(w["checked_at"], now), style="bright_black"), safe(w["reason"], 300)]
@@ -145,7 +168,11 @@ class DashboardScreen(FleetScreen):
         key = table.selected_key
         if not key:
             return
-        if table.id == "attention-table":
+        if table.id == "dashboard-runs":
+            from console.screens.run import RunScreen
+
+            self.app.push_screen(RunScreen(int(key)))
+        elif table.id == "attention-table":
             from console.screens.worker_detail import WorkerDetailScreen
 
             self.app.push_screen(WorkerDetailScreen(key))
