@@ -66,8 +66,8 @@ def step_command(marker: str, image: str | None = None) -> str:
     if image:
         detect = ("if command -v docker >/dev/null 2>&1; then r=docker; "
                   "elif command -v podman >/dev/null 2>&1; then r=podman; "
-                  "else echo 'this worker has neither docker nor podman to run the step's "
-                  "container' >&2; exit 127; fi; ")
+                  'else echo "this worker has neither docker nor podman to run the step in '
+                  'its container" >&2; exit 127; fi; ')
         return ("exec /bin/sh -c " + shlex.quote(
             detect + 'exec setsid -w /bin/sh -c "$0" "$r"') + " "
             + shlex.quote(_inner(image, marker)))

@@ -384,3 +384,84 @@ script = "sleep 0.5; echo done"
     assert all(r["status"] == "succeeded" for r in finished)
     lines = [t["text"] for r in runs for t in log_lines(workdeck, r["id"])]
     assert any("waiting for a free slot" in t for t in lines)
+
+
+def test_a_late_follower_gets_history_then_the_live_tail(workdeck, ssh_servers, client_key,
+                                                         tmp_path):
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Trickle"
+[[steps]]
+name = "Slowly"
+pool = "Web Pool"
+script = "for i in $(seq 1 40); do echo tick $i; sleep 0.05; done"
+""")
+    run = launch(workdeck, "Trickle")
+    time.sleep(1.0)  # half of it is out and stored before this follower comes
+    from backend.logstore import expand
+
+    with workdeck.client() as client:
+        lines = [line for event, data in client.stream_events(
+            f"/api/runs/{run['id']}/log", {"follow": "true"})
+            if event == "chunks" for chunk in data for line in expand(chunk)]
+    seqs = [line["seq"] for line in lines]
+    assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
+    ticks = [line["text"] for line in lines if line["text"].startswith("tick")]
+    assert ticks == [f"tick {i}" for i in range(1, 41)]
+
+
+def test_a_container_step_on_a_worker_without_docker_says_so(workdeck, ssh_servers,
+                                                             client_key, tmp_path):
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Contained"
+[[steps]]
+name = "In a container"
+pool = "Web Pool"
+container = "debian:12"
+script = "echo inside"
+""")
+    import shutil
+
+    result = workdeck.cli("run", "Contained", "--env", "Test", "--follow")
+    runtime = shutil.which("docker") or shutil.which("podman")
+    if runtime is None:
+        assert result.code == 1
+        assert "neither docker nor podman" in result.out
+    elif not subprocess_ok([runtime, "info"]):
+        # A client without an engine (as on these machines): its own error reaches the log.
+        assert result.code == 1 and "! " in result.out
+    else:
+        assert result.code == 0 and "inside" in result.out
+
+
+def subprocess_ok(args):
+    import subprocess
+
+    return subprocess.run(args, capture_output=True).returncode == 0
+
+
+async def test_the_output_limit_truncates_with_a_marker(tmp_path):
+    from backend.db import Store
+    from backend.logstore import LogHub, RunLog, expand, read
+
+    store = Store(tmp_path / "limit.db")
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "limit.db")
+    conn.execute("INSERT INTO run (id, runbook, environment, definition, created_at) "
+                 "VALUES (1, 'r', 'e', '{}', '2026-01-01')")
+    conn.commit()
+    conn.close()
+    log = RunLog(store, LogHub(), 1, secrets=["hunter2"], output_limit=1000)
+    log.start()
+    await log.output(1, "w", "stdout", b"password is hunter2\n" + b"x" * 100 + b"\n")
+    for _ in range(20):
+        await log.output(1, "w", "stdout", b"y" * 99 + b"\n")
+    log.end_stream(1, "w")
+    await log.close()
+    lines = [line for chunk in read(store, 1) for line in expand(chunk)]
+    assert lines[0]["text"] == "password is ********"
+    assert any("output limit of" in line["text"] for line in lines)
+    assert sum(1 for line in lines if line["text"].startswith("y")) < 20
+    store.close()
