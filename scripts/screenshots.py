@@ -83,6 +83,19 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     table.move_cursor(row=table.get_row_index("Restart web tier"))
     await pilot.pause(0.5)
     app.save_screenshot("runbooks.svg", str(OUT))
+    from textual.widgets import Input as TextInput
+
+    from console.screens.editor import RunbookEditor
+
+    table.focus()
+    await pilot.press("e")
+    await until(pilot, lambda: isinstance(app.screen, RunbookEditor)
+                and app.screen.query_one("#edit-name", TextInput).value)
+    app.screen.query_one("#edit-steps").index = 2
+    await pilot.pause(0.5)
+    app.save_screenshot("runbook-editor.svg", str(OUT))
+    await pilot.press("escape")
+    await pilot.pause(0.2)
     await pilot.press("r")
     await until(pilot, lambda: isinstance(app.screen, LaunchDialog)
                 and app.screen.definition is not None)

@@ -302,3 +302,54 @@ async def test_runs_view_lists_history_and_opens_a_finished_log(workdeck, ssh_se
         log = app.screen.query_one("#run-log", LogView)
         await until(pilot, lambda: any("building" in e["text"] for e in log.entries))
         assert "log complete" in shown(app.screen.query_one("#log-status"))
+
+
+async def test_write_a_runbook_in_the_editor_then_edit_it(workdeck, tmp_path):
+    from textual.widgets import Input, TextArea
+
+    from console.screens.editor import RunbookEditor
+
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("b", "n")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        editor = app.screen
+        editor.query_one("#edit-name", Input).value = "Flush caches"
+        editor.query_one("#edit-description", Input).value = "clears the CDN"
+        editor.query_one("#edit-variables", TextArea).text = (
+            '[variables]\nregion = "eu"\n[variables.cdn_key]\nsensitive = true\n')
+        editor.query_one("#step-name", Input).value = "Purge"
+        editor.query_one("#step-script", TextArea).text = 'echo "purging $region"\n'
+        await pilot.press("ctrl+n")
+        editor.query_one("#step-name", Input).value = "Confirm"
+        editor.query_one("#step-manual", Input).value = "Check the CDN dashboard."
+        # A mistake is shown where it is, and nothing is saved.
+        editor.query_one("#step-timeout", Input).value = "0"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert "timeout" in shown(editor.query_one("#editor-status"))
+        editor.query_one("#step-timeout", Input).value = "600"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "saved" in shown(editor.query_one("#editor-status")))
+        await pilot.press("escape")
+    exported = workdeck.cli("runbook", "export", "Flush caches").out
+    assert 'region = "eu"' in exported and "sensitive = true" in exported
+    assert 'echo "purging $region"' in exported and "Check the CDN dashboard." in exported
+    assert "timeout = 600" in exported
+
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("b")
+        table = app.screen.query_one("#runbooks-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        editor = app.screen
+        await until(pilot, lambda: editor.query_one("#edit-name", Input).value)
+        editor.query_one("#step-script", TextArea).text = 'echo "purging $region now"\n'
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "saved" in shown(editor.query_one("#editor-status")))
+    assert "purging $region now" in workdeck.cli("runbook", "export", "Flush caches").out

@@ -25,6 +25,8 @@ class RunbooksScreen(FleetScreen):
     BINDINGS = [
         Binding("r", "launch", "Run", id="launch"),
         Binding("enter", "launch", "Run", show=False),
+        Binding("e", "edit", "Edit", id="edit"),
+        Binding("n", "new", "New runbook", id="new"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -76,6 +78,18 @@ class RunbooksScreen(FleetScreen):
             panel.update(Text(str(exc), style="red"))
             return
         panel.update(runbook_summary(book))
+
+    def action_edit(self) -> None:
+        from console.screens.editor import RunbookEditor
+
+        name = self.table.selected_key
+        if name:
+            self.app.push_screen(RunbookEditor(name))
+
+    def action_new(self) -> None:
+        from console.screens.editor import RunbookEditor
+
+        self.app.push_screen(RunbookEditor())
 
     def action_launch(self) -> None:
         from console.screens.launch import LaunchDialog
