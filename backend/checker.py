@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, update
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from backend import fleet, health
 from backend.db import Store
@@ -275,7 +275,7 @@ class HealthChecker:
                         f"{outcome.accepted_from}")
         session.add(worker)
 
-    def _prune(self, session, worker_ids: list[int], keep: int) -> None:  # type: ignore[no-untyped-def]
+    def _prune(self, session: Session, worker_ids: list[int], keep: int) -> None:
         # Cheap check first: most batches add one row per worker well under the limit.
         oversized = session.exec(
             select(HealthCheck.worker_id)

@@ -26,14 +26,14 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
         return
     import logging
 
-    from backend.server import ServerError, serve
+    from backend.server import Backend, ServerError, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prepare = None
     if demo_fleet:
         from backend.demo import prepare_demo
 
-        def prepare(backend):  # type: ignore[no-untyped-def]
+        def prepare(backend: Backend) -> None:
             prepare_demo(backend, exit_with=exit_with)
 
     try:
