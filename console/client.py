@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import json
@@ -18,6 +19,7 @@ import httpx
 from backend.config import DataDir
 
 CONNECT_TIMEOUT = 5.0
+BIG_EVENT = 64 * 1024  # characters of an event decoded in a thread rather than inline
 REQUEST_TIMEOUT = 120.0  # a check of a large fleet can take a while; the server bounds it
 
 
@@ -209,10 +211,15 @@ class AsyncClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error_from(response)
-                parser = SSEParser()
+                parser = SSEParser(decode=False)
                 async for line in response.aiter_lines():
                     if (item := parser.feed(line)) is not None:
-                        yield item
+                        event, raw = item
+                        # A big event (a flood of log lines) is decoded off the event loop,
+                        # so the console keeps answering keys meanwhile.
+                        data = (await asyncio.to_thread(json.loads, raw)
+                                if len(raw) > BIG_EVENT else json.loads(raw))
+                        yield event, data
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
                 FileNotFoundError) as exc:
             raise _unavailable(self.target, exc) from None
@@ -221,14 +228,17 @@ class AsyncClient:
 class SSEParser:
     """Server-Sent Events, one line at a time: a complete event comes out on its blank line."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, decode: bool = True) -> None:
         self.event, self.data = "message", []
+        self.decode = decode
 
     def feed(self, line: str) -> tuple[str, Any] | None:
         if line.startswith(":"):
             return None
         if not line:
-            item = (self.event, json.loads("\n".join(self.data))) if self.data else None
+            raw = "\n".join(self.data)
+            item = (self.event, json.loads(raw) if self.decode else raw) if self.data \
+                else None
             self.event, self.data = "message", []
             return item
         if line.startswith("event:"):

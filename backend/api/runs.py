@@ -79,7 +79,8 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
                                                  page)
             if chunks:
                 seen = chunks[-1]["last_seq"]
-                yield _sse("chunks", chunks)
+                # Encoding megabytes of log is done off the loop, which serves everyone.
+                yield await asyncio.to_thread(_sse, "chunks", chunks)
                 continue
             run = await asyncio.to_thread(backend.runs.get, run_id)
             if run["status"] in FINISHED:

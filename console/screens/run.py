@@ -123,7 +123,8 @@ class RunScreen(FleetScreen):
         for chunk in chunks:
             if chunk["keep"] <= 0:
                 continue
-            parts = chunk["lines"].split("\n")
+            parts = (await asyncio.to_thread(chunk["lines"].split, "\n")
+                     if len(chunk["lines"]) > 64 * 1024 else chunk["lines"].split("\n"))
             start = len(parts) - chunk["keep"]
             for offset in range(start, len(parts), SLICE):
                 self.log_view.add_lines(expand(chunk, parts[offset:offset + SLICE], offset))
