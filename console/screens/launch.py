@@ -42,8 +42,8 @@ class LaunchDialog(ModalScreen[None]):
                 yield Select([(e, e) for e in envs], id="launch-env", allow_blank=True,
                              prompt="choose an environment",
                              value=envs[0] if len(envs) == 1 else Select.NULL)
-            with VerticalScroll(id="launch-variables"):
-                pass
+            # Filled with one row per variable once the runbook's definition arrives.
+            yield VerticalScroll(id="launch-variables")
             yield Static(id="launch-plan")
             with Horizontal(classes="field"):
                 yield Checkbox("Guided failure (wait on a failed step)", value=True,
