@@ -70,3 +70,42 @@ script = "sleep 8123"
     result = workdeck.cli("run", "Slow", "--env", "Test", "--follow")
     assert result.code == 1 and "timed out after 1s" in result.out
     assert processes("sleep 8123") == []
+
+
+def test_a_frozen_worker_is_noticed_by_keepalive_and_the_step_is_lost(workdeck, openssh,
+                                                                       tmp_path):
+    import contextlib
+    import os
+    import signal
+
+    from openssh import _descendants
+
+    sshd = openssh()
+    workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
+                 str(sshd.port), "--user", sshd.user, "--key", str(sshd.client_key),
+                 "--pool", "Web Pool", "--trust-host-key")
+    assert workdeck.cli("check").code == 0
+    workdeck.cli("env", "add", "Test")
+    import_runbook(workdeck, tmp_path, """
+name = "Frozen"
+[[steps]]
+name = "Long"
+pool = "Web Pool"
+script = "echo before; sleep 120; echo after"
+""")
+    run = launch(workdeck, "Frozen")
+    wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
+    time.sleep(0.5)
+    # The machine freezes: its SSH processes stop answering, the TCP connection stays up.
+    frozen = _descendants(sshd.pid)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        # Keepalives every 5 s, three missed: the step is lost within the 15 s bound.
+        done = wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=40)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert done["status"] == "failed"
+    assert done["steps"][0]["status"] == "lost"
