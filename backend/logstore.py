@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,8 @@ from backend.sanitize import MAX_LINE, clean_line
 FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 5000
 MAX_PENDING_LINES = 50_000
-READ_ROWS = 256
+READ_ROWS = 64
+RECENT_LINES = 100_000  # lines of each running run kept in memory for its followers
 OUTPUT_LIMIT = 100 * 1024 * 1024  # bytes of output kept per run; the rest is discarded
 MASK = "********"
 
@@ -228,7 +230,13 @@ def read(store: Store, run_id: int, after: int = 0, limit: int = 50_000
                    LogChunk.stream, LogChunk.lines)
             .where(LogChunk.run_id == run_id, LogChunk.last_seq > after)
             .order_by(LogChunk.last_seq).limit(READ_ROWS)
-        ).all()
+        )
+        return _take_chunks(rows, after, limit)
+
+
+def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
+    # Rows are taken one at a time from the cursor: a chunk can be megabytes, and only
+    # as many as the limit needs are ever in memory.
     chunks: list[dict[str, Any]] = []
     total = 0
     for row in rows:
@@ -276,27 +284,47 @@ def last_seq(store: Store, run_id: int) -> int:
 class LogHub:
     """Wakes the followers of a run when new lines are stored or the run ends.
 
-    It also holds the batch stored last, so that a follower who has read everything
-    before it takes it from memory; one who fell further behind reads the store.
+    It also holds the batches stored last (a bounded number of lines), so that a
+    follower close behind takes them from memory; one further behind reads the store.
     """
 
     def __init__(self) -> None:
         self._events: dict[int, asyncio.Event] = {}
-        self._latest: dict[int, list[dict[str, Any]]] = {}
+        self._recent: dict[int, deque[dict[str, Any]]] = {}
+        self._recent_lines: dict[int, int] = {}
 
     def stored(self, run_id: int, chunks: list[dict[str, Any]]) -> None:
-        self._latest[run_id] = chunks
+        recent = self._recent.setdefault(run_id, deque())
+        count = self._recent_lines.get(run_id, 0)
+        for chunk in chunks:
+            recent.append(chunk)
+            count += chunk["last_seq"] - chunk["first_seq"] + 1
+        while recent and count - (recent[0]["last_seq"] - recent[0]["first_seq"] + 1) \
+                >= RECENT_LINES:
+            oldest = recent.popleft()
+            count -= oldest["last_seq"] - oldest["first_seq"] + 1
+        self._recent_lines[run_id] = count
         self.notify(run_id)
 
-    def latest_after(self, run_id: int, seen: int) -> list[dict[str, Any]] | None:
-        """The last stored batch if it starts right after line `seen`, else None."""
-        chunks = self._latest.get(run_id)
-        if chunks and chunks[0]["first_seq"] == seen + 1:
-            return chunks
-        return None
+    def latest_after(self, run_id: int, seen: int, limit: int) -> list[dict[str, Any]] | None:
+        """Recent chunks starting right after line `seen` (about `limit` lines), or None
+        when they are not in memory any more."""
+        taken: list[dict[str, Any]] = []
+        total = 0
+        for chunk in self._recent.get(run_id, ()):
+            if chunk["last_seq"] <= seen:
+                continue
+            if not taken and chunk["first_seq"] != seen + 1:
+                return None
+            taken.append(chunk)
+            total += chunk["last_seq"] - chunk["first_seq"] + 1
+            if total >= limit:
+                break
+        return taken or None
 
     def forget(self, run_id: int) -> None:
-        self._latest.pop(run_id, None)
+        self._recent.pop(run_id, None)
+        self._recent_lines.pop(run_id, None)
 
     def notify(self, run_id: int) -> None:
         event = self._events.pop(run_id, None)

@@ -71,6 +71,19 @@ def follow(http: httpx.Client, run_id: int, result: dict) -> None:
     result["done"] = time.perf_counter()
 
 
+def flood_once(http: httpx.Client) -> tuple[float, str, int]:
+    """Launch the flood and follow it; (seconds to the last line, status, lines seen)."""
+    started = time.perf_counter()
+    run = http.post("/api/runs", json={"runbook": "Flood", "environment": "Bench"}).json()
+    result: dict = {}
+    follower = threading.Thread(target=follow, args=(http, run["id"], result))
+    follower.start()
+    follower.join()
+    status = http.get(f"/api/runs/{run['id']}").json()["status"]
+    return result["done"] - started, status, result["lines"]
+
+
+
 def console_probe(data_dir: str, run_id: int) -> None:
     """Run in its own process: a console on the run's view; keystroke latency, memory."""
     import asyncio
@@ -151,28 +164,25 @@ def main() -> None:
             toml = (f'name = "Flood"\n[[steps]]\nname = "Print"\npool = "Bench Pool"\n'
                     f'script = "{command(args.lines)}"\n')
             http.post("/api/runbooks", json={"toml": toml}).raise_for_status()
-            # The console is up and watching before the flood starts.
+            # First the flood with one following client: the throughput figure.
+            elapsed, status, lines = flood_once(http)
+            server_pid = http.get("/api/server").json()["pid"]
+            first_mb = peak_rss_mb(server_pid)
+            # Then the same flood with a real console following the run in its own
+            # process (up and watching before it starts): memory and keystrokes.
             probe = subprocess.Popen([sys.executable, __file__, "--console-probe",
-                                      str(target.data_dir.root), "1"],
+                                      str(target.data_dir.root), "2"],
                                      stdout=subprocess.PIPE, text=True)
             assert probe.stdout is not None and probe.stdout.readline().strip() == "ready"
-            started = time.perf_counter()
-            run = http.post("/api/runs", json={"runbook": "Flood",
-                                               "environment": "Bench"}).json()
-            result: dict = {}
-            follower = threading.Thread(target=follow, args=(http, run["id"], result))
-            follower.start()
-            follower.join()
-            elapsed = result["done"] - started
-            print(f"followed in {elapsed:.2f} s", flush=True)
-            status = http.get(f"/api/runs/{run['id']}").json()["status"]
-            server_pid = http.get("/api/server").json()["pid"]
+            with_console, _status, _lines = flood_once(http)
             server_mb = peak_rss_mb(server_pid)
             console = json.loads(probe.communicate(timeout=300)[0].strip().splitlines()[-1])
-        print(f"{args.lines} lines, run {status}, {result['lines']} lines reached a follower")
+        print(f"{args.lines} lines, run {status}, {lines} lines reached a follower")
         print(f"  plain ssh > /dev/null:      {ssh_s:6.2f} s")
         print(f"  workdeck launch → followed: {elapsed:6.2f} s  ({elapsed / ssh_s:.1f}x ssh)")
-        print(f"  server peak memory:         {server_mb:6.0f} MB")
+        print(f"  the same with a console on: {with_console:6.2f} s")
+        print(f"  server peak memory:         {first_mb:6.0f} MB after the first flood, "
+              f"{server_mb:.0f} MB after both")
         print(f"  console peak memory:        {console['peak_mb']:6.0f} MB")
         print(f"  slowest keystroke:          {console['worst_key_ms']:6.0f} ms")
     finally:

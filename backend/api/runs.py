@@ -73,7 +73,7 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
     async def stream() -> AsyncIterator[bytes]:
         seen = after
         while True:
-            chunks = backend.hub.latest_after(run_id, seen) if page == PAGE else None
+            chunks = backend.hub.latest_after(run_id, seen, page)
             if chunks is None:
                 chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
                                                  page)
