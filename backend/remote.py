@@ -237,8 +237,8 @@ class LocalTransport:
         return _LocalChannel(process)
 
     async def run(self, command: str, timeout: float) -> tuple[int | None, bytes]:
-        process = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL)
-        out, _ = await asyncio.wait_for(process.communicate(), timeout)
-        return process.returncode, out
+        # The health checks' runner: bounded output, and a timeout that kills, not leaks.
+        from backend.local import LocalRunner
+
+        result = await LocalRunner().run(command, timeout=timeout)
+        return result.exit_status, result.stdout

@@ -11,6 +11,16 @@ from test_runs import import_runbook, launch, wait_run
 pytestmark = pytest.mark.openssh
 
 
+def add_worker(workdeck, sshd, user):
+    """An OpenSSH worker logged into as `user`, checked healthy, and a Test environment."""
+    workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
+                 str(sshd.port), "--user", user, "--key", str(sshd.client_key), "--pool",
+                 "Web Pool", "--trust-host-key")
+    check = workdeck.cli("check")
+    assert check.code == 0, check.out
+    workdeck.cli("env", "add", "Test")
+
+
 def processes(pattern: str) -> list[str]:
     found = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
     return [line for line in found.stdout.splitlines() if "pgrep" not in line]
@@ -21,12 +31,7 @@ def test_cancel_ends_the_step_and_its_children(workdeck, openssh, tmp_path, acco
                                                unprivileged_user):
     sshd = openssh()
     user = sshd.user if account == "root-or-self" else unprivileged_user
-    workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
-                 str(sshd.port), "--user", user, "--key", str(sshd.client_key), "--pool",
-                 "Web Pool", "--trust-host-key")
-    check = workdeck.cli("check")
-    assert check.code == 0, check.out
-    workdeck.cli("env", "add", "Test")
+    add_worker(workdeck, sshd, user)
     marker = f"{int(time.time() * 1000) % 100000}"
     import_runbook(workdeck, tmp_path, f"""
 name = "Long"
@@ -54,11 +59,7 @@ sleep 7{marker}3
 
 def test_a_timed_out_step_is_killed(workdeck, openssh, tmp_path):
     sshd = openssh()
-    workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
-                 str(sshd.port), "--user", sshd.user, "--key", str(sshd.client_key),
-                 "--pool", "Web Pool", "--trust-host-key")
-    assert workdeck.cli("check").code == 0
-    workdeck.cli("env", "add", "Test")
+    add_worker(workdeck, sshd, sshd.user)
     import_runbook(workdeck, tmp_path, """
 name = "Slow"
 [[steps]]
@@ -81,11 +82,7 @@ def test_a_frozen_worker_is_noticed_by_keepalive_and_the_step_is_lost(workdeck, 
     from openssh import _descendants
 
     sshd = openssh()
-    workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
-                 str(sshd.port), "--user", sshd.user, "--key", str(sshd.client_key),
-                 "--pool", "Web Pool", "--trust-host-key")
-    assert workdeck.cli("check").code == 0
-    workdeck.cli("env", "add", "Test")
+    add_worker(workdeck, sshd, sshd.user)
     import_runbook(workdeck, tmp_path, """
 name = "Frozen"
 [[steps]]
