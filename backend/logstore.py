@@ -1,16 +1,16 @@
 """Run logs: lines cleaned, masked and numbered as they arrive, stored in batches, followed.
 
-Followers never get lines from memory: a flush stores a batch and then wakes them, and
-each reads what it has not seen yet (line numbers past its last one) from the store.
-So a late follower gets the history and then the live tail with no gap and no
-duplicate, and memory stays bounded however long the log or slow the follower.
+A flush stores a batch and only then hands it to the followers: each takes what it has
+not seen yet (line numbers past its last one), from the batches stored last (kept in
+memory, bounded) when it is close behind, from the store otherwise. So a late follower
+gets the history and then the live tail with no gap and no duplicate, and memory stays
+bounded however long the log or slow the follower.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,12 +27,13 @@ FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 5000
 MAX_PENDING_LINES = 50_000
 READ_ROWS = 64
-RECENT_LINES = 100_000  # lines of each running run kept in memory for its followers
+RECENT_LINES = 200_000  # lines of each running run kept in memory for its followers
+RECENT_AFTER_END_S = 5.0  # followers still catching up on a finished run read memory
 OUTPUT_LIMIT = 100 * 1024 * 1024  # bytes of output kept per run; the rest is discarded
 MASK = "********"
 
 
-_NEEDS_CLEANING = re.compile(rb"[^\x20-\x7e\n]")  # anything but printable ASCII
+_PLAIN = bytes(range(0x20, 0x7F)) + b"\n"  # printable ASCII and newlines
 CARRY_LIMIT = MAX_LINE * 4  # bytes of an unfinished line held while waiting for its end
 
 
@@ -76,13 +77,32 @@ class _Splitter:
         return line
 
 
-def clean_block(block: bytes) -> list[str]:
-    """Lines of a block, cleaned; plain ASCII (the common case) skips the per-line work."""
-    if not _NEEDS_CLEANING.search(block):
-        lines = block.decode("ascii").split("\n")
-        if max(map(len, lines)) <= MAX_LINE:
-            return lines
-    return [clean_line(line) for line in block.split(b"\n")]
+def clean_block(block: bytes) -> str:
+    """A block of lines, cleaned, still one line per `\\n`.
+
+    Plain ASCII with no overlong line (the common case) is taken whole: a million-line
+    log must not pay for a Python step per line.
+    """
+    if not block.translate(None, _PLAIN) and not _has_long_line(block):
+        return block.decode("ascii")
+    return "\n".join(clean_line(line) for line in block.split(b"\n"))
+
+
+def _has_long_line(block: bytes) -> bool:
+    # Any MAX_LINE + 1 bytes in a row hold one of these probes, one every MAX_LINE bytes,
+    # so an overlong line is found by looking around each probe; there are few of them.
+    for probe in range(0, len(block), MAX_LINE):
+        low = max(0, probe - MAX_LINE - 1)
+        newline = block.rfind(b"\n", low, probe)
+        if newline < 0 and low > 0:
+            return True
+        start = newline + 1 if newline >= 0 else 0
+        end = block.find(b"\n", probe, probe + MAX_LINE + 1)
+        if end < 0:
+            end = min(len(block), probe + MAX_LINE + 1)
+        if end - start > MAX_LINE:
+            return True
+    return False
 
 
 @dataclass
@@ -91,7 +111,7 @@ class _Chunk:
     worker: str
     stream: str
     first_seq: int
-    parts: list[str] = field(default_factory=list)  # "ts\ttext" lines joined per arrival
+    parts: list[str] = field(default_factory=list)  # one per arrival: "ts\t" + its lines
     count: int = 0
 
 
@@ -161,31 +181,32 @@ class RunLog:
 
     def note(self, position: int, worker: str, text: str) -> None:
         """A line written by Workdeck itself (stream "workdeck")."""
-        self._lines(position, worker, "workdeck", [clean_line(text)])
+        self._lines(position, worker, "workdeck", clean_line(text))
 
-    def _lines(self, position: int, worker: str, stream: str, lines: list[str]) -> None:
+    def _lines(self, position: int, worker: str, stream: str, text: str) -> None:
+        """Cleaned lines, one per `\\n`, that came in one read."""
         if self.secrets:
-            lines = [self._mask(line) for line in lines]
+            text = self._mask(text)
+        count = text.count("\n") + 1
         last = self._pending[-1] if self._pending else None
         if last is None or (last.position, last.worker, last.stream) != \
                 (position, worker, stream):
             last = _Chunk(position, worker, stream, self.seq + 1)
             self._pending.append(last)
-        # One timestamp per arrival: these lines came in the same read.
-        prefix = f"{time.time():.3f}\t"
-        last.parts.append(prefix + ("\n" + prefix).join(lines))
-        last.count += len(lines)
-        self.seq += len(lines)
-        self._pending_lines += len(lines)
+        # One timestamp per arrival, on its first line: the others came in the same read.
+        last.parts.append(f"{time.time():.3f}\t{text}")
+        last.count += count
+        self.seq += count
+        self._pending_lines += count
         if self._pending_lines >= FLUSH_LINES and not self._lock.locked() and \
                 (self._early is None or self._early.done()):
             self._early = asyncio.ensure_future(self.flush())
 
-    def _mask(self, line: str) -> str:
+    def _mask(self, text: str) -> str:
         for secret in self.secrets:
-            if secret in line:
-                line = line.replace(secret, MASK)
-        return line
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
 
     async def _flush_forever(self) -> None:
         while True:
@@ -218,20 +239,26 @@ def read(store: Store, run_id: int, after: int = 0, limit: int = 50_000
          ) -> list[dict[str, Any]]:
     """Chunks of lines numbered after `after`, oldest first, about `limit` lines at most.
 
-    A chunk is {first_seq, step, worker, stream, lines}, its `lines` one per `\\n`, each
-    `<unix time>\\t<text>`: the stored form, sent on as it is, since expanding a
-    million lines into objects would cost more than everything else a log does.
+    A chunk is {first_seq, step, worker, stream, lines}, its `lines` one per `\\n`: the
+    first line of each read from the worker is `<unix time>\\t<text>`, and the lines
+    after it, with no tab (cleaned text has none), came at that time too. It is the
+    stored form, sent on as it is, since expanding a million lines into objects would
+    cost more than everything else a log does.
     """
     with store.read() as session:
         # A bounded number of rows per read: a slow follower of a long log pages through
         # it rather than loading the rest of it at once.
-        rows = session.exec(
+        # Core rather than ORM execution: the ORM would fetch every row before the first.
+        rows = session.connection().execute(
             select(LogChunk.first_seq, LogChunk.last_seq, LogChunk.position, LogChunk.worker,
                    LogChunk.stream, LogChunk.lines)
             .where(LogChunk.run_id == run_id, LogChunk.last_seq > after)
             .order_by(LogChunk.last_seq).limit(READ_ROWS)
         )
-        return _take_chunks(rows, after, limit)
+        try:
+            return _take_chunks(rows, after, limit)
+        finally:
+            rows.close()
 
 
 def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
@@ -244,7 +271,10 @@ def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
         if first <= after:
             # Only the unseen end of a chunk the reader has partly seen.
             skip = after - first + 1
-            lines = lines.split("\n", skip)[-1]
+            seen = lines.split("\n", skip)
+            lines = seen.pop()
+            if "\t" not in lines.partition("\n")[0]:
+                lines = f"{stamp_before(seen, len(seen)):.3f}\t{lines}"
             first = after + 1
         last = row.last_seq
         room = limit - total
@@ -260,18 +290,31 @@ def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
     return chunks
 
 
-def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 0
-           ) -> list[dict[str, Any]]:
+def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 0,
+           at: float = 0.0) -> list[dict[str, Any]]:
     """A chunk's lines as {seq, at, step, worker, stream, text}; or only `parts`, its
-    already split lines from `offset` on."""
+    already split lines from `offset` on (`at`: the time of the line before them)."""
     if parts is None:
         parts = chunk["lines"].split("\n")
     result = []
     for index, part in enumerate(parts, chunk["first_seq"] + offset):
-        at, _, text = part.partition("\t")
-        result.append({"seq": index, "at": float(at), "step": chunk["step"],
+        stamp, tab, text = part.partition("\t")
+        if tab:
+            at = float(stamp)
+        else:
+            text = part
+        result.append({"seq": index, "at": at, "step": chunk["step"],
                        "worker": chunk["worker"], "stream": chunk["stream"], "text": text})
     return result
+
+
+def stamp_before(parts: list[str], index: int) -> float:
+    """The time of the stamped line nearest before parts[index] (0 if none)."""
+    for part in reversed(parts[max(0, index - 100_000):index]):
+        stamp, tab, _text = part.partition("\t")
+        if tab:
+            return float(stamp)
+    return 0.0
 
 
 def last_seq(store: Store, run_id: int) -> int:
@@ -322,7 +365,17 @@ class LogHub:
                 break
         return taken or None
 
-    def forget(self, run_id: int) -> None:
+    def newest(self, run_id: int) -> int:
+        """The last line number stored for a run being written (0 when none or unknown)."""
+        recent = self._recent.get(run_id)
+        return recent[-1]["last_seq"] if recent else 0
+
+    def forget(self, run_id: int, after: float = RECENT_AFTER_END_S) -> None:
+        """Drop a run's recent batches, after a while: its followers are often a little
+        behind when it ends, and finish faster from memory than from the store."""
+        if after > 0:
+            asyncio.get_running_loop().call_later(after, self.forget, run_id, 0)
+            return
         self._recent.pop(run_id, None)
         self._recent_lines.pop(run_id, None)
 

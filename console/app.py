@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,13 +14,15 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from console.client import ApiError, AsyncClient, ServerUnavailable, Target, start_server
 from console.state import Fleet
 
 RECONNECT_MAX_S = 5.0
+CHANGES_HZ = 10  # view updates a second, at most, however busy the fleet
 
 
 class WorkdeckApp(App[None]):
@@ -63,6 +66,8 @@ class WorkdeckApp(App[None]):
         self.api = AsyncClient(target)
         self.fleet = Fleet()
         self.fleet_loaded = False
+        self._pending_changes: set[str] = set()
+        self._changes_due: Timer | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -93,13 +98,15 @@ class WorkdeckApp(App[None]):
                 async for event, data in self.api.events():
                     if event == "snapshot":
                         self.fleet.load(data)
+                        if not self.fleet_loaded:
+                            self.call_after_refresh(_freeze_startup_objects)
                         self.fleet_loaded = True
                         self.connected = True
                         self.connection_note = ""
                         delay, failures = 0.5, 0
                         self.broadcast(None)
                     elif event == "changes":
-                        self.broadcast(self.fleet.apply(data))
+                        self._changed_later(self.fleet.apply(data))
                 raise ServerUnavailable("the server closed the event stream")
             except ApiError as exc:
                 self.connected = False
@@ -116,9 +123,32 @@ class WorkdeckApp(App[None]):
                 delay = min(delay * 2, RECONNECT_MAX_S)
 
     def broadcast(self, changed: set[str] | None) -> None:
-        """Tell every view what changed (None: everything)."""
-        for screen in self._fleet_screens():
-            screen.fleet_changed(changed)
+        """Tell the view on screen what changed (None: everything).
+
+        Views out of sight are left alone: each takes a full pass when it is shown again
+        (FleetScreen.on_screen_resume), so a busy fleet costs only the view in front.
+        """
+        self._pending_changes, self._changes_due = set(), None
+        for screen in reversed(self.screen_stack):
+            if hasattr(screen, "fleet_changed") and screen.is_mounted:
+                screen.fleet_changed(changed)
+            if not isinstance(screen, ModalScreen):
+                break  # a modal dialog leaves the view beneath it in sight
+
+    def _changed_later(self, changed: set[str]) -> None:
+        # Changes are gathered and shown at most CHANGES_HZ times a second: a fleet that
+        # changes all the time then costs a few view updates a second, not one per change.
+        self._pending_changes |= changed
+        if self._changes_due is None:
+            self._changes_due = self.set_timer(1 / CHANGES_HZ, self._show_changes)
+
+    @property
+    def changes_pending(self) -> bool:
+        """Changes have arrived that the view on screen shows shortly."""
+        return self._changes_due is not None
+
+    def _show_changes(self) -> None:
+        self.broadcast(self._pending_changes)
 
     def _fleet_screens(self) -> Iterable[Any]:
         for stack in self._screen_stacks.values():
@@ -224,3 +254,11 @@ class WorkdeckApp(App[None]):
 
 def run_console(target: Target, *, autostart_args: list[str] | None = None) -> None:
     WorkdeckApp(target, autostart_args=autostart_args).run()
+
+
+def _freeze_startup_objects() -> None:
+    # What the console built to start (Textual's widgets, styles, caches; the fleet) lives
+    # as long as it does. Kept out of the collector's full passes, which otherwise walk
+    # all of it again and again during a flood of log lines and stall keys for 100 ms+.
+    gc.collect()
+    gc.freeze()

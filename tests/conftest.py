@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -216,6 +218,12 @@ def workdeck() -> Iterator[Workdeck]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    # A server started later (a test's restart, a console starting a lost server again)
+    # is not `process`: its pid file says who it is.
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(data_dir.pid_file.read_text())
+        if str(data_dir.root) in Path(f"/proc/{pid}/cmdline").read_text():
+            os.kill(pid, signal.SIGKILL)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -17,6 +17,11 @@ async def until(pilot, predicate, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
+            # The state is there; let the view on screen catch up with it (the app shows
+            # changes a few times a second, not one by one).
+            while pilot.app.changes_pending and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+            await pilot.pause()
             return
         await pilot.pause(0.05)
     raise AssertionError("the console did not reach the expected state in time")

@@ -408,6 +408,45 @@ script = "for i in $(seq 1 40); do echo tick $i; sleep 0.05; done"
     assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
     ticks = [line["text"] for line in lines if line["text"].startswith("tick")]
     assert ticks == [f"tick {i}" for i in range(1, 41)]
+    assert all(line["at"] > 0 for line in lines)  # each line has its arrival time
+
+
+def test_a_follower_far_behind_is_moved_to_the_live_tail(workdeck, ssh_servers, client_key,
+                                                         tmp_path):
+    """A console keeps the last lines only: rather than being sent what it would drop, it
+    is told how many lines it skips and gets the tail, numbered on without a gap."""
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Burst"
+[[steps]]
+name = "Burst then wait"
+pool = "Web Pool"
+script = "seq 1 30000; sleep 30"
+""")
+    run = launch(workdeck, "Burst")
+    from backend.logstore import expand
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # until the burst is stored
+        if any(line["text"] == "30000" for line in log_lines(workdeck, run["id"])[-5:]):
+            break
+        time.sleep(0.1)
+    events = []
+    with workdeck.client() as client:
+        for event, data in client.stream_events(f"/api/runs/{run['id']}/log",
+                                                {"follow": "true", "keep": "100"}):
+            events.append((event, data))
+            if event == "chunks" and any(line["text"] == "30000"
+                                         for chunk in data for line in expand(chunk)):
+                break
+        client.post(f"/api/runs/{run['id']}/cancel")
+    (first, skipped), *rest = events
+    assert first == "skipped" and skipped["after"] == 0 and skipped["to"] > 29_000
+    lines = [line for event, data in rest for chunk in data for line in expand(chunk)]
+    assert [line["seq"] for line in lines] == list(range(skipped["to"] + 1,
+                                                         skipped["to"] + 1 + len(lines)))
+    assert len(lines) <= 100 and lines[-1]["text"] == "30000"
+    assert all(line["at"] > 0 for line in lines)  # a chunk cut in its middle keeps times
 
 
 def test_a_container_step_on_a_worker_without_docker_says_so(workdeck, ssh_servers,

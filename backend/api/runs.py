@@ -56,11 +56,16 @@ async def decide(run_id: int, body: runs.DecisionRequest, backend: BackendDep,
 @router.get("/{run_id}/log")
 async def run_log(run_id: int, request: Request, backend: BackendDep, after: int = 0,
                   follow: bool = False, tail: int | None = None,
-                  page: int = PAGE) -> StreamingResponse:
+                  page: int = PAGE, keep: int | None = None) -> StreamingResponse:
     """Server-Sent Events: `chunks` (see logstore.read), oldest first, then `end`.
 
     `page` bounds the lines per event: a console asks for small ones, so that no single
     event keeps it from answering keys.
+
+    `keep`: the reader shows only that many last lines, so when it falls further behind
+    a running run than that, it is moved on to the live tail with a `skipped` event
+    ({after, to}: the lines numbered after `after` up to `to` were left out) instead of
+    being sent lines it would drop unseen.
 
     `after` resumes after a line number; `tail` starts that many lines before the end.
     """
@@ -73,6 +78,10 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
     async def stream() -> AsyncIterator[bytes]:
         seen = after
         while True:
+            newest = backend.hub.newest(run_id)
+            if keep is not None and newest - seen > keep:
+                yield _sse("skipped", {"after": seen, "to": newest - keep})
+                seen = newest - keep
             chunks = backend.hub.latest_after(run_id, seen, page)
             if chunks is None:
                 chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
-from backend.logstore import expand
+from backend.logstore import expand, stamp_before
 from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.screens.runs import confirm_cancel
@@ -23,6 +24,7 @@ from console.widgets.log_view import MAX_LINES, LogView
 
 TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
 SLICE = 1000  # lines added to the view between two looks at the keyboard
+PAGE = 5000  # lines per event asked of the server: small events decode between two keys
 
 DECISION_KEYS = {"continue": "c", "skip": "s", "retry": "r", "approve": "a", "abort": "A"}
 
@@ -54,6 +56,7 @@ class RunScreen(FleetScreen):
         self.run_id = run_id
         self.run: dict[str, Any] | None = None
         self._match_seq: int | None = None
+        self._offered: tuple[tuple[str, ...], bool] | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -103,11 +106,14 @@ class RunScreen(FleetScreen):
         try:
             self.run = await api.get(f"/api/runs/{self.run_id}")
             self._show_run()
-            params = {"follow": "true", "tail": str(TAIL)}
+            params = {"follow": "true", "tail": str(TAIL), "page": str(PAGE),
+                      "keep": str(MAX_LINES)}
             async for event, data in api.stream_events(f"/api/runs/{self.run_id}/log",
                                                        params):
                 if event == "chunks":
                     await self._add_chunks(data)
+                elif event == "skipped":
+                    self._add_gap(data)
                 elif event == "end":
                     self._show_log_status(ended=data)
         except ApiError as exc:
@@ -126,9 +132,21 @@ class RunScreen(FleetScreen):
             parts = (await asyncio.to_thread(chunk["lines"].split, "\n")
                      if len(chunk["lines"]) > 64 * 1024 else chunk["lines"].split("\n"))
             start = len(parts) - chunk["keep"]
+            at = stamp_before(parts, start)
             for offset in range(start, len(parts), SLICE):
-                self.log_view.add_lines(expand(chunk, parts[offset:offset + SLICE], offset))
+                lines = expand(chunk, parts[offset:offset + SLICE], offset, at)
+                at = lines[-1]["at"]
+                self.log_view.add_lines(lines)
                 await asyncio.sleep(0)
+
+    def _add_gap(self, skipped: dict[str, int]) -> None:
+        # Shown as a line of the log, numbered as the last line it stands for.
+        count = skipped["to"] - skipped["after"]
+        self.log_view.add_lines([{
+            "seq": skipped["to"], "at": time.time(), "step": 0, "worker": "",
+            "stream": "workdeck",
+            "text": f"⋯ {count:,} lines not shown here, to keep up with the output "
+                    f"(`workdeck runs log {self.run_id}` prints every line)"}])
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
@@ -178,7 +196,11 @@ class RunScreen(FleetScreen):
                 Text(duration(s["started_at"], s["finished_at"], now)),
                 safe(s["reason"], 300)]
             for s in run["steps"]})
-        self.refresh_bindings()
+        # Only when the keys on offer change: the footer rebuilds itself on every call.
+        offered = (tuple((run["waiting"] or {}).get("actions", ())), run["finished_at"] is None)
+        if offered != self._offered:
+            self._offered = offered
+            self.refresh_bindings()
 
     def _show_log_status(self, ended: dict[str, Any] | None = None) -> None:
         view = self.log_view
