@@ -313,6 +313,7 @@ async def test_write_a_runbook_in_the_editor_then_edit_it(workdeck, tmp_path):
     from textual.widgets import Input, TextArea
 
     from console.screens.editor import RunbookEditor
+    from console.screens.modals import ConfirmDialog
 
     app = WorkdeckApp(workdeck.target)
     async with app.run_test(size=SIZE) as pilot:
@@ -337,7 +338,8 @@ async def test_write_a_runbook_in_the_editor_then_edit_it(workdeck, tmp_path):
         editor.query_one("#step-timeout", Input).value = "600"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "saved" in shown(editor.query_one("#editor-status")))
-        await pilot.press("escape")
+        await pilot.press("escape")  # saved: it closes at once
+        await until(pilot, lambda: not isinstance(app.screen, RunbookEditor))
     exported = workdeck.cli("runbook", "export", "Flush caches").out
     assert 'region = "eu"' in exported and "sensitive = true" in exported
     assert 'echo "purging $region"' in exported and "Check the CDN dashboard." in exported
@@ -355,6 +357,11 @@ async def test_write_a_runbook_in_the_editor_then_edit_it(workdeck, tmp_path):
         editor = app.screen
         await until(pilot, lambda: editor.query_one("#edit-name", Input).value)
         editor.query_one("#step-script", TextArea).text = 'echo "purging $region now"\n'
+        # Unsaved changes are not lost to a stray esc: it asks first.
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is editor)
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "saved" in shown(editor.query_one("#editor-status")))
     assert "purging $region now" in workdeck.cli("runbook", "export", "Flush caches").out

@@ -4,6 +4,7 @@ each with a script editor that highlights bash. Saving checks the whole runbook 
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 from rich.text import Text
@@ -16,6 +17,7 @@ from textual.widgets import Footer, Input, Label, ListItem, ListView, Select, St
 
 from backend.runbooks import RunbookDef, RunbookError, from_data, to_toml
 from console.client import ApiError
+from console.screens.modals import ConfirmDialog
 from console.screens.workers import quoted
 
 NEW_STEP = {"name": "New step", "script": "echo hello\n", "manual": None, "pool": None,
@@ -55,7 +57,7 @@ class RunbookEditor(Screen[None]):
         self.runbook_name = name
         self.steps: list[dict[str, Any]] = [dict(NEW_STEP)]
         self.current = 0
-        self.dirty = False
+        self._saved_state = ""  # what the fields held when loaded or last saved
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="editor-row"):
@@ -111,6 +113,7 @@ class RunbookEditor(Screen[None]):
         else:
             self._show_steps()
             self._show_step(0)
+            self.call_after_refresh(self._mark_saved)
         self.query_one("#edit-name", Input).focus()
 
     @work(exclusive=True, group="editor-load", exit_on_error=False)
@@ -127,6 +130,7 @@ class RunbookEditor(Screen[None]):
         self.steps = [dict(step) for step in book["steps"]]
         self._show_steps()
         self._show_step(0)
+        self.call_after_refresh(self._mark_saved)
 
     # -------------------------------------------------------- steps
 
@@ -245,8 +249,29 @@ class RunbookEditor(Screen[None]):
             status.update(Text(str(exc), style="bold red"))
             return
         self.runbook_name = saved["name"]
+        self._saved_state = self._state()
         status.update(Text(f"saved {saved['name']!r}", style="green"))
         self.notify(f"Saved runbook {saved['name']}.", markup=False)
 
+    def _state(self) -> str:
+        self._keep_step()
+        return json.dumps([self.query_one("#edit-name", Input).value,
+                           self.query_one("#edit-description", Input).value,
+                           self.query_one("#edit-variables", TextArea).text, self.steps],
+                          sort_keys=True, default=str)
+
+    def _mark_saved(self) -> None:
+        self._saved_state = self._state()
+
     def action_close(self) -> None:
-        self.app.pop_screen()
+        if self._state() == self._saved_state:
+            self.app.pop_screen()
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmDialog(
+            "Discard your changes?", "This runbook has changes that are not saved "
+            "(ctrl+s saves them).", confirm="Discard"), answered)
