@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +103,7 @@ class HealthChecker:
         self._wake = asyncio.Event()
         self._targets: list[Target] | None = None
         self._targets_read = 0.0
+        self.listeners: list[Callable[[], None]] = []  # told after results are stored
 
     # ------------------------------------------------------------ targets
 
@@ -217,8 +219,12 @@ class HealthChecker:
             if not batch:
                 return
             await asyncio.to_thread(self._write, batch, self._policy.history_size)
-            for worker in fleet.list_workers(self.store, [o.name for o in batch]):
+            workers = await asyncio.to_thread(fleet.list_workers, self.store,
+                                              [o.name for o in batch])
+            for worker in workers:
                 self.bus.publish("worker", worker["name"], worker)
+        for listener in self.listeners:
+            listener()
 
     def _write(self, batch: list[Outcome], history_size: int) -> None:
         now = utcnow()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import getpass
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, text
 from sqlmodel import Session, select
 
 from backend import validation
@@ -23,6 +23,7 @@ from backend.models import (
     AuditEvent,
     HealthCheck,
     HostKey,
+    Lease,
     Pool,
     PoolMember,
     Setting,
@@ -90,7 +91,15 @@ def _pool_names(session: Session, worker_ids: Iterable[int] | None = None) -> di
     return names
 
 
-def worker_public(worker: Worker, pools: list[str], pinned: HostKey | None) -> dict[str, Any]:
+def _lease_counts(session: Session, worker_ids: Iterable[int] | None = None) -> dict[int, int]:
+    query = select(Lease.worker_id, func.count()).group_by(Lease.worker_id)
+    if worker_ids is not None:
+        query = query.where(Lease.worker_id.in_(list(worker_ids)))
+    return dict(session.exec(query).all())
+
+
+def worker_public(worker: Worker, pools: list[str], pinned: HostKey | None,
+                  leases: int = 0) -> dict[str, Any]:
     presented = fingerprint_of(worker.presented_key) if worker.presented_key else None
     return {
         "name": worker.name,
@@ -101,8 +110,10 @@ def worker_public(worker: Worker, pools: list[str], pinned: HostKey | None) -> d
         "use_agent": worker.use_agent,
         "pools": sorted(pools),
         "enabled": worker.enabled,
+        "draining": worker.draining,
         "builtin": worker.builtin,
         "capacity": worker.capacity,
+        "leases": leases,
         "work_dir": worker.work_dir,
         "status": worker.status if worker.enabled else DISABLED,
         "health": worker.status,
@@ -124,8 +135,10 @@ def list_workers(store: Store, names: Iterable[str] | None = None) -> list[dict[
         workers = session.exec(query).all()
         ids = [w.id for w in workers]
         pools = _pool_names(session, ids if names is not None else None)
+        leases = _lease_counts(session, ids if names is not None else None)
         keys = {k.worker_id: k for k in session.exec(select(HostKey))}
-        return [worker_public(w, pools.get(w.id, []), keys.get(w.id)) for w in workers]
+        return [worker_public(w, pools.get(w.id, []), keys.get(w.id), leases.get(w.id, 0))
+                for w in workers]
 
 
 def _worker(session: Session, name: str) -> Worker:
@@ -139,7 +152,8 @@ def get_worker(store: Store, name: str) -> dict[str, Any]:
     with store.read() as session:
         worker = _worker(session, name)
         pools = _pool_names(session, [worker.id]).get(worker.id, [])
-        return worker_public(worker, pools, session.get(HostKey, worker.id))
+        leases = _lease_counts(session, [worker.id]).get(worker.id, 0)
+        return worker_public(worker, pools, session.get(HostKey, worker.id), leases)
 
 
 def worker_history(store: Store, name: str, limit: int = 120) -> list[dict[str, Any]]:
@@ -189,35 +203,71 @@ def _ensure_pools(session: Session, names: Iterable[str], actor: str) -> list[Po
     return pools
 
 
-def pool_public(pool: Pool, members: list[dict[str, Any]]) -> dict[str, Any]:
-    counts: dict[str, int] = defaultdict(int)
-    for member in members:
-        counts[member["status"]] += 1
+_FIGURES = text("""
+SELECT p.name,
+       COUNT(w.id) AS workers,
+       COALESCE(SUM(w.enabled AND w.status = 'healthy'), 0) AS healthy,
+       COALESCE(SUM(CASE WHEN w.enabled AND w.status = 'healthy' AND NOT w.draining
+                         THEN w.capacity ELSE COALESCE(l.n, 0) END), 0) AS capacity,
+       COALESCE(SUM(l.n), 0) AS leased,
+       COALESCE(SUM(w.draining), 0) AS draining,
+       p.id
+FROM pool p
+LEFT JOIN pool_member pm ON pm.pool_id = p.id
+LEFT JOIN worker w ON w.id = pm.worker_id
+LEFT JOIN (SELECT worker_id, COUNT(*) AS n FROM lease GROUP BY worker_id) l
+       ON l.worker_id = w.id
+GROUP BY p.id
+""")
+
+
+def pool_figures(store: Store, queued: Mapping[str, int] | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """Every pool's slots now: {name: {capacity, leased, queued, utilization, ...}}.
+
+    A pool's capacity is what its members can hold: each healthy, enabled worker that
+    takes new leases counts its capacity; any other member (draining, disabled, gone
+    unhealthy) counts the slots its running steps still hold. So `leased` never exceeds
+    `capacity`, and no slot is shown taken by nothing.
+    """
+    queued = queued or {}
+    with store.read() as session:
+        rows = session.connection().execute(_FIGURES).all()
+    return {
+        name: {"capacity": capacity, "leased": leased, "queued": queued.get(name, 0),
+               "utilization": round(leased / capacity, 3) if capacity else 0.0,
+               "healthy_workers": healthy, "workers": workers, "draining_workers": draining,
+               "pool_id": pool_id}
+        for name, workers, healthy, capacity, leased, draining, pool_id in rows
+    }
+
+
+def pool_public(pool: Pool, members: list[str], figure: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": pool.name,
         "description": pool.description,
         "default": pool.is_default,
-        "workers": [m["name"] for m in members],
-        "worker_count": len(members),
-        "healthy_workers": counts["healthy"],
-        "statuses": dict(counts),
-        "capacity": sum(m["capacity"] for m in members if m["enabled"]),
+        "members": members,
+        **{k: v for k, v in figure.items() if k != "pool_id"},
     }
 
 
-def list_pools(store: Store) -> list[dict[str, Any]]:
-    workers = {w["name"]: w for w in list_workers(store)}
-    by_pool: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for worker in workers.values():
-        for pool in worker["pools"]:
-            by_pool[pool].append(worker)
+def list_pools(store: Store, queued: Mapping[str, int] | None = None
+               ) -> list[dict[str, Any]]:
+    figures = pool_figures(store, queued)
     with store.read() as session:
         pools = session.exec(select(Pool).order_by(Pool.name)).all()
-        return [pool_public(p, by_pool.get(p.name, [])) for p in pools]
+        members: dict[int, list[str]] = defaultdict(list)
+        for pool_id, name in session.exec(
+                select(PoolMember.pool_id, Worker.name)
+                .join(Worker, Worker.id == PoolMember.worker_id).order_by(Worker.name)):
+            members[pool_id].append(name)
+        return [pool_public(p, members.get(p.id, []), figures[p.name]) for p in pools]
 
 
-def get_pool(store: Store, name: str) -> dict[str, Any]:
-    for pool in list_pools(store):
+def get_pool(store: Store, name: str, queued: Mapping[str, int] | None = None
+             ) -> dict[str, Any]:
+    for pool in list_pools(store, queued):
         if pool["name"] == name:
             return pool
     raise NotFound(f"No pool is named {name!r}.")
@@ -230,6 +280,15 @@ def add_pool(store: Store, name: str, description: str, actor: str) -> dict[str,
             raise Conflict(f"A pool named {name!r} already exists.")
         session.add(Pool(name=name, description=description.strip()))
         audit(session, actor, "pool.add", name, description.strip())
+    return get_pool(store, name)
+
+
+def describe_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
+    with store.write() as session:
+        pool = _pool(session, name)
+        pool.description = description.strip()
+        session.add(pool)
+        audit(session, actor, "pool.describe", name, pool.description)
     return get_pool(store, name)
 
 
@@ -323,6 +382,17 @@ def set_enabled(store: Store, name: str, enabled: bool, actor: str) -> dict[str,
             worker.enabled = enabled
             session.add(worker)
             audit(session, actor, "worker.enable" if enabled else "worker.disable", name)
+    return get_worker(store, name)
+
+
+def set_draining(store: Store, name: str, draining: bool, actor: str) -> dict[str, Any]:
+    """A draining worker finishes the steps it runs and takes no new ones."""
+    with store.write() as session:
+        worker = _worker(session, name)
+        if worker.draining != draining:
+            worker.draining = draining
+            session.add(worker)
+            audit(session, actor, "worker.drain" if draining else "worker.undrain", name)
     return get_worker(store, name)
 
 

@@ -1,18 +1,30 @@
-"""Worker slots: a step leases one on a healthy, enabled worker of its pool, or waits."""
+"""Worker slots: a step leases one on a healthy, enabled worker of its pool, or queues.
+
+Leases live in the store (so a restart can tell what was held); the queue lives here,
+in the server that runs the steps. Waiters are served first come, first served per
+pool: a step never overtakes an earlier one for the same pool, except when the earlier
+one waits for one particular worker (a `run_on = "all"` step) that is still full.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from backend.db import Store
 from backend.errors import InvalidInput
-from backend.models import HEALTHY, Lease, Pool, PoolMember, Worker
+from backend.fleet import iso
+from backend.models import HEALTHY, Lease, Pool, PoolMember, Run, Worker, utcnow
+
+RECHECK_S = 1.0  # waiters look again this often anyway: a worker's health may have changed
 
 
 class NoWorker(InvalidInput):
@@ -27,69 +39,71 @@ class Granted:
     reason: str
 
 
+@dataclass(eq=False)
+class Waiter:
+    pool: str
+    run_id: int
+    position: int
+    step: str
+    only: str | None
+    since: datetime = field(default_factory=utcnow)
+    future: asyncio.Future[Granted] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def public(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "position": self.position, "step": self.step,
+                "pool": self.pool, "worker": self.only, "since": iso(self.since)}
+
+
 class Leases:
-    """Leases in the store, and a signal for steps waiting for a slot to free up."""
+    """Leases in the store, the queue of steps waiting for a slot, and who gets the next."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._freed = asyncio.Condition()
+        self.queue: list[Waiter] = []  # oldest first, every pool
+        self.listeners: list[Callable[[], None]] = []  # told when leases or the queue change
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
 
-    def _try(self, pool: str, run_id: int, position: int, only: str | None = None
-             ) -> Granted | None:
-        with self.store.write() as session:
-            pool_row = session.exec(select(Pool).where(Pool.name == pool)).first()
-            if pool_row is None:
-                raise NoWorker(f"No pool is named {pool!r}.")
-            members = session.exec(
-                select(Worker).join(PoolMember, PoolMember.worker_id == Worker.id)
-                .where(PoolMember.pool_id == pool_row.id)).all()
-            healthy = [w for w in members if w.enabled and w.status == HEALTHY
-                       and (only is None or w.name == only)]
-            if not healthy:
-                raise NoWorker(f"Pool {pool!r} has no healthy, enabled worker "
-                               f"({len(members)} members).")
-            counts = Counter(dict(session.exec(
-                select(Lease.worker_id, func.count()).group_by(Lease.worker_id)).all()))
-            free = [w for w in healthy if counts[w.id] < w.capacity]
-            if not free:
-                return None
-            chosen = min(free, key=lambda w: (counts[w.id], w.name))
-            reason = (f"{chosen.name}: healthy, {counts[chosen.id]} of {chosen.capacity} slots "
-                      f"in use, the fewest of {len(free)} with a free slot in {pool}")
-            lease = Lease(worker_id=chosen.id, run_id=run_id, position=position, reason=reason)
-            session.add(lease)
-            session.flush()
-            return Granted(lease.id, chosen.id, chosen.name, reason)
+    # -------------------------------------------------------- taking and giving back
 
-    async def acquire(self, pool: str, run_id: int, position: int, *, only: str | None = None,
-                      on_wait: object = None) -> Granted:
-        """A slot in `pool` (on worker `only` if given); waits while every slot is taken."""
-        waited = False
-        while True:
-            granted = await asyncio.to_thread(self._try, pool, run_id, position, only)
+    async def acquire(self, pool: str, run_id: int, position: int, *, step: str = "",
+                      only: str | None = None, on_wait: Callable[[], None] | None = None
+                      ) -> Granted:
+        """A slot in `pool` (on worker `only` if given); queues while every slot is taken."""
+        if not any(w.pool == pool for w in self.queue):
+            granted = await asyncio.to_thread(self._grant_one, pool, run_id, position, step,
+                                              only)
             if granted is not None:
+                self._changed()
                 return granted
-            if not waited and callable(on_wait):
-                on_wait()
-                waited = True
-            # Woken by a release, or after a second anyway: health may have changed too.
-            async with self._freed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._freed.wait(), 1.0)
+        waiter = Waiter(pool, run_id, position, step, only)
+        self.queue.append(waiter)
+        self._changed()
+        self._ensure_dispatcher()
+        if on_wait is not None:
+            on_wait()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            # Granted just as the step was cancelled: the slot goes back at once.
+            if waiter.future.done() and not waiter.future.cancelled() \
+                    and waiter.future.exception() is None:
+                self._delete(Lease.id == waiter.future.result().lease_id)
+                self.wake()
+            raise
+        finally:
+            if waiter in self.queue:
+                self.queue.remove(waiter)
+                self._changed()
 
     async def release(self, lease_id: int) -> None:
         await asyncio.to_thread(self._delete, Lease.id == lease_id)
-        async with self._freed:
-            self._freed.notify_all()
+        self.wake()
 
     async def release_run(self, run_id: int) -> None:
         await asyncio.to_thread(self._delete, Lease.run_id == run_id)
-        async with self._freed:
-            self._freed.notify_all()
-
-    def _delete(self, condition: object) -> None:
-        with self.store.write() as session:
-            session.exec(delete(Lease).where(condition))
+        self.wake()
 
     def release_all(self) -> int:
         """At start: leases of a server that stopped hold no slot any more."""
@@ -98,11 +112,144 @@ class Leases:
             session.exec(delete(Lease))
         return count
 
+    def wake(self) -> None:
+        """Slots may have freed up or workers changed: serve the queue again now."""
+        self._wake.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def _delete(self, condition: object) -> None:
+        with self.store.write() as session:
+            session.exec(delete(Lease).where(condition))
+
+    # -------------------------------------------------------- choosing a worker
+
+    def _grant_one(self, pool: str, run_id: int, position: int, step: str,
+                   only: str | None) -> Granted | None:
+        with self.store.write() as session:
+            return _grant(session, _leased(session), pool, run_id, position, step, only)
+
+    def _ensure_dispatcher(self) -> None:
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch_forever())
+
+    async def _dispatch_forever(self) -> None:
+        while self.queue:
+            self._wake.clear()
+            await self._dispatch()
+            if self.queue:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RECHECK_S)
+
+    async def _dispatch(self) -> None:
+        waiting = [w for w in self.queue if not w.future.done()]
+        if not waiting:
+            return
+        outcomes = await asyncio.to_thread(self._grant_in_order, waiting)
+        for waiter, outcome in zip(waiting, outcomes, strict=True):
+            if outcome is None:
+                continue
+            if waiter.future.done():  # cancelled meanwhile: give its slot back
+                if isinstance(outcome, Granted):
+                    await asyncio.to_thread(self._delete, Lease.id == outcome.lease_id)
+                continue
+            if isinstance(outcome, Granted):
+                waiter.future.set_result(outcome)
+            else:
+                waiter.future.set_exception(outcome)
+
+    def _grant_in_order(self, waiting: list[Waiter]) -> list[Granted | NoWorker | None]:
+        # One transaction for the whole queue, oldest first: the counts it goes by are
+        # the ones it updates as it grants.
+        outcomes: list[Granted | NoWorker | None] = []
+        blocked: set[str] = set()  # pools whose head could not be served by any worker
+        with self.store.write() as session:
+            leased = _leased(session)
+            for waiter in waiting:
+                if waiter.pool in blocked:
+                    outcomes.append(None)
+                    continue
+                try:
+                    granted = _grant(session, leased, waiter.pool, waiter.run_id,
+                                     waiter.position, waiter.step, waiter.only)
+                except NoWorker as exc:
+                    outcomes.append(exc)
+                    continue
+                if granted is None and waiter.only is None:
+                    blocked.add(waiter.pool)
+                outcomes.append(granted)
+        return outcomes
+
+    # -------------------------------------------------------- looking
+
+    def queued_by_pool(self) -> Counter[str]:
+        return Counter(w.pool for w in self.queue if not w.future.done())
+
+    def queue_of(self, pool: str) -> list[dict[str, Any]]:
+        return [w.public() for w in self.queue if w.pool == pool and not w.future.done()]
+
     def healthy_members(self, pool: str) -> list[str]:
+        """Members that can take new leases: healthy, enabled, not draining."""
         with self.store.read() as session:
             rows = session.exec(
                 select(Worker.name).join(PoolMember, PoolMember.worker_id == Worker.id)
                 .join(Pool, Pool.id == PoolMember.pool_id)
-                .where(Pool.name == pool, Worker.enabled, Worker.status == HEALTHY)
+                .where(Pool.name == pool, Worker.enabled, Worker.status == HEALTHY,
+                       Worker.draining == False)  # noqa: E712 - SQL, not Python
                 .order_by(Worker.name)).all()
         return list(rows)
+
+
+def _leased(session: Session) -> Counter[int]:
+    return Counter(dict(session.exec(
+        select(Lease.worker_id, func.count()).group_by(Lease.worker_id)).all()))
+
+
+def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, position: int,
+           step: str, only: str | None) -> Granted | None:
+    """A lease on the member with the fewest leases, or None when all are full."""
+    pool_row = session.exec(select(Pool).where(Pool.name == pool)).first()
+    if pool_row is None:
+        raise NoWorker(f"No pool is named {pool!r}.")
+    members = session.exec(
+        select(Worker).join(PoolMember, PoolMember.worker_id == Worker.id)
+        .where(PoolMember.pool_id == pool_row.id)).all()
+    able = [w for w in members if w.enabled and w.status == HEALTHY and not w.draining
+            and (only is None or w.name == only)]
+    if not able:
+        draining = sum(1 for w in members if w.draining)
+        raise NoWorker(f"Pool {pool!r} has no healthy, enabled worker "
+                       f"({len(members)} members" + (f", {draining} draining" if draining
+                                                     else "") + ").")
+    free = [w for w in able if leased[w.id] < w.capacity]
+    if not free:
+        return None
+    chosen = min(free, key=lambda w: (leased[w.id], w.name))
+    reason = (f"{chosen.name}: healthy, {leased[chosen.id]} of {chosen.capacity} slots "
+              f"in use, the fewest of {len(free)} with a free slot in {pool}")
+    lease = Lease(worker_id=chosen.id, run_id=run_id, position=position, step=step, pool=pool,
+                  reason=reason)
+    session.add(lease)
+    session.flush()
+    leased[chosen.id] += 1
+    return Granted(lease.id, chosen.id, chosen.name, reason)
+
+
+def leases_of(store: Store, pool: str) -> list[dict[str, Any]]:
+    """The leases held on a pool's members (through whichever pool they were taken)."""
+    with store.read() as session:
+        rows = session.exec(
+            select(Lease, Worker.name, Run.runbook)
+            .join(Worker, Worker.id == Lease.worker_id)
+            .join(PoolMember, PoolMember.worker_id == Worker.id)
+            .join(Pool, Pool.id == PoolMember.pool_id)
+            .join(Run, Run.id == Lease.run_id)
+            .where(Pool.name == pool).order_by(Lease.since)).all()
+    return [{"run_id": lease.run_id, "runbook": runbook, "position": lease.position,
+             "step": lease.step, "worker": worker, "pool": lease.pool,
+             "since": iso(lease.since), "reason": lease.reason}
+            for lease, worker, runbook in rows]
+

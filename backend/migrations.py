@@ -169,6 +169,25 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ix_decision_run_id ON decision (run_id)",
         ],
     ),
+    (
+        "draining workers, the pool a lease came through, pool utilization samples",
+        [
+            "ALTER TABLE worker ADD COLUMN draining BOOLEAN NOT NULL DEFAULT 0",
+            "ALTER TABLE lease ADD COLUMN pool VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE lease ADD COLUMN step VARCHAR NOT NULL DEFAULT ''",
+            """CREATE TABLE pool_sample (
+                id INTEGER PRIMARY KEY,
+                pool_id INTEGER NOT NULL REFERENCES pool (id) ON DELETE CASCADE,
+                at DATETIME NOT NULL,
+                leased INTEGER NOT NULL,
+                capacity INTEGER NOT NULL,
+                queued INTEGER NOT NULL
+            )""",
+            # History is read per pool over a time range, and pruned by time.
+            "CREATE INDEX ix_pool_sample_pool_id ON pool_sample (pool_id, at)",
+            "CREATE INDEX ix_pool_sample_at ON pool_sample (at)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

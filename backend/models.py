@@ -35,6 +35,7 @@ class Worker(SQLModel, table=True):
     use_agent: bool = False
     capacity: int = 4
     enabled: bool = True
+    draining: bool = False  # finishes its leases, takes no new ones
     builtin: bool = False
     work_dir: str = ".workdeck/work"
     created_at: datetime = Field(default_factory=utcnow)
@@ -186,7 +187,8 @@ class RunStep(SQLModel, table=True):
 class LogChunk(SQLModel, table=True):
     """Consecutive log lines of one step, worker and stream, stored as one row.
 
-    `lines` holds one line per `\\n`, each `<unix time>\\t<text>`; line numbers within
+    `lines` holds one line per `\\n`; the first line of each read from the worker is
+    `<unix time>\\t<text>`, the lines after it (no tab) came then too. Line numbers within
     the run are first_seq .. last_seq, so a follower resumes exactly where it stopped.
     """
 
@@ -211,8 +213,23 @@ class Lease(SQLModel, table=True):
     worker_id: int = Field(foreign_key="worker.id", index=True, ondelete="CASCADE")
     run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
     position: int
+    step: str = ""  # the step's name, for whoever looks at the pool
+    pool: str = ""  # the pool it was taken through
     since: datetime = Field(default_factory=utcnow)
     reason: str = ""
+
+
+class PoolSample(SQLModel, table=True):
+    """A pool's slots at a moment: written when they change, thinned as they age."""
+
+    __tablename__ = "pool_sample"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pool_id: int = Field(foreign_key="pool.id", ondelete="CASCADE")
+    at: datetime = Field(default_factory=utcnow)
+    leased: int
+    capacity: int
+    queued: int
 
 
 class Decision(SQLModel, table=True):

@@ -149,7 +149,7 @@ def prepare(store: Store, request: LaunchRequest) -> tuple[RunbookDef, str, dict
         if pool not in known_pools:
             raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which does not "
                                "exist.")
-        if not fleet.get_pool(store, pool)["workers"]:
+        if not fleet.get_pool(store, pool)["members"]:
             raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which has no "
                                "workers.")
         pools.append(pool)
@@ -165,10 +165,16 @@ def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]
                                  "pool": pool, "run_on": step.run_on,
                                  "condition": step.condition}
         if pool:
-            info = fleet.get_pool(store, pool)
-            healthy = leases.healthy_members(pool)
-            entry.update(healthy=len(healthy), workers=info["worker_count"],
-                         would_take=(healthy if step.run_on == "all" else healthy[:1]))
+            info = fleet.get_pool(store, pool, leases.queued_by_pool())
+            able = [w for w in fleet.list_workers(store, info["members"])
+                    if w["status"] == "healthy" and not w["draining"]]
+            free = sorted((w for w in able if w["leases"] < w["capacity"]),
+                          key=lambda w: (w["leases"], w["name"]))
+            entry.update(healthy=info["healthy_workers"], workers=info["workers"],
+                         leased=info["leased"], capacity=info["capacity"],
+                         queued=info["queued"],
+                         would_take=([w["name"] for w in able] if step.run_on == "all"
+                                     else [w["name"] for w in free[:1]]))
         steps.append(entry)
     return {"runbook": definition.name, "environment": environment, "variables": values,
             "sensitive": sorted(secrets), "steps": steps}
@@ -238,6 +244,10 @@ class RunEngine:
         for step in steps:
             by_run.setdefault(step.run_id, []).append(step)
         return [run_public(r, by_run.get(r.id, []), self._waits.get(r.id)) for r in runs]
+
+    async def _publish_worker(self, name: str) -> None:
+        for worker in await asyncio.to_thread(fleet.list_workers, self.store, [name]):
+            self.bus.publish("worker", name, worker)
 
     def _publish(self, run_id: int) -> None:
         with contextlib.suppress(NotFound):
@@ -519,9 +529,10 @@ class RunEngine:
             self._update_step(run_id, position, row, status=QUEUED,
                               reason=f"waiting for a free slot in {pool}")
 
-        granted = await self.leases.acquire(pool, run_id, position, only=only,
+        granted = await self.leases.acquire(pool, run_id, position, step=step.name, only=only,
                                             on_wait=waiting)
         worker = granted.worker
+        await self._publish_worker(worker)  # its slots in use changed
         try:
             if row is None:
                 await asyncio.to_thread(self._update_step, run_id, position, None,
@@ -565,6 +576,7 @@ class RunEngine:
             return status
         finally:
             await self.leases.release(granted.lease_id)
+            await self._publish_worker(worker)
 
     async def _transport(self, worker: str) -> Transport:
         target = self.checker.targets([worker])[0]

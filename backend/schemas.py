@@ -51,8 +51,14 @@ class Policy(BaseModel):
     custom_script: str = ""
 
 
+class PoolUpdate(BaseModel):
+    description: str
+
+
 class SettingsUpdate(BaseModel):
     builtin_worker: bool | None = None
+    worker_name_pattern: str | None = None  # the advisor's naming conventions (regexes)
+    pool_name_pattern: str | None = None
 
 
 Json = dict[str, Any]

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from backend import __version__, fleet
+from backend import __version__, advisor, fleet
 from backend.api import checks, events, pools, runbooks, runs, server, workers
 from backend.checker import HealthChecker
 from backend.config import DataDir
@@ -30,11 +30,14 @@ from backend.events import EventBus
 from backend.logstore import LogHub
 from backend.runs import RunEngine
 from backend.ssh import ConnectionPool
+from backend.usage import Usage
 from backend.vault import Vault
 
 log = logging.getLogger("workdeck.server")
 
 UNIX_PATH_MAX = 107
+ADVICE_EVERY_S = 30.0  # health changes the advisor's findings too, without telling it
+ADVICE_MIN_GAP_S = 2.0
 
 
 class ServerError(Exception):
@@ -54,10 +57,15 @@ class Backend:
         self.hub = LogHub()
         self.runs = RunEngine(store, self.connections, self.bus, Vault(data_dir.secret_key),
                               self.hub, self.checker)
+        self.leases = self.runs.leases
+        self.usage = Usage(store, self.leases, self.bus)
+        # New health results may free a slot for a queued step, and change the pools.
+        self.checker.listeners.append(self.leases.wake)
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self.token: str | None = None  # required of every request when serving over TCP
+        self._advice_wake = asyncio.Event()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -73,7 +81,29 @@ class Backend:
 
     def settings(self) -> dict[str, Any]:
         with self.store.read() as session:
-            return {"builtin_worker": fleet.get_setting(session, "builtin_worker", True)}
+            builtin = fleet.get_setting(session, "builtin_worker", True)
+        return {"builtin_worker": builtin, **advisor.naming(self.store)}
+
+    def advice_due(self) -> None:
+        """The fleet changed in a way the advisor looks at: count its findings again soon."""
+        self._advice_wake.set()
+
+    async def count_advice_forever(self) -> None:
+        """Keep every console's count of the advisor's findings current."""
+        last: dict[str, int] | None = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advice_wake.wait(), ADVICE_EVERY_S)
+            self._advice_wake.clear()
+            try:
+                counts = advisor.summary(await asyncio.to_thread(advisor.advise, self.store))
+            except Exception:  # the count must not stop for good over one bad pass
+                log.exception("the advisor failed")
+                counts = None
+            if counts is not None and counts != last:
+                self.bus.publish("advice", "fleet", counts)
+                last = counts
+            await asyncio.sleep(ADVICE_MIN_GAP_S)
 
     def request_stop(self, actor: str) -> None:
         log.info("stop requested by %s", actor)
@@ -83,6 +113,8 @@ class Backend:
     async def workers_changed(self, names: list[str], *, check: bool = False) -> dict[str, Any]:
         """Push the named workers' new state; optionally check them in the background."""
         self.checker.invalidate()
+        self.leases.wake()
+        self.advice_due()
         current = await asyncio.to_thread(fleet.list_workers, self.store, names)
         for worker in current:
             self.bus.publish("worker", worker["name"], worker)
@@ -94,9 +126,11 @@ class Backend:
     async def resync(self) -> None:
         """Publish every worker and pool, e.g. after a change that touched many."""
         self.checker.invalidate()
+        self.leases.wake()
+        self.advice_due()
         workers, all_pools = await asyncio.gather(
             asyncio.to_thread(fleet.list_workers, self.store),
-            asyncio.to_thread(fleet.list_pools, self.store),
+            asyncio.to_thread(fleet.list_pools, self.store, self.leases.queued_by_pool()),
         )
         for worker in workers:
             self.bus.publish("worker", worker["name"], worker)
@@ -112,7 +146,9 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 def create_app(backend: Backend) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(backend.checker.run_schedule())]
+        tasks = [asyncio.create_task(backend.checker.run_schedule()),
+                 asyncio.create_task(backend.usage.run_forever()),
+                 asyncio.create_task(backend.count_advice_forever())]
         tasks += [asyncio.create_task(start()) for start in backend.extra_tasks]
         try:
             yield

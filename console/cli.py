@@ -44,8 +44,8 @@ def cli(ctx: click.Context, data_dir: str | None, server_url: str | None) -> Non
 
 
 for command in (workers.worker, workers.check, pools.pool, server.server, server.demo,
-                admin.settings, admin.policy, admin.audit, runs.env, runs.runbook, runs.run,
-                runs.runs):
+                admin.settings, admin.policy, admin.advise, admin.audit, runs.env,
+                runs.runbook, runs.run, runs.runs):
     cli.add_command(command)
 
 

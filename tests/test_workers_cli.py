@@ -53,7 +53,9 @@ def test_add_check_and_list_a_worker(workdeck, ssh_servers, client_key):
 
     pools = json.loads(workdeck.cli("pool", "list", "--json").out)
     web = next(p for p in pools if p["name"] == "Web Pool")
-    assert web["workers"] == ["p-web-local-worker-01"] and web["healthy_workers"] == 1
+    assert web["members"] == ["p-web-local-worker-01"] and web["healthy_workers"] == 1
+    assert (web["workers"], web["capacity"], web["leased"], web["queued"]) == (1, 4, 0, 0)
+    assert web["utilization"] == 0.0
 
 
 def test_untrusted_key_is_unavailable_until_trusted(workdeck, ssh_servers, client_key):
@@ -261,7 +263,7 @@ def test_enable_disable_remove_and_pools(workdeck, ssh_servers, client_key):
     assert dup.code == 1 and "already exists" in dup.err
     shown = json.loads(workdeck.cli("pool", "show", "Azure Central US Production Worker Pool",
                                     "--json").out)
-    assert shown["description"] == "prod" and shown["workers"] == []
+    assert shown["description"] == "prod" and shown["members"] == []
 
     assert workdeck.cli("worker", "remove", "w-x").code == 0
     assert json.loads(workdeck.cli("worker", "list", "--json").out) == []

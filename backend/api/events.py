@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import fleet, runbooks, runs
+from backend import fleet, runbooks, runs, usage
 from backend.api.deps import BackendDep
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -31,14 +31,17 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
 
     async def stream() -> AsyncIterator[bytes]:
         with subscription:
-            workers, pools, recent, books, envs = await asyncio.gather(
+            workers, pools, history, recent, books, envs = await asyncio.gather(
                 asyncio.to_thread(fleet.list_workers, backend.store),
-                asyncio.to_thread(fleet.list_pools, backend.store),
+                asyncio.to_thread(fleet.list_pools, backend.store,
+                                  backend.leases.queued_by_pool()),
+                asyncio.to_thread(usage.history, backend.store),
                 asyncio.to_thread(backend.runs.list, RECENT_RUNS),
                 asyncio.to_thread(runbooks.list_all, backend.store),
                 asyncio.to_thread(runs.environments, backend.store),
             )
-            yield _sse("snapshot", {"workers": workers, "pools": pools, "runs": recent,
+            yield _sse("snapshot", {"workers": workers, "pools": pools,
+                                    "usage_history": history, "runs": recent,
                                     "runbooks": books, "environments": envs,
                                     "server": backend.status()})
             while not await request.is_disconnected():

@@ -1,4 +1,4 @@
-"""Routes for worker pools: list, add, show."""
+"""Routes for worker pools: list, add, show (members, leases, queue, utilization history)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend import fleet
+from backend import fleet, usage
 from backend.api.deps import ActorDep, BackendDep
-from backend.schemas import PoolCreate
+from backend.leases import leases_of
+from backend.schemas import PoolCreate, PoolUpdate
 
 router = APIRouter(prefix="/api/pools", tags=["pools"])
 
 
 @router.get("")
 async def list_pools(backend: BackendDep) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(fleet.list_pools, backend.store)
+    return await asyncio.to_thread(fleet.list_pools, backend.store,
+                                   backend.leases.queued_by_pool())
 
 
 @router.post("", status_code=201)
@@ -24,9 +26,38 @@ async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> di
     pool = await asyncio.to_thread(fleet.add_pool, backend.store, body.name, body.description,
                                    actor)
     backend.bus.publish("pool", pool["name"], pool)
+    backend.usage.wake()
+    backend.advice_due()
+    return pool
+
+
+@router.put("/{name}")
+async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
+                      actor: ActorDep) -> dict[str, Any]:
+    pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
+                                   actor)
+    backend.bus.publish("pool", pool["name"], pool)
+    backend.advice_due()
     return pool
 
 
 @router.get("/{name}")
-async def show_pool(name: str, backend: BackendDep) -> dict[str, Any]:
-    return await asyncio.to_thread(fleet.get_pool, backend.store, name)
+async def show_pool(name: str, backend: BackendDep, history_s: float = usage.HISTORY_S
+                    ) -> dict[str, Any]:
+    """The pool's figures, and what is behind them: each member with its slots in use,
+    the leases held on its members, the steps queued for it, its utilization history
+    ([[unix time, leased, capacity, queued], ...])."""
+
+    def detail() -> dict[str, Any]:
+        pool = fleet.get_pool(backend.store, name, backend.leases.queued_by_pool())
+        pool["member_workers"] = [
+            {k: w[k] for k in ("name", "status", "enabled", "draining", "capacity", "leases",
+                               "reason")}
+            for w in fleet.list_workers(backend.store, pool["members"])]
+        pool["leases"] = leases_of(backend.store, name)
+        pool["history"] = usage.history(backend.store, name, history_s).get(name, [])
+        return pool
+
+    result = await asyncio.to_thread(detail)
+    result["queue"] = backend.leases.queue_of(name)
+    return result

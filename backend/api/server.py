@@ -1,4 +1,4 @@
-"""Routes about the server itself: status, stop, settings, the audit log."""
+"""Routes about the server itself: status, stop, settings, the advisor, the audit log."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend import fleet
+from backend import advisor, fleet
 from backend.api.deps import ActorDep, BackendDep
 from backend.models import BUILTIN_WORKER
 from backend.schemas import SettingsUpdate
@@ -40,7 +40,17 @@ async def put_settings(body: SettingsUpdate, backend: BackendDep,
         if not body.builtin_worker:
             backend.bus.publish("worker.removed", BUILTIN_WORKER)
         await backend.resync()
+    if body.worker_name_pattern is not None or body.pool_name_pattern is not None:
+        await asyncio.to_thread(advisor.set_naming, backend.store, actor,
+                                worker=body.worker_name_pattern, pool=body.pool_name_pattern)
+    backend.advice_due()
     return await asyncio.to_thread(backend.settings)
+
+
+@router.get("/advice")
+async def advice(backend: BackendDep) -> list[dict[str, Any]]:
+    """What in the fleet goes against the worker recommendations, the most serious first."""
+    return await asyncio.to_thread(advisor.advise, backend.store)
 
 
 @router.get("/audit")

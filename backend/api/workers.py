@@ -1,4 +1,5 @@
-"""Routes for workers: list, add, import, show, remove, enable, disable, trust, history."""
+"""Routes for workers: list, add, import, show, remove, enable, disable, drain, trust,
+history."""
 
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ async def enable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict
 @router.post("/{name}/disable")
 async def disable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, False, actor)
+    return await backend.workers_changed([name])
+
+
+@router.post("/{name}/drain")
+async def drain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+    await asyncio.to_thread(fleet.set_draining, backend.store, name, True, actor)
+    return await backend.workers_changed([name])
+
+
+@router.post("/{name}/undrain")
+async def undrain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+    await asyncio.to_thread(fleet.set_draining, backend.store, name, False, actor)
     return await backend.workers_changed([name])
 
 

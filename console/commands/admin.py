@@ -1,7 +1,9 @@
-"""`workdeck settings`, `policy` and `audit`: server-wide settings and the audit log."""
+"""`workdeck settings`, `policy`, `advise` and `audit`: server-wide settings, the advisor,
+the audit log."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -13,19 +15,48 @@ from console.commands.base import Context, pass_ctx
 @click.command()
 @click.option("--builtin-worker", type=click.Choice(["on", "off"]),
               help="Run steps on the server's own machine (the built-in worker).")
+@click.option("--worker-name-pattern", metavar="REGEX",
+              help="The naming convention the advisor holds worker names to.")
+@click.option("--pool-name-pattern", metavar="REGEX",
+              help="The naming convention the advisor holds pool names to.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def settings(ctx: Context, builtin_worker: str | None, as_json: bool) -> None:
+def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str | None,
+             pool_name_pattern: str | None, as_json: bool) -> None:
     """Show or change server settings."""
+    change: dict[str, Any] = {"worker_name_pattern": worker_name_pattern,
+                              "pool_name_pattern": pool_name_pattern}
+    if builtin_worker:
+        change["builtin_worker"] = builtin_worker == "on"
+    change = {k: v for k, v in change.items() if v is not None}
     with ctx.client() as client:
-        if builtin_worker:
-            current = client.put("/api/settings", {"builtin_worker": builtin_worker == "on"})
-        else:
-            current = client.get("/api/settings")
+        current = client.put("/api/settings", change) if change else client.get("/api/settings")
     if as_json:
         output.print_json(current)
     else:
-        click.echo(f"built-in worker: {'on' if current['builtin_worker'] else 'off'}")
+        click.echo(f"built-in worker:     {'on' if current['builtin_worker'] else 'off'}")
+        click.echo(f"worker name pattern: {current['worker_name_pattern']}")
+        click.echo(f"pool name pattern:   {current['pool_name_pattern']}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def advise(ctx: Context, as_json: bool) -> None:
+    """What in the fleet goes against the worker recommendations; exit 1 if anything."""
+    with ctx.client() as client:
+        findings = client.get("/api/advice")
+    if as_json:
+        output.print_json(findings)
+    elif not findings:
+        click.echo("No findings: the fleet follows the recommendations.")
+    else:
+        for finding in findings:
+            click.echo(f"{finding['severity'].upper():8}  {finding['finding']}")
+            click.echo(f"          {finding['advice']}")
+        critical = sum(1 for f in findings if f["severity"] == "critical")
+        click.echo(f"\n{len(findings)} findings, {critical} critical.")
+    sys.exit(1 if findings else 0)
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""`workdeck pool ...`: create, list and show worker pools."""
+"""`workdeck pool ...`: create, describe, list and show worker pools."""
 
 from __future__ import annotations
 
@@ -27,12 +27,24 @@ def pool_add(ctx: Context, name: str, description: str) -> None:
     click.echo(f"Added pool {created['name']}.")
 
 
-POOL_HEADERS = ["NAME", "WORKERS", "HEALTHY", "CAPACITY", "DESCRIPTION"]
+@pool.command("describe")
+@click.argument("name")
+@click.argument("description")
+@pass_ctx
+def pool_describe(ctx: Context, name: str, description: str) -> None:
+    """Set what a pool is for (its workers' reach, who may target it)."""
+    with ctx.client() as client:
+        client.put(f"/api/pools/{quote_name(name)}", {"description": description})
+    click.echo(f"Described pool {name}.")
+
+
+POOL_HEADERS = ["NAME", "HEALTHY", "LEASED", "QUEUED", "UTILIZATION", "DESCRIPTION"]
 
 
 def _pool_row(p: dict[str, Any]) -> list[Any]:
-    return [p["name"] + (" (default)" if p["default"] else ""), p["worker_count"],
-            f"{p['healthy_workers']}/{p['worker_count']}", p["capacity"], p["description"]]
+    return [p["name"] + (" (default)" if p["default"] else ""),
+            f"{p['healthy_workers']}/{p['workers']}", f"{p['leased']}/{p['capacity']}",
+            p["queued"], f"{p['utilization']:.0%}", p["description"]]
 
 
 @pool.command("list")
@@ -53,16 +65,30 @@ def pool_list(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def pool_show(ctx: Context, name: str, as_json: bool) -> None:
-    """Show one pool and its workers."""
+    """Show one pool: its workers, the steps on them, the queue, utilization."""
     with ctx.client() as client:
         p = client.get(f"/api/pools/{quote_name(name)}")
-        members = [w for w in client.get("/api/workers") if name in w["pools"]]
+        members = client.get("/api/workers") if p["members"] else []
     if as_json:
         output.print_json(p)
         return
     click.echo(f"{p['name']}{' (default pool)' if p['default'] else ''}")
     if p["description"]:
         click.echo(p["description"])
-    click.echo(f"{p['healthy_workers']} of {p['worker_count']} workers healthy, capacity "
-               f"{p['capacity']} slots\n")
-    output.table(WORKER_HEADERS, worker_rows(members))
+    click.echo(f"{p['healthy_workers']} of {p['workers']} workers healthy; {p['leased']} of "
+               f"{p['capacity']} slots leased ({p['utilization']:.0%}), {p['queued']} "
+               "steps queued\n")
+    output.table(WORKER_HEADERS, worker_rows([w for w in members if w["name"] in
+                                              p["members"]]))
+    if p["leases"]:
+        click.echo("\nRunning here")
+        output.table(["RUN", "STEP", "WORKER", "SINCE", "WHY"], [
+            [f"{lease['run_id']} {lease['runbook']}", f"{lease['position']}. {lease['step']}",
+             lease["worker"], output.ago(lease["since"]), lease["reason"]]
+            for lease in p["leases"]])
+    if p["queue"]:
+        click.echo("\nQueued")
+        output.table(["RUN", "STEP", "FOR", "WAITING SINCE"], [
+            [queued["run_id"], f"{queued['position']}. {queued['step']}",
+             queued["worker"] or "any worker", output.ago(queued["since"])]
+            for queued in p["queue"]])

@@ -92,7 +92,8 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
 
 def worker_rows(workers: list[dict[str, Any]]) -> list[list[Any]]:
     return [
-        [output.worker_label(w), w["status"], ", ".join(w["pools"]),
+        [output.worker_label(w), w["status"] + (" (draining)" if w["draining"] else ""),
+         f"{w['leases']}/{w['capacity']}", ", ".join(w["pools"]),
          f"{w['user'] + '@' if w['user'] else ''}{w['host']}" + (
              f":{w['port']}" if w["port"] not in (22, 0) else ""),
          output.ms(w["latency_ms"]), output.load(w), output.disk_free(w),
@@ -101,7 +102,7 @@ def worker_rows(workers: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-WORKER_HEADERS = ["NAME", "STATUS", "POOLS", "ADDRESS", "LATENCY", "LOAD", "DISK FREE",
+WORKER_HEADERS = ["NAME", "STATUS", "SLOTS", "POOLS", "ADDRESS", "LATENCY", "LOAD", "DISK FREE",
                   "CHECKED", "REASON"]
 
 
@@ -186,8 +187,34 @@ def worker_enable(ctx: Context, name: str) -> None:
 def worker_disable(ctx: Context, name: str) -> None:
     """Stop a worker from taking work or being checked."""
     with ctx.client() as client:
-        client.post(f"/api/workers/{quote_name(name)}/disable")
-    click.echo(f"Disabled worker {name}.")
+        w = client.post(f"/api/workers/{quote_name(name)}/disable")
+    click.echo(f"Disabled worker {name}." + _still_running(w))
+
+
+@worker.command("drain")
+@click.argument("name")
+@pass_ctx
+def worker_drain(ctx: Context, name: str) -> None:
+    """Let a worker finish its running steps but take no new ones."""
+    with ctx.client() as client:
+        w = client.post(f"/api/workers/{quote_name(name)}/drain")
+    click.echo(f"Draining worker {name}." + (_still_running(w) or " It runs no step now."))
+
+
+@worker.command("undrain")
+@click.argument("name")
+@pass_ctx
+def worker_undrain(ctx: Context, name: str) -> None:
+    """Let a draining worker take new steps again."""
+    with ctx.client() as client:
+        client.post(f"/api/workers/{quote_name(name)}/undrain")
+    click.echo(f"Worker {name} takes new steps again.")
+
+
+def _still_running(w: dict[str, Any]) -> str:
+    count = w["leases"]
+    return (f" {count} step{'s' if count != 1 else ''} still running on it finish"
+            f"{'es' if count == 1 else ''} there." if count else "")
 
 
 @worker.command("trust")

@@ -109,7 +109,7 @@ class LaunchDialog(ModalScreen[None]):
         table.add_column("Step", ratio=2)
         table.add_column("Pool", ratio=3)
         table.add_column("Would take", ratio=2)
-        table.add_column("Pool health", ratio=1)
+        table.add_column("Pool health", ratio=2)
         for position, step in enumerate(plan["steps"], 1):
             if step["manual"]:
                 table.add_row(str(position), safe(step["name"]), "-", "an operator", "")
@@ -117,7 +117,15 @@ class LaunchDialog(ModalScreen[None]):
             healthy, total = step["healthy"], step["workers"]
             health = Text(f"{healthy}/{total} healthy",
                           style="red" if healthy == 0 else "yellow" if healthy < 2 else "green")
-            taking = ", ".join(step["would_take"]) or "nobody healthy now"
+            health.append(f" · {step['leased']}/{step['capacity']} slots", style="bright_black")
+            if step["queued"]:
+                health.append(f" · {step['queued']} queued", style="yellow")
+            if step["would_take"]:
+                taking = ", ".join(step["would_take"])
+            elif healthy:
+                taking = "queues: every slot is taken"
+            else:
+                taking = "nobody healthy now"
             table.add_row(str(position), safe(step["name"]), safe(step["pool"]),
                           safe(taking), health)
         panel.update(table)
