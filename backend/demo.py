@@ -130,8 +130,10 @@ def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) ->
         for name, description in POOLS.items():
             session.add(Pool(name=name, description=description))
     fleet.add_workers(store, [
+        # An account of its own, as the advisor recommends (the demo's in-process SSH
+        # servers take any account name and run as the server's user).
         WorkerCreate(name=name, host=server.host, port=server.port, key_path=key_path,
-                     pools=pools, capacity=4)
+                     user="deploy", pools=pools, capacity=4)
         for (name, pools, _state), server in zip(FLEET, servers, strict=True)
     ], "demo")
     with store.write() as session:

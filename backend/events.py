@@ -47,8 +47,17 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self) -> None:
+    def __init__(self, retain: tuple[str, ...] = ()) -> None:
         self._subscribers: set[Subscription] = set()
+        # The latest data of each object of these topics: the current state, kept so a
+        # new subscriber's snapshot is a copy from memory rather than a read of the store.
+        self.latest: dict[str, dict[str, dict[str, Any]]] = {topic: {} for topic in retain}
+        self.seeded: set[str] = set()
+
+    def seed(self, topic: str, objects: dict[str, dict[str, Any]]) -> None:
+        """The whole current state of a retained topic (read once from the store)."""
+        self.latest[topic] = dict(objects)
+        self.seeded.add(topic)
 
     def subscribe(self) -> Subscription:
         subscription = Subscription(self)
@@ -59,6 +68,12 @@ class EventBus:
         """Publish `kind` (e.g. "worker", "worker.removed") about object `key`."""
         topic = kind.split(".", 1)[0]
         event = {"type": kind, "key": key, "data": data}
+        retained = self.latest.get(topic)
+        if retained is not None:
+            if kind.endswith(".removed"):
+                retained.pop(key, None)
+            elif data is not None:
+                retained[key] = data
         for subscription in list(self._subscribers):
             subscription._offer((topic, key), event)
 

@@ -98,8 +98,26 @@ def _lease_counts(session: Session, worker_ids: Iterable[int] | None = None) -> 
     return dict(session.exec(query).all())
 
 
-def worker_public(worker: Worker, pools: list[str], pinned: HostKey | None,
+_FACTS: dict[str, dict[str, Any]] = {}
+
+
+def _facts(text: str | None) -> dict[str, Any]:
+    # Facts change every few checks at most; parsing them again for every one of ten
+    # thousand workers on every read was a third of the cost of listing them.
+    if not text:
+        return {}
+    parsed = _FACTS.get(text)
+    if parsed is None:
+        if len(_FACTS) > 50_000:
+            _FACTS.clear()
+        parsed = _FACTS[text] = json.loads(text)
+    return parsed
+
+
+def worker_public(worker: Any, pools: list[str], pinned: str | None,
                   leases: int = 0) -> dict[str, Any]:
+    """A worker as the API shows it; `worker` is a Worker or a row of its table, `pinned`
+    the fingerprint of its pinned host key."""
     presented = fingerprint_of(worker.presented_key) if worker.presented_key else None
     return {
         "name": worker.name,
@@ -121,23 +139,25 @@ def worker_public(worker: Worker, pools: list[str], pinned: HostKey | None,
         "checked_at": iso(worker.checked_at),
         "latency_ms": worker.latency_ms,
         "connect_ms": worker.connect_ms,
-        "facts": json.loads(worker.facts or "{}"),
-        "host_key": pinned.fingerprint if pinned else None,
+        "facts": _facts(worker.facts),
+        "host_key": pinned,
         "presented_host_key": presented,
     }
 
 
 def list_workers(store: Store, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     with store.read() as session:
-        query = select(Worker).order_by(Worker.name)
+        # Rows of the table, not ORM objects: ten thousand workers are read for every
+        # console that connects, and the ORM would triple the cost.
+        query = (select(Worker.__table__, HostKey.fingerprint.label("pinned"))
+                 .outerjoin(HostKey, HostKey.worker_id == Worker.id).order_by(Worker.name))
         if names is not None:
             query = query.where(Worker.name.in_(list(names)))
-        workers = session.exec(query).all()
+        workers = session.connection().execute(query).all()
         ids = [w.id for w in workers]
         pools = _pool_names(session, ids if names is not None else None)
         leases = _lease_counts(session, ids if names is not None else None)
-        keys = {k.worker_id: k for k in session.exec(select(HostKey))}
-        return [worker_public(w, pools.get(w.id, []), keys.get(w.id), leases.get(w.id, 0))
+        return [worker_public(w, pools.get(w.id, []), w.pinned, leases.get(w.id, 0))
                 for w in workers]
 
 
@@ -153,7 +173,8 @@ def get_worker(store: Store, name: str) -> dict[str, Any]:
         worker = _worker(session, name)
         pools = _pool_names(session, [worker.id]).get(worker.id, [])
         leases = _lease_counts(session, [worker.id]).get(worker.id, 0)
-        return worker_public(worker, pools, session.get(HostKey, worker.id), leases)
+        pinned = session.get(HostKey, worker.id)
+        return worker_public(worker, pools, pinned.fingerprint if pinned else None, leases)
 
 
 def worker_history(store: Store, name: str, limit: int = 120) -> list[dict[str, Any]]:
@@ -203,7 +224,7 @@ def _ensure_pools(session: Session, names: Iterable[str], actor: str) -> list[Po
     return pools
 
 
-_FIGURES = text("""
+_FIGURES = """
 SELECT p.name,
        COUNT(w.id) AS workers,
        COALESCE(SUM(w.enabled AND w.status = 'healthy'), 0) AS healthy,
@@ -217,13 +238,17 @@ LEFT JOIN pool_member pm ON pm.pool_id = p.id
 LEFT JOIN worker w ON w.id = pm.worker_id
 LEFT JOIN (SELECT worker_id, COUNT(*) AS n FROM lease GROUP BY worker_id) l
        ON l.worker_id = w.id
+{where}
 GROUP BY p.id
-""")
+"""
+_ALL_FIGURES = text(_FIGURES.format(where=""))
+_ONE_FIGURES = text(_FIGURES.format(where="WHERE p.name = :name"))
 
 
-def pool_figures(store: Store, queued: Mapping[str, int] | None = None
-                 ) -> dict[str, dict[str, Any]]:
-    """Every pool's slots now: {name: {capacity, leased, queued, utilization, ...}}.
+def pool_figures(store: Store, queued: Mapping[str, int] | None = None,
+                 name: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every pool's slots now (or one pool's): {name: {capacity, leased, queued,
+    utilization, ...}}.
 
     A pool's capacity is what its members can hold: each healthy, enabled worker that
     takes new leases counts its capacity; any other member (draining, disabled, gone
@@ -232,13 +257,15 @@ def pool_figures(store: Store, queued: Mapping[str, int] | None = None
     """
     queued = queued or {}
     with store.read() as session:
-        rows = session.connection().execute(_FIGURES).all()
+        connection = session.connection()
+        rows = (connection.execute(_ALL_FIGURES) if name is None
+                else connection.execute(_ONE_FIGURES, {"name": name})).all()
     return {
-        name: {"capacity": capacity, "leased": leased, "queued": queued.get(name, 0),
+        pool: {"capacity": capacity, "leased": leased, "queued": queued.get(pool, 0),
                "utilization": round(leased / capacity, 3) if capacity else 0.0,
                "healthy_workers": healthy, "workers": workers, "draining_workers": draining,
                "pool_id": pool_id}
-        for name, workers, healthy, capacity, leased, draining, pool_id in rows
+        for pool, workers, healthy, capacity, leased, draining, pool_id in rows
     }
 
 
@@ -252,25 +279,31 @@ def pool_public(pool: Pool, members: list[str], figure: dict[str, Any]) -> dict[
     }
 
 
-def list_pools(store: Store, queued: Mapping[str, int] | None = None
-               ) -> list[dict[str, Any]]:
-    figures = pool_figures(store, queued)
+def list_pools(store: Store, queued: Mapping[str, int] | None = None,
+               name: str | None = None) -> list[dict[str, Any]]:
+    """Every pool (or the one named) with its members' names and its figures."""
+    figures = pool_figures(store, queued, name)
     with store.read() as session:
-        pools = session.exec(select(Pool).order_by(Pool.name)).all()
+        query = select(Pool).order_by(Pool.name)
+        members_query = (select(PoolMember.pool_id, Worker.name)
+                         .join(Worker, Worker.id == PoolMember.worker_id).order_by(Worker.name))
+        if name is not None:
+            query = query.where(Pool.name == name)
+            members_query = members_query.join(Pool, Pool.id == PoolMember.pool_id).where(
+                Pool.name == name)
+        pools = session.exec(query).all()
         members: dict[int, list[str]] = defaultdict(list)
-        for pool_id, name in session.exec(
-                select(PoolMember.pool_id, Worker.name)
-                .join(Worker, Worker.id == PoolMember.worker_id).order_by(Worker.name)):
-            members[pool_id].append(name)
+        for pool_id, member in session.exec(members_query):
+            members[pool_id].append(member)
         return [pool_public(p, members.get(p.id, []), figures[p.name]) for p in pools]
 
 
 def get_pool(store: Store, name: str, queued: Mapping[str, int] | None = None
              ) -> dict[str, Any]:
-    for pool in list_pools(store, queued):
-        if pool["name"] == name:
-            return pool
-    raise NotFound(f"No pool is named {name!r}.")
+    found = list_pools(store, queued, name)
+    if not found:
+        raise NotFound(f"No pool is named {name!r}.")
+    return found[0]
 
 
 def add_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ log = logging.getLogger("workdeck.server")
 
 UNIX_PATH_MAX = 107
 ADVICE_EVERY_S = 30.0  # health changes the advisor's findings too, without telling it
-ADVICE_MIN_GAP_S = 2.0
+ADVICE_MIN_GAP_S = 10.0  # at most one pass this often: it reads the whole fleet
 
 
 class ServerError(Exception):
@@ -51,7 +51,7 @@ class Backend:
         self.data_dir = data_dir
         self.listen = listen
         self.store = store
-        self.bus = EventBus()
+        self.bus = EventBus(retain=("worker",))
         self.connections = ConnectionPool()
         self.checker = HealthChecker(store, self.connections, self.bus)
         self.hub = LogHub()
@@ -61,11 +61,13 @@ class Backend:
         self.usage = Usage(store, self.leases, self.bus)
         # New health results may free a slot for a queued step, and change the pools.
         self.checker.listeners.append(self.leases.wake)
+        self.checker.listeners.append(self.advice_due)
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self.token: str | None = None  # required of every request when serving over TCP
         self._advice_wake = asyncio.Event()
+        self.advice_counts: dict[str, int] = {}  # the advisor's last count, for snapshots
 
     def status(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,7 @@ class Backend:
                 log.exception("the advisor failed")
                 counts = None
             if counts is not None and counts != last:
+                self.advice_counts = counts
                 self.bus.publish("advice", "fleet", counts)
                 last = counts
             await asyncio.sleep(ADVICE_MIN_GAP_S)
@@ -146,6 +149,8 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 def create_app(backend: Backend) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        backend.bus.seed("worker", {w["name"]: w for w in await asyncio.to_thread(
+            fleet.list_workers, backend.store)})
         tasks = [asyncio.create_task(backend.checker.run_schedule()),
                  asyncio.create_task(backend.usage.run_forever()),
                  asyncio.create_task(backend.count_advice_forever())]
@@ -262,10 +267,22 @@ def _fewer_malloc_arenas() -> None:
         libc.mallopt(-8, 2)  # M_ARENA_MAX
 
 
+def _remember_user() -> None:
+    # getpass.getuser() (asyncssh calls it for every connection) asks the password
+    # database each time unless LOGNAME or USER is set; with thousands of workers that
+    # lookup was a sixth of the server's time.
+    if not any(os.environ.get(k) for k in ("LOGNAME", "USER", "LNAME", "USERNAME")):
+        with contextlib.suppress(KeyError, ImportError):
+            import pwd
+
+            os.environ["LOGNAME"] = pwd.getpwuid(os.getuid()).pw_name
+
+
 def serve(data_dir: DataDir, listen: str | None = None,
           prepare: Callable[[Backend], None] | None = None) -> None:
     """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API)."""
     _fewer_malloc_arenas()
+    _remember_user()
     data_dir.ensure()
     listen = listen or f"unix:{data_dir.socket}"
     if listen.startswith("unix:"):

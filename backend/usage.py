@@ -109,7 +109,7 @@ class Usage:
         due = {name: figure for name, figure in current.items()
                if name in changed or now - self._written_at.get(name, 0) >= HEARTBEAT_S}
         if due:
-            at = datetime.fromtimestamp(now, UTC).replace(tzinfo=None)
+            at = datetime.fromtimestamp(now, UTC)
             await asyncio.to_thread(self._write, [
                 {"pool_id": f["pool_id"], "at": at, "leased": f["leased"],
                  "capacity": f["capacity"], "queued": f["queued"]} for f in due.values()])

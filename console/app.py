@@ -41,12 +41,14 @@ class WorkdeckApp(App[None]):
         Binding("p", "switch_mode('pools')", "Pools", show=False, id="pools"),
         Binding("b", "switch_mode('runbooks')", "Runbooks", show=False, id="runbooks"),
         Binding("u", "switch_mode('runs')", "Runs", show=False, id="runs"),
+        Binding("a", "switch_mode('advisor')", "Advisor", show=False, id="advisor"),
     ]
 
     connected: reactive[bool] = reactive(False)
     connection_note: reactive[str] = reactive("connecting…")
 
     def __init__(self, target: Target, *, autostart_args: list[str] | None = None) -> None:
+        from console.screens.advisor import AdvisorScreen
         from console.screens.dashboard import DashboardScreen
         from console.screens.pools import PoolsScreen
         from console.screens.runbooks import RunbooksScreen
@@ -58,6 +60,7 @@ class WorkdeckApp(App[None]):
             "workers": WorkersScreen,
             "pools": PoolsScreen,
             "runbooks": RunbooksScreen,
+            "advisor": AdvisorScreen,
             "runs": RunsScreen,
         }
         super().__init__()
@@ -205,7 +208,8 @@ class WorkdeckApp(App[None]):
                  "w": "workers", "worker": "workers", "workers": "workers",
                  "p": "pools", "pool": "pools", "pools": "pools",
                  "b": "runbooks", "rb": "runbooks", "runbook": "runbooks",
-                 "runbooks": "runbooks", "u": "runs", "runs": "runs"}
+                 "runbooks": "runbooks", "u": "runs", "runs": "runs", "a": "advisor",
+                 "advice": "advisor", "advisor": "advisor"}
         if word in views:
             await self.switch_mode(views[word])
             screen = self.screen
@@ -223,7 +227,7 @@ class WorkdeckApp(App[None]):
             self.push_screen(RunScreen(int(rest.strip())))
         else:
             self.notify(f"Unknown command {word!r}: try :dashboard, :workers [filter], "
-                        ":pools [filter], :runbooks, :runs [filter], :run ID, "
+                        ":pools [filter], :runbooks, :runs [filter], :advisor, :run ID, "
                         ":check [worker...], :quit.", severity="warning", markup=False)
 
     def check_workers(self, names: list[str] | None) -> None:
@@ -246,6 +250,8 @@ class WorkdeckApp(App[None]):
                             lambda: self.switch_mode("pools"))
         yield SystemCommand("Runbooks", "Launch a runbook", lambda: self.switch_mode("runbooks"))
         yield SystemCommand("Runs", "Run history, live", lambda: self.switch_mode("runs"))
+        yield SystemCommand("Advisor", "What goes against the worker recommendations",
+                            lambda: self.switch_mode("advisor"))
         yield SystemCommand("Check every worker now", "Run a health check on the whole fleet",
                             lambda: self.check_workers(None))
         yield SystemCommand("Help", "Keys of this view", self.action_help)

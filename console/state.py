@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ STATUS_STYLE = {
     "unknown": ("?", "bright_black"),
     "disabled": ("⊘", "bright_black"),
 }
+HISTORY_S = 600  # the utilization history shown beside each pool (the server keeps more)
+
 STATUS_ORDER = ("healthy", "warning", "unhealthy", "unavailable", "unknown", "disabled")
 
 
@@ -35,10 +38,16 @@ class Fleet:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # keyed by str(id)
     runbooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
+    # Per pool, [unix time, leased, capacity, queued] over the last HISTORY_S, oldest first.
+    usage_history: dict[str, deque[list[float]]] = field(default_factory=dict)
+    advice: dict[str, int] = field(default_factory=dict)  # the advisor's counts
 
     def load(self, snapshot: dict[str, Any]) -> None:
         self.workers = {w["name"]: w for w in snapshot.get("workers", [])}
         self.pools = {p["name"]: p for p in snapshot.get("pools", [])}
+        self.usage_history = {name: deque(points) for name, points
+                              in snapshot.get("usage_history", {}).items()}
+        self.advice = snapshot.get("advice", {})
         self.server = snapshot.get("server", {})
         self.runs = {str(r["id"]): r for r in snapshot.get("runs", [])}
         self.runbooks = {b["name"]: b for b in snapshot.get("runbooks", [])}
@@ -58,6 +67,11 @@ class Fleet:
                 self.pools[key] = data
             elif kind == "pool.removed":
                 self.pools.pop(key, None)
+            elif kind == "usage":
+                self.pools[key] = {**self.pools.get(key, {"name": key}), **data}
+                self._remember_usage(key, data)
+            elif kind == "advice":
+                self.advice = data
             elif kind == "run":
                 self.runs[key] = data
             elif kind == "runbook":
@@ -67,6 +81,13 @@ class Fleet:
             elif kind == "environment" and key not in self.environments:
                 self.environments = sorted([*self.environments, key])
         return touched
+
+    def _remember_usage(self, pool: str, figure: dict[str, Any]) -> None:
+        points = self.usage_history.setdefault(pool, deque())
+        points.append([figure["at"], figure["leased"], figure["capacity"], figure["queued"]])
+        # Keep one point from before the window: it says what the window started at.
+        while len(points) > 1 and points[1][0] < figure["at"] - HISTORY_S:
+            points.popleft()
 
     def counts(self) -> Counter[str]:
         return Counter(w["status"] for w in self.workers.values())
@@ -137,6 +158,76 @@ def worker_name_text(worker: dict[str, Any]) -> Text:
     if worker.get("builtin"):
         text.append(" (built-in)", style="italic bright_black")
     return text
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def utilization_style(utilization: float, queued: int = 0) -> str:
+    return "red" if utilization >= 0.9 or queued else "yellow" if utilization >= 0.7 \
+        else "green"
+
+
+def meter(pool: dict[str, Any], width: int = 12) -> Text:
+    """A pool's slots in use as a bar and a percentage, coloured by how full it is."""
+    capacity, leased = pool.get("capacity", 0), pool.get("leased", 0)
+    if not capacity:
+        return Text("no slots".ljust(width + 5), style="bright_black")
+    share = min(1.0, leased / capacity)
+    filled = round(share * width)
+    if leased and not filled:
+        filled = 1  # one step on one slot of many is not "nothing"
+    text = Text("█" * filled, style=utilization_style(share, pool.get("queued", 0)))
+    text.append("░" * (width - filled), style="bright_black")
+    text.append(f" {share:4.0%}")
+    return text
+
+
+def sparkline(points: Iterable[list[float]], now: float, width: int = 20,
+              span: float = HISTORY_S) -> Text:
+    """The busiest utilization in each of `width` slices of the last `span` seconds."""
+    step = span / width
+    start = now - span
+    values: list[float | None] = [None] * width
+    last: float | None = None  # the value going into the next slice
+    ordered = sorted(points, key=lambda p: p[0])
+    index = 0
+    for slot in range(width):
+        slot_end = start + (slot + 1) * step
+        best = last
+        while index < len(ordered) and ordered[index][0] < slot_end:
+            at, leased, capacity = ordered[index][:3]
+            value = leased / capacity if capacity else 0.0
+            if at >= start + slot * step:
+                best = value if best is None else max(best, value)
+            last = value
+            index += 1
+        values[slot] = best if best is not None else last
+    text = Text()
+    for value in values:
+        if value is None:
+            text.append("·", style="bright_black")
+        else:
+            spark = SPARKS[min(len(SPARKS) - 1, int(value * (len(SPARKS) - 1) + 0.5))]
+            text.append(spark, style=utilization_style(value))
+    return text
+
+
+class Haystacks:
+    """Each object's searchable text, made once per version of the object: filtering ten
+    thousand workers on every keystroke then costs a substring test each."""
+
+    def __init__(self, fields: Callable[[Any], Iterable[Any]]) -> None:
+        self._fields = fields
+        self._made: dict[str, tuple[Any, str]] = {}
+
+    def matches(self, filter_text: str, key: str, obj: Any) -> bool:
+        if not filter_text:
+            return True
+        made = self._made.get(key)
+        if made is None or made[0] is not obj:
+            made = self._made[key] = (obj, " ".join(str(f) for f in self._fields(obj)).lower())
+        return all(word in made[1] for word in filter_text.lower().split())
 
 
 def matches(filter_text: str, *fields: Any) -> bool:

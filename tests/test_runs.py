@@ -299,7 +299,7 @@ script = "echo before; sleep 30; echo after"
     ssh_servers.stop(server)  # the worker goes away mid-step
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=30)
     assert done["status"] == "failed"
-    assert done["steps"][0]["status"] == "lost"
+    assert done["steps"][0]["status"] == "lost", done
     assert "without an exit status" in done["steps"][0]["reason"]
 
 

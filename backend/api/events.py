@@ -31,8 +31,7 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
 
     async def stream() -> AsyncIterator[bytes]:
         with subscription:
-            workers, pools, history, recent, books, envs = await asyncio.gather(
-                asyncio.to_thread(fleet.list_workers, backend.store),
+            pools, history, recent, books, envs = await asyncio.gather(
                 asyncio.to_thread(fleet.list_pools, backend.store,
                                   backend.leases.queued_by_pool()),
                 asyncio.to_thread(usage.history, backend.store),
@@ -40,10 +39,13 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
                 asyncio.to_thread(runbooks.list_all, backend.store),
                 asyncio.to_thread(runs.environments, backend.store),
             )
-            yield _sse("snapshot", {"workers": workers, "pools": pools,
-                                    "usage_history": history, "runs": recent,
-                                    "runbooks": books, "environments": envs,
-                                    "server": backend.status()})
+            # Workers from memory: every change to one goes through the bus.
+            workers = sorted(backend.bus.latest["worker"].values(), key=lambda w: w["name"])
+            snapshot = {"workers": workers, "pools": pools, "usage_history": history,
+                        "runs": recent, "advice": backend.advice_counts, "runbooks": books,
+                        "environments": envs, "server": backend.status()}
+            # Megabytes for a big fleet: encoded off the loop, which serves everyone.
+            yield await asyncio.to_thread(_sse, "snapshot", snapshot)
             while not await request.is_disconnected():
                 batch = await subscription.next_batch(timeout=HEARTBEAT_S)
                 if not batch:

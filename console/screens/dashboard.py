@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,47 +18,60 @@ from console.screens.runs import COLUMNS as RUN_COLUMNS
 from console.screens.runs import run_cells
 from console.screens.workers import attention_rank
 from console.state import (
-    SEVERITY,
     STATUS_ORDER,
     STATUS_STYLE,
     ago,
+    meter,
     safe,
+    sparkline,
     status_text,
     worker_name_text,
 )
 from console.widgets.live_table import LiveTable
 
 NEEDS_ATTENTION = {"unhealthy", "unavailable", "warning", "unknown"}
+
+
+def attention_cells(worker: dict[str, Any]) -> list[Text]:
+    return [status_text(worker["status"]), worker_name_text(worker),
+            Text(ago(worker["checked_at"], datetime.now(UTC)), style="bright_black"),
+            safe(worker["reason"], 300)]
 RECENT_RUNS = 5
 
 
-def health_bar(members: list[dict[str, Any]], width: int = 20) -> Text:
-    """One block per worker (scaled down for big pools), worst first, coloured by status."""
-    bar = Text()
-    if not members:
-        return Text("no workers", style="bright_black")
-    ordered = sorted(members, key=lambda w: SEVERITY.get(w["status"], 9))
-    step = max(1, -(-len(ordered) // width))
-    for i in range(0, len(ordered), step):
-        status = ordered[i]["status"]
-        bar.append("■", style=STATUS_STYLE.get(status, ("", ""))[1])
-    return bar
+POOL_COLUMNS = [("pool", "Pool", 38), ("utilization", "Utilization", 17),
+                ("leased", "Leased", 7), ("queued", "Queued", 6), ("healthy", "Healthy", 7),
+                ("history", "Last 10 minutes", 20), ("description", "Description", None)]
 
 
-def pool_cells(pool: dict[str, Any], members: list[dict[str, Any]]) -> list[Text]:
-    healthy = sum(1 for m in members if m["status"] == "healthy")
-    enabled = [m for m in members if m["enabled"]]
-    style = "red" if healthy == 0 and members else "yellow" if healthy < 2 else ""
+def pool_cells(pool: dict[str, Any], history: Iterable[list[float]],
+               now: float | None = None) -> list[Text]:
+    """A pool at a glance: how full, what waits, how healthy, how it went lately."""
+    healthy, workers = pool.get("healthy_workers", 0), pool.get("workers", 0)
+    queued = pool.get("queued", 0)
     name = safe(pool.get("name", ""), 100)
     if pool.get("default"):
         name.append(" (default)", style="italic bright_black")
+    leased = Text(f"{pool.get('leased', 0)}/{pool.get('capacity', 0)}")
+    if pool.get("draining_workers"):
+        leased.append(f" ⇣{pool['draining_workers']}", style="yellow")
     return [
         name,
-        Text(f"{healthy}/{len(members)}", style=style),
-        health_bar(members),
-        Text(str(sum(m["capacity"] for m in enabled))),
+        meter(pool),
+        leased,
+        Text(str(queued), style="bold red" if queued else "bright_black"),
+        Text(f"{healthy}/{workers}",
+             style="red" if healthy == 0 and workers else "yellow" if healthy < 2 else ""),
+        sparkline(history, now or time.time()),
         safe(pool.get("description", ""), 200),
     ]
+
+
+def pools_table(table_id: str, fleet: Any) -> LiveTable:
+    table = LiveTable(id=table_id, sort_key=lambda key, _pool: key.lower(), fill="description",
+                      cells=lambda name, pool: pool_cells(pool, fleet.usage_history.get(name, ())))
+    table.set_columns(POOL_COLUMNS)
+    return table
 
 
 class DashboardScreen(FleetScreen):
@@ -69,6 +84,7 @@ class DashboardScreen(FleetScreen):
         Binding("C", "check_all", "Check all", id="check_all"),
         Binding("w", "app.switch_mode('workers')", "Workers", id="goto_workers"),
         Binding("p", "app.switch_mode('pools')", "Pools", id="goto_pools"),
+        Binding("a", "app.switch_mode('advisor')", "Advisor", id="goto_advisor"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -77,13 +93,9 @@ class DashboardScreen(FleetScreen):
             for status in STATUS_ORDER:
                 yield Static(id=f"tile-{status}", classes=f"tile {status}")
         with Vertical(id="dashboard-body"):
-            yield Static(Text("Pools", style="bold"), classes="section-title")
-            pools = LiveTable(id="pools-table", sort_key=lambda key, _c: key.lower(),
-                              fill="description")
-            pools.set_columns([("pool", "Pool", 40), ("healthy", "Healthy", 8),
-                               ("bar", "Workers", 22), ("capacity", "Slots", 6),
-                               ("description", "Description", None)])
-            yield pools
+            yield Static(id="advisor-line")
+            yield Static(Text("Pools", style="bold"), classes="section-title", id="pools-title")
+            yield pools_table("pools-table", self.wapp.fleet)
             yield Static(Text("Runs", style="bold"), classes="section-title", id="runs-title")
             runs = LiveTable(id="dashboard-runs", sort_key=lambda key, _c: -int(key),
                              fill="reason")
@@ -92,21 +104,27 @@ class DashboardScreen(FleetScreen):
             yield Static(Text("Needs attention", style="bold"), classes="section-title",
                          id="attention-title")
             attention = LiveTable(id="attention-table", sort_key=self._attention_order,
-                                  fill="reason")
+                                  fill="reason", cells=lambda _name, w: attention_cells(w))
             attention.set_columns([("status", "Status", 14), ("name", "Worker", 28),
                                    ("checked", "Checked", 9), ("reason", "Reason", None)])
             yield attention
             yield Static(id="all-clear")
         yield from self.compose_bottom()
 
-    def _attention_order(self, key: str, _cells: Any) -> Any:
-        worker = self.wapp.fleet.workers.get(key)
-        return attention_rank(worker) if worker else (99, key)
+    @staticmethod
+    def _attention_order(_key: str, worker: dict[str, Any]) -> Any:
+        return attention_rank(worker)
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.set_interval(5.0, lambda: self.fleet_changed(None))
+        self.set_interval(5.0, self._tick)
         self.query_one("#attention-table").focus()
+
+    def _tick(self) -> None:
+        # Sparklines and ages move on with the clock; only rows on screen are redrawn.
+        for table in self.query(LiveTable):
+            table.refresh_cells()
+        self.fleet_changed(None)
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
@@ -118,11 +136,9 @@ class DashboardScreen(FleetScreen):
             tile.update(Text.assemble((f"{counts.get(status, 0)}\n", f"bold {style}"),
                                       (f"{glyph} {status}", style)))
             tile.set_class(counts.get(status, 0) > 0, "nonzero")
-        pools = self.query_one("#pools-table", LiveTable)
-        pools.sync({
-            name: pool_cells(fleet.pools.get(name, {"name": name}), fleet.pool_members(name))
-            for name in fleet.pool_names()
-        })
+        self.query_one("#pools-table", LiveTable).sync(fleet.pools)
+        self._show_pool_totals()
+        self._show_advice()
         now = datetime.now(UTC)
         # Running or waiting runs and the last day's failures (what an operator acts on),
         # then the latest runs whatever they did, so the panel is never a blank on a calm day.
@@ -139,14 +155,10 @@ class DashboardScreen(FleetScreen):
         self.query_one("#runs-title", Static).update(Text.assemble(
             ("Runs", "bold"), (f"  {running} running or waiting · {failed} failed recently",
                                "bright_black")))
-        attention = {
-            name: [status_text(w["status"]), worker_name_text(w),
-                   Text(ago(w["checked_at"], now), style="bright_black"), safe(w["reason"], 300)]
-            for name, w in fleet.workers.items() if w["status"] in NEEDS_ATTENTION
-        }
+        attention = {name: w for name, w in fleet.workers.items()
+                     if w["status"] in NEEDS_ATTENTION}
         table = self.query_one("#attention-table", LiveTable)
         table.sync(attention)
-        table.resort()
         all_clear = self.query_one("#all-clear", Static)
         if attention or not fleet.workers:
             all_clear.update("")
@@ -156,7 +168,39 @@ class DashboardScreen(FleetScreen):
         self.query_one("#attention-title", Static).update(Text.assemble(
             ("Needs attention", "bold"), (f"  {len(attention)}", "bright_black")))
 
-    def on_data_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+    def _show_pool_totals(self) -> None:
+        pools = self.wapp.fleet.pools.values()
+        leased = sum(p.get("leased", 0) for p in pools)
+        capacity = sum(p.get("capacity", 0) for p in pools)
+        queued = sum(p.get("queued", 0) for p in pools)
+        busy = sum(1 for p in pools if p.get("capacity") and
+                   p.get("leased", 0) / p["capacity"] >= 0.9)
+        title = Text.assemble(("Pools", "bold"), (f"  {len(self.wapp.fleet.pools)} · "
+                                                  f"{leased}/{capacity} slots leased",
+                                                  "bright_black"))
+        if queued:
+            title.append(f" · {queued} steps queued", style="bold red")
+        if busy:
+            title.append(f" · {busy} at 90% or more", style="yellow")
+        self.query_one("#pools-title", Static).update(title)
+
+    def _show_advice(self) -> None:
+        advice = self.wapp.fleet.advice
+        line = self.query_one("#advisor-line", Static)
+        if not advice:
+            line.update("")
+        elif not advice.get("findings"):
+            line.update(Text("✓ Advisor: the fleet follows the worker recommendations.",
+                             style="green"))
+        else:
+            critical = advice.get("critical", 0)
+            line.update(Text.assemble(
+                ("⚑ Advisor: ", "bold red" if critical else "bold yellow"),
+                f"{advice['findings']} findings" + (f", {critical} critical" if critical
+                                                     else ""),
+                ("  (a to see them)", "bright_black")))
+
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         self._open(event.data_table)
 
     def action_open(self) -> None:

@@ -1,21 +1,45 @@
-"""The Pools view: every pool, and the members of the selected one, live."""
+"""The Pools view: every pool live, and one opened: members, leases, queue, history."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import Static
 
+from console.client import ApiError
 from console.screens.base import FleetScreen
-from console.screens.dashboard import pool_cells
-from console.screens.workers import COLUMNS, WorkerVerbs, worker_cells
-from console.state import matches, safe
+from console.screens.dashboard import pools_table
+from console.screens.workers import WorkerVerbs, quoted
+from console.state import ago, matches, meter, safe, sparkline, status_text
 from console.widgets.live_table import LiveTable
+
+MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("slots", "Slots", 5),
+                  ("reason", "Why", None)]
+LEASE_COLUMNS = [("run", "Run", 16), ("step", "Step", 16), ("worker", "Worker", 22),
+                 ("since", "Since", 7), ("reason", "Why this worker", None)]
+QUEUE_COLUMNS = [("run", "Run", 8), ("step", "Step", 22), ("for", "For", 24),
+                 ("since", "Waiting", None)]
+DETAIL_REFRESH_S = 2.0  # leases and the queue are read again at least this often
+
+
+def member_cells(worker: dict[str, Any]) -> list[Text]:
+    status = status_text(worker["status"])
+    why = worker["reason"]
+    if worker.get("draining"):
+        status.append(" ⇣", style="yellow")
+        why = (f"draining: {worker.get('leases', 0)} steps left" if worker.get("leases")
+               else "drained: takes no new steps") + (f"; {why}" if why else "")
+    leases = worker.get("leases", 0)
+    return [safe(worker["name"], 100), status,
+            Text(f"{leases}/{worker['capacity']}", style="bold" if leases else "bright_black"),
+            safe(why, 300)]
 
 
 class PoolsScreen(WorkerVerbs, FleetScreen):
@@ -24,26 +48,42 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
     BINDINGS = [
         Binding("n", "new_pool", "New pool", id="new_pool"),
         Binding("enter", "open", "Open", id="open"),
-        Binding("tab", "focus_next", "Pools/members", id="switch_panel"),
+        Binding("tab", "focus_next", "Next panel", id="switch_panel"),
         Binding("c", "check", "Check", id="check"),
         Binding("t", "trust", "Trust key", id="trust"),
-        Binding("d", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
+        Binding("d", "toggle_drain", "Drain/undrain", id="toggle_drain"),
+        Binding("e", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._detail: dict[str, Any] | None = None
+        self._detail_due: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
         with Vertical(id="pools-body"):
-            pools = LiveTable(id="pools-table", sort_key=lambda key, _c: key.lower(),
-                              fill="description")
-            pools.set_columns([("pool", "Pool", 40), ("healthy", "Healthy", 8),
-                               ("bar", "Workers", 22), ("capacity", "Slots", 6),
-                               ("description", "Description", None)])
-            yield pools
-            yield Static(id="members-title", classes="section-title")
-            members = LiveTable(id="members-table", sort_key=lambda key, _c: key.lower(),
-                                fill="reason")
-            members.set_columns(COLUMNS)
-            yield members
+            yield pools_table("pools-table", self.wapp.fleet)
+            yield Static(id="pool-headline", classes="panel")
+            with Horizontal(id="pool-detail"):
+                with Vertical(id="pool-members-side"):
+                    yield Static(id="members-title", classes="section-title")
+                    members = LiveTable(id="members-table", fill="reason",
+                                        sort_key=lambda key, _w: key.lower(),
+                                        cells=lambda _name, worker: member_cells(worker))
+                    members.set_columns(MEMBER_COLUMNS)
+                    yield members
+                with Vertical(id="pool-work-side"):
+                    yield Static(id="leases-title", classes="section-title")
+                    leases = LiveTable(id="leases-table", fill="reason",
+                                       sort_key=lambda _key, row: row[0].plain)
+                    leases.set_columns(LEASE_COLUMNS)
+                    yield leases
+                    yield Static(id="queue-title", classes="section-title")
+                    queue = LiveTable(id="queue-table", fill="since",
+                                      sort_key=lambda key, _row: int(key.split(":")[0]))
+                    queue.set_columns(QUEUE_COLUMNS)
+                    yield queue
         yield from self.compose_bottom()
 
     @property
@@ -60,43 +100,117 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.pools_table.focus()
+        self.set_interval(DETAIL_REFRESH_S, self._tick)
+
+    def _tick(self) -> None:
+        self.pools_table.refresh_cells()  # sparklines move on with the clock
+        self.load_detail()
+
+    # -------------------------------------------------------- data
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
         fleet = self.wapp.fleet
         text = self.filter_text
-        self.pools_table.sync({
-            name: pool_cells(fleet.pools.get(name, {"name": name}), fleet.pool_members(name))
-            for name in fleet.pool_names()
-            if matches(text, name, fleet.pools.get(name, {}).get("description", ""))
-        })
-        self._show_members()
+        self.pools_table.sync({name: pool for name, pool in fleet.pools.items()
+                               if matches(text, name, pool.get("description", ""))})
+        selected = self.pools_table.selected_key
+        if changed is None or selected in changed or changed & set(self._member_names()):
+            self._show_pool()
+            if changed is None or selected in changed:
+                self.load_detail()  # leases or the queue may have moved with the figures
 
-    def _show_members(self) -> None:
-        pool = self.pools_table.selected_key
+    def _member_names(self) -> list[str]:
+        pool = self.wapp.fleet.pools.get(self.pools_table.selected_key or "", {})
+        return pool.get("members", [])
+
+    def _show_pool(self) -> None:
         fleet = self.wapp.fleet
-        now = datetime.now(UTC)
-        members = fleet.pool_members(pool) if pool else []
-        self.members_table.sync({w["name"]: worker_cells(w, now) for w in members})
-        title = Text("Members", style="bold")
-        if pool:
-            title.append("  of ")
-            title.append_text(safe(pool, 100))
-            description = fleet.pools.get(pool, {}).get("description")
-            if description:
-                title.append(" · ", style="bright_black")
-                title.append_text(safe(description, 200))
-        self.query_one("#members-title", Static).update(title)
+        name = self.pools_table.selected_key
+        pool = fleet.pools.get(name or "")
+        headline = self.query_one("#pool-headline", Static)
+        if pool is None:
+            headline.update(Text("No pool selected.", style="bright_black"))
+            self.members_table.sync({})
+            return
+        text = Text()
+        text.append_text(safe(pool["name"], 100))
+        text.stylize("bold")
+        if pool.get("description"):
+            text.append(" · ", style="bright_black")
+            text.append_text(safe(pool["description"], 200))
+        text.append("\n")
+        text.append_text(meter(pool, 24))
+        text.append(f"   {pool.get('leased', 0)} of {pool.get('capacity', 0)} slots leased · ")
+        queued = pool.get("queued", 0)
+        text.append(f"{queued} queued", style="bold red" if queued else "")
+        text.append(f" · {pool.get('healthy_workers', 0)} of {pool.get('workers', 0)} "
+                    "workers healthy")
+        if pool.get("draining_workers"):
+            text.append(f" · {pool['draining_workers']} draining", style="yellow")
+        text.append("\nLast 10 minutes  ", style="bright_black")
+        text.append_text(sparkline(fleet.usage_history.get(pool["name"], ()), time.time(),
+                                   width=60))
+        headline.update(text)
+        members = {n: fleet.workers[n] for n in pool.get("members", []) if n in fleet.workers}
+        self.members_table.sync(members)
+        busy = sum(1 for w in members.values() if w.get("leases"))
+        self.query_one("#members-title", Static).update(Text.assemble(
+            ("Members", "bold"), (f"  {len(members)} · {busy} running steps", "bright_black")))
 
-    def on_data_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
+    @work(exclusive=True, group="pool-detail", exit_on_error=False)
+    async def load_detail(self) -> None:
+        name = self.pools_table.selected_key
+        if not name:
+            return
+        try:
+            detail = await self.wapp.api.get(f"/api/pools/{quoted(name)}",
+                                             params={"history_s": "0"})
+        except ApiError as exc:
+            self.query_one("#leases-title", Static).update(Text(str(exc), style="yellow"))
+            return
+        if name != self.pools_table.selected_key:
+            return
+        self._detail = detail
+        self._show_work(detail)
+
+    def _show_work(self, detail: dict[str, Any]) -> None:
+        leases = detail.get("leases", [])
+        self.query_one("#leases-title", Static).update(Text.assemble(
+            ("Running here", "bold"), (f"  {len(leases)} leases", "bright_black")))
+        self.query_one("#leases-table", LiveTable).sync({
+            f"{lease['run_id']}:{lease['position']}:{lease['worker']}": [
+                Text(f"{lease['run_id']} {lease['runbook']}"),
+                Text(f"{lease['position']}. {lease['step']}"), safe(lease["worker"], 60),
+                Text(ago(lease["since"]), style="bright_black"),
+                safe(lease["reason"] + (f" (taken through {lease['pool']})"
+                                        if lease["pool"] != detail["name"] else ""), 300)]
+            for lease in leases})
+        queue = detail.get("queue", [])
+        self.query_one("#queue-title", Static).update(Text.assemble(
+            ("Queued", "bold"), (f"  {len(queue)} waiting for a slot, first come first "
+                                 "served", "bright_black")))
+        self.query_one("#queue-table", LiveTable).sync({
+            f"{index}:{item['run_id']}:{item['position']}": [
+                Text(str(item["run_id"])), Text(f"{item['position']}. {item['step']}"),
+                safe(item["worker"] or "any worker", 60),
+                Text(ago(item["since"]), style="yellow")]
+            for index, item in enumerate(queue)})
+
+    # -------------------------------------------------------- keys
+
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         if event.data_table.id == "pools-table":
-            self._show_members()
+            self._show_pool()
+            self._show_work({"name": event.row_key, "leases": [], "queue": []})
+            self.load_detail()
 
     def select_pool(self, name: str) -> None:
         self.set_filter("")
-        if name in self.pools_table.row_keys():
+        if self.pools_table.has_row(name):
             self.pools_table.move_cursor(row=self.pools_table.get_row_index(name))
-            self._show_members()
+            self._show_pool()
+            self.load_detail()
 
     def selected_worker(self) -> dict[str, Any] | None:
         if self.focused is not self.members_table:
@@ -104,7 +218,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         key = self.members_table.selected_key
         return self.wapp.fleet.workers.get(key) if key else None
 
-    def on_data_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         self.action_open()
 
     def action_open(self) -> None:
@@ -114,7 +228,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
             worker = self.selected_worker()
             if worker:
                 self.app.push_screen(WorkerDetailScreen(worker["name"]))
-        elif self.members_table.row_count:
+        elif self.focused is self.pools_table and self.members_table.row_count:
             self.members_table.focus()
 
     def action_new_pool(self) -> None:

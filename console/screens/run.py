@@ -276,7 +276,7 @@ class RunScreen(FleetScreen):
         self.log_view.jump_to(found["seq"])
         self.notify(f"Step {found['step']}: {found['text'][:120]}", markup=False)
 
-    def on_data_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
         self.action_only_step()
 
     def action_only_step(self) -> None:

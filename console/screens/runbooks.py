@@ -62,7 +62,7 @@ class RunbooksScreen(FleetScreen):
             if matches(text, name, book["description"])
         })
 
-    def on_data_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self.show_detail()
 
     @work(exclusive=True, group="runbook-detail", exit_on_error=False)

@@ -71,7 +71,7 @@ class RunsScreen(FleetScreen):
                          if matches(text, run["id"], run["runbook"], run["environment"],
                                     run["status"], run["actor"], run["reason"])})
 
-    def on_data_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
         self.action_open()
 
     def action_open(self) -> None:

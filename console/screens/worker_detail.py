@@ -43,7 +43,8 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
         Binding("escape", "back", "Back", id="back"),
         Binding("c", "check", "Check", id="check"),
         Binding("t", "trust", "Trust key", id="trust"),
-        Binding("d", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
+        Binding("d", "toggle_drain", "Drain/undrain", id="toggle_drain"),
+        Binding("e", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
     ]
 
     def __init__(self, name: str) -> None:

@@ -13,11 +13,11 @@ from textual.binding import Binding
 from console.screens.base import FleetScreen
 from console.state import (
     SEVERITY,
+    Haystacks,
     ago,
     disk_text,
     latency,
     load_text,
-    matches,
     safe,
     status_text,
     worker_name_text,
@@ -26,7 +26,8 @@ from console.widgets.live_table import LiveTable
 
 COLUMNS = [
     ("name", "Name", 26),
-    ("status", "Status", 13),
+    ("status", "Status", 15),
+    ("slots", "Slots", 5),
     ("pools", "Pools", 34),
     ("latency", "Latency", 9),
     ("load", "Load", 8),
@@ -36,10 +37,16 @@ COLUMNS = [
 ]
 
 
-def worker_cells(worker: dict[str, Any], now: datetime) -> list[Text]:
+def worker_cells(worker: dict[str, Any], now: datetime | None = None) -> list[Text]:
+    now = now or datetime.now(UTC)
+    status = status_text(worker["status"])
+    if worker.get("draining"):
+        status.append(" ⇣", style="yellow")
     return [
         worker_name_text(worker),
-        status_text(worker["status"]),
+        status,
+        Text(f"{worker.get('leases', 0)}/{worker['capacity']}",
+             style="bold" if worker.get("leases") else "bright_black"),
         safe(", ".join(worker["pools"]), 120),
         latency(worker["latency_ms"]),
         load_text(worker),
@@ -49,10 +56,11 @@ def worker_cells(worker: dict[str, Any], now: datetime) -> list[Text]:
     ]
 
 
-def worker_matches(filter_text: str, worker: dict[str, Any]) -> bool:
-    return matches(filter_text, worker["name"], worker["status"], worker["host"],
-                   " ".join(worker["pools"]), worker["reason"],
-                   "built-in" if worker.get("builtin") else "")
+def worker_fields(worker: dict[str, Any]) -> list[Any]:
+    """What a filter looks in."""
+    return [worker["name"], worker["status"], worker["host"], " ".join(worker["pools"]),
+            worker["reason"], "built-in" if worker.get("builtin") else "",
+            "draining" if worker.get("draining") else ""]
 
 
 def quoted(name: str) -> str:
@@ -112,10 +120,32 @@ class WorkerVerbs:
                 self.app.call_api("Disable worker", "POST",  # type: ignore[attr-defined]
                                   f"{path}/disable", done=f"Disabled {name}.")
 
-        self.app.push_screen(ConfirmDialog(
-            f"Disable {name}?",
-            "It will take no new work and will not be health-checked until enabled again.",
-            confirm="Disable"), decided)
+        running = worker.get("leases", 0)
+        body = ("It will take no new work and will not be health-checked until enabled "
+                "again.")
+        if running:
+            body = (f"{running} step{'s are' if running != 1 else ' is'} running on it now "
+                    f"and will go on to the end there. {body} To let it finish first and "
+                    "then stand idle, drain it instead (d).")
+        self.app.push_screen(ConfirmDialog(f"Disable {name}?", body, confirm="Disable"),
+                             decided)
+
+    def action_toggle_drain(self) -> None:
+        worker = self.selected_worker()
+        if not worker:
+            return
+        name = worker["name"]
+        path = f"/api/workers/{quoted(name)}"
+        if worker.get("draining"):
+            self.app.call_api("Undrain worker", "POST",  # type: ignore[attr-defined]
+                              f"{path}/undrain", done=f"{name} takes new steps again.")
+            return
+        running = worker.get("leases", 0)
+        self.app.call_api(  # type: ignore[attr-defined]
+            "Drain worker", "POST", f"{path}/drain",
+            done=f"Draining {name}: " + (
+                f"{running} running step{'s' if running != 1 else ''} finish there, "
+                "no new ones start." if running else "it is idle and takes no new steps."))
 
 
 class WorkersScreen(WorkerVerbs, FleetScreen):
@@ -126,12 +156,19 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
         Binding("c", "check", "Check", id="check"),
         Binding("C", "check_all", "Check all", id="check_all"),
         Binding("t", "trust", "Trust key", id="trust"),
-        Binding("d", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
+        Binding("d", "toggle_drain", "Drain/undrain", id="toggle_drain"),
+        Binding("e", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._haystacks = Haystacks(worker_fields)
+        self._shown_for = ""  # the filter the table's rows were chosen by
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
-        table = LiveTable(id="workers-table", sort_key=self._sort_key, fill="reason")
+        table = LiveTable(id="workers-table", sort_key=self._sort_key, fill="reason",
+                          cells=lambda _name, worker: worker_cells(worker))
         table.set_columns(COLUMNS)
         yield table
         yield from self.compose_bottom()
@@ -139,9 +176,15 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.set_interval(2.0, self._refresh_ages)
+        # The filter's search text, made before the first key is typed into the filter.
+        self.call_after_refresh(self._prime_search)
+
+    def _prime_search(self) -> None:
+        for name, worker in self.wapp.fleet.workers.items():
+            self._haystacks.matches("-", name, worker)
 
     @staticmethod
-    def _sort_key(key: str, _cells: Any) -> Any:
+    def _sort_key(key: str, _worker: Any) -> Any:
         return key.lower()
 
     @property
@@ -154,17 +197,28 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
         workers = self.wapp.fleet.workers
-        now = datetime.now(UTC)
-        text = self.filter_text
+        text = self._shown_for = self.filter_text
+        shown = self._haystacks.matches
         if changed is None:
-            self.table.sync({name: worker_cells(w, now) for name, w in workers.items()
-                             if worker_matches(text, w)})
+            self.table.sync({name: w for name, w in workers.items() if shown(text, name, w)})
         else:
             self.table.upsert({
-                name: worker_cells(workers[name], now)
-                if name in workers and worker_matches(text, workers[name]) else None
-                for name in changed if name in workers or name in self.table.row_keys()
+                name: workers[name]
+                if name in workers and shown(text, name, workers[name]) else None
+                for name in changed if name in workers or self.table.has_row(name)
             })
+        self._update_subtitle()
+
+    def filter_changed(self) -> None:
+        text, previous = self.filter_text, self._shown_for
+        self._shown_for = text
+        if not (previous and text.startswith(previous)):
+            self.fleet_changed(None)
+            return
+        # Typing on narrows the filter: only the rows shown can still match.
+        workers, shown = self.wapp.fleet.workers, self._haystacks.matches
+        self.table.sync({name: workers[name] for name in self.table.row_keys()
+                         if name in workers and shown(text, name, workers[name])})
         self._update_subtitle()
 
     def _update_subtitle(self) -> None:
@@ -174,19 +228,14 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
                                   "bright_black")))
 
     def _refresh_ages(self) -> None:
-        # Only the "Checked" cells whose text changes are touched.
-        workers = self.wapp.fleet.workers
-        now = datetime.now(UTC)
-        self.table.upsert({
-            name: worker_cells(workers[name], now) for name in self.table.row_keys()
-            if name in workers
-        })
+        # "Checked 5s ago" moves on with the clock: the rows on screen are drawn again.
+        self.table.refresh_cells()
 
     def selected_worker(self) -> dict[str, Any] | None:
         key = self.table.selected_key
         return self.wapp.fleet.workers.get(key) if key else None
 
-    def on_data_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         self.action_open()
 
     def action_open(self) -> None:

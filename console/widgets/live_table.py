@@ -1,110 +1,312 @@
-"""A DataTable that is kept in step with changing data by keyed, in-place edits."""
+"""A table kept in step with changing data by keyed edits, drawing only the rows on screen.
+
+Rows are keyed; each holds its data (say, a worker) and, when the table is given a
+`cells` function, its cells are made from that data only when the row is drawn, then
+kept until the data changes. So ten thousand workers cost a dict entry each, not ten
+thousand rows of laid-out cells, and a filter keystroke is a sort of keys, not a
+rebuild. (Textual's DataTable lays every row out; it is too slow at that size.)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import DataTable
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 Cells = Sequence[Text]
+PADDING = 1  # spaces each side of a cell
+STRIP_CACHE = 2000  # drawn rows kept
 
 
-class LiveTable(DataTable):
-    """Rows are keyed; an update touches only the cells that changed, never the whole table."""
+@dataclass
+class Column:
+    key: str
+    label: str
+    width: int | None  # None: takes the width left over (the fill column)
 
-    def __init__(self, *, sort_key: Callable[[str, Cells], Any] | None = None,
-                 fill: str | None = None, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self._cells: dict[str, list[Text]] = {}
-        self._column_keys: list[str] = []
-        self._auto_width: set[str] = set()
-        self._sort_key = sort_key or (lambda key, cells: key)
-        # The column that takes the width left over, so the table never scrolls sideways.
+
+class LiveTable(ScrollView, can_focus=True):
+    """Rows keyed by name; the view shows them sorted, a cursor row, a fixed header."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
+        Binding("enter", "select", "Open", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "live-table--header", "live-table--cursor", "live-table--cursor-blurred"}
+
+    DEFAULT_CSS = """
+    LiveTable {
+        background: $surface;
+        color: $foreground;
+        height: auto;
+        max-height: 100%;
+        & > .live-table--header { text-style: bold; background: $panel; color: $foreground; }
+        & > .live-table--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+        & > .live-table--cursor-blurred {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+    }
+    """
+
+    class RowHighlighted(Message):
+        def __init__(self, table: LiveTable, key: str | None) -> None:
+            super().__init__()
+            self.data_table = table
+            self.row_key = key
+
+        @property
+        def control(self) -> LiveTable:
+            return self.data_table
+
+    class RowSelected(RowHighlighted):
+        pass
+
+    def __init__(self, *, sort_key: Callable[[str, Any], Any] | None = None,
+                 fill: str | None = None, cells: Callable[[str, Any], Cells] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.columns: list[Column] = []
+        self._data: dict[str, Any] = {}
+        self._order: list[str] = []  # keys as shown
+        self._index: dict[str, int] | None = None  # key -> position in _order, built lazily
+        self._made: dict[str, list[Text]] = {}  # cells made from data, for rows drawn
+        self._sorts: dict[str, Any] = {}  # each row's sort key, made when its data changes
+        # Drawn rows, by look and width, with the cells they were drawn from.
+        self._strips: dict[tuple[str, str, int], tuple[list[Text], Strip]] = {}
+        self._cells_of = cells or (lambda _key, data: list(data))
+        self._sort_key = sort_key or (lambda key, _data: key)
         self._fill = fill
+        self.cursor_row = 0
+
+    # -------------------------------------------------------- columns and rows
 
     def set_columns(self, columns: Sequence[tuple[str, str, int | None]]) -> None:
-        for key, label, width in columns:
-            self.add_column(label, key=key, width=width)
-            self._column_keys.append(key)
-            if width is None and key != self._fill:
-                self._auto_width.add(key)
-
-    def on_resize(self) -> None:
-        if self._fill is None or not self.columns:
-            return
-        others = sum(c.get_render_width(self) for k, c in self.columns.items()
-                     if k.value != self._fill)
-        column = self.columns[next(k for k in self.columns if k.value == self._fill)]
-        column.auto_width = False
-        column.width = max(12, self.scrollable_content_region.width - others
-                           - 2 * self.cell_padding)
-        # DataTable has no public way to resize a column; this flag makes it re-measure.
-        self._require_update_dimensions = True
+        self.columns = [Column(key, label, width) for key, label, width in columns]
         self.refresh()
 
     @property
-    def selected_key(self) -> str | None:
-        if not self.row_count or self.cursor_row < 0:
-            return None
-        try:
-            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except Exception:  # the cursor points past a row removed a moment ago
-            return None
+    def row_count(self) -> int:
+        return len(self._order)
 
-    def sync(self, rows: Mapping[str, Cells]) -> None:
-        """Make the table show exactly `rows`: remove, update and add what differs."""
-        with self.app.batch_update():
-            for key in [k for k in self._cells if k not in rows]:
-                self._remove(key)
-            added = False
-            for key, cells in rows.items():
-                added |= self._upsert(key, cells)
-            if added:
-                self._resort()
+    def row_keys(self) -> list[str]:
+        return list(self._order)
 
-    def upsert(self, updates: Mapping[str, Cells | None]) -> None:
+    def has_row(self, key: str) -> bool:
+        return key in self._data
+
+    def refresh_cells(self) -> None:
+        """Make the cells again as they are drawn: they show something that moves on by
+        itself (an age), not only their data."""
+        self._made.clear()
+        self._strips.clear()
+        self.refresh()
+
+    def sync(self, rows: Mapping[str, Any]) -> None:
+        """Make the table show exactly `rows` ({key: data}): remove, update, add."""
+        gone = [key for key in self._data if key not in rows]
+        for key in gone:
+            del self._data[key]
+            self._made.pop(key, None)
+            self._sorts.pop(key, None)
+        added = False
+        for key, data in rows.items():
+            added |= self._put(key, data)
+        if added or gone:
+            self._resort()
+        else:
+            self.refresh()
+
+    def upsert(self, updates: Mapping[str, Any | None]) -> None:
         """Apply some changed rows (None removes a row)."""
-        with self.app.batch_update():
-            added = False
-            for key, cells in updates.items():
-                if cells is None:
-                    self._remove(key)
-                else:
-                    added |= self._upsert(key, cells)
-            if added:
-                self._resort()
+        changed = False
+        for key, data in updates.items():
+            if data is None:
+                if self._data.pop(key, None) is not None:
+                    self._made.pop(key, None)
+                    self._sorts.pop(key, None)
+                    changed = True
+            else:
+                changed |= self._put(key, data)
+        if changed:
+            self._resort()
+        else:
+            self.refresh()
 
-    def _upsert(self, key: str, cells: Cells) -> bool:
-        current = self._cells.get(key)
-        if current is None:
-            self._cells[key] = list(cells)
-            self.add_row(*cells, key=key)
-            return True
-        for index, (old, new) in enumerate(zip(current, cells, strict=True)):
-            if old != new:
-                current[index] = new
-                column = self._column_keys[index]
-                self.update_cell(key, column, new, update_width=column in self._auto_width)
-        return False
-
-    def _remove(self, key: str) -> None:
-        if self._cells.pop(key, None) is not None:
-            self.remove_row(key)
-
-    def _resort(self) -> None:
-        selected = self.selected_key
-        # DataTable.sort hands the key function a row's cell values, not its key; the
-        # first cell object of each row is ours, so its identity leads back to the key.
-        order = {id(cells[0]): self._sort_key(key, cells) for key, cells in self._cells.items()}
-        self.sort(key=lambda values: order[id(values[0])])
-        if selected is not None and selected in self._cells:
-            self.move_cursor(row=self.get_row_index(selected), scroll=False)
+    def _put(self, key: str, data: Any) -> bool:
+        """Store a row's data; True when the row is new (rows keep their place otherwise)."""
+        old = self._data.get(key, _MISSING)
+        if old is data:
+            return False
+        self._data[key] = data
+        self._sorts[key] = self._sort_key(key, data)
+        changed = not isinstance(data, dict | list | tuple) or old != data
+        if old is not _MISSING and changed:
+            self._made.pop(key, None)
+        return old is _MISSING
 
     def resort(self) -> None:
         self._resort()
 
-    def row_keys(self) -> list[str]:
-        return list(self._cells)
+    def _resort(self) -> None:
+        selected = self.selected_key
+        self._order = sorted(self._data, key=self._sorts.__getitem__)
+        self._index = None
+        if selected is not None and selected in self._data:
+            self.cursor_row = self.get_row_index(selected)
+        self._clamp()
+        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+        self.refresh()
 
+    def get_row_index(self, key: str) -> int:
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self._order)}
+        return self._index[key]
+
+    def cells(self, key: str) -> list[Text]:
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = list(self._cells_of(key, self._data[key]))
+        return made
+
+    def get_cell(self, key: str, column: str) -> Text:
+        index = next(i for i, c in enumerate(self.columns) if c.key == column)
+        return self.cells(key)[index]
+
+    # -------------------------------------------------------- cursor
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self._order:
+            return None
+        return self._order[min(self.cursor_row, len(self._order) - 1)]
+
+    def move_cursor(self, *, row: int, scroll: bool = True) -> None:
+        before = self.selected_key
+        self.cursor_row = row
+        self._clamp()
+        if scroll:
+            self._scroll_to_cursor()
+        self.refresh()
+        if self.selected_key != before:
+            self.post_message(self.RowHighlighted(self, self.selected_key))
+
+    def _clamp(self) -> None:
+        self.cursor_row = max(0, min(self.cursor_row, len(self._order) - 1))
+
+    def _scroll_to_cursor(self) -> None:
+        visible = max(1, self.scrollable_content_region.height - 1)
+        top = int(self.scroll_offset.y)
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False)
+        elif self.cursor_row >= top + visible:
+            self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_cursor(row=self.cursor_row + delta)
+
+    def action_page(self, direction: int) -> None:
+        page = max(1, self.scrollable_content_region.height - 2)
+        self.move_cursor(row=self.cursor_row + direction * page)
+
+    def action_first(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        self.move_cursor(row=len(self._order) - 1)
+
+    def action_select(self) -> None:
+        if self._order:
+            self.post_message(self.RowSelected(self, self.selected_key))
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y < 1:
+            return
+        row = int(self.scroll_offset.y) + event.y - 1
+        if 0 <= row < len(self._order):
+            already = row == self.cursor_row
+            self.move_cursor(row=row, scroll=False)
+            if already or event.chain > 1:
+                self.action_select()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # -------------------------------------------------------- drawing
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+        self.refresh()
+
+    def _widths(self) -> list[int]:
+        fixed = sum((c.width or 0) + 2 * PADDING for c in self.columns)
+        room = max(12, self.size.width - fixed - 2 * PADDING)
+        return [c.width if c.width is not None else room for c in self.columns]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            style = self.get_component_rich_style("live-table--header")
+            cells = [Text(c.label) for c in self.columns]
+            return self._strip(cells, base + style, width)
+        row = int(self.scroll_offset.y) + y - 1
+        if row >= len(self._order):
+            return Strip.blank(width, base)
+        key = self._order[row]
+        look = "plain"
+        style = base
+        if row == self.cursor_row:
+            look = "cursor" if self.has_focus else "cursor-blurred"
+            style = base + self.get_component_rich_style(f"live-table--{look}")
+        cells = self.cells(key)
+        cached = self._strips.get((key, look, width))
+        if cached is not None and cached[0] is cells:
+            return cached[1]
+        strip = self._strip(cells, style, width)
+        if len(self._strips) > STRIP_CACHE:
+            self._strips.clear()
+        self._strips[(key, look, width)] = (cells, strip)
+        return strip
+
+    def _strip(self, cells: Sequence[Text], style: Style, width: int) -> Strip:
+        segments: list[Segment] = []
+        console = self.app.console
+        pad = Segment(" " * PADDING, style)
+        for cell, cell_width in zip(cells, self._widths(), strict=False):
+            text = cell.copy()
+            text.no_wrap = True
+            text.overflow = "ellipsis"
+            text.truncate(cell_width, overflow="ellipsis", pad=True)
+            segments.append(pad)
+            segments.extend(Segment.apply_style(text.render(console), style))
+            segments.append(pad)
+        return Strip(segments).crop_extend(0, width, style)
+
+
+_MISSING = object()
