@@ -355,7 +355,7 @@ script = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.1; done; sleep
     assert [t for t in texts if t.startswith("line ")] == [f"line {i}" for i in range(1, 11)]
     with workdeck.client() as client:
         pool = client.get("/api/pools/Web Pool")
-    assert pool["workers"]  # and the lease was released: a new run gets the worker
+    assert pool["leased"] == 0  # the lease was released: a new run gets the worker
     again = launch(workdeck, "Interrupted")
     wait_run(workdeck, again["id"], lambda r: r["steps"][0]["status"] == "running")
     workdeck.cli("runs", "cancel", str(again["id"]))
