@@ -47,6 +47,7 @@ class Waiter:
     step: str
     only: str | None
     since: datetime = field(default_factory=utcnow)
+    on_wait: Callable[[], None] | None = None  # told once, when it has to wait
     future: asyncio.Future[Granted] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -70,19 +71,16 @@ class Leases:
     async def acquire(self, pool: str, run_id: int, position: int, *, step: str = "",
                       only: str | None = None, on_wait: Callable[[], None] | None = None
                       ) -> Granted:
-        """A slot in `pool` (on worker `only` if given); queues while every slot is taken."""
-        if not any(w.pool == pool for w in self.queue):
-            granted = await asyncio.to_thread(self._grant_one, pool, run_id, position, step,
-                                              only)
-            if granted is not None:
-                self._changed()
-                return granted
-        waiter = Waiter(pool, run_id, position, step, only)
+        """A slot in `pool` (on worker `only` if given); queues while every slot is taken.
+
+        Every request joins the queue first, so two that come at once are served in the
+        order they came; `on_wait` is called once if the first look finds no free slot.
+        """
+        waiter = Waiter(pool, run_id, position, step, only, on_wait=on_wait)
         self.queue.append(waiter)
         self._changed()
         self._ensure_dispatcher()
-        if on_wait is not None:
-            on_wait()
+        self._wake.set()
         try:
             return await waiter.future
         except asyncio.CancelledError:
@@ -127,11 +125,6 @@ class Leases:
 
     # -------------------------------------------------------- choosing a worker
 
-    def _grant_one(self, pool: str, run_id: int, position: int, step: str,
-                   only: str | None) -> Granted | None:
-        with self.store.write() as session:
-            return _grant(session, _leased(session), pool, run_id, position, step, only)
-
     def _ensure_dispatcher(self) -> None:
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch_forever())
@@ -151,6 +144,9 @@ class Leases:
         outcomes = await asyncio.to_thread(self._grant_in_order, waiting)
         for waiter, outcome in zip(waiting, outcomes, strict=True):
             if outcome is None:
+                if waiter.on_wait is not None and not waiter.future.done():
+                    told, waiter.on_wait = waiter.on_wait, None
+                    told()
                 continue
             if waiter.future.done():  # cancelled meanwhile: give its slot back
                 if isinstance(outcome, Granted):

@@ -177,9 +177,11 @@ def meter(pool: dict[str, Any], width: int = 12) -> Text:
     filled = round(share * width)
     if leased and not filled:
         filled = 1  # one step on one slot of many is not "nothing"
-    text = Text("█" * filled, style=utilization_style(share, pool.get("queued", 0)))
+    style = utilization_style(share, pool.get("queued", 0))
+    text = Text()
+    text.append("█" * filled, style=style)
     text.append("░" * (width - filled), style="bright_black")
-    text.append(f" {share:4.0%}")
+    text.append(f" {share:4.0%}", style=style if share >= 0.7 else "")
     return text
 
 

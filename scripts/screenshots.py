@@ -21,6 +21,7 @@ from console.client import Client, Target, start_server  # noqa: E402
 from console.demo import DEMO_ARGS, stop_server  # noqa: E402
 
 SIZE = (150, 40)
+POOL = "Local Development Web Worker Pool"
 OUT = ROOT / "screenshots"
 
 
@@ -57,10 +58,38 @@ async def shoot(target: Target) -> None:
         await pilot.press("enter")
         await pilot.pause(0.8)
         app.save_screenshot("worker-details.svg", str(OUT))
-        await pilot.press("escape", "p", "down", "down")
-        await pilot.pause(0.3)
-        app.save_screenshot("pools.svg", str(OUT))
+        await pilot.press("escape")
         await shoot_runs(app, pilot)
+        await shoot_pools(app, pilot, target)
+
+
+def launch_warm_caches(target: Target, count: int) -> list[int]:
+    with Client(target) as client:
+        return [client.post("/api/runs", {"runbook": "Warm caches",
+                                          "environment": "Development"})["id"]
+                for _ in range(count)]
+
+
+async def shoot_pools(app: WorkdeckApp, pilot, target: Target) -> None:  # type: ignore[no-untyped-def]
+    """A busy pool: every slot leased, two steps queued, on the Dashboard and opened."""
+    runs = await asyncio.to_thread(launch_warm_caches, target, 10)
+    await pilot.press("h")
+    await pilot.pause(6)  # a few samples for the sparklines
+    app.save_screenshot("dashboard.svg", str(OUT))
+    await pilot.press("p")
+    screen = app.screen
+    await until(pilot, lambda: screen.pools_table.has_row(POOL))
+    screen.select_pool(POOL)
+    await until(pilot, lambda: screen.query_one("#queue-table").row_count == 2)
+    await pilot.pause(0.5)
+    app.save_screenshot("pools.svg", str(OUT))
+    await pilot.press("a")
+    await until(pilot, lambda: app.screen.table.row_count > 0)
+    await pilot.pause(0.3)
+    app.save_screenshot("advisor.svg", str(OUT))
+    with Client(target) as client:
+        for run_id in runs:
+            client.post(f"/api/runs/{run_id}/cancel")
 
 
 async def until(pilot, predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
@@ -131,9 +160,6 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     await pilot.press("escape", "u")
     await pilot.pause(0.5)
     app.save_screenshot("runs.svg", str(OUT))
-    await pilot.press("h")
-    await pilot.pause(0.5)
-    app.save_screenshot("dashboard.svg", str(OUT))
 
 
 def main() -> None:

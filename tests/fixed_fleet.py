@@ -6,6 +6,7 @@ pixel); everything the views do with the data is the real console.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,14 @@ FACTS = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "Linux 6.1.0-18-amd64
          "work_dir": "/home/deploy/.workdeck/work"}
 
 
+def pool(name: str, description: str, leased: int, capacity: int, queued: int,
+         healthy: int, workers: int, default: bool = False) -> dict[str, Any]:
+    return {"name": name, "description": description, "default": default, "members": [],
+            "leased": leased, "capacity": capacity, "queued": queued,
+            "utilization": round(leased / capacity, 3) if capacity else 0.0,
+            "healthy_workers": healthy, "workers": workers, "draining_workers": 0}
+
+
 def worker(name: str, pools: list[str], status: str = "healthy", reason: str = "",
            **extra: Any) -> dict[str, Any]:
     return {
@@ -32,7 +41,7 @@ def worker(name: str, pools: list[str], status: str = "healthy", reason: str = "
         "latency_ms": 12.4 if status in ("healthy", "warning") else None, "connect_ms": 38.0,
         "facts": FACTS if status in ("healthy", "warning", "unhealthy") else {},
         "host_key": "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXx", "presented_host_key":
-        None, **extra,
+        None, "draining": False, "leases": 0, **extra,
     }
 
 
@@ -42,10 +51,10 @@ DEV = "Omaha Development Worker Pool"
 SNAPSHOT = {
     "workers": [
         {**worker("built-in-worker", ["Default Worker Pool"]), "builtin": True,
-         "host": "localhost", "port": 0},
-        worker("p-web-azure-worker-01", [WEB]),
+         "host": "localhost", "port": 0, "leases": 1},
+        worker("p-web-azure-worker-01", [WEB], leases=3),
         worker("p-web-azure-worker-02", [WEB], "warning", "only 812 MB free on /"),
-        worker("p-db-omaha-worker-01", [DB]),
+        worker("p-db-omaha-worker-01", [DB], leases=4),
         worker("p-db-omaha-worker-02", [DB], "unavailable",
                "HOST KEY CHANGED: presented SHA256:Zx9... but SHA256:q1w2... is pinned; this "
                "may be a man-in-the-middle attack, connection refused",
@@ -56,16 +65,19 @@ SNAPSHOT = {
         worker("d-app-omaha-worker-03", [DEV], "unknown"),
     ],
     "pools": [
-        {"name": "Default Worker Pool", "description": "Where steps run when they name no pool",
-         "default": True},
-        {"name": WEB, "description": "Web deployments to Azure Central US", "default": False},
-        {"name": DB, "description": "Schema migrations in the Omaha data center",
-         "default": False},
-        {"name": DEV, "description": "Development builds and tests", "default": False},
+        pool("Default Worker Pool", "Where steps run when they name no pool", 1, 4, 0, 1, 1,
+             default=True),
+        pool(WEB, "Web deployments to Azure Central US", 3, 4, 0, 1, 2),
+        pool(DB, "Schema migrations in the Omaha data center", 4, 4, 2, 1, 2),
+        pool(DEV, "Development builds and tests", 0, 0, 0, 0, 3),
     ],
+    "advice": {"findings": 3, "critical": 1},
     "server": {},
 }
 
+for _pool in SNAPSHOT["pools"]:  # type: ignore[union-attr]
+    _pool["members"] = sorted(w["name"] for w in SNAPSHOT["workers"]  # type: ignore[index]
+                              if _pool["name"] in w["pools"])
 
 HISTORY = [
     {"checked_at": f"2026-01-15T09:{i:02d}:00+00:00",
@@ -76,11 +88,27 @@ HISTORY = [
 ]
 
 
+DB_DETAIL = {
+    "name": DB,
+    "leases": [{"run_id": 40 + i, "runbook": "Migrate database", "position": 2,
+                "step": "Apply migrations", "worker": "p-db-omaha-worker-01", "pool": DB,
+                "since": TWO_DAYS_AGO,
+                "reason": f"p-db-omaha-worker-01: healthy, {i} of 4 slots in use, the fewest "
+                          f"of 1 with a free slot in {DB}"} for i in range(4)],
+    "queue": [{"run_id": 44 + i, "position": 2, "step": "Apply migrations", "pool": DB,
+               "worker": None, "since": TWO_DAYS_AGO} for i in range(2)],
+}
+
+
 class FixedApi:
-    """Answers the one read the views make besides the stream: a worker's history."""
+    """Answers the reads the views make besides the stream: a worker's history, a pool."""
 
     async def get(self, path: str, **_kwargs: Any) -> Any:
-        return HISTORY if path.endswith("/history") else {}
+        if path.endswith("/history"):
+            return HISTORY
+        if path.startswith("/api/pools/") and "Database" in path:
+            return DB_DETAIL
+        return {}
 
     async def aclose(self) -> None:
         return None
@@ -92,7 +120,15 @@ class FixedFleetApp(WorkdeckApp):
         self.api = FixedApi()  # type: ignore[assignment]
 
     def follow_events(self) -> None:  # type: ignore[override]
-        self.fleet.load(SNAPSHOT)
+        now = time.time()
+        # Sampled at the middle of 30-second slices of the last ten minutes from now, so
+        # the sparklines draw the same each time.
+        history = {
+            WEB: [[now - 585 + 30 * i, (i * 3) % 5, 4, 0] for i in range(20)],
+            DB: [[now - 585 + 30 * i, min(4, i // 3), 4, max(0, i // 3 - 4)]
+                 for i in range(20)],
+        }
+        self.fleet.load({**SNAPSHOT, "usage_history": history})
         self.fleet_loaded = True
         self.connected = True
         self.connection_note = ""

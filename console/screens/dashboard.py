@@ -39,7 +39,7 @@ def attention_cells(worker: dict[str, Any]) -> list[Text]:
 RECENT_RUNS = 5
 
 
-POOL_COLUMNS = [("pool", "Pool", 38), ("utilization", "Utilization", 17),
+POOL_COLUMNS = [("pool", "Pool", 38), ("utilization", "Utilization", 18),
                 ("leased", "Leased", 7), ("queued", "Queued", 6), ("healthy", "Healthy", 7),
                 ("history", "Last 10 minutes", 20), ("description", "Description", None)]
 

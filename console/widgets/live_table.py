@@ -177,7 +177,7 @@ class LiveTable(ScrollView, can_focus=True):
         if selected is not None and selected in self._data:
             self.cursor_row = self.get_row_index(selected)
         self._clamp()
-        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self._order) + 1)
         self.refresh()
 
     def get_row_index(self, key: str) -> int:
@@ -260,16 +260,16 @@ class LiveTable(ScrollView, can_focus=True):
     # -------------------------------------------------------- drawing
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self._order) + 1)
         self.refresh()
 
     def _widths(self) -> list[int]:
         fixed = sum((c.width or 0) + 2 * PADDING for c in self.columns)
-        room = max(12, self.size.width - fixed - 2 * PADDING)
+        room = max(12, self.scrollable_content_region.width - fixed - 2 * PADDING)
         return [c.width if c.width is not None else room for c in self.columns]
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width
         base = self.rich_style
         if y == 0:
             style = self.get_component_rich_style("live-table--header")

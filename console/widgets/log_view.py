@@ -124,7 +124,7 @@ class LogView(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
-        width = self.size.width
+        width = self.scrollable_content_region.width
         if index >= len(self._rows) or index < 0:
             return Strip.blank(width, self.rich_style)
         entry, header, piece = self._rows[index]
