@@ -17,7 +17,7 @@ from sqlmodel import select
 from backend import fleet
 from backend.db import Store
 from backend.errors import InvalidInput
-from backend.models import BUILTIN_WORKER, Pool
+from backend.models import BUILTIN_WORKER, Pool, Worker
 
 # In the seed's spirit: `p-db-omaha-worker-01` is environment letter, purpose, location,
 # "worker", number; `Azure Central US Production Worker Pool` ends in "Worker Pool".
@@ -63,11 +63,15 @@ def advise(store: Store, server_account: str | None = None) -> list[dict[str, An
     patterns = naming(store)
     worker_pattern = re.compile(patterns["worker_name_pattern"])
     pool_pattern = re.compile(patterns["pool_name_pattern"])
-    workers = fleet.list_workers(store)
-    pools = fleet.list_pools(store)
+    figures = fleet.pool_figures(store)
     with store.read() as session:
         builtin_on = fleet.get_setting(session, "builtin_worker", True)
         descriptions = dict(session.exec(select(Pool.name, Pool.description)).all())
+        # Only what the advice needs: a big fleet is read whole on every pass.
+        workers = [{"name": name, "user": user, "builtin": builtin}
+                   for name, user, builtin in session.exec(
+                       select(Worker.name, Worker.user, Worker.builtin)).all()]
+    pools = [{"name": name, **figure} for name, figure in sorted(figures.items())]
     findings: list[dict[str, Any]] = []
 
     for pool in pools:

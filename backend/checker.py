@@ -109,11 +109,13 @@ class HealthChecker:
 
     def targets(self, names: list[str] | None = None) -> list[Target]:
         with self.store.read() as session:
-            query = select(Worker)
+            # Rows, not ORM objects: the schedule reads every worker of a big fleet.
+            query = select(Worker.__table__)
             if names is not None:
                 query = query.where(Worker.name.in_(names))
-            workers = session.exec(query).all()
-            pins = {k.worker_id: k.public_key for k in session.exec(select(HostKey))}
+            workers = session.connection().execute(query).all()
+            pins = dict(session.connection().execute(
+                select(HostKey.worker_id, HostKey.public_key)).all())
         return [
             Target(
                 id=w.id,
@@ -136,13 +138,15 @@ class HealthChecker:
         self._targets = None
         self._wake.set()
 
-    def _scheduled_targets(self) -> list[Target]:
+    def _targets_stale(self) -> bool:
         # The schedule runs twice a second; re-reading every worker each time would make
         # a large fleet's store the busiest part of an idle server.
-        if self._targets is None or time.monotonic() - self._targets_read > TARGETS_TTL_S:
-            self._targets = self.targets()
-            self._targets_read = time.monotonic()
-        return self._targets
+        return self._targets is None or time.monotonic() - self._targets_read > TARGETS_TTL_S
+
+    async def _refresh_targets(self) -> None:
+        # Off the event loop: ten thousand workers take a while to read.
+        self._targets = await asyncio.to_thread(self.targets)
+        self._targets_read = time.monotonic()
 
     def reload_policy(self) -> None:
         self._policy = fleet.get_policy(self.store)
@@ -305,7 +309,10 @@ class HealthChecker:
         flusher = asyncio.create_task(self._flush_forever())
         try:
             while True:
-                self._launch_due()
+                if self._targets_stale():
+                    await self._refresh_targets()
+                if self._targets is not None:  # not invalidated while it was read
+                    self._launch_due(self._targets)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5)
@@ -315,10 +322,9 @@ class HealthChecker:
     def wake(self) -> None:
         self._wake.set()
 
-    def _launch_due(self) -> None:
+    def _launch_due(self, targets: list[Target]) -> None:
         policy = self._policy
         now = time.monotonic()
-        targets = self._scheduled_targets()
         live = {t.id for t in targets}
         for worker_id in list(self._due):
             if worker_id not in live:

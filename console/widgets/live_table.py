@@ -306,7 +306,8 @@ class LiveTable(ScrollView, can_focus=True):
             segments.append(pad)
             segments.extend(Segment.apply_style(text.render(console), style))
             segments.append(pad)
-        return Strip(segments).crop_extend(0, width, style)
+        # Fewer, longer segments: Textual filters every segment of every line it paints.
+        return Strip(segments).simplify().crop_extend(0, width, style)
 
 
 _MISSING = object()
