@@ -409,23 +409,22 @@ def remove_worker(store: Store, name: str, actor: str) -> None:
 
 
 def set_enabled(store: Store, name: str, enabled: bool, actor: str) -> dict[str, Any]:
-    with store.write() as session:
-        worker = _worker(session, name)
-        if worker.enabled != enabled:
-            worker.enabled = enabled
-            session.add(worker)
-            audit(session, actor, "worker.enable" if enabled else "worker.disable", name)
-    return get_worker(store, name)
+    return _set_flag(store, name, "enabled", enabled, actor, "worker.enable", "worker.disable")
 
 
 def set_draining(store: Store, name: str, draining: bool, actor: str) -> dict[str, Any]:
     """A draining worker finishes the steps it runs and takes no new ones."""
+    return _set_flag(store, name, "draining", draining, actor, "worker.drain", "worker.undrain")
+
+
+def _set_flag(store: Store, name: str, flag: str, value: bool, actor: str, on: str,
+              off: str) -> dict[str, Any]:
     with store.write() as session:
         worker = _worker(session, name)
-        if worker.draining != draining:
-            worker.draining = draining
+        if getattr(worker, flag) != value:
+            setattr(worker, flag, value)
             session.add(worker)
-            audit(session, actor, "worker.drain" if draining else "worker.undrain", name)
+            audit(session, actor, on if value else off, name)
     return get_worker(store, name)
 
 

@@ -92,15 +92,6 @@ class Fleet:
     def counts(self) -> Counter[str]:
         return Counter(w["status"] for w in self.workers.values())
 
-    def pool_members(self, pool: str) -> list[dict[str, Any]]:
-        return [w for w in self.workers.values() if pool in w["pools"]]
-
-    def pool_names(self) -> list[str]:
-        names = set(self.pools)
-        for worker in self.workers.values():
-            names.update(worker["pools"])
-        return sorted(names, key=str.lower)
-
 
 def status_text(status: str) -> Text:
     glyph, style = STATUS_STYLE.get(status, ("?", ""))

@@ -10,7 +10,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.timer import Timer
 from textual.widgets import Static
 
 from console.client import ApiError
@@ -54,11 +53,6 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         Binding("d", "toggle_drain", "Drain/undrain", id="toggle_drain"),
         Binding("e", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
     ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._detail: dict[str, Any] | None = None
-        self._detail_due: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -171,7 +165,6 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
             return
         if name != self.pools_table.selected_key:
             return
-        self._detail = detail
         self._show_work(detail)
 
     def _show_work(self, detail: dict[str, Any]) -> None:
