@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from textual import events
+
 from console.app import WorkdeckApp
 from console.screens.modals import HelpScreen, TrustDialog
 from console.screens.worker_detail import WorkerDetailScreen
@@ -85,6 +87,13 @@ async def test_workers_view_filters_and_updates_in_place(workdeck, ssh_servers, 
         assert "healthy" in cell(table, "p-web-local-worker-01", "status")
         await pilot.press("escape")
         assert table.row_count == 3
+        # Typed in one burst, as a fast typist or a paste does: "/db" is a filter, not
+        # a drain (d) and a jump to the Runbooks view (b).
+        for key, char in (("slash", "/"), ("d", "d"), ("b", "b")):
+            app.post_message(events.Key(key, char))
+        await until(pilot, lambda: table.row_keys() == ["p-db-local-worker-01"])
+        assert app.current_mode == "workers"
+        assert not app.fleet.workers["p-db-local-worker-01"]["draining"]
 
 
 async def test_trust_a_host_key_from_the_console(workdeck, ssh_servers, client_key):

@@ -33,7 +33,9 @@ class FleetScreen(Screen):
     FILTERABLE: ClassVar[bool] = True
 
     BINDINGS = [
-        Binding("slash", "filter", "Filter", id="filter"),
+        # A priority binding runs as the key arrives, before the keys typed after it are
+        # routed: so "/web" typed in one burst lands "web" in the filter, not on the table.
+        Binding("slash", "filter", "Filter", id="filter", priority=True),
         Binding("escape", "back", "Back", show=False, id="back"),
     ]
 
