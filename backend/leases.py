@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from backend.db import Store
 from backend.errors import InvalidInput
 from backend.fleet import iso
 from backend.models import HEALTHY, Lease, Pool, PoolMember, Run, Worker, utcnow
+
+log = logging.getLogger(__name__)
 
 RECHECK_S = 1.0  # waiters look again this often anyway: a worker's health may have changed
 
@@ -132,7 +135,10 @@ class Leases:
     async def _dispatch_forever(self) -> None:
         while self.queue:
             self._wake.clear()
-            await self._dispatch()
+            try:
+                await self._dispatch()
+            except Exception:  # a failed pass (a busy store) must not strand the queue
+                log.exception("serving the queue of steps waiting for a slot failed")
             if self.queue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), RECHECK_S)
