@@ -15,7 +15,7 @@ from textual.widgets import Static
 from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.screens.dashboard import pools_table
-from console.screens.workers import WorkerVerbs, quoted
+from console.screens.workers import WorkerVerbs, drain_note, quoted
 from console.state import ago, matches, meter, safe, sparkline, status_text
 from console.widgets.live_table import LiveTable
 
@@ -30,15 +30,12 @@ DETAIL_REFRESH_S = 2.0  # leases and the queue are read again at least this ofte
 
 def member_cells(worker: dict[str, Any]) -> list[Text]:
     status = status_text(worker["status"])
-    why = worker["reason"]
     if worker.get("draining"):
         status.append(" ⇣", style="yellow")
-        why = (f"draining: {worker.get('leases', 0)} steps left" if worker.get("leases")
-               else "drained: takes no new steps") + (f"; {why}" if why else "")
     leases = worker.get("leases", 0)
     return [safe(worker["name"], 100), status,
             Text(f"{leases}/{worker['capacity']}", style="bold" if leases else "bright_black"),
-            safe(why, 300)]
+            drain_note(worker) + safe(worker["reason"], 300)]
 
 
 class PoolsScreen(WorkerVerbs, FleetScreen):

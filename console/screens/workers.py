@@ -52,8 +52,18 @@ def worker_cells(worker: dict[str, Any], now: datetime | None = None) -> list[Te
         load_text(worker),
         disk_text(worker),
         Text(ago(worker["checked_at"], now), style="bright_black"),
-        safe(worker["reason"], 300),
+        drain_note(worker) + safe(worker["reason"], 300),
     ]
+
+
+def drain_note(worker: dict[str, Any]) -> Text:
+    """What a draining worker is doing, said before anything else about it."""
+    if not worker.get("draining"):
+        return Text()
+    leases = worker.get("leases", 0)
+    note = (f"draining: {leases} step{'s' if leases != 1 else ''} left" if leases
+            else "drained: takes no new steps")
+    return Text(note + ("; " if worker["reason"] else ""), style="yellow")
 
 
 def worker_fields(worker: dict[str, Any]) -> list[Any]:
