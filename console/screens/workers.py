@@ -135,8 +135,9 @@ class WorkerVerbs:
                 "again.")
         if running:
             body = (f"{running} step{'s are' if running != 1 else ' is'} running on it now "
-                    f"and will go on to the end there. {body} To let it finish first and "
-                    "then stand idle, drain it instead (d).")
+                    f"and will go on to the end there. {body}")
+            if not worker.get("draining"):
+                body += " To let it finish first and then stand idle, drain it instead (d)."
         self.app.push_screen(ConfirmDialog(f"Disable {name}?", body, confirm="Disable"),
                              decided)
 
