@@ -9,9 +9,11 @@ leasing and releasing slots and checks keep arriving (checked every 30 s, jitter
 measures, in a console of its own process:
 
 - the time from starting the console to its first full Dashboard frame (every pool on it),
-- the time to apply each filter keystroke in the Workers view,
+- the time from each filter keystroke in the Workers view to the table drawn again with
+  its result,
 
-and, in this process against a copy of the store:
+and, in this process against a copy of the store, the reads a console's snapshot makes
+and:
 
 - the server's bookkeeping of one health-check sweep (store 10,000 results, read them back
   for the push stream, publish them),
