@@ -193,6 +193,15 @@ class Leases:
     def queue_of(self, pool: str) -> list[dict[str, Any]]:
         return [w.public() for w in self.queue if w.pool == pool and not w.future.done()]
 
+    def next_worker(self, pool: str) -> str | None:
+        """The worker a step of `pool` would be given now (None: it would queue)."""
+        with self.store.read() as session:
+            try:
+                free = _free(_members(session, pool), _leased(session), pool)
+            except NoWorker:
+                return None
+        return free[0].name if free else None
+
     def healthy_members(self, pool: str) -> list[str]:
         """Members that can take new leases: healthy, enabled, not draining."""
         with self.store.read() as session:
@@ -210,15 +219,20 @@ def _leased(session: Session) -> Counter[int]:
         select(Lease.worker_id, func.count()).group_by(Lease.worker_id)).all()))
 
 
-def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, position: int,
-           step: str, only: str | None) -> Granted | None:
-    """A lease on the member with the fewest leases, or None when all are full."""
+def _members(session: Session, pool: str) -> list[Worker]:
     pool_row = session.exec(select(Pool).where(Pool.name == pool)).first()
     if pool_row is None:
         raise NoWorker(f"No pool is named {pool!r}.")
-    members = session.exec(
+    return list(session.exec(
         select(Worker).join(PoolMember, PoolMember.worker_id == Worker.id)
-        .where(PoolMember.pool_id == pool_row.id)).all()
+        .where(PoolMember.pool_id == pool_row.id)).all())
+
+
+def _free(members: list[Worker], leased: Counter[int], pool: str,
+          only: str | None = None) -> list[Worker]:
+    """The members that can take a step now, the best choice first: healthy, enabled,
+    not draining, with a free slot, fewest leases (then name). NoWorker when none is able
+    at all, so that waiting would not help."""
     able = [w for w in members if w.enabled and w.status == HEALTHY and not w.draining
             and (only is None or w.name == only)]
     if not able:
@@ -226,10 +240,17 @@ def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, posit
         raise NoWorker(f"Pool {pool!r} has no healthy, enabled worker "
                        f"({len(members)} members" + (f", {draining} draining" if draining
                                                      else "") + ").")
-    free = [w for w in able if leased[w.id] < w.capacity]
+    return sorted((w for w in able if leased[w.id] < w.capacity),
+                  key=lambda w: (leased[w.id], w.name))
+
+
+def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, position: int,
+           step: str, only: str | None) -> Granted | None:
+    """A lease on the member with the fewest leases, or None when all are full."""
+    free = _free(_members(session, pool), leased, pool, only)
     if not free:
         return None
-    chosen = min(free, key=lambda w: (leased[w.id], w.name))
+    chosen = free[0]
     reason = (f"{chosen.name}: healthy, {leased[chosen.id]} of {chosen.capacity} slots "
               f"in use, the fewest of {len(free)} with a free slot in {pool}")
     lease = Lease(worker_id=chosen.id, run_id=run_id, position=position, step=step, pool=pool,

@@ -166,15 +166,13 @@ def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]
                                  "condition": step.condition}
         if pool:
             info = fleet.get_pool(store, pool, leases.queued_by_pool())
-            able = [w for w in fleet.list_workers(store, info["members"])
-                    if w["status"] == "healthy" and not w["draining"]]
-            free = sorted((w for w in able if w["leases"] < w["capacity"]),
-                          key=lambda w: (w["leases"], w["name"]))
+            if step.run_on == "all":
+                would_take = leases.healthy_members(pool)
+            else:
+                would_take = [name for name in [leases.next_worker(pool)] if name]
             entry.update(healthy=info["healthy_workers"], workers=info["workers"],
                          leased=info["leased"], capacity=info["capacity"],
-                         queued=info["queued"],
-                         would_take=([w["name"] for w in able] if step.run_on == "all"
-                                     else [w["name"] for w in free[:1]]))
+                         queued=info["queued"], would_take=would_take)
         steps.append(entry)
     return {"runbook": definition.name, "environment": environment, "variables": values,
             "sensitive": sorted(secrets), "steps": steps}

@@ -11,6 +11,7 @@ from typing import Any
 from rich.text import Text
 
 from backend.sanitize import clean_line
+from backend.usage import HISTORY_S  # the utilization history a snapshot carries
 
 # Worst first: the order in which problems are listed.
 SEVERITY = {"unhealthy": 0, "unavailable": 1, "warning": 2, "unknown": 3, "healthy": 4,
@@ -23,7 +24,6 @@ STATUS_STYLE = {
     "unknown": ("?", "bright_black"),
     "disabled": ("⊘", "bright_black"),
 }
-HISTORY_S = 600  # the utilization history shown beside each pool (the server keeps more)
 
 STATUS_ORDER = ("healthy", "warning", "unhealthy", "unavailable", "unknown", "disabled")
 
@@ -219,16 +219,22 @@ class Haystacks:
             return True
         made = self._made.get(key)
         if made is None or made[0] is not obj:
-            made = self._made[key] = (obj, " ".join(str(f) for f in self._fields(obj)).lower())
-        return all(word in made[1] for word in filter_text.lower().split())
+            made = self._made[key] = (obj, haystack(self._fields(obj)))
+        return has_words(made[1], filter_text)
+
+
+def haystack(fields: Iterable[Any]) -> str:
+    return " ".join(str(f) for f in fields).lower()
+
+
+def has_words(text: str, filter_text: str) -> bool:
+    """Every word of the filter appears in `text` (a haystack: lower case)."""
+    return all(word in text for word in filter_text.lower().split())
 
 
 def matches(filter_text: str, *fields: Any) -> bool:
     """Every word of the filter appears in one of the fields (case-insensitive)."""
-    if not filter_text:
-        return True
-    haystack = " ".join(str(f) for f in fields).lower()
-    return all(word in haystack for word in filter_text.lower().split())
+    return not filter_text or has_words(haystack(fields), filter_text)
 
 
 RUN_STYLE = {

@@ -82,7 +82,7 @@ class LiveTable(ScrollView, can_focus=True):
             return self.data_table
 
     class RowSelected(RowHighlighted):
-        pass
+        """Enter on a row, or a click on the row under the cursor."""
 
     def __init__(self, *, sort_key: Callable[[str, Any], Any] | None = None,
                  fill: str | None = None, cells: Callable[[str, Any], Cells] | None = None,
