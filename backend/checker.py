@@ -148,8 +148,8 @@ class HealthChecker:
         self._targets = await asyncio.to_thread(self.targets)
         self._targets_read = time.monotonic()
 
-    def reload_policy(self) -> None:
-        self._policy = fleet.get_policy(self.store)
+    async def reload_policy(self) -> None:
+        self._policy = await asyncio.to_thread(fleet.get_policy, self.store)
         self._due.clear()
         self._wake.set()
 
@@ -157,10 +157,10 @@ class HealthChecker:
 
     async def check_now(self, names: list[str] | None = None) -> list[dict[str, Any]]:
         """Check the named workers (all when None) now and return their stored state."""
-        targets = [t for t in self.targets(names) if t.enabled]
+        targets = [t for t in await asyncio.to_thread(self.targets, names) if t.enabled]
         await asyncio.gather(*(self._start(t) for t in targets))
         await self.flush()
-        return fleet.list_workers(self.store, names)
+        return await asyncio.to_thread(fleet.list_workers, self.store, names)
 
     def _start(self, target: Target) -> asyncio.Task[Outcome]:
         task = self._inflight.get(target.id)
@@ -222,7 +222,14 @@ class HealthChecker:
             batch, self._pending = self._pending, []
             if not batch:
                 return
-            await asyncio.to_thread(self._write, batch, self._policy.history_size)
+            try:
+                await asyncio.to_thread(self._write, batch, self._policy.history_size)
+            except Exception:
+                # Kept for the next try (a full disk, a locked store): only the latest
+                # result of each worker matters, so what is held stays one per worker.
+                latest = {o.worker_id: o for o in batch + self._pending}
+                self._pending = list(latest.values())
+                raise
             workers = await asyncio.to_thread(fleet.list_workers, self.store,
                                               [o.name for o in batch])
             for worker in workers:

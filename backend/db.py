@@ -1,13 +1,23 @@
-"""The SQLite store: WAL mode, a busy timeout, immediate write transactions, migrations."""
+"""The SQLite store: WAL mode, a busy timeout, immediate write transactions, migrations.
+
+It also knows when writes fail for a reason outside Workdeck (a full disk, an I/O
+error), so that the server can say so and keep what it could not write until the store
+works again.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 from backend.migrations import migrate
@@ -16,8 +26,33 @@ BUSY_TIMEOUT_MS = 10_000
 PAGE_SIZE = 65_536
 
 
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 2.0
+
+DATA_DIR_FULL = "the data directory is full"
+
+
 class StoreError(Exception):
     """The database cannot be opened or used; the message says why."""
+
+
+def fault_of(exc: BaseException) -> str | None:
+    """What an error says about the store itself (None: it is not the store's fault)."""
+    if isinstance(exc, OperationalError):
+        exc = exc.orig or exc
+    if not isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        return None
+    text = str(exc).lower()
+    if "full" in text:
+        return DATA_DIR_FULL
+    if "locked" in text or "busy" in text:
+        return "the database is locked by another process"
+    if "i/o" in text or "readonly" in text or "read-only" in text or "unable to open" in text:
+        return f"the database cannot be written ({exc})"
+    return None
 
 
 def _engine(path: Path, *, immediate: bool) -> Engine:
@@ -48,6 +83,8 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Why writes fail now (the data directory is full, say); None while they work.
+        self.fault: str | None = None
         try:
             raw = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             try:
@@ -77,10 +114,39 @@ class Store:
             try:
                 yield session
                 session.commit()
-            except BaseException:
-                session.rollback()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # a full disk can fail this too
+                    session.rollback()
+                fault = fault_of(exc)
+                if fault is not None:
+                    if fault != self.fault:
+                        log.error("writing to the store failed: %s (%s)", fault, exc)
+                    self.fault = fault
                 raise
+        if self.fault is not None:
+            log.warning("the store works again (it failed: %s)", self.fault)
+            self.fault = None
 
     def close(self) -> None:
         self._reader.dispose()
         self._writer.dispose()
+
+
+async def write_retrying(store: Store, fn: Callable[..., T], *args: Any, what: str) -> T:
+    """Run a write `fn(*args)` in a thread until the store takes it.
+
+    For writes that must not be lost (a run's end, a slot given back): a full disk or a
+    locked database delays them, with backoff, until it works again. Errors that are
+    not the store's fault are raised at once.
+    """
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            if fault_of(exc) is None:
+                raise
+            if delay == RETRY_FIRST_S:
+                log.warning("%s waits for the store: %s", what, fault_of(exc))
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_S)

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncssh
 from sqlmodel import select
 
-from backend import fleet, runbooks, runs
+from backend import fleet, launch, runbooks
 from backend.config import DataDir
 from backend.localssh import LocalSSHServer
 from backend.models import HostKey, Pool, Worker
@@ -110,7 +110,7 @@ async def _start_fleet(backend: Backend, servers: list[LocalSSHServer]) -> None:
         if state == "maintenance":
             (root / ".maintenance").write_text("kernel upgrade scheduled by alice")
     await asyncio.to_thread(_register, backend, servers, str(key_path))
-    backend.checker.reload_policy()
+    await backend.checker.reload_policy()
     await backend.resync()
     log.info("demo fleet of %d SSH workers listening on loopback", len(servers))
 
@@ -148,7 +148,7 @@ def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) ->
                 session.add(worker)
     fleet.set_policy(store, Policy(interval_s=15, custom_script=DEMO_HEALTH_SCRIPT), "demo")
     for environment in ENVIRONMENTS:
-        runs.add_environment(store, environment, "demo")
+        launch.add_environment(store, environment, "demo")
     for path in sorted(RUNBOOKS.glob("*.toml")):
         runbooks.save(store, runbooks.parse_toml(path.read_text(), path.name), "demo")
 

@@ -92,10 +92,19 @@ def _pool_names(session: Session, worker_ids: Iterable[int] | None = None) -> di
 
 
 def _lease_counts(session: Session, worker_ids: Iterable[int] | None = None) -> dict[int, int]:
-    query = select(Lease.worker_id, func.count()).group_by(Lease.worker_id)
+    return {worker_id: held[0] for worker_id, held in _leases(session, worker_ids).items()}
+
+
+def _leases(session: Session, worker_ids: Iterable[int] | None = None
+            ) -> dict[int, tuple[int, int, str]]:
+    """Per worker: slots held, how many of them by orphaned steps, and why (one reason)."""
+    query = select(Lease.worker_id, func.count(),
+                   func.sum(func.iif(Lease.orphan != "", 1, 0)), func.max(Lease.orphan)
+                   ).group_by(Lease.worker_id)
     if worker_ids is not None:
         query = query.where(Lease.worker_id.in_(list(worker_ids)))
-    return dict(session.exec(query).all())
+    return {worker_id: (count, orphans or 0, reason or "")
+            for worker_id, count, orphans, reason in session.exec(query).all()}
 
 
 _FACTS: dict[str, dict[str, Any]] = {}
@@ -115,9 +124,10 @@ def _facts(text: str | None) -> dict[str, Any]:
 
 
 def worker_public(worker: Any, pools: list[str], pinned: str | None,
-                  leases: int = 0) -> dict[str, Any]:
+                  held: tuple[int, int, str] = (0, 0, "")) -> dict[str, Any]:
     """A worker as the API shows it; `worker` is a Worker or a row of its table, `pinned`
-    the fingerprint of its pinned host key."""
+    the fingerprint of its pinned host key, `held` its slots as `_leases` counts them."""
+    leases, orphans, orphan_reason = held
     presented = fingerprint_of(worker.presented_key) if worker.presented_key else None
     return {
         "name": worker.name,
@@ -132,6 +142,9 @@ def worker_public(worker: Any, pools: list[str], pinned: str | None,
         "builtin": worker.builtin,
         "capacity": worker.capacity,
         "leases": leases,
+        # Slots still held by steps that ended without their processes seen gone.
+        "orphans": orphans,
+        "orphan_reason": orphan_reason if orphans else "",
         "work_dir": worker.work_dir,
         "status": worker.status if worker.enabled else DISABLED,
         "health": worker.status,
@@ -156,8 +169,8 @@ def list_workers(store: Store, names: Iterable[str] | None = None) -> list[dict[
         workers = session.connection().execute(query).all()
         ids = [w.id for w in workers]
         pools = _pool_names(session, ids if names is not None else None)
-        leases = _lease_counts(session, ids if names is not None else None)
-        return [worker_public(w, pools.get(w.id, []), w.pinned, leases.get(w.id, 0))
+        leases = _leases(session, ids if names is not None else None)
+        return [worker_public(w, pools.get(w.id, []), w.pinned, leases.get(w.id, (0, 0, "")))
                 for w in workers]
 
 
@@ -172,9 +185,9 @@ def get_worker(store: Store, name: str) -> dict[str, Any]:
     with store.read() as session:
         worker = _worker(session, name)
         pools = _pool_names(session, [worker.id]).get(worker.id, [])
-        leases = _lease_counts(session, [worker.id]).get(worker.id, 0)
+        held = _leases(session, [worker.id]).get(worker.id, (0, 0, ""))
         pinned = session.get(HostKey, worker.id)
-        return worker_public(worker, pools, pinned.fingerprint if pinned else None, leases)
+        return worker_public(worker, pools, pinned.fingerprint if pinned else None, held)
 
 
 def worker_history(store: Store, name: str, limit: int = 120) -> list[dict[str, Any]]:
@@ -401,6 +414,12 @@ def remove_worker(store: Store, name: str, actor: str) -> None:
                 "The built-in worker cannot be removed; turn it off with "
                 "`workdeck settings --builtin-worker off` instead."
             )
+        held = _lease_counts(session, [worker.id]).get(worker.id, 0)
+        if held:
+            raise Conflict(
+                f"Worker {name!r} still holds {held} slot{'s' if held != 1 else ''} (running "
+                "or orphaned steps); drain it (`workdeck worker drain`) and remove it once "
+                "they have ended.")
         session.exec(delete(PoolMember).where(PoolMember.worker_id == worker.id))
         session.exec(delete(HostKey).where(HostKey.worker_id == worker.id))
         session.exec(delete(HealthCheck).where(HealthCheck.worker_id == worker.id))

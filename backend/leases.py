@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
-from backend.db import Store
+from backend.db import Store, write_retrying
 from backend.errors import InvalidInput
 from backend.fleet import iso
 from backend.models import HEALTHY, Lease, Pool, PoolMember, Run, Worker, utcnow
+from backend.remote import StepProcess
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Leases:
         self.store = store
         self.queue: list[Waiter] = []  # oldest first, every pool
         self.listeners: list[Callable[[], None]] = []  # told when leases or the queue change
+        self.orphan_listeners: list[Callable[[], None]] = []  # told when a step is orphaned
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
 
@@ -90,8 +92,7 @@ class Leases:
             # Granted just as the step was cancelled: the slot goes back at once.
             if waiter.future.done() and not waiter.future.cancelled() \
                     and waiter.future.exception() is None:
-                self._delete(Lease.id == waiter.future.result().lease_id)
-                self.wake()
+                _background(self.release(waiter.future.result().lease_id))
             raise
         finally:
             if waiter in self.queue:
@@ -99,19 +100,59 @@ class Leases:
                 self._changed()
 
     async def release(self, lease_id: int) -> None:
-        await asyncio.to_thread(self._delete, Lease.id == lease_id)
+        """Give a slot back; a store that fails only delays it (the slot must not leak)."""
+        await write_retrying(self.store, self._delete, Lease.id == lease_id,
+                             what=f"giving back lease {lease_id}")
         self.wake()
 
     async def release_run(self, run_id: int) -> None:
-        await asyncio.to_thread(self._delete, Lease.run_id == run_id)
+        """Give back a run's slots, but those of orphaned steps: their processes may live."""
+        await write_retrying(self.store, self._delete,
+                             (Lease.run_id == run_id) & (Lease.orphan == ""),
+                             what=f"giving back the slots of run {run_id}")
         self.wake()
 
-    def release_all(self) -> int:
-        """At start: leases of a server that stopped hold no slot any more."""
+    async def record_process(self, lease_id: int, process: StepProcess) -> None:
+        """The step's processes are known: a server started after a crash can kill them."""
+
+        def write() -> None:
+            with self.store.write() as session:
+                lease = session.get(Lease, lease_id)
+                if lease is not None:
+                    lease.marker, lease.pgid = process.marker, process.pgid
+                    lease.boot_id, lease.proc_start = process.boot_id, process.started
+                    session.add(lease)
+
+        await write_retrying(self.store, write, what=f"recording the processes of lease "
+                                                       f"{lease_id}")
+
+    async def orphan(self, lease_id: int, reason: str) -> None:
+        """The step ended but its processes may live on: keep the slot until they are
+        confirmed gone (backend.orphans)."""
+
+        def write() -> None:
+            with self.store.write() as session:
+                lease = session.get(Lease, lease_id)
+                if lease is not None:
+                    lease.orphan = reason
+                    session.add(lease)
+
+        await write_retrying(self.store, write, what=f"orphaning lease {lease_id}")
+        self.wake()
+        for listener in self.orphan_listeners:
+            listener()
+
+    def recover(self, reason: str) -> int:
+        """At start: a lease of a server that stopped holds no slot any more, unless its
+        step's processes may still run: those are orphans, held until killed. Returns
+        the number of orphans."""
         with self.store.write() as session:
-            count = session.exec(select(func.count()).select_from(Lease)).one()
-            session.exec(delete(Lease))
-        return count
+            session.exec(delete(Lease).where(Lease.marker == "", Lease.pgid == None))  # noqa: E711
+            orphans = session.exec(select(Lease).where(Lease.orphan == "")).all()
+            for lease in orphans:
+                lease.orphan = reason
+                session.add(lease)
+            return session.exec(select(func.count()).select_from(Lease)).one()
 
     def wake(self) -> None:
         """Slots may have freed up or workers changed: serve the queue again now."""
@@ -156,7 +197,7 @@ class Leases:
                 continue
             if waiter.future.done():  # cancelled meanwhile: give its slot back
                 if isinstance(outcome, Granted):
-                    await asyncio.to_thread(self._delete, Lease.id == outcome.lease_id)
+                    await self.release(outcome.lease_id)
                 continue
             if isinstance(outcome, Granted):
                 waiter.future.set_result(outcome)
@@ -212,6 +253,16 @@ class Leases:
                        Worker.draining == False)  # noqa: E712 - SQL, not Python
                 .order_by(Worker.name)).all()
         return list(rows)
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _background(coro: Any) -> None:
+    """Run `coro` to its end even though nobody waits for it (kept from the collector)."""
+    task = asyncio.ensure_future(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def _leased(session: Session) -> Counter[int]:
@@ -273,6 +324,6 @@ def leases_of(store: Store, pool: str) -> list[dict[str, Any]]:
             .where(Pool.name == pool).order_by(Lease.since)).all()
     return [{"run_id": lease.run_id, "runbook": runbook, "position": lease.position,
              "step": lease.step, "worker": worker, "pool": lease.pool,
-             "since": iso(lease.since), "reason": lease.reason}
+             "since": iso(lease.since), "reason": lease.reason, "orphan": lease.orphan}
             for lease, worker, runbook in rows]
 

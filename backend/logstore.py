@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,18 +20,22 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import select
 
-from backend.db import Store
+from backend.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of
 from backend.models import LogChunk
 from backend.sanitize import MAX_LINE, clean_line
+
+log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
 FLUSH_LINES = 5000
 MAX_PENDING_LINES = 50_000
+HELD_LINES = 500_000  # lines kept in memory while the store refuses them (about 40 MB)
 READ_ROWS = 64
 RECENT_LINES = 200_000  # lines of each running run kept in memory for its followers
 RECENT_AFTER_END_S = 5.0  # followers still catching up on a finished run read memory
 OUTPUT_LIMIT = 100 * 1024 * 1024  # bytes of output kept per run; the rest is discarded
 MASK = "********"
+MASK_BYTES = MASK.encode()
 
 
 _PLAIN = bytes(range(0x20, 0x7F)) + b"\n"  # printable ASCII and newlines
@@ -115,8 +120,51 @@ class _Chunk:
     count: int = 0
 
 
+class _Masker:
+    """Masks secrets in a raw byte stream, before it is split into lines or cleaned.
+
+    The end of each piece that could be the start of a secret is held back until the
+    next piece shows whether it is: a secret split across two reads, across lines, with
+    a tab, or at the line cut is masked all the same.
+    """
+
+    def __init__(self, secrets: list[bytes]) -> None:
+        self.secrets = secrets  # longest first, so a secret inside another is masked whole
+        self.held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self.held:
+            data, self.held = self.held + data, b""
+        for secret in self.secrets:
+            if secret in data:
+                data = data.replace(secret, MASK_BYTES)
+        keep = 0
+        for secret in self.secrets:
+            for size in range(min(len(secret) - 1, len(data)), keep, -1):
+                if data.endswith(secret[:size]):
+                    keep = size
+                    break
+        if keep:
+            self.held = data[-keep:]
+            return data[:-keep]
+        return data
+
+    def finish(self) -> bytes:
+        held, self.held = self.held, b""
+        return held
+
+
+class LogStoreFull(Exception):
+    """The store cannot take the log and the lines held in memory reached their bound."""
+
+
 class RunLog:
-    """The log of one run while it is being written."""
+    """The log of one run while it is being written.
+
+    Writes that fail (a full disk, a locked database) are retried with backoff: the
+    lines stay in memory, in order, and are stored when the store takes them again, so
+    the log has no gap. Only when they pass HELD_LINES does the step have to stop.
+    """
 
     def __init__(self, store: Store, hub: LogHub, run_id: int, *, secrets: list[str],
                  next_seq: int = 1, output_limit: int = OUTPUT_LIMIT) -> None:
@@ -125,6 +173,7 @@ class RunLog:
         self.run_id = run_id
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secret_bytes = [s.encode() for s in self.secrets]
         self.seq = next_seq - 1
         self.output_limit = output_limit
         self.output_bytes = 0
@@ -132,31 +181,42 @@ class RunLog:
         self._pending: list[_Chunk] = []
         self._pending_lines = 0
         self._splitters: dict[tuple[int, str, str], _Splitter] = {}
+        self._maskers: dict[tuple[int, str, str], _Masker] = {}
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
-        self._early: asyncio.Future[None] | None = None  # a flush for a burst of lines
+        self._early: asyncio.Future[bool] | None = None  # a flush for a burst of lines
+        self._retry_s = 0.0  # the wait before the next try after a failed write
+        self.failed_writes = 0
 
     def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_forever())
 
-    async def close(self) -> None:
-        for (position, worker, stream), splitter in list(self._splitters.items()):
-            line = splitter.finish()
-            if line is not None:
-                self._lines(position, worker, stream, clean_block(line))
-        self._splitters.clear()
+    async def close(self, deadline_s: float | None = None) -> bool:
+        """Store every line left; keep trying while the store fails (up to `deadline_s`
+        seconds when given). True when everything was stored."""
+        for key in list(self._splitters):
+            self._end(key)
         if self._flusher:
             self._flusher.cancel()
-        await self.flush()
+        started = time.monotonic()
+        while not await self.flush():
+            if deadline_s is not None and time.monotonic() - started > deadline_s:
+                return False
+            await asyncio.sleep(self._retry_s)
+        return True
 
     async def output(self, position: int, worker: str, stream: str, data: bytes) -> None:
         """Raw bytes from a step's stdout or stderr, in whatever pieces they came.
 
         When the store falls behind, this waits for it: the step's reader pauses, SSH flow
-        control slows the worker's output, and the server's memory stays bounded.
+        control slows the worker's output, and the server's memory stays bounded. When the
+        store fails, lines are held (up to HELD_LINES), then LogStoreFull is raised.
         """
         if self._pending_lines >= MAX_PENDING_LINES:
-            await self.flush()
+            if self.store.fault is None:
+                await self.flush()
+            elif self._pending_lines >= HELD_LINES:
+                raise LogStoreFull(self.store.fault)
         if self.limit_reached:
             return
         self.output_bytes += len(data)
@@ -166,7 +226,15 @@ class RunLog:
                                         "reached: the rest of this run's output is discarded, "
                                         "the step goes on]")
             return
-        splitter = self._splitters.setdefault((position, worker, stream), _Splitter())
+        key = (position, worker, stream)
+        if self._secret_bytes:
+            masker = self._maskers.get(key)
+            if masker is None:
+                masker = self._maskers[key] = _Masker(self._secret_bytes)
+            data = masker.feed(data)
+        splitter = self._splitters.get(key)
+        if splitter is None:
+            splitter = self._splitters[key] = _Splitter()
         block = splitter.feed(data)
         if block is not None:
             self._lines(position, worker, stream, clean_block(block))
@@ -174,19 +242,32 @@ class RunLog:
     def end_stream(self, position: int, worker: str) -> None:
         """A step's process ended: its unterminated last line is a line too."""
         for stream in ("stdout", "stderr"):
-            splitter = self._splitters.pop((position, worker, stream), None)
-            line = splitter.finish() if splitter else None
-            if line is not None:
-                self._lines(position, worker, stream, clean_block(line))
+            self._end((position, worker, stream))
+
+    def _end(self, key: tuple[int, str, str]) -> None:
+        masker = self._maskers.pop(key, None)
+        splitter = self._splitters.pop(key, None)
+        if masker is not None:
+            held = masker.finish()
+            if held:
+                splitter = splitter or _Splitter()
+                block = splitter.feed(held)
+                if block is not None:
+                    self._lines(*key, clean_block(block))
+        line = splitter.finish() if splitter else None
+        if line is not None:
+            self._lines(*key, clean_block(line))
 
     def note(self, position: int, worker: str, text: str) -> None:
         """A line written by Workdeck itself (stream "workdeck")."""
-        self._lines(position, worker, "workdeck", clean_line(text))
+        text = clean_line(text)
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        self._lines(position, worker, "workdeck", text)
 
     def _lines(self, position: int, worker: str, stream: str, text: str) -> None:
-        """Cleaned lines, one per `\\n`, that came in one read."""
-        if self.secrets:
-            text = self._mask(text)
+        """Cleaned (and masked) lines, one per `\\n`, that came in one read."""
         count = text.count("\n") + 1
         last = self._pending[-1] if self._pending else None
         if last is None or (last.position, last.worker, last.stream) != \
@@ -199,33 +280,44 @@ class RunLog:
         self.seq += count
         self._pending_lines += count
         if self._pending_lines >= FLUSH_LINES and not self._lock.locked() and \
-                (self._early is None or self._early.done()):
+                self._retry_s == 0 and (self._early is None or self._early.done()):
             self._early = asyncio.ensure_future(self.flush())
-
-    def _mask(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
 
     async def _flush_forever(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            await self.flush()
+            await asyncio.sleep(max(FLUSH_INTERVAL_S, self._retry_s))
+            try:
+                await self.flush()
+            except Exception:  # the flusher must outlive anything a flush can meet
+                log.exception("flushing the log of run %s failed", self.run_id)
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Store what is pending; False when the store refused it (it stays pending)."""
         async with self._lock:
             batch, self._pending, self._pending_lines = self._pending, [], 0
             if not batch:
-                return
+                return True
             rows = [{"run_id": self.run_id, "first_seq": c.first_seq,
                      "last_seq": c.first_seq + c.count - 1, "position": c.position,
                      "worker": c.worker, "stream": c.stream, "lines": "\n".join(c.parts)}
                     for c in batch]
-            await asyncio.to_thread(_insert, self.store, rows)
+            try:
+                await asyncio.to_thread(_insert, self.store, rows)
+            except Exception as exc:
+                # Kept, in order, ahead of what came meanwhile: stored on a later try.
+                self._pending = batch + self._pending
+                self._pending_lines += sum(c.count for c in batch)
+                self.failed_writes += 1
+                self._retry_s = min(RETRY_MAX_S, max(RETRY_FIRST_S, self._retry_s * 2))
+                if self.failed_writes == 1 or fault_of(exc) is None:
+                    log.warning("the log of run %s waits for the store: %s", self.run_id,
+                                fault_of(exc) or exc)
+                return False
+            self._retry_s = 0.0
         self.hub.stored(self.run_id, [
             {"first_seq": r["first_seq"], "last_seq": r["last_seq"], "step": r["position"],
              "worker": r["worker"], "stream": r["stream"], "lines": r["lines"]} for r in rows])
+        return True
 
 
 def _insert(store: Store, rows: list[dict[str, Any]]) -> None:

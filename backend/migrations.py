@@ -188,6 +188,18 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ix_pool_sample_at ON pool_sample (at)",
         ],
     ),
+    (
+        "the processes of a step kept with its lease, orphaned steps, run retention",
+        [
+            "ALTER TABLE lease ADD COLUMN marker VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE lease ADD COLUMN pgid INTEGER",
+            "ALTER TABLE lease ADD COLUMN boot_id VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE lease ADD COLUMN proc_start VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE lease ADD COLUMN orphan VARCHAR NOT NULL DEFAULT ''",
+            # Retention walks finished runs oldest first.
+            "CREATE INDEX ix_run_finished_at ON run (finished_at)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

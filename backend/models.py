@@ -217,6 +217,15 @@ class Lease(SQLModel, table=True):
     pool: str = ""  # the pool it was taken through
     since: datetime = Field(default_factory=utcnow)
     reason: str = ""
+    # The step's processes on the worker (backend.remote.StepProcess), stored as soon as
+    # they are known, so that a server started after a crash can still kill them.
+    marker: str = ""
+    pgid: int | None = None
+    boot_id: str = ""
+    proc_start: str = ""
+    # Set when the step ended but its processes could not be confirmed gone: the slot
+    # stays taken, with this reason, until they are (backend.orphans).
+    orphan: str = ""
 
 
 class PoolSample(SQLModel, table=True):

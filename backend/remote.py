@@ -48,6 +48,44 @@ class StepResult:
     exit_status: int | None  # None: no exit status came back (lost, killed)
     reason: str = ""
     timed_out: bool = False
+    # After an end that was not a clean exit: True when the step's processes were
+    # killed and seen gone, False when that could not be confirmed (they may live on).
+    killed: bool | None = None
+
+
+@dataclass
+class StepProcess:
+    """What identifies a step's processes on its worker, so that they can be found and
+    killed later, even by a server started after this one died.
+
+    `marker` is in the command line of the step's shell from its start; `pgid` is its
+    process group, `boot_id` the worker's boot and `started` the group leader's start
+    time (clock ticks since boot), so that a reused process number is never mistaken
+    for the step.
+    """
+
+    marker: str
+    pgid: int | None = None
+    boot_id: str = ""
+    started: str = ""
+    gone: bool | None = None  # set by kill_group: True once the group was seen gone
+
+
+def new_marker() -> str:
+    return f"@@workdeck-pgid-{secrets.token_hex(8)}"
+
+
+# The first line the step's shell writes (on stderr): marker, process group, boot id and
+# its own start time, read with shell builtins from /proc (empty where there is none).
+# Positional parameters are a function's own in POSIX sh, so "$1" (the container
+# runtime) survives the `set --`.
+_REPORT = (
+    '__wd_b=; read -r __wd_b < /proc/sys/kernel/random/boot_id 2>/dev/null; '
+    '__wd_t=; __wd_st() { set -- $*; shift 19; __wd_t=$1; }; '
+    'if read -r __wd_s < /proc/$$/stat 2>/dev/null; then __wd_st ${__wd_s##*) }; fi; '
+    'printf "{marker} %s %s %s\\n" "$$" "$__wd_b" "$__wd_t" >&2; '
+    'unset -f __wd_st; unset __wd_b __wd_t __wd_s; '
+)
 
 
 def _inner(image: str | None, marker: str) -> str:
@@ -58,7 +96,7 @@ def _inner(image: str | None, marker: str) -> str:
         # group, so killing the group ends it. "$1" is docker or podman.
         body = ('exec "$1" run --rm -i --network host ' + shlex.quote(image)
                 + " /bin/sh -c " + shlex.quote(body))
-    return f'printf "{marker} %s\\n" "$$" >&2; {body}'
+    return _REPORT.replace("{marker}", marker) + body
 
 
 def step_command(marker: str, image: str | None = None) -> str:
@@ -77,40 +115,60 @@ def step_command(marker: str, image: str | None = None) -> str:
 
 
 def script_text(script: str, variables: dict[str, str], work_dir: str) -> str:
-    """Variables as quoted shell assignments (no value can break out), then the script."""
-    lines = [f"{name}={shlex.quote(value)}" for name, value in variables.items()]
-    lines.append(f"w={shlex.quote(work_dir)}; case \"$w\" in /*) ;; *) w=\"$HOME/$w\" ;; esac")
-    lines.append('mkdir -p "$w" 2>/dev/null; cd "$w" 2>/dev/null; unset w')
+    """Into the work folder, then the variables as quoted shell assignments (no value can
+    break out), then the script. The folder comes first so that no name the wrapper uses
+    can clobber a runbook variable of the same name."""
+    lines = [f"__wd_dir={shlex.quote(work_dir)}; case \"$__wd_dir\" in /*) ;; "
+             "*) __wd_dir=\"$HOME/$__wd_dir\" ;; esac",
+             'mkdir -p "$__wd_dir" 2>/dev/null; cd "$__wd_dir" 2>/dev/null; unset __wd_dir']
+    lines += [f"{name}={shlex.quote(value)}" for name, value in variables.items()]
     return "\n".join(lines) + "\n" + script + "\n"
 
 
 async def run_step(transport: Transport, script: str, *, image: str | None,
-                   timeout: float, output: Output) -> StepResult:
-    """Run `script` and stream its output until it ends, times out or is cancelled."""
-    marker = f"@@workdeck-pgid-{secrets.token_hex(8)}"
-    channel = await transport.start(step_command(marker, image))
-    pgid: list[int] = []
+                   timeout: float, output: Output, process: StepProcess,
+                   on_started: Callable[[StepProcess], None] | None = None) -> StepResult:
+    """Run `script` and stream its output until it ends, times out or is cancelled.
+
+    Any end other than an exit status coming back (a timeout, a cancel, an error of our
+    own) kills the step's process group before returning or raising.
+    """
+    channel = await transport.start(step_command(process.marker, image))
+    reported: list[StepProcess] = []
+
+    def started(found: StepProcess) -> None:
+        process.pgid, process.boot_id, process.started = found.pgid, found.boot_id, \
+            found.started
+        reported.append(process)
+        if on_started is not None:
+            on_started(process)
+
     try:
         await channel.write_stdin(script.encode())
         async with asyncio.timeout(timeout):
             await asyncio.gather(_pump(channel, "stdout", output),
-                                 _pump(channel, "stderr", output, marker, pgid))
+                                 _pump(channel, "stderr", output, process.marker, started))
             status = await channel.wait()
-        return StepResult(status, "" if status is not None else
-                          "the session ended without an exit status (connection lost?)")
+        if status is not None:
+            return StepResult(status)
+        killed = await asyncio.shield(kill_group(transport, process))
+        return StepResult(None, "the session ended without an exit status (connection lost?)",
+                          killed=killed)
     except TimeoutError:
-        await asyncio.shield(kill_group(transport, pgid))
-        return StepResult(None, f"timed out after {timeout:g}s; its processes were killed",
-                          timed_out=True)
-    except asyncio.CancelledError:
-        await asyncio.shield(kill_group(transport, pgid))
+        killed = await asyncio.shield(kill_group(transport, process))
+        return StepResult(None, f"timed out after {timeout:g}s; " + (
+            "its processes were killed" if killed else
+            "its processes could not be confirmed killed"), timed_out=True, killed=killed)
+    except BaseException:
+        # Cancelled, or an error of ours: the step must not run on unseen.
+        await asyncio.shield(kill_group(transport, process))
         raise
     finally:
         channel.close()
 
 
 async def _pump(channel: Channel, stream: str, output: Output, marker: str | None = None,
-                pgid: list[int] | None = None) -> None:
+                started: Callable[[StepProcess], None] | None = None) -> None:
     pending = marker.encode() if marker else None
     buffer = b""
     while True:
@@ -129,9 +187,13 @@ async def _pump(channel: Channel, stream: str, output: Output, marker: str | Non
                 pending = None
                 data, buffer = buffer, b""
             else:
-                if line.startswith(pending) and pgid is not None:
+                if line.startswith(pending) and started is not None:
+                    # "PGID BOOT START", where BOOT or START may be empty.
+                    fields = [*line[len(pending):].decode("ascii", "replace").strip()
+                              .split(" "), "", ""]
                     with contextlib.suppress(ValueError):
-                        pgid.append(int(line[len(pending):].strip()))
+                        started(StepProcess(marker or "", int(fields[0]), fields[1],
+                                            fields[2]))
                     data = rest
                 else:
                     data = buffer
@@ -141,22 +203,49 @@ async def _pump(channel: Channel, stream: str, output: Output, marker: str | Non
         await output(stream, data)
 
 
-async def kill_group(transport: Transport, pgid: list[int]) -> bool:
-    """TERM, then KILL, the step's process group; True when it is gone."""
-    if not pgid:
-        return False
-    group = pgid[0]
-    # dash's kill takes no "--"; a negative number right after the signal is a group.
-    check = (f"kill -TERM -{group} 2>/dev/null; i=0; "
-             f"while kill -0 -{group} 2>/dev/null && [ $i -lt {int(KILL_GRACE_S * 10)} ]; "
-             f"do sleep 0.1; i=$((i+1)); done; "
-             f"kill -KILL -{group} 2>/dev/null; sleep 0.1; "
-             f"if kill -0 -{group} 2>/dev/null; then echo alive; else echo gone; fi")
+def kill_script(process: StepProcess) -> str:
+    """A POSIX sh script that kills the step's process group if it is still the step's,
+    TERM then KILL, and says `gone` or `alive` on its last line."""
+    q = shlex.quote
+    # The marker (hex and dashes) is split so that this script's own command line never
+    # holds it whole.
+    half = len(process.marker) // 2
+    return (
+        f"B={q(process.boot_id)}; T={q(process.started)}; G={process.pgid or ''}; "
+        f"M='{process.marker[:half]}''{process.marker[half:]}'; "
+        # Another boot: nothing of the step can be left.
+        'if [ -n "$B" ] && read -r b < /proc/sys/kernel/random/boot_id 2>/dev/null '
+        '&& [ "$b" != "$B" ]; then echo gone; exit 0; fi; '
+        # A leader with another start time is a new process that reused the number: the
+        # step's group is gone (a number is not reused while its group lives).
+        'if [ -n "$G" ] && [ -n "$T" ] && read -r s < /proc/$G/stat 2>/dev/null; then '
+        's=${s##*) }; set -- $s; shift 19; if [ "$1" != "$T" ]; then echo gone; exit 0; fi; '
+        'fi; '
+        # No group known (the server died before it was reported): every group with a
+        # process whose command line holds the marker.
+        'if [ -z "$G" ]; then for f in $(printf %s "$M" | grep -lFf - /proc/[0-9]*/cmdline '
+        '2>/dev/null); do p=${f#/proc/}; p=${p%/cmdline}; '
+        'if read -r s < /proc/$p/stat 2>/dev/null; then s=${s##*) }; set -- $s; '
+        'G="$G $3"; fi; done; fi; '
+        'if [ -z "$G" ]; then echo gone; exit 0; fi; '
+        # dash's kill takes no "--"; a negative number right after the signal is a group.
+        'alive() { for g in $G; do kill -0 -$g 2>/dev/null && return 0; done; return 1; }; '
+        'for g in $G; do kill -TERM -$g 2>/dev/null; done; i=0; '
+        f'while alive && [ $i -lt {int(KILL_GRACE_S * 10)} ]; do sleep 0.1; i=$((i+1)); done; '
+        'for g in $G; do kill -KILL -$g 2>/dev/null; done; sleep 0.1; '
+        'if alive; then echo alive; else echo gone; fi'
+    )
+
+
+async def kill_group(transport: Transport, process: StepProcess) -> bool:
+    """Kill the step's process group from a session of its own; True when it is gone."""
     try:
-        _status, out = await transport.run(check, timeout=KILL_GRACE_S + 10)
+        _status, out = await transport.run(kill_script(process), timeout=KILL_GRACE_S + 10)
     except Exception:
+        process.gone = False
         return False
-    return out.strip().endswith(b"gone")
+    process.gone = out.strip().endswith(b"gone")
+    return process.gone
 
 
 # ---------------------------------------------------------------- transports

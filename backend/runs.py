@@ -2,32 +2,35 @@
 
 Every state change is stored, then pushed to clients. Where the run waits for an
 operator (step-through, guided failure, a manual step), the decision is stored with
-who and when. Cancelling kills the step's processes on the worker and checks they are
-gone; a server that stops mid-run leaves runs marked interrupted at its next start.
+who and when. Any end of a step other than its exit status coming back kills the step's
+processes on the worker and checks they are gone; when that cannot be confirmed, its
+slot stays taken as an orphan until the reaper has killed them (backend.orphans).
+
+Everything here runs on the event loop; the store is only ever touched in threads, and
+events are published on the loop once a write is done.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlmodel import select
 
-from backend import fleet, runbooks
-from backend.db import Store
+from backend import fleet
+from backend.db import DATA_DIR_FULL, Store, write_retrying
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.events import EventBus
 from backend.fleet import audit, iso
-from backend.leases import Leases, NoWorker
-from backend.logstore import LogHub, RunLog, last_seq
+from backend.launch import LaunchRequest, prepare, resolve_pool
+from backend.leases import Granted, Leases, NoWorker
+from backend.logstore import LogHub, LogStoreFull, RunLog, last_seq
 from backend.models import (
     CANCELLED,
-    DEFAULT_POOL,
     FAILED,
     FINISHED,
     INTERRUPTED,
@@ -38,13 +41,20 @@ from backend.models import (
     SUCCEEDED,
     WAITING,
     Decision,
-    Environment,
-    Pool,
     Run,
     RunStep,
     utcnow,
 )
-from backend.remote import LocalTransport, SSHTransport, Transport, run_step, script_text
+from backend.remote import (
+    LocalTransport,
+    SSHTransport,
+    StepProcess,
+    StepResult,
+    Transport,
+    new_marker,
+    run_step,
+    script_text,
+)
 from backend.runbooks import RunbookDef, Step
 from backend.ssh import ConnectionPool, SSHFailure
 from backend.vault import Vault
@@ -54,14 +64,7 @@ log = logging.getLogger(__name__)
 STEP_ACTIONS = {"continue", "skip", "abort"}
 FAILURE_ACTIONS = {"retry", "skip", "abort"}
 MANUAL_ACTIONS = {"approve", "abort"}
-
-
-class LaunchRequest(BaseModel):
-    runbook: str
-    environment: str | None = None
-    variables: dict[str, str] = Field(default_factory=dict)
-    guided: bool = False
-    step_through: bool = False
+SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill their steps
 
 
 class DecisionRequest(BaseModel):
@@ -75,107 +78,6 @@ class _Waiting:
     actions: set[str]
     prompt: str
     future: asyncio.Future[tuple[str, str, str]]
-
-
-# ---------------------------------------------------------------- launching
-
-
-def environments(store: Store) -> list[str]:
-    with store.read() as session:
-        return list(session.exec(select(Environment.name).order_by(Environment.name)).all())
-
-
-def add_environment(store: Store, name: str, actor: str) -> dict[str, Any]:
-    name = name.strip()
-    if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"Environment name {name!r} is not valid.")
-    with store.write() as session:
-        if session.exec(select(Environment).where(Environment.name == name)).first():
-            raise Conflict(f"An environment named {name!r} already exists.")
-        session.add(Environment(name=name))
-        audit(session, actor, "environment.add", name)
-    return {"name": name}
-
-
-def resolve_pool(definition: RunbookDef, step: Step, environment: str) -> str:
-    """The pool a step runs in: a pool variable for this environment, a pool name, or the
-    default pool."""
-    if step.pool is None:
-        return DEFAULT_POOL
-    if step.pool in definition.pools:
-        scoped = definition.pools[step.pool]
-        if environment not in scoped:
-            raise InvalidInput(
-                f"Step {step.name!r} uses the pool variable {step.pool!r}, which has no value "
-                f"for {environment} (it has: {', '.join(scoped) or 'none'}).")
-        return scoped[environment]
-    return step.pool
-
-
-def prepare(store: Store, request: LaunchRequest) -> tuple[RunbookDef, str, dict[str, str],
-                                                           dict[str, str], list[str]]:
-    """Validate a launch whole: (definition, environment, values, secrets, pools)."""
-    definition = runbooks.get(store, request.runbook)
-    known_envs = environments(store)
-    environment = request.environment
-    if environment is None:
-        if len(known_envs) != 1:
-            raise InvalidInput("Say which environment to run in (--env): "
-                               f"{', '.join(known_envs) or 'none is defined yet'}.")
-        environment = known_envs[0]
-    if environment not in known_envs:
-        raise NotFound(f"No environment is named {environment!r} (known: "
-                       f"{', '.join(known_envs) or 'none'}).")
-    declared = {v.name: v for v in definition.variables}
-    unknown = sorted(set(request.variables) - set(declared))
-    if unknown:
-        raise InvalidInput(f"Runbook {definition.name!r} has no variable {unknown[0]!r} "
-                           f"(it has: {', '.join(declared) or 'none'}).")
-    values: dict[str, str] = {}
-    secrets: dict[str, str] = {}
-    for var in definition.variables:
-        value = request.variables.get(var.name, var.default)
-        if value is None:
-            raise InvalidInput(f"Variable {var.name!r} needs a value (--var {var.name}=...).")
-        (secrets if var.sensitive else values)[var.name] = value
-    pools = []
-    with store.read() as session:
-        known_pools = set(session.exec(select(Pool.name)).all())
-    for step in definition.steps:
-        if step.manual is not None:
-            pools.append("")
-            continue
-        pool = resolve_pool(definition, step, environment)
-        if pool not in known_pools:
-            raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which does not "
-                               "exist.")
-        if not fleet.get_pool(store, pool)["members"]:
-            raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which has no "
-                               "workers.")
-        pools.append(pool)
-    return definition, environment, values, secrets, pools
-
-
-def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]:
-    """What a launch would do now: each step's pool, the worker it would take, pool health."""
-    definition, environment, values, secrets, pools = prepare(store, request)
-    steps = []
-    for step, pool in zip(definition.steps, pools, strict=True):
-        entry: dict[str, Any] = {"name": step.name, "manual": step.manual is not None,
-                                 "pool": pool, "run_on": step.run_on,
-                                 "condition": step.condition}
-        if pool:
-            info = fleet.get_pool(store, pool, leases.queued_by_pool())
-            if step.run_on == "all":
-                would_take = leases.healthy_members(pool)
-            else:
-                would_take = [name for name in [leases.next_worker(pool)] if name]
-            entry.update(healthy=info["healthy_workers"], workers=info["workers"],
-                         leased=info["leased"], capacity=info["capacity"],
-                         queued=info["queued"], would_take=would_take)
-        steps.append(entry)
-    return {"runbook": definition.name, "environment": environment, "variables": values,
-            "sensitive": sorted(secrets), "steps": steps}
 
 
 # ---------------------------------------------------------------- public shapes
@@ -219,8 +121,9 @@ class RunEngine:
         self.leases = Leases(store)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._waits: dict[int, _Waiting] = {}
+        self._stopping = False
 
-    # -------------------------------------------------------- queries
+    # -------------------------------------------------------- queries (call in a thread)
 
     def get(self, run_id: int) -> dict[str, Any]:
         with self.store.read() as session:
@@ -243,19 +146,28 @@ class RunEngine:
             by_run.setdefault(step.run_id, []).append(step)
         return [run_public(r, by_run.get(r.id, []), self._waits.get(r.id)) for r in runs]
 
-    async def _publish_worker(self, name: str) -> None:
+    # -------------------------------------------------------- publishing (on the loop)
+
+    async def publish_worker(self, name: str) -> None:
         for worker in await asyncio.to_thread(fleet.list_workers, self.store, [name]):
             self.bus.publish("worker", name, worker)
 
-    def _publish(self, run_id: int) -> None:
-        with contextlib.suppress(NotFound):
-            self.bus.publish("run", str(run_id), self.get(run_id))
+    async def _publish(self, run_id: int) -> dict[str, Any] | None:
+        try:
+            current = await asyncio.to_thread(self.get, run_id)
+        except NotFound:
+            return None
+        self.bus.publish("run", str(run_id), current)
+        return current
 
     # -------------------------------------------------------- lifecycle
 
     def recover(self) -> int:
-        """At start: runs the last server left unfinished are interrupted, not running."""
-        self.leases.release_all()
+        """At start: runs the last server left unfinished are interrupted, not running.
+
+        Their steps' processes may live on: their leases stay, as orphans, until the
+        reaper has killed what is left (or seen it gone)."""
+        self.leases.recover("the server stopped during this step")
         with self.store.write() as session:
             runs = session.exec(select(Run).where(Run.status.in_(
                 [QUEUED, RUNNING, WAITING]))).all()
@@ -263,6 +175,7 @@ class RunEngine:
                 run.reason = f"the server stopped while this run was {run.status}"
                 run.status = INTERRUPTED
                 run.finished_at = utcnow()
+                run.secrets = ""  # it can never be retried: its sealed values go
                 session.add(run)
                 for step in session.exec(select(RunStep).where(
                         RunStep.run_id == run.id, RunStep.status.in_([RUNNING, QUEUED]))):
@@ -272,6 +185,15 @@ class RunEngine:
                         step.finished_at = utcnow()
                         session.add(step)
         return len(runs)
+
+    async def shutdown(self) -> None:
+        """The server stops: interrupt every run, killing its steps' processes."""
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
 
     async def launch(self, request: LaunchRequest, actor: str) -> dict[str, Any]:
         definition, environment, values, secrets, _pools = await asyncio.to_thread(
@@ -296,11 +218,10 @@ class RunEngine:
         task = asyncio.create_task(self._execute(run_id))
         self._tasks[run_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
-        self._publish(run_id)
-        return self.get(run_id)
+        return await self._publish(run_id) or await asyncio.to_thread(self.get, run_id)
 
     async def cancel(self, run_id: int, actor: str) -> dict[str, Any]:
-        current = self.get(run_id)
+        current = await asyncio.to_thread(self.get, run_id)
         if current["status"] in FINISHED:
             raise Conflict(f"Run {run_id} already {current['status']}.")
         await asyncio.to_thread(self._record, run_id, None, "cancel", actor, "")
@@ -308,19 +229,20 @@ class RunEngine:
         if task is not None:
             task.cancel()
             await asyncio.wait({task}, timeout=30)
-        return self.get(run_id)
+        return await asyncio.to_thread(self.get, run_id)
 
-    def decide(self, run_id: int, request: DecisionRequest, actor: str) -> dict[str, Any]:
+    async def decide(self, run_id: int, request: DecisionRequest, actor: str) -> dict[str, Any]:
         waiting = self._waits.get(run_id)
         if waiting is None:
             raise Conflict(f"Run {run_id} is not waiting for a decision.")
         if request.action not in waiting.actions:
             raise InvalidInput(f"Run {run_id} is waiting for "
                                f"{' or '.join(sorted(waiting.actions))}, not {request.action!r}.")
-        self._record(run_id, waiting.position, request.action, actor, request.note)
+        await asyncio.to_thread(self._record, run_id, waiting.position, request.action, actor,
+                                request.note)
         if not waiting.future.done():
             waiting.future.set_result((request.action, actor, request.note))
-        return self.get(run_id)
+        return await asyncio.to_thread(self.get, run_id)
 
     def _record(self, run_id: int, position: int | None, action: str, actor: str,
                 note: str) -> None:
@@ -330,19 +252,17 @@ class RunEngine:
             audit(session, actor, f"run.{action}", f"run {run_id}",
                   (f"step {position}" if position else "") + (f": {note}" if note else ""))
 
-    # -------------------------------------------------------- execution
+    # -------------------------------------------------------- stored changes
 
-    def _update_run(self, run_id: int, **changes: Any) -> None:
+    def _write_run(self, run_id: int, changes: dict[str, Any]) -> None:
         with self.store.write() as session:
             run = session.get(Run, run_id)
             for key, value in changes.items():
                 setattr(run, key, value)
             session.add(run)
-        self._publish(run_id)
 
-    def _update_step(self, run_id: int, position: int, on_worker: str | None = None,
-                     **changes: Any) -> None:
-        """Change the step's rows (only the row of `on_worker`, when given)."""
+    def _write_step(self, run_id: int, position: int, on_worker: str | None,
+                    changes: dict[str, Any]) -> None:
         with self.store.write() as session:
             query = select(RunStep).where(RunStep.run_id == run_id,
                                           RunStep.position == position)
@@ -352,45 +272,62 @@ class RunEngine:
                 for key, value in changes.items():
                     setattr(step, key, value)
                 session.add(step)
-        self._publish(run_id)
+
+    async def _set_run(self, run_id: int, **changes: Any) -> None:
+        # A run's state must reach the store: a full disk delays it, it is not dropped.
+        await write_retrying(self.store, self._write_run, run_id, changes,
+                             what=f"run {run_id}")
+        await self._publish(run_id)
+
+    async def _set_step(self, run_id: int, position: int, on_worker: str | None = None,
+                        **changes: Any) -> None:
+        """Change the step's rows (only the row of `on_worker`, when given)."""
+        await write_retrying(self.store, self._write_step, run_id, position, on_worker,
+                             changes, what=f"step {position} of run {run_id}")
+        await self._publish(run_id)
+
+    # -------------------------------------------------------- execution
 
     async def _wait_for(self, run_id: int, position: int, actions: set[str], prompt: str
                         ) -> tuple[str, str, str]:
         future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
         self._waits[run_id] = _Waiting(position, actions, prompt, future)
-        await asyncio.to_thread(self._update_run, run_id, status=WAITING, reason=prompt)
+        await self._set_run(run_id, status=WAITING, reason=prompt)
         try:
             return await future
         finally:
             self._waits.pop(run_id, None)
-            await asyncio.to_thread(self._update_run, run_id, status=RUNNING, reason="")
+            await asyncio.shield(self._set_run(run_id, status=RUNNING, reason=""))
 
-    async def _execute(self, run_id: int) -> None:
+    def _load(self, run_id: int) -> tuple[Run, dict[str, str], int]:
         with self.store.read() as session:
             run = session.get(Run, run_id)
+        return run, self.vault.open(run.secrets), last_seq(self.store, run_id)
+
+    async def _execute(self, run_id: int) -> None:
+        run, secrets, seen = await asyncio.to_thread(self._load, run_id)
         definition = RunbookDef.model_validate_json(run.definition)
         values = json.loads(run.variables)
-        secrets = self.vault.open(run.secrets)
         runlog = RunLog(self.store, self.hub, run_id, secrets=list(secrets.values()),
-                        next_seq=last_seq(self.store, run_id) + 1)
+                        next_seq=seen + 1)
         runlog.start()
-        await asyncio.to_thread(self._update_run, run_id, status=RUNNING, started_at=utcnow())
         failed = False
         final, reason = SUCCEEDED, ""
         try:
+            await self._set_run(run_id, status=RUNNING, started_at=utcnow())
             for position, step in enumerate(definition.steps, 1):
                 wanted = {"success": not failed, "failure": failed, "always": True}
                 if not wanted[step.condition]:
-                    await asyncio.to_thread(self._update_step, run_id, position, status=SKIPPED,
-                                            reason=f"condition {step.condition!r} not met")
+                    await self._set_step(run_id, position, status=SKIPPED,
+                                         reason=f"condition {step.condition!r} not met")
                     continue
                 if run.step_through:
                     action, actor, _note = await self._wait_for(
                         run_id, position, STEP_ACTIONS,
                         f"step {position} ({step.name}) is next: continue, skip or abort")
                     if action == "skip":
-                        await asyncio.to_thread(self._update_step, run_id, position,
-                                                status=SKIPPED, reason=f"skipped by {actor}")
+                        await self._set_step(run_id, position, status=SKIPPED,
+                                             reason=f"skipped by {actor}")
                         continue
                     if action == "abort":
                         final, reason = FAILED, f"aborted by {actor} before step {position}"
@@ -404,26 +341,31 @@ class RunEngine:
             if final == SUCCEEDED and failed:
                 final, reason = FAILED, "a step failed"
         except asyncio.CancelledError:
-            final, reason = CANCELLED, "cancelled"
-            await asyncio.shield(self._cancel_steps(run_id, runlog))
+            if self._stopping:
+                final, reason = INTERRUPTED, "the server was stopped during this run"
+            else:
+                final, reason = CANCELLED, "cancelled"
+            await asyncio.shield(self._end_steps(run_id, runlog, final))
         except Exception as exc:  # a bug must end the run visibly, not leave it running
             log.exception("run %s failed", run_id)
             final, reason = FAILED, f"internal error: {exc}"
         finally:
             await asyncio.shield(self._finish(run_id, runlog, final, reason))
 
-    async def _cancel_steps(self, run_id: int, runlog: RunLog) -> None:
+    async def _end_steps(self, run_id: int, runlog: RunLog, final: str) -> None:
         def mark() -> None:
             with self.store.write() as session:
                 for step in session.exec(select(RunStep).where(
                         RunStep.run_id == run_id, RunStep.status.in_([RUNNING, QUEUED]))):
-                    step.status = CANCELLED
-                    step.reason = "the run was cancelled"
+                    step.status = final
+                    step.reason = "the run was cancelled" if final == CANCELLED else \
+                        "the server was stopped"
                     step.finished_at = utcnow()
                     session.add(step)
 
-        await asyncio.to_thread(mark)
-        runlog.note(0, "", "run cancelled")
+        await write_retrying(self.store, mark, what=f"the steps of run {run_id}")
+        runlog.note(0, "", "run cancelled" if final == CANCELLED else "run interrupted: the "
+                    "server was stopped")
 
     async def _finish(self, run_id: int, runlog: RunLog, status: str, reason: str) -> None:
         def not_reached() -> None:
@@ -434,11 +376,12 @@ class RunEngine:
                     step.reason = f"not run: the run {status}"
                     session.add(step)
 
-        await asyncio.to_thread(not_reached)
+        await write_retrying(self.store, not_reached, what=f"the steps of run {run_id}")
         await self.leases.release_run(run_id)
-        await runlog.close()
-        await asyncio.to_thread(self._update_run, run_id, status=status, reason=reason,
-                                finished_at=utcnow(), output_bytes=runlog.output_bytes)
+        await runlog.close(deadline_s=SHUTDOWN_WAIT_S if self._stopping else None)
+        # The run ends here: nothing can retry it, so its sealed values go.
+        await self._set_run(run_id, status=status, reason=reason, finished_at=utcnow(),
+                            output_bytes=runlog.output_bytes, secrets="")
         self.hub.forget(run_id)
         self.hub.notify(run_id)
 
@@ -446,17 +389,16 @@ class RunEngine:
                         step: Step, variables: dict[str, str], runlog: RunLog) -> str:
         """Run one step to its end; return SUCCEEDED, FAILED, SKIPPED or "abort"."""
         if step.manual is not None:
-            await asyncio.to_thread(self._update_step, run_id, position, status=WAITING,
-                                    started_at=utcnow(), reason=step.manual)
+            await self._set_step(run_id, position, status=WAITING, started_at=utcnow(),
+                                 reason=step.manual)
             runlog.note(position, "", f"manual intervention: {step.manual}")
             action, actor, note = await self._wait_for(
                 run_id, position, MANUAL_ACTIONS, f"manual step {position}: {step.manual}")
             status = SUCCEEDED if action == "approve" else FAILED
             said = f"{action}d by {actor}" if action == "approve" else f"aborted by {actor}"
             runlog.note(position, "", said + (f": {note}" if note else ""))
-            await asyncio.to_thread(self._update_step, run_id, position, status=status,
-                                    finished_at=utcnow(), reason=said + (f": {note}" if note
-                                                                        else ""))
+            await self._set_step(run_id, position, status=status, finished_at=utcnow(),
+                                 reason=said + (f": {note}" if note else ""))
             return SUCCEEDED if action == "approve" else "abort"
 
         pool = resolve_pool(definition, step, run.environment)
@@ -479,8 +421,8 @@ class RunEngine:
             if action == "retry":
                 continue
             if action == "skip":
-                await asyncio.to_thread(self._update_step, run_id, position, status=SKIPPED,
-                                        reason=f"failed, then skipped by {actor}")
+                await self._set_step(run_id, position, status=SKIPPED,
+                                     reason=f"failed, then skipped by {actor}")
                 return SKIPPED
             return "abort"
 
@@ -488,23 +430,25 @@ class RunEngine:
                        variables: dict[str, str], runlog: RunLog, attempt: int) -> str:
         try:
             if step.run_on == "all":
-                workers = await asyncio.to_thread(self.leases.healthy_members, pool)
+                workers: list[str | None] = list(
+                    await asyncio.to_thread(self.leases.healthy_members, pool))
                 if not workers:
                     raise NoWorker(f"Pool {pool!r} has no healthy, enabled worker.")
                 await asyncio.to_thread(self._fan_out_rows, run_id, position, step, workers)
             else:
-                workers = [None]  # type: ignore[list-item]
+                workers = [None]
             results = await asyncio.gather(*(
                 self._on_worker(run_id, position, step, pool, only, variables, runlog, attempt)
                 for only in workers))
         except NoWorker as exc:
             runlog.note(position, "", str(exc))
-            await asyncio.to_thread(self._update_step, run_id, position, status=FAILED,
-                                    reason=str(exc), finished_at=utcnow(), attempt=attempt)
+            await self._set_step(run_id, position, status=FAILED, reason=str(exc),
+                                 finished_at=utcnow(), attempt=attempt)
             return FAILED
         return SUCCEEDED if all(r == SUCCEEDED for r in results) else FAILED
 
-    def _fan_out_rows(self, run_id: int, position: int, step: Step, workers: list[str]) -> None:
+    def _fan_out_rows(self, run_id: int, position: int, step: Step,
+                      workers: list[str | None]) -> None:
         with self.store.write() as session:
             rows = session.exec(select(RunStep).where(RunStep.run_id == run_id,
                                                       RunStep.position == position)).all()
@@ -515,69 +459,105 @@ class RunEngine:
             for worker in workers:
                 if worker not in have:
                     session.add(RunStep(run_id=run_id, position=position, name=step.name,
-                                        worker=worker))
+                                        worker=worker or ""))
 
     async def _on_worker(self, run_id: int, position: int, step: Step, pool: str,
                          only: str | None, variables: dict[str, str], runlog: RunLog,
                          attempt: int) -> str:
         row = only if only is not None else None
+        told: list[asyncio.Task[None]] = []
 
-        def waiting() -> None:
+        def waiting() -> None:  # called on the loop by the queue, once
             runlog.note(position, only or "", f"waiting for a free slot in {pool}")
-            self._update_step(run_id, position, row, status=QUEUED,
-                              reason=f"waiting for a free slot in {pool}")
+            told.append(asyncio.ensure_future(self._set_step(
+                run_id, position, row, status=QUEUED,
+                reason=f"waiting for a free slot in {pool}")))
 
         granted = await self.leases.acquire(pool, run_id, position, step=step.name, only=only,
                                             on_wait=waiting)
+        if told:
+            await asyncio.gather(*told)
         worker = granted.worker
-        await self._publish_worker(worker)  # its slots in use changed
+        process = StepProcess(new_marker())
+        ended_clean = False
         try:
+            # Known before anything starts: a server that dies from here on can find the
+            # step's processes by their marker.
+            await self.leases.record_process(granted.lease_id, process)
+            await self.publish_worker(worker)  # its slots in use changed
             if row is None:
-                await asyncio.to_thread(self._update_step, run_id, position, None,
-                                        worker=worker)
-            await asyncio.to_thread(self._update_step, run_id, position, worker,
-                                    status=RUNNING, reason=granted.reason, attempt=attempt,
-                                    started_at=utcnow(), finished_at=None, exit_status=None)
+                await self._set_step(run_id, position, None, worker=worker)
+            await self._set_step(run_id, position, worker, status=RUNNING,
+                                 reason=granted.reason, attempt=attempt, started_at=utcnow(),
+                                 finished_at=None, exit_status=None)
             runlog.note(position, worker, f"step {position} ({step.name}) attempt {attempt} "
                                           f"on {granted.reason}")
             try:
-                transport = await self._transport(worker)
+                transport = await self.transport_for(worker)
             except SSHFailure as exc:
                 reason = f"cannot reach {worker}: {exc}"
                 runlog.note(position, worker, reason)
-                await asyncio.to_thread(self._update_step, run_id, position, worker,
-                                        status=FAILED, reason=reason, finished_at=utcnow())
+                await self._set_step(run_id, position, worker, status=FAILED, reason=reason,
+                                     finished_at=utcnow())
+                ended_clean = True  # nothing was started
                 return FAILED
-            target = self.checker.targets([worker])[0]
+            target = (await asyncio.to_thread(self.checker.targets, [worker]))[0]
             env = {**variables, "WORKDECK_RUN_ID": str(run_id),
                    "WORKDECK_STEP": step.name, "WORKDECK_WORKER": worker}
-            result = await run_step(
-                transport, script_text(step.script, env, target.work_dir),
-                image=step.container, timeout=step.timeout,
-                output=lambda stream, data: runlog.output(position, worker, stream, data))
+            recorded: list[asyncio.Task[None]] = []
+            try:
+                result = await run_step(
+                    transport, script_text(step.script, env, target.work_dir),
+                    image=step.container, timeout=step.timeout, process=process,
+                    output=lambda stream, data: runlog.output(position, worker, stream, data),
+                    on_started=lambda found: recorded.append(asyncio.ensure_future(
+                        self.leases.record_process(granted.lease_id, found))))
+            except LogStoreFull as exc:
+                result = StepResult(None, f"{exc}: the step was stopped", killed=None)
+            finally:
+                await asyncio.shield(asyncio.gather(*recorded))
+            # Any end but an exit status ran kill_group in run_step: it says if they died.
+            ended_clean = result.exit_status is not None or process.gone is True
+            status, reason = self._outcome(result, ended_clean)
             runlog.end_stream(position, worker)
-            if result.exit_status == 0:
-                status, reason = SUCCEEDED, "exit status 0"
-            elif result.timed_out:
-                status, reason = FAILED, result.reason
-            elif result.exit_status is None:
-                status, reason = LOST, result.reason
-            else:
-                status, reason = FAILED, f"exit status {result.exit_status}"
             runlog.note(position, worker, f"step {position} {status}: {reason}")
             # A step that went well keeps why its worker was chosen; one that did not says
             # what went wrong.
-            await asyncio.to_thread(self._update_step, run_id, position, worker,
-                                    status=status, finished_at=utcnow(),
-                                    reason=granted.reason if status == SUCCEEDED else reason,
-                                    exit_status=result.exit_status)
+            await self._set_step(run_id, position, worker, status=status, finished_at=utcnow(),
+                                 reason=granted.reason if status == SUCCEEDED else reason,
+                                 exit_status=result.exit_status)
             return status
         finally:
-            await self.leases.release(granted.lease_id)
-            await self._publish_worker(worker)
+            # Cancelled or failed here: run_step killed the group (process.gone says).
+            ended_clean = ended_clean or process.gone is True
+            await asyncio.shield(self._give_back(granted, ended_clean, worker))
 
-    async def _transport(self, worker: str) -> Transport:
-        target = self.checker.targets([worker])[0]
+    @staticmethod
+    def _outcome(result: StepResult, gone: bool) -> tuple[str, str]:
+        if result.exit_status == 0:
+            return SUCCEEDED, "exit status 0"
+        if result.exit_status is not None:
+            return FAILED, f"exit status {result.exit_status}"
+        reason = result.reason
+        if not gone:
+            reason += "; its processes may still run: the slot stays taken until they are " \
+                      "killed"
+        if result.timed_out or DATA_DIR_FULL in result.reason:
+            return FAILED, reason
+        return LOST, reason
+
+    async def _give_back(self, granted: Granted, clean: bool, worker: str) -> None:
+        """The step is over: its slot goes back, or stays as an orphan when its processes
+        may still run (a lost connection, a kill that could not be confirmed)."""
+        if clean:
+            await self.leases.release(granted.lease_id)
+        else:
+            await self.leases.orphan(granted.lease_id, "the step ended without its processes "
+                                                       "being seen gone")
+        await self.publish_worker(worker)
+
+    async def transport_for(self, worker: str) -> Transport:
+        target = (await asyncio.to_thread(self.checker.targets, [worker]))[0]
         if target.builtin:
             return LocalTransport()
         conn = await self.connections.connection(target.name, target.endpoint, timeout=30)

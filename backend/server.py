@@ -28,7 +28,9 @@ from backend.db import Store
 from backend.errors import WorkdeckError
 from backend.events import EventBus
 from backend.logstore import LogHub
+from backend.orphans import Reaper
 from backend.runs import RunEngine
+from backend.serverlock import AlreadyRunning, ServerLock
 from backend.ssh import ConnectionPool
 from backend.usage import Usage
 from backend.vault import Vault
@@ -38,6 +40,8 @@ log = logging.getLogger("workdeck.server")
 UNIX_PATH_MAX = 107
 ADVICE_EVERY_S = 30.0  # health changes the advisor's findings too, without telling it
 ADVICE_MIN_GAP_S = 10.0  # at most one pass this often: it reads the whole fleet
+STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, or takes them
+STORE_MEASURE_S = 30.0  # the data directory's size is measured again this often
 
 
 class ServerError(Exception):
@@ -58,6 +62,9 @@ class Backend:
         self.runs = RunEngine(store, self.connections, self.bus, Vault(data_dir.secret_key),
                               self.hub, self.checker)
         self.leases = self.runs.leases
+        self.reaper = Reaper(store, self.leases, self.bus, self.runs.transport_for,
+                             self.runs.publish_worker)
+        self.leases.orphan_listeners.append(self.reaper.wake)
         self.usage = Usage(store, self.leases, self.bus)
         # New health results may free a slot for a queued step, and change the pools.
         self.checker.listeners.append(self.leases.wake)
@@ -68,6 +75,8 @@ class Backend:
         self.token: str | None = None  # required of every request when serving over TCP
         self._advice_wake = asyncio.Event()
         self.advice_counts: dict[str, int] = {}  # the advisor's last count, for snapshots
+        self.data_dir_bytes = 0
+        self.disk_free_bytes: int | None = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -79,7 +88,37 @@ class Backend:
             "uptime_s": round(time.time() - self.started, 1),
             "connections": len(self.connections),
             "subscribers": self.bus.subscriber_count,
+            # Why the store refuses writes now (e.g. "the data directory is full").
+            "store_fault": self.store.fault,
+            "data_dir_bytes": self.data_dir_bytes,
+            "disk_free_bytes": self.disk_free_bytes,
         }
+
+    def measure_data_dir(self) -> None:
+        """The data directory's size and the free space beside it (in a thread)."""
+        total = 0
+        for entry in os.scandir(self.data_dir.root):
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+        self.data_dir_bytes = total
+        with contextlib.suppress(OSError):
+            stats = os.statvfs(self.data_dir.root)
+            self.disk_free_bytes = stats.f_bavail * stats.f_frsize
+
+    async def watch_store_forever(self) -> None:
+        """Tell every console when the store starts or stops refusing writes."""
+        said: str | None = None
+        measured = 0.0
+        while True:
+            if time.monotonic() - measured > STORE_MEASURE_S or self.store.fault != said:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(self.measure_data_dir)
+                measured = time.monotonic()
+            if self.store.fault != said:
+                said = self.store.fault
+                self.bus.publish("server", "status", self.status())
+            await asyncio.sleep(STORE_WATCH_S)
 
     def settings(self) -> dict[str, Any]:
         with self.store.read() as session:
@@ -153,11 +192,16 @@ def create_app(backend: Backend) -> FastAPI:
             fleet.list_workers, backend.store)})
         tasks = [asyncio.create_task(backend.checker.run_schedule()),
                  asyncio.create_task(backend.usage.run_forever()),
-                 asyncio.create_task(backend.count_advice_forever())]
+                 asyncio.create_task(backend.count_advice_forever()),
+                 asyncio.create_task(backend.reaper.run_forever()),
+                 asyncio.create_task(backend.watch_store_forever())]
         tasks += [asyncio.create_task(start()) for start in backend.extra_tasks]
         try:
             yield
         finally:
+            # Runs first, while SSH connections are still open: their steps are killed.
+            with contextlib.suppress(Exception):
+                await backend.runs.shutdown()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -176,7 +220,9 @@ def create_app(backend: Backend) -> FastAPI:
         @app.middleware("http")
         async def _require_token(request: Request, call_next):  # type: ignore[no-untyped-def]
             # Over TCP anyone who can reach the port could drive the fleet; the Unix
-            # socket is guarded by its 0600 mode instead.
+            # socket (no client address) is guarded by its 0600 mode instead.
+            if request.scope.get("client") is None:
+                return await call_next(request)
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return JSONResponse({"detail": "A valid API token is required "
@@ -280,46 +326,78 @@ def _remember_user() -> None:
 
 def serve(data_dir: DataDir, listen: str | None = None,
           prepare: Callable[[Backend], None] | None = None) -> None:
-    """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API)."""
+    """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API).
+
+    It always serves the data directory's Unix socket, where local clients look first;
+    `listen` may add a TCP address for others.
+    """
     _fewer_malloc_arenas()
     _remember_user()
     data_dir.ensure()
-    listen = listen or f"unix:{data_dir.socket}"
-    if listen.startswith("unix:"):
-        path = listen[len("unix:"):]
-        sock = _bind_unix(path)
-    else:
-        path = None
-        sock = _bind_tcp(listen)
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    store = Store(data_dir.database)
-    fleet.ensure_builtin(store, "server")
-    backend = Backend(data_dir, listen=listen, store=store)
-    if path is None:
-        backend.token = _api_token(data_dir)
-        log.warning("serving the API on %s; clients need WORKDECK_TOKEN from %s",
-                    listen, data_dir.token_file)
-    interrupted = backend.runs.recover()
-    if interrupted:
-        log.warning("%d runs were interrupted by the last stop of the server", interrupted)
-    if prepare:
-        prepare(backend)
-    config = uvicorn.Config(create_app(backend), log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2, lifespan="on")
-    uv = uvicorn.Server(config)
-
-    def stop() -> None:
-        uv.should_exit = True
-
-    backend.stop_callback = stop
-    data_dir.pid_file.write_text(f"{os.getpid()}\n")
+    lock = ServerLock(data_dir)
     try:
-        asyncio.run(uv.serve(sockets=[sock]))
+        lock.acquire()  # before anything else: a second server must change nothing
+    except AlreadyRunning as exc:
+        raise ServerError(str(exc)) from None
+    sockets: list[socket.socket] = []
+    unix_paths: list[str] = []
+    bound: list[str] = []  # only these are ours to remove at the end
+    try:
+        listen = listen or f"unix:{data_dir.socket}"
+        addresses = [listen]
+        if listen.startswith("unix:"):
+            unix_paths.append(listen[len("unix:"):])
+        else:
+            sockets.append(_bind_tcp(listen))
+            host, port = sockets[0].getsockname()[:2]
+            addresses = [f"{'[' + host + ']' if ':' in host else host}:{port}"]
+        if str(data_dir.socket) not in unix_paths:
+            unix_paths.append(str(data_dir.socket))
+        for path in unix_paths:
+            sockets.append(_bind_unix(path))
+            bound.append(path)
+            if f"unix:{path}" not in addresses:
+                addresses.append(f"unix:{path}")
+        _run(data_dir, addresses, sockets, lock, prepare)
     finally:
-        sock.close()
-        store.close()
-        with contextlib.suppress(OSError):
-            data_dir.pid_file.unlink()
-        if path:
+        for sock in sockets:
+            sock.close()
+        for path in bound:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        lock.release()
+
+
+def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
+         lock: ServerLock, prepare: Callable[[Backend], None] | None) -> None:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    store = Store(data_dir.database)
+    try:
+        fleet.ensure_builtin(store, "server")
+        backend = Backend(data_dir, listen=addresses[0], store=store)
+        if not addresses[0].startswith("unix:"):
+            backend.token = _api_token(data_dir)
+            log.warning("serving the API on %s; clients need WORKDECK_TOKEN from %s",
+                        addresses[0], data_dir.token_file)
+        interrupted = backend.runs.recover()
+        if interrupted:
+            log.warning("%d runs were interrupted by the last stop of the server", interrupted)
+        if prepare:
+            prepare(backend)
+        config = uvicorn.Config(create_app(backend), log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=2, lifespan="on")
+        uv = uvicorn.Server(config)
+
+        def stop() -> None:
+            uv.should_exit = True
+
+        backend.stop_callback = stop
+        data_dir.pid_file.write_text(f"{os.getpid()}\n")
+        lock.record(addresses)
+        try:
+            asyncio.run(uv.serve(sockets=sockets))
+        finally:
+            with contextlib.suppress(OSError):
+                data_dir.pid_file.unlink()
+    finally:
+        store.close()

@@ -257,9 +257,18 @@ def _parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
 
 def start_server(target: Target, *, extra_args: list[str] | None = None,
                  wait: float = 15.0) -> None:
-    """Start a background server for the target's data directory and wait until it answers."""
+    """Start a background server for the target's data directory and wait until it answers.
+
+    Only when no server holds the directory: one that does (perhaps still starting, or
+    listening on TCP as well) is waited for, never doubled.
+    """
+    from backend.serverlock import running
+
     data_dir = target.data_dir
     data_dir.ensure()
+    if running(data_dir) is not None:
+        _wait_for(target, wait)
+        return
     log = open(data_dir.log_file, "ab")  # noqa: SIM115 - handed to the child process
     with log:
         process = subprocess.Popen(
@@ -277,6 +286,10 @@ def start_server(target: Target, *, extra_args: list[str] | None = None,
             if client.alive():
                 return
             if process.poll() is not None:
+                if running(data_dir) is not None:
+                    # Another client started one at the same moment: use that one.
+                    _wait_for(target, max(0.0, deadline - time.monotonic()))
+                    return
                 raise ServerUnavailable(
                     f"The Workdeck server could not start: {_last_log_line(data_dir)}"
                 )
@@ -284,6 +297,27 @@ def start_server(target: Target, *, extra_args: list[str] | None = None,
     raise ServerUnavailable(
         f"The Workdeck server did not answer within {wait:g}s; see {data_dir.log_file}."
     )
+
+
+def _wait_for(target: Target, wait: float) -> None:
+    """A server holds the data directory: wait until it answers on its socket."""
+    from backend.serverlock import describe, running
+
+    deadline = time.monotonic() + wait
+    with Client(target) as client:
+        while True:
+            if client.alive():
+                return
+            info = running(target.data_dir)
+            if info is None:
+                raise ServerUnavailable(
+                    f"The Workdeck server of {target.data_dir.root} stopped while starting; "
+                    f"see {target.data_dir.log_file}.")
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(
+                    describe(info, target.data_dir).split(";")[0]
+                    + f", but does not answer on {target.data_dir.socket}.")
+            time.sleep(0.05)
 
 
 def ensure_server(target: Target) -> None:

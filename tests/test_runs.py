@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import start_workdeck
+from waiting import eventually
 
 THREE_STEPS = """
 name = "Three steps"
@@ -158,7 +159,7 @@ script = "echo cleaning up"
         got = workdeck.cli(*args)
         assert got.code != 0 and expected in got.err, (args, got.err)
     workdeck.cli("env", "add", "Development")
-    got = workdeck.cli("run", "Three steps", "--env", "Development", "--var", "token=x")
+    got = workdeck.cli("run", "Three steps", "--env", "Development", "--var", "token=xyzw")
     assert got.code == 1 and "no value for Development" in got.err
     assert len(json.loads(workdeck.cli("runs", "list", "--json").out)) == 1
 
@@ -353,9 +354,11 @@ script = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.1; done; sleep
     assert done["steps"][0]["status"] == "interrupted"
     texts = [line["text"] for line in log_lines(workdeck, run["id"])]
     assert [t for t in texts if t.startswith("line ")] == [f"line {i}" for i in range(1, 11)]
+    # The step's slot is held until what is left of it on the worker is killed (here the
+    # SSH server ended it with the connection), then given back: a new run gets it.
     with workdeck.client() as client:
-        pool = client.get("/api/pools/Web Pool")
-    assert pool["leased"] == 0  # the lease was released: a new run gets the worker
+        eventually(lambda: client.get("/api/pools/Web Pool")["leased"] == 0,
+                   what="the orphaned step's slot given back")
     again = launch(workdeck, "Interrupted")
     wait_run(workdeck, again["id"], lambda r: r["steps"][0]["status"] == "running")
     workdeck.cli("runs", "cancel", str(again["id"]))

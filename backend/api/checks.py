@@ -46,5 +46,5 @@ async def get_policy(backend: BackendDep) -> Policy:
 @router.put("/policy")
 async def set_policy(policy: Policy, backend: BackendDep, actor: ActorDep) -> Policy:
     await asyncio.to_thread(fleet.set_policy, backend.store, policy, actor)
-    backend.checker.reload_policy()
+    await backend.checker.reload_policy()
     return policy

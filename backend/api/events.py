@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import fleet, runbooks, runs, usage
+from backend import fleet, launch, runbooks, usage
 from backend.api.deps import BackendDep
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -37,7 +37,7 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
                 asyncio.to_thread(usage.history, backend.store),
                 asyncio.to_thread(backend.runs.list, RECENT_RUNS),
                 asyncio.to_thread(runbooks.list_all, backend.store),
-                asyncio.to_thread(runs.environments, backend.store),
+                asyncio.to_thread(launch.environments, backend.store),
             )
             # Workers from memory: every change to one goes through the bus.
             workers = sorted(backend.bus.latest["worker"].values(), key=lambda w: w["name"])

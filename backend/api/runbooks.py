@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from backend import runbooks, runs
+from backend import launch, runbooks
 from backend.api.deps import ActorDep, BackendDep
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
@@ -58,12 +58,12 @@ async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> Non
 
 @router.get("/environments")
 async def list_environments(backend: BackendDep) -> list[str]:
-    return await asyncio.to_thread(runs.environments, backend.store)
+    return await asyncio.to_thread(launch.environments, backend.store)
 
 
 @router.post("/environments", status_code=201)
 async def add_environment(body: EnvironmentCreate, backend: BackendDep,
                           actor: ActorDep) -> dict[str, Any]:
-    created = await asyncio.to_thread(runs.add_environment, backend.store, body.name, actor)
+    created = await asyncio.to_thread(launch.add_environment, backend.store, body.name, actor)
     backend.bus.publish("environment", created["name"], created)
     return created

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import logstore, runs
+from backend import launch, logstore, runs
 from backend.api.deps import ActorDep, BackendDep
 from backend.models import FINISHED
 
@@ -21,14 +21,14 @@ PAGE = 50_000  # lines per read from the store, so a long log streams in bounded
 
 
 @router.post("", status_code=201)
-async def launch(body: runs.LaunchRequest, backend: BackendDep,
-                 actor: ActorDep) -> dict[str, Any]:
+async def launch_run(body: launch.LaunchRequest, backend: BackendDep,
+                     actor: ActorDep) -> dict[str, Any]:
     return await backend.runs.launch(body, actor)
 
 
 @router.post("/plan")
-async def plan(body: runs.LaunchRequest, backend: BackendDep) -> dict[str, Any]:
-    return await asyncio.to_thread(runs.plan, backend.store, backend.runs.leases, body)
+async def plan(body: launch.LaunchRequest, backend: BackendDep) -> dict[str, Any]:
+    return await asyncio.to_thread(launch.plan, backend.store, backend.runs.leases, body)
 
 
 @router.get("")
@@ -50,7 +50,7 @@ async def cancel(run_id: int, backend: BackendDep, actor: ActorDep) -> dict[str,
 @router.post("/{run_id}/decide")
 async def decide(run_id: int, body: runs.DecisionRequest, backend: BackendDep,
                  actor: ActorDep) -> dict[str, Any]:
-    return await asyncio.to_thread(backend.runs.decide, run_id, body, actor)
+    return await backend.runs.decide(run_id, body, actor)
 
 
 @router.get("/{run_id}/log")

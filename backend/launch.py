@@ -1,0 +1,130 @@
+"""Launching a run: the environment, the variables and the pools it resolves to, checked
+whole before anything starts, and the plan a launch would follow now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from backend import fleet, runbooks
+from backend.db import Store
+from backend.errors import Conflict, InvalidInput, NotFound
+from backend.fleet import audit
+from backend.leases import Leases
+from backend.models import DEFAULT_POOL, Environment, Pool
+from backend.runbooks import RunbookDef, Step
+
+MIN_SECRET = 4  # shorter sensitive values would mask every such letter, revealing them
+
+
+class LaunchRequest(BaseModel):
+    runbook: str
+    environment: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    guided: bool = False
+    step_through: bool = False
+
+
+def environments(store: Store) -> list[str]:
+    with store.read() as session:
+        return list(session.exec(select(Environment.name).order_by(Environment.name)).all())
+
+
+def add_environment(store: Store, name: str, actor: str) -> dict[str, Any]:
+    name = name.strip()
+    if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
+        raise InvalidInput(f"Environment name {name!r} is not valid.")
+    with store.write() as session:
+        if session.exec(select(Environment).where(Environment.name == name)).first():
+            raise Conflict(f"An environment named {name!r} already exists.")
+        session.add(Environment(name=name))
+        audit(session, actor, "environment.add", name)
+    return {"name": name}
+
+
+def resolve_pool(definition: RunbookDef, step: Step, environment: str) -> str:
+    """The pool a step runs in: a pool variable for this environment, a pool name, or the
+    default pool."""
+    if step.pool is None:
+        return DEFAULT_POOL
+    if step.pool in definition.pools:
+        scoped = definition.pools[step.pool]
+        if environment not in scoped:
+            raise InvalidInput(
+                f"Step {step.name!r} uses the pool variable {step.pool!r}, which has no value "
+                f"for {environment} (it has: {', '.join(scoped) or 'none'}).")
+        return scoped[environment]
+    return step.pool
+
+
+def prepare(store: Store, request: LaunchRequest) -> tuple[RunbookDef, str, dict[str, str],
+                                                           dict[str, str], list[str]]:
+    """Validate a launch whole: (definition, environment, values, secrets, pools)."""
+    definition = runbooks.get(store, request.runbook)
+    known_envs = environments(store)
+    environment = request.environment
+    if environment is None:
+        if len(known_envs) != 1:
+            raise InvalidInput("Say which environment to run in (--env): "
+                               f"{', '.join(known_envs) or 'none is defined yet'}.")
+        environment = known_envs[0]
+    if environment not in known_envs:
+        raise NotFound(f"No environment is named {environment!r} (known: "
+                       f"{', '.join(known_envs) or 'none'}).")
+    declared = {v.name: v for v in definition.variables}
+    unknown = sorted(set(request.variables) - set(declared))
+    if unknown:
+        raise InvalidInput(f"Runbook {definition.name!r} has no variable {unknown[0]!r} "
+                           f"(it has: {', '.join(declared) or 'none'}).")
+    values: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for var in definition.variables:
+        value = request.variables.get(var.name, var.default)
+        if value is None:
+            raise InvalidInput(f"Variable {var.name!r} needs a value (--var {var.name}=...).")
+        if var.sensitive and len(value) < MIN_SECRET:
+            raise InvalidInput(
+                f"The sensitive variable {var.name!r} is shorter than {MIN_SECRET} "
+                "characters: masking it would hide every such letter in the log and so "
+                "reveal it; use a longer value.")
+        (secrets if var.sensitive else values)[var.name] = value
+    pools = []
+    with store.read() as session:
+        known_pools = set(session.exec(select(Pool.name)).all())
+    for step in definition.steps:
+        if step.manual is not None:
+            pools.append("")
+            continue
+        pool = resolve_pool(definition, step, environment)
+        if pool not in known_pools:
+            raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which does not "
+                               "exist.")
+        if not fleet.get_pool(store, pool)["members"]:
+            raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which has no "
+                               "workers.")
+        pools.append(pool)
+    return definition, environment, values, secrets, pools
+
+
+def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]:
+    """What a launch would do now: each step's pool, the worker it would take, pool health."""
+    definition, environment, values, secrets, pools = prepare(store, request)
+    steps = []
+    for step, pool in zip(definition.steps, pools, strict=True):
+        entry: dict[str, Any] = {"name": step.name, "manual": step.manual is not None,
+                                 "pool": pool, "run_on": step.run_on,
+                                 "condition": step.condition}
+        if pool:
+            info = fleet.get_pool(store, pool, leases.queued_by_pool())
+            if step.run_on == "all":
+                would_take = leases.healthy_members(pool)
+            else:
+                would_take = [name for name in [leases.next_worker(pool)] if name]
+            entry.update(healthy=info["healthy_workers"], workers=info["workers"],
+                         leased=info["leased"], capacity=info["capacity"],
+                         queued=info["queued"], would_take=would_take)
+        steps.append(entry)
+    return {"runbook": definition.name, "environment": environment, "variables": values,
+            "sensitive": sorted(secrets), "steps": steps}
