@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend import fleet
+from backend import fleet, validation
 from backend.db import Store
 from backend.errors import InvalidInput
 from backend.models import BUILTIN_WORKER, Pool, Worker
@@ -42,6 +42,7 @@ def set_naming(store: Store, actor: str, *, worker: str | None = None,
         for key, pattern in changes.items():
             if pattern is None:
                 continue
+            validation.name(pattern, key.replace("_", " ").capitalize(), limit=500)
             try:
                 re.compile(pattern)
             except re.error as exc:

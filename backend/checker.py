@@ -179,7 +179,8 @@ class HealthChecker:
             full = not memory.static or memory.checks >= STATIC_REFRESH_EVERY
             disk = full or health.disk_due(memory.since_disk, memory.free_mb(), policy)
             script = health.script(target.work_dir, full=full, disk=disk,
-                                   custom_script=policy.custom_script)
+                                   custom_script=policy.custom_script,
+                                   custom_timeout_s=health.custom_limit(policy.timeout_s))
             try:
                 if target.builtin:
                     result = await self.local.run(health.command(script),

@@ -43,7 +43,10 @@ def iso(value: datetime | None) -> str | None:
 
 
 def audit(session: Session, actor: str, action: str, target: str, detail: str = "") -> None:
-    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail))
+    # Everything here may have come from outside (a name, a note, an error from a worker).
+    session.add(AuditEvent(actor=validation.free_text(actor, 100, one_line=True),
+                           action=action, target=validation.free_text(target, 300, one_line=True),
+                           detail=validation.free_text(detail, 2000, one_line=True)))
 
 
 # ---------------------------------------------------------------- settings
@@ -321,18 +324,19 @@ def get_pool(store: Store, name: str, queued: Mapping[str, int] | None = None
 
 def add_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
     name = validation.pool_name(name)
+    description = validation.free_text(description, 500, one_line=True)
     with store.write() as session:
         if session.exec(select(Pool).where(Pool.name == name)).first():
             raise Conflict(f"A pool named {name!r} already exists.")
-        session.add(Pool(name=name, description=description.strip()))
-        audit(session, actor, "pool.add", name, description.strip())
+        session.add(Pool(name=name, description=description))
+        audit(session, actor, "pool.add", name, description)
     return get_pool(store, name)
 
 
 def describe_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
     with store.write() as session:
         pool = _pool(session, name)
-        pool.description = description.strip()
+        pool.description = validation.free_text(description, 500, one_line=True)
         session.add(pool)
         audit(session, actor, "pool.describe", name, pool.description)
     return get_pool(store, name)
@@ -456,7 +460,12 @@ def trust_host_key(store: Store, name: str, fingerprint: str | None, actor: str)
         pinned = session.get(HostKey, worker.id)
         if worker.presented_key:
             presented = fingerprint_of(worker.presented_key)
-            if fingerprint and fingerprint != presented:
+            if not fingerprint:
+                # Never "whatever it showed last": the operator names the key they checked.
+                raise InvalidInput(
+                    f"Say which key to trust: worker {name!r} presented {presented}; trust "
+                    f"it with --fingerprint {presented} once you have checked it.")
+            if fingerprint != presented:
                 raise InvalidInput(
                     f"Worker {name!r} presented the key {presented}, not {fingerprint}; "
                     "nothing was trusted."

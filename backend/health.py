@@ -41,19 +41,42 @@ if [ "$4" = 1 ]; then
 fi
 if [ -n "$3" ]; then
   echo "@@custom"
-  if command -v bash >/dev/null 2>&1; then bash -c "$3" 2>&1
-  else echo "bash is not installed"; false; fi
-  echo "@@custom_exit=$?"
+  if ! command -v bash >/dev/null 2>&1; then echo "bash is not installed"; __wd_rc=1
+  elif command -v setsid >/dev/null 2>&1; then
+    # In a process group of its own, with no stdin (it must not read the next check),
+    # and a watchdog that kills the whole group at the time limit.
+    setsid bash -c "$3" </dev/null 2>&1 &
+    __wd_p=$!
+    sh -c 'sleep "$1" & s=$!; trap "kill $s 2>/dev/null; exit 0" TERM; wait $s;
+      kill -KILL -"$2" 2>/dev/null && echo "@@custom_timeout"' sh "$5" "$__wd_p" </dev/null &
+    __wd_w=$!
+    wait "$__wd_p"; __wd_rc=$?
+    kill -TERM "$__wd_w" 2>/dev/null; wait "$__wd_w" 2>/dev/null
+    kill -KILL -"$__wd_p" 2>/dev/null  # whatever it left running in the background
+  else bash -c "$3" </dev/null 2>&1; __wd_rc=$?
+  fi
+  echo "@@custom_exit=$__wd_rc"
+  unset __wd_p __wd_w __wd_rc
 fi
 """
+
+TIMED_OUT = -1  # the custom script's "exit status" when its watchdog killed it
 
 STATIC_FACTS = ("os", "kernel", "arch", "hostname", "cpus", "login_shell")
 
 
-def script(work_dir: str, *, full: bool, custom_script: str = "", disk: bool = True) -> str:
+def custom_limit(timeout_s: float) -> float:
+    """The custom script's own time limit: inside the check's, so that a hung script is
+    reported as such (and killed) rather than the whole worker as unreachable."""
+    return round(max(0.5, timeout_s * 0.75), 2)
+
+
+def script(work_dir: str, *, full: bool, custom_script: str = "", disk: bool = True,
+           custom_timeout_s: float = 7.5) -> str:
     """The check as a script for a POSIX sh that is already running (the worker's check
     shell); it leaves nothing behind in that shell but a few variables."""
-    args = [work_dir, "1" if full else "0", custom_script, "1" if disk else "0"]
+    args = [work_dir, "1" if full else "0", custom_script, "1" if disk else "0",
+            f"{custom_timeout_s:g}"]
     return "set -- " + " ".join(shlex.quote(a) for a in args) + "\n" + FACTS_SCRIPT
 
 
@@ -100,12 +123,17 @@ def parse_facts(stdout: bytes) -> tuple[dict[str, Any], list[str], int | None]:
     custom: list[str] = []
     custom_exit: int | None = None
     in_custom = False
+    timed_out = False
     disks: dict[str, dict[str, Any]] = {}
     for raw in stdout.split(b"\n"):
         line = clean_line(raw, 500)
         if in_custom:
             if line.startswith("@@custom_exit="):
                 custom_exit = _int(line.partition("=")[2])
+                if timed_out:
+                    custom_exit = TIMED_OUT
+            elif line == "@@custom_timeout":
+                timed_out = True
             elif line:
                 custom.append(line)
             continue
@@ -155,6 +183,9 @@ def judge(exit_status: int | None, stdout: bytes, stderr: bytes, policy: Policy,
         detail = clean_line(stderr.strip().split(b"\n")[-1], 200) if stderr.strip() else ""
         return Verdict(UNHEALTHY, f"the health check exited {exit_status}"
                        + (f": {detail}" if detail else ""), facts)
+    if custom_exit == TIMED_OUT:
+        return Verdict(UNHEALTHY, "custom health check timed out (its time limit is 3/4 of "
+                       "the check's timeout); it was killed", facts)
     if custom_exit is not None and custom_exit not in (0, 1):
         said = custom[-1] if custom else f"exit status {custom_exit}"
         return Verdict(UNHEALTHY, f"custom health check failed: {said}", facts)

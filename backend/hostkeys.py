@@ -41,12 +41,18 @@ class KnownHosts:
             self._stamp = stamp
         return self._known
 
-    def keys_for(self, host: str, port: int) -> list[asyncssh.SSHKey]:
+    def match(self, host: str, port: int) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey],
+                                                  list[asyncssh.SSHKey]]:
+        """For this host: its trusted keys, the certificate authorities (@cert-authority)
+        that vouch for it, and the keys marked @revoked (refused whatever else says)."""
         known = self._load()
         if known is None:
-            return []
-        trusted, _ca, _revoked, *_ = known.match(host, "", port if port != 22 else None)
-        return list(trusted)
+            return [], [], []
+        trusted, authorities, revoked, *_ = known.match(host, "", port if port != 22 else None)
+        return list(trusted), list(authorities), list(revoked)
+
+    def keys_for(self, host: str, port: int) -> list[asyncssh.SSHKey]:
+        return self.match(host, port)[0]
 
 
 @dataclass
@@ -56,8 +62,11 @@ class HostKeyDecision:
     pinned: str | None
     known_hosts: list[str] = field(default_factory=list)
     trust_first: bool = False
+    # known_hosts has a @cert-authority for this host: only its certificates are trusted.
+    certified_only: bool = False
     presented: str | None = None
-    accepted_from: str | None = None  # "pin", "known_hosts" or "first use"
+    # "pin", "known_hosts", "cert-authority" or "first use"
+    accepted_from: str | None = None
 
     def judge(self, key: asyncssh.SSHKey) -> bool:
         presented = export_key(key)
@@ -74,7 +83,7 @@ class HostKeyDecision:
         if self.known_hosts:
             # known_hosts lists another key for this host: a change, never trusted blindly.
             return False
-        if self.trust_first:
+        if self.trust_first and not self.certified_only:
             self.accepted_from = "first use"
             return True
         return False

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from backend import fleet, runbooks
+from backend import fleet, runbooks, validation
 from backend.db import Store
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.fleet import audit
@@ -33,9 +33,7 @@ def environments(store: Store) -> list[str]:
 
 
 def add_environment(store: Store, name: str, actor: str) -> dict[str, Any]:
-    name = name.strip()
-    if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"Environment name {name!r} is not valid.")
+    name = validation.environment_name(name)
     with store.write() as session:
         if session.exec(select(Environment).where(Environment.name == name)).first():
             raise Conflict(f"An environment named {name!r} already exists.")

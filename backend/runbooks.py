@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
+from backend import validation
 from backend.db import Store
 from backend.errors import InvalidInput, NotFound
 from backend.fleet import audit, iso
@@ -72,6 +73,14 @@ def _text(value: Any, source: str, where: str, *, allow_scalars: bool = False) -
     raise _fail(source, where, f"must be a string, not {type(value).__name__}")
 
 
+def _name(value: str, source: str, where: str, what: str, *, spaces: bool = True,
+          limit: int = 100) -> str:
+    try:
+        return validation.name(value, what, spaces=spaces, limit=limit)
+    except InvalidInput as exc:
+        raise _fail(source, where, str(exc).rstrip(".")) from None
+
+
 def _check_keys(table: dict[str, Any], allowed: set[str], source: str, where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
@@ -93,9 +102,9 @@ def from_data(data: dict[str, Any], source: str = "<runbook>") -> RunbookDef:
     name = _text(data.get("name", ""), source, "name").strip()
     if not name:
         raise _fail(source, "name", "a runbook needs a name")
-    if any(ord(c) < 32 for c in name) or len(name) > 200:
-        raise _fail(source, "name", "must be at most 200 characters, no control characters")
-    description = _text(data.get("description", ""), source, "description")
+    name = _name(name, source, "name", "Runbook name", limit=200)
+    description = validation.free_text(_text(data.get("description", ""), source,
+                                             "description"), 2000)
 
     variables: list[Variable] = []
     raw_vars = data.get("variables", {})
@@ -122,8 +131,9 @@ def from_data(data: dict[str, Any], source: str = "<runbook>") -> RunbookDef:
                 default=None if default is None else _text(default, source, f"{where}.default",
                                                            allow_scalars=True),
                 sensitive=sensitive,
-                description=_text(spec.get("description", ""), source,
-                                  f"{where}.description")))
+                description=validation.free_text(_text(spec.get("description", ""), source,
+                                                       f"{where}.description"), 500,
+                                                 one_line=True)))
         else:
             variables.append(Variable(name=var_name, default=_text(spec, source, where,
                                                                    allow_scalars=True)))
@@ -140,8 +150,11 @@ def from_data(data: dict[str, Any], source: str = "<runbook>") -> RunbookDef:
         where = f"pools.{pool_var}"
         if not isinstance(scoped, dict) or not scoped:
             raise _fail(source, where, "must map environments to pool names")
-        pools[pool_var] = {env: _text(pool, source, f"{where}.{env}")
-                           for env, pool in scoped.items()}
+        _name(pool_var, source, where, "Pool variable")
+        pools[pool_var] = {
+            _name(env, source, f"{where}.{env}", "Environment name"):
+            _name(_text(pool, source, f"{where}.{env}"), source, f"{where}.{env}", "Pool name")
+            for env, pool in scoped.items()}
 
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
@@ -159,6 +172,7 @@ def _step(raw: Any, number: int, source: str) -> Step:
     name = _text(raw.get("name", ""), source, f"{where}.name").strip()
     if not name:
         raise _fail(source, f"{where}.name", "every step needs a name")
+    name = _name(name, source, f"{where}.name", "Step name", limit=200)
     script = raw.get("script")
     manual = raw.get("manual")
     if (script is None) == (manual is None):
@@ -168,11 +182,20 @@ def _step(raw: Any, number: int, source: str) -> Step:
         values["script"] = _text(script, source, f"{where}.script")
         if not values["script"].strip():
             raise _fail(source, f"{where}.script", "is empty")
+        try:
+            validation.script_text(values["script"], "the script")
+        except InvalidInput as exc:
+            raise _fail(source, f"{where}.script", str(exc).rstrip(".")) from None
     else:
-        values["manual"] = _text(manual, source, f"{where}.manual")
-    for key in ("pool", "container"):
+        values["manual"] = validation.free_text(_text(manual, source, f"{where}.manual"),
+                                                4000)
+        if not values["manual"]:
+            raise _fail(source, f"{where}.manual", "is empty")
+    for key, what, spaces in (("pool", "Pool name", True), ("container", "Image", False)):
         if key in raw:
-            values[key] = _text(raw[key], source, f"{where}.{key}").strip() or None
+            text = _text(raw[key], source, f"{where}.{key}").strip()
+            values[key] = _name(text, source, f"{where}.{key}", what, spaces=spaces) \
+                if text else None
     timeout = raw.get("timeout", 3600)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or \
             not 1 <= timeout <= MAX_TIMEOUT_S:
@@ -203,11 +226,16 @@ def _key(name: str) -> str:
 
 def _string(value: str) -> str:
     # A multi-line literal keeps scripts readable; anything it cannot hold exactly
-    # (''' inside, control characters, a trailing quote) falls back to an escaped string.
-    if "\n" in value and "'''" not in value and not value.endswith("'") and \
-            not any(ord(c) < 32 and c not in "\n\t" for c in value) and "\r" not in value:
+    # (''' inside, a trailing quote, a character that is not visible) falls back to
+    # an escaped string, so an exported file shows no invisible or bidirectional text.
+    visible = all(c.isprintable() or c in "\n\t" for c in value)
+    if "\n" in value and "'''" not in value and not value.endswith("'") and visible:
         return "'''\n" + value + "'''"
-    return json.dumps(value, ensure_ascii=False)
+    quoted = json.dumps(value, ensure_ascii=False)
+    if visible:
+        return quoted
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\u{ord(c):04x}"
+                   if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in quoted)
 
 
 def to_toml(runbook: RunbookDef) -> str:

@@ -57,6 +57,7 @@ from backend.remote import (
 )
 from backend.runbooks import RunbookDef, Step
 from backend.ssh import ConnectionPool, SSHFailure
+from backend.validation import free_text
 from backend.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -238,10 +239,11 @@ class RunEngine:
         if request.action not in waiting.actions:
             raise InvalidInput(f"Run {run_id} is waiting for "
                                f"{' or '.join(sorted(waiting.actions))}, not {request.action!r}.")
+        note = free_text(request.note, 1000, one_line=True)
         await asyncio.to_thread(self._record, run_id, waiting.position, request.action, actor,
-                                request.note)
+                                note)
         if not waiting.future.done():
-            waiting.future.set_result((request.action, actor, request.note))
+            waiting.future.set_result((request.action, actor, note))
         return await asyncio.to_thread(self.get, run_id)
 
     def _record(self, run_id: int, position: int | None, action: str, actor: str,
@@ -348,7 +350,7 @@ class RunEngine:
             await asyncio.shield(self._end_steps(run_id, runlog, final))
         except Exception as exc:  # a bug must end the run visibly, not leave it running
             log.exception("run %s failed", run_id)
-            final, reason = FAILED, f"internal error: {exc}"
+            final, reason = FAILED, free_text(f"internal error: {exc}", 500, one_line=True)
         finally:
             await asyncio.shield(self._finish(run_id, runlog, final, reason))
 

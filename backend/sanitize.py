@@ -11,15 +11,21 @@ MAX_LINE = 16_384  # characters of one line kept; a marker says how much was cut
 _ESCAPES = re.compile(
     r"""
     (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?              # CSI ... final byte
-    | (?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c|$)     # OSC ... BEL or ST
-    | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c|$)  # DCS, SOS, PM, APC ... ST
+    | (?:\x1b\]|\x9d)[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)  # OSC ... BEL or ST
+    | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c\n]*(?:\x1b\\|\x9c)  # DCS, SOS, PM, APC
     | \x1b[ -/]*[0-~]?                             # other escapes (charset, keypad, ...)
     """,
-    re.VERBOSE | re.DOTALL,
+    re.VERBOSE,
 )
-# Every C0 and C1 control except tab, and the Unicode bidirectional overrides that
-# can make a line read differently from what it is.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# A string sequence (OSC, DCS...) with no terminator on its line: only its introducer is
+# dropped (by the last alternative above, or as a C1 control below), so an unterminated
+# one cannot swallow the text after it.
+# Every C0 and C1 control except tab, the Unicode bidirectional controls that can make a
+# line read differently from what it is, line and paragraph separators, and invisible
+# characters that only serve to make two texts look alike (zero-width space, joiner
+# aside: emoji need it).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u180e\u200b\u200c\u200e\u200f"
+                       "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
 
 
 def clean_text(data: bytes | str) -> str:

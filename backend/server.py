@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from backend import __version__, advisor, fleet
 from backend.api import checks, events, pools, runbooks, runs, server, workers
+from backend.api.limits import BodyLimit
 from backend.checker import HealthChecker
 from backend.config import DataDir
 from backend.db import Store
@@ -230,6 +231,7 @@ def create_app(backend: Backend) -> FastAPI:
             return await call_next(request)
     for module in (workers, pools, checks, events, server, runbooks, runs):
         app.include_router(module.router)
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(WorkdeckError)
     async def _refused(_request: Request, exc: WorkdeckError) -> JSONResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import socket
 import time
@@ -20,7 +21,8 @@ from pathlib import Path
 import asyncssh
 
 from backend.checkshell import OUTPUT_LIMIT, CheckShell, ShellGone
-from backend.hostkeys import HostKeyDecision, KnownHosts, fingerprint_of, same_key
+from backend.hostkeys import HostKeyDecision, KnownHosts, export_key, fingerprint_of, same_key
+from backend.sanitize import clean_line
 
 # AES-GCM first: asyncssh runs it in OpenSSL, where its chacha20-poly1305 spends part of
 # every packet in Python; on a fleet sweep that is most of the client's CPU. The rest
@@ -34,7 +36,8 @@ class SSHFailure(Exception):
 
     def __init__(self, reason: str, *, presented_key: str | None = None,
                  accepted_key: str | None = None) -> None:
-        super().__init__(reason)
+        # Often holds what the worker said (a disconnect reason, a banner): made inert.
+        super().__init__(clean_line(reason, 500))
         self.presented_key = presented_key
         self.accepted_key = accepted_key
 
@@ -166,11 +169,13 @@ class ConnectionPool:
 
     async def _open(self, endpoint: Endpoint) -> tuple[_Connection, float, HostKeyDecision]:
         decision = HostKeyDecision(pinned=endpoint.pinned_key, trust_first=endpoint.trust_first)
+        known, authorities, revoked = self.known_hosts.match(endpoint.host, endpoint.port)
         if endpoint.pinned_key is None:
-            decision.known_hosts = [
-                k.export_public_key("openssh").decode().strip()
-                for k in self.known_hosts.keys_for(endpoint.host, endpoint.port)
-            ]
+            decision.known_hosts = [export_key(k) for k in known]
+            # A host vouched for by a certificate authority is trusted through it alone.
+            decision.certified_only = bool(authorities)
+        else:
+            authorities = []  # a pinned key is the only key accepted
         trusted = [asyncssh.import_public_key(k) for k in
                    ([endpoint.pinned_key] if endpoint.pinned_key else decision.known_hosts)]
         closed = asyncio.Event()
@@ -182,17 +187,21 @@ class ConnectionPool:
                 "no SSH key to log in with: give the worker a key file (--key) or allow "
                 "ssh-agent (--agent)"
             )
+        # The TCP connection first, on its own: a host that refuses or does not answer
+        # (a fleet in an outage) then costs a socket, not SSH's whole option set-up.
+        sock = await _tcp_connect(endpoint.host, endpoint.port, self.connect_timeout)
         try:
             conn = await asyncssh.connect(
                 endpoint.host,
                 endpoint.port,
+                sock=sock,
                 username=endpoint.user or _local_user(),
                 client_keys=client_keys or None,
                 agent_path=() if endpoint.use_agent else None,
                 agent_forwarding=False,
                 password=None,
                 kbdint_auth=False,
-                known_hosts=lambda _h, _a, _p: (trusted, [], []),
+                known_hosts=lambda _h, _a, _p: (trusted, authorities, revoked),
                 client_factory=lambda: _Client(decision, closed),
                 connect_timeout=self.connect_timeout,
                 login_timeout=self.login_timeout,
@@ -203,9 +212,11 @@ class ConnectionPool:
                 x509_trusted_certs=None,
                 gss_host=None,
             )
-        except asyncssh.HostKeyNotVerifiable:
-            raise self._host_key_failure(endpoint, decision) from None
+        except asyncssh.HostKeyNotVerifiable as exc:
+            sock.close()
+            raise self._host_key_failure(endpoint, decision, exc.reason) from None
         except asyncssh.KeyExchangeFailed as exc:
+            sock.close()
             if endpoint.pinned_key:
                 raise HostKeyRefused(
                     f"{where} no longer offers the pinned host key type "
@@ -216,40 +227,59 @@ class ConnectionPool:
                 ) from None
             raise SSHFailure(f"SSH key exchange with {where} failed: {exc.reason}") from None
         except asyncssh.PermissionDenied:
+            sock.close()
             raise SSHFailure(
                 f"login refused: {where} did not accept the key for user "
                 f"{endpoint.user or _local_user()!r}"
             ) from None
         except asyncssh.DisconnectError as exc:
+            sock.close()
             raise SSHFailure(f"{where} closed the SSH connection: {exc.reason}") from None
         except TimeoutError:
+            sock.close()
             raise SSHFailure(
                 f"timed out connecting or logging in to {where} "
                 f"(no SSH answer within {self.login_timeout:g}s)"
             ) from None
-        except socket.gaierror:
-            raise SSHFailure(f"cannot resolve the host name {endpoint.host!r}") from None
-        except ConnectionRefusedError:
-            raise SSHFailure(f"connection refused by {where}: no SSH server is listening") from None
         except OSError as exc:
+            sock.close()
             raise SSHFailure(f"cannot connect to {where}: {exc.strerror or exc}") from None
         except asyncssh.Error as exc:
+            sock.close()
             raise SSHFailure(f"SSH to {where} failed: {exc.reason}") from None
+        except BaseException:
+            sock.close()
+            raise
         connect_ms = (time.perf_counter() - started) * 1000
-        if endpoint.pinned_key is None and decision.accepted_from is None:
-            # asyncssh accepted a key from the trusted list without asking us: that list
-            # held only known_hosts keys, so that is where this key's trust comes from.
-            server_key = conn.get_server_host_key()
-            if server_key is not None:
-                decision.presented = server_key.export_public_key("openssh").decode().strip()
-                decision.accepted_from = "known_hosts"
         server_key = conn.get_server_host_key()
-        exported = server_key.export_public_key("openssh").decode().strip() if server_key \
-            else None
+        exported = export_key(server_key) if server_key else None
+        if endpoint.pinned_key is None and decision.accepted_from is None and exported:
+            # asyncssh accepted the key without asking us: it was one of the known_hosts
+            # keys, or a certificate signed by a known_hosts @cert-authority.
+            decision.presented = exported
+            decision.accepted_from = "known_hosts" if any(
+                same_key(exported, k) for k in decision.known_hosts) else "cert-authority"
         return _Connection(endpoint, conn, exported, closed), connect_ms, decision
 
-    def _host_key_failure(self, endpoint: Endpoint, decision: HostKeyDecision) -> HostKeyRefused:
+    def _host_key_failure(self, endpoint: Endpoint, decision: HostKeyDecision,
+                          said: str = "") -> HostKeyRefused:
         presented = fingerprint_of(decision.presented) if decision.presented else "an unknown key"
+        if "revoked" in said.lower():
+            what = "certificate authority" if "CA key" in said else "host key"
+            return HostKeyRefused(
+                f"HOST KEY REVOKED: the {what} {endpoint.host}:{endpoint.port} presented is "
+                "marked @revoked in known_hosts; connection refused",
+                presented_key=None, changed=True)
+        if decision.presented is None and said:
+            # Refused before our own check: a host certificate that did not validate.
+            return HostKeyRefused(
+                f"host certificate refused: {said}; connection refused",
+                presented_key=None, changed=False)
+        if decision.certified_only and not decision.changed:
+            return HostKeyRefused(
+                f"host key not trusted: presented {presented}, but known_hosts has a "
+                "@cert-authority for this host and the key is not a certificate it signed",
+                presented_key=None, changed=False)
         if decision.changed:
             expected = fingerprint_of(endpoint.pinned_key or decision.known_hosts[0])
             source = "pinned" if endpoint.pinned_key else "in known_hosts"
@@ -363,6 +393,48 @@ class ConnectionPool:
         for connection in connections:
             with contextlib.suppress(Exception):
                 await connection.conn.wait_closed()
+
+
+async def _tcp_connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected TCP socket to the worker, or SSHFailure saying why not."""
+    loop = asyncio.get_running_loop()
+    where = f"{host}:{port}"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    try:
+        async with asyncio.timeout(timeout):
+            if address is not None:
+                targets = [(socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                            (host, port))]
+            else:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                targets = [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
+            last: OSError | None = None
+            for family, sockaddr in targets:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    await loop.sock_connect(sock, sockaddr)
+                except OSError as exc:
+                    sock.close()
+                    last = exc
+                    continue
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock
+            raise last or OSError(f"no address for {host}")
+    except TimeoutError:
+        raise SSHFailure(f"timed out connecting to {where} (no answer within "
+                         f"{timeout:g}s)") from None
+    except socket.gaierror:
+        raise SSHFailure(f"cannot resolve the host name {host!r}") from None
+    except ConnectionRefusedError:
+        raise SSHFailure(f"connection refused by {where}: no SSH server is listening") from None
+    except OSError as exc:
+        raise SSHFailure(f"cannot connect to {where}: {exc.strerror or exc}") from None
 
 
 async def _exec(conn: asyncssh.SSHClientConnection, command: str,

@@ -19,7 +19,7 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from console.client import ApiError, AsyncClient, ServerUnavailable, Target, start_server
-from console.state import Fleet
+from console.state import Fleet, plain
 
 RECONNECT_MAX_S = 5.0
 CHANGES_HZ = 10  # view updates a second, at most, however busy the fleet
@@ -174,7 +174,7 @@ class WorkdeckApp(App[None]):
             error = event.worker.error
             message = str(error) if isinstance(error, ApiError) else \
                 f"Unexpected error: {error.__class__.__name__}: {error}"
-            self.notify(message, severity="error", markup=False, timeout=8)
+            self.notify(plain(message, 500), severity="error", markup=False, timeout=8)
 
     def call_api(self, description: str, method: str, path: str, body: Any = None,
                  *, done: str | None = None) -> None:
@@ -187,11 +187,11 @@ class WorkdeckApp(App[None]):
         try:
             result = await self.api.request(method, path, json=body)
         except ApiError as exc:
-            self.notify(str(exc), title=description, severity="error", markup=False,
-                        timeout=8)
+            self.notify(plain(exc, 500), title=plain(description), severity="error",
+                        markup=False, timeout=8)
             return None
         if done:
-            self.notify(done, markup=False)
+            self.notify(plain(done, 300), markup=False)
         return result
 
     def action_command_line(self) -> None:
@@ -226,13 +226,13 @@ class WorkdeckApp(App[None]):
 
             self.push_screen(RunScreen(int(rest.strip())))
         else:
-            self.notify(f"Unknown command {word!r}: try :dashboard, :workers [filter], "
+            self.notify(f"Unknown command {plain(word, 40)!r}: try :dashboard, :workers [filter], "
                         ":pools [filter], :runbooks, :runs [filter], :advisor, :run ID, "
                         ":check [worker...], :quit.", severity="warning", markup=False)
 
     def check_workers(self, names: list[str] | None) -> None:
         label = ", ".join(names) if names else "every worker"
-        self.notify(f"Checking {label}…", markup=False)
+        self.notify(plain(f"Checking {label}…", 300), markup=False)
         self.call_api("Check", "POST", "/api/checks", {"workers": names or []},
                       done=f"Checked {label}.")
 

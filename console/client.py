@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from backend.config import DataDir
+from backend.sanitize import clean_line
 
 CONNECT_TIMEOUT = 5.0
 BIG_EVENT = 64 * 1024  # characters of an event decoded in a thread rather than inline
@@ -88,7 +89,8 @@ def _error_from(response: httpx.Response) -> ApiError:
         detail = None
     if not isinstance(detail, str):
         detail = f"The server answered {response.status_code} {response.reason_phrase}."
-    return ApiError(detail, response.status_code)
+    # The sentence may quote what someone typed: it reaches a terminal inert.
+    return ApiError(clean_line(detail, 1000), response.status_code)
 
 
 def _unavailable(target: Target, exc: Exception) -> ServerUnavailable:

@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from backend.sanitize import clean_line
+from backend.sanitize import clean_line, clean_text
+
+
+def say(text: Any = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print a message that may hold text from the server or a worker: cleaned of escape
+    sequences and control characters first, whatever they are."""
+    click.echo(clean_text(str(text)), err=err, nl=nl)
 
 
 def print_json(data: Any) -> None:

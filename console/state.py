@@ -100,7 +100,12 @@ def status_text(status: str) -> Text:
 
 def safe(value: Any, limit: int = 200) -> Text:
     """Text from the server or a worker, never parsed as markup, cleaned of escapes."""
-    return Text(clean_line("" if value is None else str(value), limit))
+    return Text(plain(value, limit))
+
+
+def plain(value: Any, limit: int = 200) -> str:
+    """The same as a str, for a notification (always sent with markup=False)."""
+    return clean_line("" if value is None else str(value), limit)
 
 
 def ago(iso: str | None, now: datetime | None = None) -> str:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request
 
+from backend.validation import free_text
+
 if TYPE_CHECKING:
     from backend.server import Backend
 
@@ -15,8 +17,8 @@ def get_backend(request: Request) -> Backend:
 
 
 def get_actor(x_workdeck_actor: Annotated[str | None, Header()] = None) -> str:
-    # Clients say which operator they act for; the audit log records it as given.
-    return (x_workdeck_actor or "api")[:100]
+    # Clients say which operator they act for; the audit log records it, cleaned.
+    return free_text(x_workdeck_actor, 100, one_line=True) or "api"
 
 
 BackendDep = Annotated["Backend", Depends(get_backend)]

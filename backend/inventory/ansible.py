@@ -56,11 +56,27 @@ class _Vaulted:
     """Stands in for a !vault value: harmless unless workdeck actually needs it."""
 
 
+# Bounds on what one file may expand to, whatever its aliases and ranges say: far past
+# any real fleet, far short of what would stall the server.
+MAX_HOSTS = 50_000
+MAX_VISITS = 200_000  # group and host entries walked, aliases included
+MAX_DEPTH = 64  # levels of children
+
+
 class _Inventory:
     def __init__(self, source: str) -> None:
         self.source = source
         self.groups: dict[str, _Group] = {name: _Group() for name in ("all", "ungrouped")}
         self.hosts: dict[str, _Host] = {}
+        self.walked: set[tuple[str, int]] = set()  # (group, id(body)) already read
+        self.visits = 0
+
+    def visit(self, line: int | None) -> None:
+        self.visits += 1
+        if self.visits > MAX_VISITS:
+            raise InventoryError(
+                self.source, f"expands to more than {MAX_VISITS:,} group and host entries "
+                "(YAML aliases that repeat groups?); split it or write the groups out", line)
 
     def group(self, name: str, line: int | None) -> _Group:
         if name not in self.groups:
@@ -73,6 +89,8 @@ class _Inventory:
     ) -> None:
         _check_name(alias, "host", self.source, line)
         self.group(group, line)
+        if alias not in self.hosts and len(self.hosts) >= MAX_HOSTS:
+            raise InventoryError(self.source, f"lists more than {MAX_HOSTS:,} hosts", line)
         host = self.hosts.setdefault(alias, _Host())
         # A host listed in several places is one host; later variables win, as in Ansible.
         host.vars.update(hostvars)
@@ -424,18 +442,26 @@ def parse_ansible_yaml(text: str, source: str) -> list[WorkerSpec]:
                 1,
             )
         for raw_name, body in data.items():
-            _yaml_group(inv, raw_name, body, _key_line(data, raw_name, None), set())
+            _yaml_group(inv, raw_name, body, _key_line(data, raw_name, None), [])
     return _build_workers(inv)
 
 
 def _yaml_group(
-    inv: _Inventory, raw_name: Any, body: Any, line: int | None, active: set[int]
+    inv: _Inventory, raw_name: Any, body: Any, line: int | None, active: list[int]
 ) -> str:
     source = inv.source
     name = _yaml_name(raw_name, "group", source, line)
     inv.group(name, line)
+    inv.visit(line)
     if body is None:
         return name
+    if (name, id(body)) in inv.walked:
+        # The same group body again (a YAML alias): read once, or nested aliases would
+        # multiply the work by each level.
+        return name
+    if len(active) >= MAX_DEPTH:
+        raise InventoryError(source, f'group "{name}" is nested more than {MAX_DEPTH} levels '
+                             "deep", line)
     if not isinstance(body, dict):
         raise InventoryError(
             source,
@@ -445,7 +471,7 @@ def _yaml_group(
     # YAML anchors can make a group contain itself; stop instead of recursing forever.
     if id(body) in active:
         raise InventoryError(source, f'group "{name}" contains itself through a YAML alias', line)
-    active = active | {id(body)}
+    active = [*active, id(body)]
 
     for key, value in body.items():
         key_line = _key_line(body, key, line)
@@ -473,7 +499,9 @@ def _yaml_group(
                 child = _yaml_group(inv, item, item_value, item_line, active)
                 inv.add_child(name, child, item_line)
             else:
+                inv.visit(item_line)
                 _yaml_host(inv, name, item, item_value, item_line)
+    inv.walked.add((name, id(body)))
     return name
 
 

@@ -34,9 +34,9 @@ def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str 
     if as_json:
         output.print_json(current)
     else:
-        click.echo(f"built-in worker:     {'on' if current['builtin_worker'] else 'off'}")
-        click.echo(f"worker name pattern: {current['worker_name_pattern']}")
-        click.echo(f"pool name pattern:   {current['pool_name_pattern']}")
+        output.say(f"built-in worker:     {'on' if current['builtin_worker'] else 'off'}")
+        output.say(f"worker name pattern: {current['worker_name_pattern']}")
+        output.say(f"pool name pattern:   {current['pool_name_pattern']}")
 
 
 @click.command()
@@ -49,13 +49,13 @@ def advise(ctx: Context, as_json: bool) -> None:
     if as_json:
         output.print_json(findings)
     elif not findings:
-        click.echo("No findings: the fleet follows the recommendations.")
+        output.say("No findings: the fleet follows the recommendations.")
     else:
         for finding in findings:
-            click.echo(f"{finding['severity'].upper():8}  {finding['finding']}")
-            click.echo(f"          {finding['advice']}")
+            output.say(f"{finding['severity'].upper():8}  {finding['finding']}")
+            output.say(f"          {finding['advice']}")
         critical = sum(1 for f in findings if f["severity"] == "critical")
-        click.echo(f"\n{len(findings)} findings, {critical} critical.")
+        output.say(f"\n{len(findings)} findings, {critical} critical.")
     sys.exit(1 if findings else 0)
 
 
@@ -86,12 +86,12 @@ def policy(ctx: Context, interval: float | None, timeout: float | None,
     if as_json:
         output.print_json(current)
         return
-    click.echo(f"interval        {current['interval_s']:g}s (with jitter)")
-    click.echo(f"timeout         {current['timeout_s']:g}s")
-    click.echo(f"disk warning    below {current['disk_free_warning_mb']:g} MB free")
-    click.echo(f"load warning    above {current['load_warning_factor']:g} x CPUs (5-min load)")
-    click.echo(f"history         last {current['history_size']} checks per worker")
-    click.echo(f"custom script   {'yes' if current['custom_script'].strip() else 'none'}")
+    output.say(f"interval        {current['interval_s']:g}s (with jitter)")
+    output.say(f"timeout         {current['timeout_s']:g}s")
+    output.say(f"disk warning    below {current['disk_free_warning_mb']:g} MB free")
+    output.say(f"load warning    above {current['load_warning_factor']:g} x CPUs (5-min load)")
+    output.say(f"history         last {current['history_size']} checks per worker")
+    output.say(f"custom script   {'yes' if current['custom_script'].strip() else 'none'}")
 
 
 @click.command()

@@ -24,7 +24,7 @@ def pool_add(ctx: Context, name: str, description: str) -> None:
     """Create a worker pool."""
     with ctx.client() as client:
         created = client.post("/api/pools", {"name": name, "description": description})
-    click.echo(f"Added pool {created['name']}.")
+    output.say(f"Added pool {created['name']}.")
 
 
 @pool.command("describe")
@@ -35,7 +35,7 @@ def pool_describe(ctx: Context, name: str, description: str) -> None:
     """Set what a pool is for (its workers' reach, who may target it)."""
     with ctx.client() as client:
         client.put(f"/api/pools/{quote_name(name)}", {"description": description})
-    click.echo(f"Described pool {name}.")
+    output.say(f"Described pool {name}.")
 
 
 POOL_HEADERS = ["NAME", "HEALTHY", "LEASED", "QUEUED", "UTILIZATION", "DESCRIPTION"]
@@ -72,22 +72,22 @@ def pool_show(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         output.print_json(p)
         return
-    click.echo(f"{p['name']}{' (default pool)' if p['default'] else ''}")
+    output.say(f"{p['name']}{' (default pool)' if p['default'] else ''}")
     if p["description"]:
-        click.echo(p["description"])
-    click.echo(f"{p['healthy_workers']} of {p['workers']} workers healthy; {p['leased']} of "
+        output.say(p["description"])
+    output.say(f"{p['healthy_workers']} of {p['workers']} workers healthy; {p['leased']} of "
                f"{p['capacity']} slots leased ({p['utilization']:.0%}), {p['queued']} "
                "steps queued\n")
     output.table(WORKER_HEADERS, worker_rows([w for w in members if w["name"] in
                                               p["members"]]))
     if p["leases"]:
-        click.echo("\nRunning here")
+        output.say("\nRunning here")
         output.table(["RUN", "STEP", "WORKER", "SINCE", "WHY"], [
             [f"{lease['run_id']} {lease['runbook']}", f"{lease['position']}. {lease['step']}",
              lease["worker"], output.ago(lease["since"]), lease["reason"]]
             for lease in p["leases"]])
     if p["queue"]:
-        click.echo("\nQueued")
+        output.say("\nQueued")
         output.table(["RUN", "STEP", "FOR", "WAITING SINCE"], [
             [queued["run_id"], f"{queued['position']}. {queued['step']}",
              queued["worker"] or "any worker", output.ago(queued["since"])]

@@ -31,7 +31,7 @@ def env_add(ctx: Context, name: str) -> None:
     """Add an environment."""
     with ctx.client() as client:
         client.post("/api/environments", {"name": name})
-    click.echo(f"Added environment {name}.")
+    output.say(f"Added environment {name}.")
 
 
 @env.command("list")
@@ -45,7 +45,7 @@ def env_list(ctx: Context, as_json: bool) -> None:
         output.print_json(names)
     else:
         for name in names:
-            click.echo(name)
+            output.say(name)
 
 
 @click.group()
@@ -67,7 +67,7 @@ def runbook_import(ctx: Context, files: tuple[str, ...]) -> None:
     with ctx.client() as client:
         for file, text in texts:
             saved = client.post("/api/runbooks", {"toml": text, "source": file})
-            click.echo(f"Imported runbook {saved['name']!r} ({len(saved['steps'])} steps) "
+            output.say(f"Imported runbook {saved['name']!r} ({len(saved['steps'])} steps) "
                        f"from {file}.")
 
 
@@ -78,7 +78,7 @@ def runbook_export(ctx: Context, name: str) -> None:
     """Print a runbook as TOML (it imports back to the same runbook)."""
     with ctx.client() as client:
         response = client.request_raw("GET", f"/api/runbooks/{quote_name(name)}/export")
-    click.echo(response, nl=False)
+    click.echo(response, nl=False)  # TOML with every invisible character escaped
 
 
 @runbook.command("list")
@@ -129,9 +129,9 @@ def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[s
         if as_json:
             output.print_json(launched)
         else:
-            click.echo(launched["id"])
+            output.say(launched["id"])
         return
-    click.echo(f"run {launched['id']}: {launched['runbook']} on {launched['environment']}",
+    output.say(f"run {launched['id']}: {launched['runbook']} on {launched['environment']}",
                err=True)
     sys.exit(_follow(ctx, launched["id"], as_json))
 
@@ -153,7 +153,7 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
             fail(f"The log stream of run {run_id} broke off: {exc}", 4)
     status = final.get("status", "")
     if final.get("following", True):
-        click.echo(f"run {run_id} {status}" + (f": {final['reason']}" if final.get("reason")
+        output.say(f"run {run_id} {status}" + (f": {final['reason']}" if final.get("reason")
                                                   else ""), err=True)
     return EXIT_BY_STATUS.get(status, 0 if not follow else 3)
 
@@ -208,14 +208,14 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
     if as_json:
         output.print_json(item)
         return
-    click.echo(f"run {item['id']}: {item['runbook']} on {item['environment']}, "
+    output.say(f"run {item['id']}: {item['runbook']} on {item['environment']}, "
                f"{item['status']}" + (f" ({item['reason']})" if item["reason"] else ""))
     output.table(["#", "STEP", "WORKER", "STATUS", "ATTEMPT", "REASON"],
                  [[s["position"], s["name"], s["worker"], s["status"], s["attempt"],
                    s["reason"]] for s in item["steps"]])
     if item["waiting"]:
         actions = ", ".join(item["waiting"]["actions"])
-        click.echo(f"\nwaiting: {item['waiting']['prompt']}\n  workdeck runs decide "
+        output.say(f"\nwaiting: {item['waiting']['prompt']}\n  workdeck runs decide "
                    f"{item['id']} ACTION   (ACTION: {actions})")
 
 
@@ -238,7 +238,7 @@ def runs_cancel(ctx: Context, run_id: int) -> None:
     """Cancel a run: its step's processes on the worker are killed."""
     with ctx.client() as client:
         item = client.post(f"/api/runs/{run_id}/cancel")
-    click.echo(f"run {run_id} {item['status']}")
+    output.say(f"run {run_id} {item['status']}")
 
 
 @runs.command("decide")
@@ -251,4 +251,4 @@ def runs_decide(ctx: Context, run_id: int, action: str, note: str) -> None:
     """Answer a waiting run: continue/skip/abort, retry/skip/abort, approve/abort."""
     with ctx.client() as client:
         item = client.post(f"/api/runs/{run_id}/decide", {"action": action, "note": note})
-    click.echo(f"run {run_id}: {action} recorded; now {item['status']}")
+    output.say(f"run {run_id}: {action} recorded; now {item['status']}")

@@ -57,13 +57,13 @@ def server_status(ctx: Context, as_json: bool) -> None:
             if as_json:
                 output.print_json({"running": False})
             else:
-                click.echo(f"No server is running at {ctx.target.describe()}.")
+                output.say(f"No server is running at {ctx.target.describe()}.")
             sys.exit(3)
         status = client.get("/api/server")
     if as_json:
         output.print_json({"running": True, **status})
         return
-    click.echo(f"Workdeck server {status['version']} running, pid {status['pid']}, "
+    output.say(f"Workdeck server {status['version']} running, pid {status['pid']}, "
                f"up {status['uptime_s']:.0f}s, listening on {status['listen']}, "
                f"{status['connections']} SSH connections, {status['subscribers']} consoles.")
 
@@ -76,7 +76,7 @@ def server_stop(ctx: Context) -> None:
 
     with Client(ctx.target) as client:
         if not client.alive():
-            click.echo(f"No server is running at {ctx.target.describe()}.")
+            output.say(f"No server is running at {ctx.target.describe()}.")
             return
         client.post("/api/server/stop")
         deadline = time.monotonic() + 10
@@ -84,7 +84,7 @@ def server_stop(ctx: Context) -> None:
             time.sleep(0.05)
         if client.alive():
             fail("The server did not stop within 10s.")
-    click.echo("Server stopped.")
+    output.say("Server stopped.")
 
 
 @click.command()

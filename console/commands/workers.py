@@ -53,7 +53,7 @@ def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
     if as_json:
         output.print_json(created)
     else:
-        click.echo(f"Added worker {created['name']} ({created['host']}:{created['port']}) "
+        output.say(f"Added worker {created['name']} ({created['host']}:{created['port']}) "
                    f"in {', '.join(created['pools'])}. It is checked now; see "
                    f"`workdeck worker show {created['name']}`.")
 
@@ -87,7 +87,7 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
     if as_json:
         output.print_json(created)
     else:
-        click.echo(f"Imported {len(created)} workers from {file}.")
+        output.say(f"Imported {len(created)} workers from {file}.")
 
 
 def worker_rows(workers: list[dict[str, Any]]) -> list[list[Any]]:
@@ -158,7 +158,7 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
                                              f"{disk['size_mb']:.0f} MB"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        click.echo(f"{key.ljust(width)}  {output.clean_line(str(value), 300)}")
+        output.say(f"{key.ljust(width)}  {output.clean_line(str(value), 300)}")
 
 
 @worker.command("remove")
@@ -168,7 +168,7 @@ def worker_remove(ctx: Context, name: str) -> None:
     """Forget a worker (its pinned key and history too)."""
     with ctx.client() as client:
         client.delete(f"/api/workers/{quote_name(name)}")
-    click.echo(f"Removed worker {name}.")
+    output.say(f"Removed worker {name}.")
 
 
 @worker.command("enable")
@@ -178,7 +178,7 @@ def worker_enable(ctx: Context, name: str) -> None:
     """Let a worker take work and be checked again."""
     with ctx.client() as client:
         client.post(f"/api/workers/{quote_name(name)}/enable")
-    click.echo(f"Enabled worker {name}.")
+    output.say(f"Enabled worker {name}.")
 
 
 @worker.command("disable")
@@ -188,7 +188,7 @@ def worker_disable(ctx: Context, name: str) -> None:
     """Stop a worker from taking work or being checked."""
     with ctx.client() as client:
         w = client.post(f"/api/workers/{quote_name(name)}/disable")
-    click.echo(f"Disabled worker {name}." + _still_running(w))
+    output.say(f"Disabled worker {name}." + _still_running(w))
 
 
 @worker.command("drain")
@@ -198,7 +198,7 @@ def worker_drain(ctx: Context, name: str) -> None:
     """Let a worker finish its running steps but take no new ones."""
     with ctx.client() as client:
         w = client.post(f"/api/workers/{quote_name(name)}/drain")
-    click.echo(f"Draining worker {name}." + (_still_running(w) or " It runs no step now."))
+    output.say(f"Draining worker {name}." + (_still_running(w) or " It runs no step now."))
 
 
 @worker.command("undrain")
@@ -208,7 +208,7 @@ def worker_undrain(ctx: Context, name: str) -> None:
     """Let a draining worker take new steps again."""
     with ctx.client() as client:
         client.post(f"/api/workers/{quote_name(name)}/undrain")
-    click.echo(f"Worker {name} takes new steps again.")
+    output.say(f"Worker {name} takes new steps again.")
 
 
 def _still_running(w: dict[str, Any]) -> str:
@@ -223,10 +223,29 @@ def _still_running(w: dict[str, Any]) -> str:
               help="Trust only if the presented key has this fingerprint.")
 @pass_ctx
 def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
-    """Pin the host key a worker presented, after you verified its fingerprint."""
+    """Pin the host key a worker presented, after you verified its fingerprint.
+
+    Without --fingerprint it shows the presented fingerprint and asks; where nobody can
+    answer (no terminal), it refuses."""
     with ctx.client() as client:
+        if fingerprint is None:
+            current = client.get(f"/api/workers/{quote_name(name)}")
+            presented = current.get("presented_host_key")
+            if not presented:
+                fail(f"Worker {name} has not presented an untrusted host key; run `workdeck "
+                     f"check --worker {name}` to fetch its key first.")
+            if not sys.stdin.isatty():
+                fail(f"Worker {name} presents {presented}; nothing was trusted. Check it out "
+                     f"of band, then run `workdeck worker trust {name} --fingerprint "
+                     f"{presented}`.")
+            changed = f" (it replaces the pinned {current['host_key']})" \
+                if current.get("host_key") else ""
+            output.say(f"Worker {name} presents the host key {presented}{changed}.")
+            if not click.confirm("Trust it?", default=False):
+                fail("Nothing was trusted.")
+            fingerprint = presented
         w = client.post(f"/api/workers/{quote_name(name)}/trust", {"fingerprint": fingerprint})
-    click.echo(f"Trusted host key {w['host_key']} for worker {name}.")
+    output.say(f"Trusted host key {w['host_key']} for worker {name}.")
 
 
 @click.command()

@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from console.state import STATUS_ORDER, status_text
+from console.state import STATUS_ORDER, plain, status_text
 
 if TYPE_CHECKING:
     from console.app import WorkdeckApp
@@ -87,7 +87,7 @@ class FleetScreen(Screen):
             bar.update(Text(f"● {app.target.describe()}", style="green"))
             bar.remove_class("lost")
         else:
-            bar.update(Text(f"⚠ {app.connection_note}", style="bold"))
+            bar.update(Text(f"⚠ {plain(app.connection_note, 300)}", style="bold"))
             bar.add_class("lost")
 
     # ------------------------------------------------------------ filter

@@ -19,6 +19,7 @@ from backend.runbooks import RunbookDef, RunbookError, from_data, to_toml
 from console.client import ApiError
 from console.screens.modals import ConfirmDialog
 from console.screens.workers import quoted
+from console.state import plain, safe
 
 NEW_STEP = {"name": "New step", "script": "echo hello\n", "manual": None, "pool": None,
             "timeout": 3600, "container": None, "retries": 0, "run_on": "any",
@@ -139,7 +140,7 @@ class RunbookEditor(Screen[None]):
         steps.clear()
         for position, step in enumerate(self.steps, 1):
             kind = " (manual)" if step.get("manual") is not None else ""
-            steps.append(ListItem(Label(Text(f"{position}. {step['name']}{kind}"))))
+            steps.append(ListItem(Label(safe(f"{position}. {step['name']}{kind}"))))
         with contextlib.suppress(Exception):
             steps.index = self.current
 
@@ -250,8 +251,8 @@ class RunbookEditor(Screen[None]):
             return
         self.runbook_name = saved["name"]
         self._saved_state = self._state()
-        status.update(Text(f"saved {saved['name']!r}", style="green"))
-        self.notify(f"Saved runbook {saved['name']}.", markup=False)
+        status.update(Text.assemble(("saved ", "green"), safe(saved["name"])))
+        self.notify(plain(f"Saved runbook {saved['name']}."), markup=False)
 
     def _state(self) -> str:
         self._keep_step()

@@ -15,7 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from console.client import ApiError
 from console.screens.workers import quoted
-from console.state import safe
+from console.state import plain, safe
 
 
 class LaunchDialog(ModalScreen[None]):
@@ -39,7 +39,9 @@ class LaunchDialog(ModalScreen[None]):
             with Horizontal(classes="field"):
                 yield Label("Environment", classes="label")
                 # No default when there is a choice: Production is never one key away.
-                yield Select([(e, e) for e in envs], id="launch-env", allow_blank=True,
+                # Prompts as Text: a plain str would be parsed as markup ("[/]" crashes it).
+                yield Select([(safe(e, 100), e) for e in envs], id="launch-env",
+                             allow_blank=True,
                              prompt="choose an environment",
                              value=envs[0] if len(envs) == 1 else Select.NULL)
             # Filled with one row per variable once the runbook's definition arrives.
@@ -71,9 +73,9 @@ class LaunchDialog(ModalScreen[None]):
             row = Horizontal(classes="field")
             await box.mount(row)
             label = var["name"] + (" (sensitive)" if var["sensitive"] else "")
-            await row.mount(Label(label, classes="label"))
+            await row.mount(Label(safe(label, 100), classes="label"))
             await row.mount(Input(value=var["default"] or "", password=var["sensitive"],
-                                  placeholder=var["description"] or "required",
+                                  placeholder=plain(var["description"], 200) or "required",
                                   id=f"var-{var['name']}"))
         self.query_one("#launch-env", Select).focus()
         self.refresh_plan()

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Static
 
-from console.state import safe
+from console.state import plain, safe
 
 
 class CommandLine(ModalScreen[str | None]):
@@ -74,8 +74,8 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text(self.title_text, style="bold"))
-            yield Static(Text(self.body))
+            yield Static(Text(plain(self.title_text), style="bold"))
+            yield Static(Text(plain(self.body, 2000)))
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.confirm} (y)", id="yes", variant="error")
                 yield Button("Cancel (n)", id="no")

@@ -170,8 +170,8 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
             ("Running here", "bold"), (f"  {len(leases)} leases", "bright_black")))
         self.query_one("#leases-table", LiveTable).sync({
             f"{lease['run_id']}:{lease['position']}:{lease['worker']}": [
-                Text(f"{lease['run_id']} {lease['runbook']}"),
-                Text(f"{lease['position']}. {lease['step']}"), safe(lease["worker"], 60),
+                safe(f"{lease['run_id']} {lease['runbook']}", 100),
+                safe(f"{lease['position']}. {lease['step']}", 100), safe(lease["worker"], 60),
                 Text(ago(lease["since"]), style="bright_black"),
                 safe(lease["reason"] + (f" (taken through {lease['pool']})"
                                         if lease["pool"] != detail["name"] else ""), 300)]
@@ -182,7 +182,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
                                  "served", "bright_black")))
         self.query_one("#queue-table", LiveTable).sync({
             f"{index}:{item['run_id']}:{item['position']}": [
-                Text(str(item["run_id"])), Text(f"{item['position']}. {item['step']}"),
+                Text(str(item["run_id"])), safe(f"{item['position']}. {item['step']}", 100),
                 safe(item["worker"] or "any worker", 60),
                 Text(ago(item["since"]), style="yellow")]
             for index, item in enumerate(queue)})

@@ -18,7 +18,7 @@ from backend.logstore import expand, stamp_before
 from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.screens.runs import confirm_cancel
-from console.state import duration, run_status_text, safe
+from console.state import duration, plain, run_status_text, safe
 from console.widgets.live_table import LiveTable
 from console.widgets.log_view import MAX_LINES, LogView
 
@@ -170,12 +170,12 @@ class RunScreen(FleetScreen):
         headline = Text()
         headline.append_text(safe(run["runbook"], 100))
         headline.append(" on ")
-        headline.append(run["environment"], style="bold")
+        headline.append(plain(run["environment"], 100), style="bold")
         headline.append("   ")
         headline.append_text(run_status_text(run["status"]))
         headline.append(f"   {duration(run['started_at'], run['finished_at'])}",
                         style="bright_black")
-        headline.append(f"   by {run['actor']}", style="bright_black")
+        headline.append(f"   by {plain(run['actor'], 100)}", style="bright_black")
         modes = [m for m, on in (("guided failure", run["guided"]),
                                  ("step-through", run["step_through"])) if on]
         if modes:
@@ -256,7 +256,7 @@ class RunScreen(FleetScreen):
             return
         found = self.log_view.find(needle, self._match_seq, backwards)
         if found is None:
-            self.notify(f"No {'earlier' if backwards else 'later'} line has {needle!r}.",
+            self.notify(plain(f"No {'earlier' if backwards else 'later'} line has {needle!r}."),
                         markup=False)
             return
         self._match_seq = found["seq"]
@@ -274,7 +274,7 @@ class RunScreen(FleetScreen):
             self.notify("No error line in the log shown.")
             return
         self.log_view.jump_to(found["seq"])
-        self.notify(f"Step {found['step']}: {found['text'][:120]}", markup=False)
+        self.notify(plain(f"Step {found['step']}: {found['text']}", 120), markup=False)
 
     def on_live_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
         self.action_only_step()

@@ -15,7 +15,7 @@ from textual.widgets import Sparkline, Static
 from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.screens.workers import WorkerVerbs, quoted
-from console.state import ago, safe, status_text
+from console.state import ago, plain, safe, status_text
 
 
 def _kv(rows: list[tuple[str, Text | str]]) -> Table:
@@ -93,7 +93,7 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
         worker = self.selected_worker()
         if worker is None:
             self.query_one("#detail-headline", Static).update(
-                Text(f"{self.worker_name} was removed.", style="bold red"))
+                Text(f"{plain(self.worker_name, 100)} was removed.", style="bold red"))
             return
         self._show_worker(worker)
         if worker["checked_at"] != self._last_checked:

@@ -18,6 +18,7 @@ from console.state import (
     disk_text,
     latency,
     load_text,
+    plain,
     safe,
     status_text,
     worker_name_text,
@@ -99,7 +100,7 @@ class WorkerVerbs:
             self.app.notify("The built-in worker runs locally and has no host key.")
             return
         if not worker.get("presented_host_key"):
-            self.app.notify(f"{worker['name']} has not presented an untrusted host key.",
+            self.app.notify(plain(f"{worker['name']} has not presented an untrusted host key."),
                             markup=False)
             return
 

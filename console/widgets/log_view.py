@@ -17,6 +17,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from console.state import plain
+
 MAX_LINES = 50_000  # kept in the console; the server keeps every line
 STRIP_CACHE = 512
 
@@ -71,7 +73,7 @@ class LogView(ScrollView, can_focus=True):
         section = (line["step"], line["worker"])
         if line["step"] and section != self._last_section:
             self._last_section = section
-            header = Text(f"── step {line['step']}" + (f" · {line['worker']}"
+            header = Text(f"── step {line['step']}" + (f" · {plain(line['worker'], 100)}"
                                                         if line["worker"] else "") + " ",
                           style="bold cyan")
             self._rows.append((None, header, 0))
