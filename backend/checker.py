@@ -21,7 +21,7 @@ from backend.db import Store
 from backend.events import EventBus
 from backend.hostkeys import fingerprint_of
 from backend.local import LocalRunner
-from backend.models import UNAVAILABLE, HealthCheck, HostKey, Worker, utcnow
+from backend.models import DISABLED, UNAVAILABLE, HealthCheck, HostKey, Worker, utcnow
 from backend.schemas import Policy
 from backend.ssh import ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
 
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 MAX_CHECKS_IN_FLIGHT = 512
 FLUSH_INTERVAL_S = 0.25
 STATIC_REFRESH_EVERY = 30  # checks between two refreshes of OS, kernel and CPU facts
-TARGETS_TTL_S = 10.0  # the longest the schedule works from its copy of the workers
+TARGETS_TTL_S = 60.0  # the longest the schedule works from its copy of the workers (changes
+# to workers invalidate it at once; this only bounds what a missed one could cost)
+BACKOFF_MAX_S = 600.0  # the longest an unreachable worker waits for its next check
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Outcome:
     key_changed: bool = False
     accepted_key: str | None = None
     accepted_from: str | None = None
+    unreachable: bool = False  # no SSH session could be had (refused, timed out, lost)
 
 
 @dataclass
@@ -94,16 +97,21 @@ class HealthChecker:
         self.bus = bus
         self.local = local or LocalRunner()
         self._inflight: dict[int, asyncio.Task[Outcome]] = {}
+        self._inflight_endpoint: dict[int, Endpoint] = {}  # what each running check uses
         self._limit = asyncio.Semaphore(MAX_CHECKS_IN_FLIGHT)
         self._pending: list[Outcome] = []
         self._flush_lock = asyncio.Lock()
         self._memory: dict[int, _Remembered] = {}
         self._due: dict[int, float] = {}
+        self._failures: dict[int, int] = {}  # checks in a row that could not reach a worker
+        self._never_checked: set[int] = set()
         self._policy: Policy = fleet.get_policy(store)
         self._wake = asyncio.Event()
         self._targets: list[Target] | None = None
         self._targets_read = 0.0
         self.listeners: list[Callable[[], None]] = []  # told after results are stored
+        # Told when a result changed some worker's health (not only its latest check).
+        self.health_listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ targets
 
@@ -158,6 +166,12 @@ class HealthChecker:
     async def check_now(self, names: list[str] | None = None) -> list[dict[str, Any]]:
         """Check the named workers (all when None) now and return their stored state."""
         targets = [t for t in await asyncio.to_thread(self.targets, names) if t.enabled]
+        # A check already running that started from other settings (a key trusted since,
+        # an address changed) would answer for the old ones: wait for it, then check anew.
+        stale = [self._inflight[t.id] for t in targets if t.id in self._inflight
+                 and self._inflight_endpoint.get(t.id) != t.endpoint]
+        if stale:
+            await asyncio.gather(*stale, return_exceptions=True)
         await asyncio.gather(*(self._start(t) for t in targets))
         await self.flush()
         return await asyncio.to_thread(fleet.list_workers, self.store, names)
@@ -168,6 +182,7 @@ class HealthChecker:
             # A check already running for this worker is joined, never duplicated.
             task = asyncio.create_task(self._check(target))
             self._inflight[target.id] = task
+            self._inflight_endpoint[target.id] = target.endpoint
             task.add_done_callback(self._record_done)
             task.add_done_callback(lambda _t, wid=target.id: self._inflight.pop(wid, None))
         return task
@@ -192,7 +207,8 @@ class HealthChecker:
                 return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
                                presented_key=exc.presented_key, key_changed=exc.changed)
             except SSHFailure as exc:
-                return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None)
+                return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
+                               unreachable=True)
             except Exception as exc:  # a bug must not stop the scheduler; say what happened
                 log.exception("health check of %s failed", target.name)
                 return Outcome(target.id, target.name, UNAVAILABLE,
@@ -213,7 +229,26 @@ class HealthChecker:
 
     def _record_done(self, task: asyncio.Task[Outcome]) -> None:
         if not task.cancelled() and task.exception() is None:
-            self._pending.append(task.result())
+            outcome = task.result()
+            self._back_off(outcome)
+            self._pending.append(outcome)
+
+    def _back_off(self, outcome: Outcome) -> None:
+        """An unreachable worker is tried less and less often (twice the interval, then
+        four times, up to BACKOFF_MAX_S): in an outage of most of a fleet, its failing
+        checks must not crowd out the work that matters. A manual check is always at once,
+        and the first success brings the normal pace back."""
+        if not outcome.unreachable:
+            self._failures.pop(outcome.worker_id, None)
+            return
+        failures = self._failures.get(outcome.worker_id, 0) + 1
+        self._failures[outcome.worker_id] = failures
+        interval = self._policy.interval_s
+        delay = min(max(interval, BACKOFF_MAX_S), interval * 2 ** failures)
+        self._due[outcome.worker_id] = time.monotonic() + delay * random.uniform(0.75, 1.25)
+        if delay > interval:
+            outcome.reason += f" (unreachable {failures} times in a row: tried again in " \
+                              f"about {_span(delay)})"
 
     # ------------------------------------------------------------ recording
 
@@ -223,23 +258,39 @@ class HealthChecker:
             batch, self._pending = self._pending, []
             if not batch:
                 return
+            now = utcnow()
             try:
-                await asyncio.to_thread(self._write, batch, self._policy.history_size)
+                await asyncio.to_thread(self._write, batch, self._policy.history_size, now)
             except Exception:
                 # Kept for the next try (a full disk, a locked store): only the latest
                 # result of each worker matters, so what is held stays one per worker.
                 latest = {o.worker_id: o for o in batch + self._pending}
                 self._pending = list(latest.values())
                 raise
-            workers = await asyncio.to_thread(fleet.list_workers, self.store,
-                                              [o.name for o in batch])
-            for worker in workers:
-                self.bus.publish("worker", worker["name"], worker)
+            # What changed is known: the new state of most workers is made from the one
+            # last published, rather than read back whole for every result.
+            retained = self.bus.latest.get("worker", {})
+            unsure = []
+            health_changed = False
+            for outcome in batch:
+                previous = retained.get(outcome.name)
+                health_changed = health_changed or previous is None or \
+                    previous.get("health") != outcome.status
+                updated = _updated(previous, outcome, now)
+                if updated is None:
+                    unsure.append(outcome.name)
+                else:
+                    self.bus.publish("worker", outcome.name, updated)
+            if unsure:
+                for worker in await asyncio.to_thread(fleet.list_workers, self.store, unsure):
+                    self.bus.publish("worker", worker["name"], worker)
         for listener in self.listeners:
             listener()
+        if health_changed:
+            for listener in self.health_listeners:
+                listener()
 
-    def _write(self, batch: list[Outcome], history_size: int) -> None:
-        now = utcnow()
+    def _write(self, batch: list[Outcome], history_size: int, now: datetime) -> None:
         with self.store.write() as session:
             ids = [o.worker_id for o in batch]
             # Removed while being checked: their results have nowhere to go.
@@ -332,12 +383,14 @@ class HealthChecker:
 
     def _launch_due(self, targets: list[Target]) -> None:
         policy = self._policy
+        new = self._never_checked
         now = time.monotonic()
         live = {t.id for t in targets}
         for worker_id in list(self._due):
             if worker_id not in live:
                 self._due.pop(worker_id)
                 self._memory.pop(worker_id, None)
+                self._failures.pop(worker_id, None)
         for target in targets:
             if not target.enabled:
                 continue
@@ -351,9 +404,15 @@ class HealthChecker:
                 if target.checked_at_epoch is not None:
                     age = time.time() - target.checked_at_epoch
                     due = min(due, now + max(0.0, policy.interval_s - age))
+                else:
+                    new.add(target.id)
                 self._due[target.id] = due
             if due <= now and target.id not in self._inflight:
-                self._due[target.id] = now + policy.interval_s * random.uniform(0.9, 1.1)
+                # A fleet added at once is checked at once; its next checks are spread
+                # over the interval, or they would keep coming in one burst forever.
+                spread = (0.5, 1.5) if target.id in new else (0.9, 1.1)
+                new.discard(target.id)
+                self._due[target.id] = now + policy.interval_s * random.uniform(*spread)
                 self._start(target)
 
     async def _flush_forever(self) -> None:
@@ -363,6 +422,27 @@ class HealthChecker:
                 await self.flush()
             except Exception:
                 log.exception("could not record health checks; will retry")
+
+
+def _updated(previous: dict[str, Any] | None, outcome: Outcome, now: datetime
+             ) -> dict[str, Any] | None:
+    """A worker's public state after this check, from the one published before it; None
+    when only the store can say (a host key was refused or pinned, or none is known)."""
+    if previous is None or outcome.presented_key or outcome.accepted_key:
+        return None
+    updated = dict(previous)
+    updated.update(status=outcome.status if previous["enabled"] else DISABLED,
+                   health=outcome.status, reason=outcome.reason,
+                   checked_at=fleet.iso(now), latency_ms=outcome.latency_ms)
+    if outcome.connect_ms is not None:
+        updated["connect_ms"] = outcome.connect_ms
+    if outcome.facts:
+        updated["facts"] = outcome.facts
+    return updated
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def fleet_epoch(value: datetime) -> float:

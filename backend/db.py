@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -130,6 +132,17 @@ class Store:
     def close(self) -> None:
         self._reader.dispose()
         self._writer.dispose()
+
+
+# Threads of their own for what a console waits on (its snapshot, say), so that it never
+# queues behind the server's own store work (a busy run engine fills the default pool).
+_CLIENT_READS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="client-reads")
+
+
+async def for_client(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` in a thread kept for answering clients."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _CLIENT_READS, functools.partial(fn, *args))
 
 
 async def write_retrying(store: Store, fn: Callable[..., T], *args: Any, what: str) -> T:

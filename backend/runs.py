@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 STEP_ACTIONS = {"continue", "skip", "abort"}
 FAILURE_ACTIONS = {"retry", "skip", "abort"}
 MANUAL_ACTIONS = {"approve", "abort"}
+RECENT_RUNS = 200  # runs a console's snapshot carries; older ones are a `GET /api/runs` away
 SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill their steps
 
 
@@ -123,6 +124,8 @@ class RunEngine:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._waits: dict[int, _Waiting] = {}
         self._stopping = False
+        # The newest runs as last published, for consoles' snapshots (seeded on first use).
+        self._recent: dict[int, dict[str, Any]] | None = None
 
     # -------------------------------------------------------- queries (call in a thread)
 
@@ -159,7 +162,19 @@ class RunEngine:
         except NotFound:
             return None
         self.bus.publish("run", str(run_id), current)
+        if self._recent is not None:
+            self._recent[run_id] = current
+            if len(self._recent) > RECENT_RUNS:
+                del self._recent[min(self._recent)]
         return current
+
+    async def recent(self) -> list[dict[str, Any]]:
+        """The newest RECENT_RUNS runs, newest first, from memory after the first call."""
+        if self._recent is None:
+            listed = await asyncio.to_thread(self.list, RECENT_RUNS)
+            if self._recent is None:
+                self._recent = {run["id"]: run for run in listed}
+        return [self._recent[key] for key in sorted(self._recent, reverse=True)]
 
     # -------------------------------------------------------- lifecycle
 

@@ -59,6 +59,10 @@ class SettingsUpdate(BaseModel):
     builtin_worker: bool | None = None
     worker_name_pattern: str | None = None  # the advisor's naming conventions (regexes)
     pool_name_pattern: str | None = None
+    # Retention (backend.retention): finished runs by age and total size, the audit log.
+    keep_runs_days: float | None = Field(None, gt=0, le=36_500)
+    keep_runs_gb: float | None = Field(None, gt=0, le=100_000)
+    keep_audit_days: float | None = Field(None, gt=0, le=36_500)
 
 
 Json = dict[str, Any]

@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from backend import __version__, advisor, fleet
+from backend import __version__, advisor, fleet, retention
 from backend.api import checks, events, pools, runbooks, runs, server, workers
 from backend.api.limits import BodyLimit
 from backend.checker import HealthChecker
@@ -69,7 +70,8 @@ class Backend:
         self.usage = Usage(store, self.leases, self.bus)
         # New health results may free a slot for a queued step, and change the pools.
         self.checker.listeners.append(self.leases.wake)
-        self.checker.listeners.append(self.advice_due)
+        self.checker.health_listeners.append(self.advice_due)
+        self.checker.health_listeners.append(self.usage.figures.invalidate)
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
@@ -124,7 +126,10 @@ class Backend:
     def settings(self) -> dict[str, Any]:
         with self.store.read() as session:
             builtin = fleet.get_setting(session, "builtin_worker", True)
-        return {"builtin_worker": builtin, **advisor.naming(self.store)}
+        kept = retention.get(self.store)
+        return {"builtin_worker": builtin, **advisor.naming(self.store),
+                "keep_runs_days": kept.runs_days, "keep_runs_gb": kept.runs_gb,
+                "keep_audit_days": kept.audit_days}
 
     def advice_due(self) -> None:
         """The fleet changed in a way the advisor looks at: count its findings again soon."""
@@ -156,6 +161,7 @@ class Backend:
     async def workers_changed(self, names: list[str], *, check: bool = False) -> dict[str, Any]:
         """Push the named workers' new state; optionally check them in the background."""
         self.checker.invalidate()
+        self.usage.figures.reread()
         self.leases.wake()
         self.advice_due()
         current = await asyncio.to_thread(fleet.list_workers, self.store, names)
@@ -169,6 +175,7 @@ class Backend:
     async def resync(self) -> None:
         """Publish every worker and pool, e.g. after a change that touched many."""
         self.checker.invalidate()
+        self.usage.figures.reread()
         self.leases.wake()
         self.advice_due()
         workers, all_pools = await asyncio.gather(
@@ -195,7 +202,8 @@ def create_app(backend: Backend) -> FastAPI:
                  asyncio.create_task(backend.usage.run_forever()),
                  asyncio.create_task(backend.count_advice_forever()),
                  asyncio.create_task(backend.reaper.run_forever()),
-                 asyncio.create_task(backend.watch_store_forever())]
+                 asyncio.create_task(backend.watch_store_forever()),
+                 asyncio.create_task(retention.prune_forever(backend.store))]
         tasks += [asyncio.create_task(start()) for start in backend.extra_tasks]
         try:
             yield
@@ -315,6 +323,14 @@ def _fewer_malloc_arenas() -> None:
         libc.mallopt(-8, 2)  # M_ARENA_MAX
 
 
+def _quick_gil_handoff() -> None:
+    # The event loop serves every console and request; the store threads do the heavy
+    # reads and writes. With the default 5 ms switch interval, each of the loop's wake-ups
+    # (a send, a reply) can wait that long per busy thread for the GIL: a 7 MB snapshot
+    # to a console took a second to send on a busy server. 1 ms keeps the loop quick.
+    sys.setswitchinterval(0.001)
+
+
 def _remember_user() -> None:
     # getpass.getuser() (asyncssh calls it for every connection) asks the password
     # database each time unless LOGNAME or USER is set; with thousands of workers that
@@ -334,6 +350,7 @@ def serve(data_dir: DataDir, listen: str | None = None,
     `listen` may add a TCP address for others.
     """
     _fewer_malloc_arenas()
+    _quick_gil_handoff()
     _remember_user()
     data_dir.ensure()
     lock = ServerLock(data_dir)

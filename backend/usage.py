@@ -7,16 +7,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, insert, text
+from sqlalchemy import DateTime, bindparam, func, insert, text
+from sqlmodel import select
 
-from backend.db import Store
+from backend.db import Store, for_client
 from backend.events import EventBus
-from backend.fleet import pool_figures
 from backend.leases import Leases
-from backend.models import PoolSample
+from backend.models import Lease, PoolSample
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,117 @@ FULL_DETAIL_S = 3600  # older samples are thinned to the busiest one per THIN_S 
 THIN_S = 300
 KEEP_S = 7 * 86400
 PRUNE_EVERY_S = 300
+
+# Members' health and capacity are read again when a health check changed one (the
+# checker says so) and at least this often anyway.
+STATIC_REFRESH_S = 30.0
+STATIC_MIN_GAP_S = 1.0  # however often they change, read at most this often
+
+_MEMBERS = text("""
+SELECT p.id, p.name, w.id, w.enabled AND w.status = 'healthy',
+       w.enabled AND w.status = 'healthy' AND NOT w.draining, w.capacity, w.draining,
+       w.name, p.description, p.is_default
+FROM pool p
+LEFT JOIN pool_member pm ON pm.pool_id = p.id
+LEFT JOIN worker w ON w.id = pm.worker_id
+ORDER BY p.name, w.name
+""")
+
+
+class Figures:
+    """Every pool's figures as fleet.pool_figures gives them, cheaply and often.
+
+    What the members can hold (their health, capacity, draining) changes with health
+    checks and fleet changes, and is read again after one (invalidate) or every
+    STATIC_REFRESH_S; the slots in use change with every lease and are read each time,
+    from the small lease table. With ten thousand workers that turns a sample from a
+    join over the fleet into a count of a few hundred rows.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._read_at = -STATIC_REFRESH_S
+        self._stale = True
+        self._pools: dict[str, dict[str, Any]] = {}
+        self._worker_pools: dict[int, list[str]] = {}
+        self._able: dict[int, bool] = {}
+
+    def invalidate(self) -> None:
+        """A worker's health changed: read again soon (at most every STATIC_MIN_GAP_S)."""
+        self._stale = True
+
+    def reread(self) -> None:
+        """Workers or pools were added, removed or changed: read again at the next use."""
+        self._stale = True
+        self._read_at = -STATIC_REFRESH_S
+
+    def _refresh(self) -> None:
+        pools: dict[str, dict[str, Any]] = {}
+        worker_pools: dict[int, list[str]] = {}
+        able_workers: dict[int, bool] = {}
+        with self.store.read() as session:
+            rows = session.connection().execute(_MEMBERS).all()
+        for (pool_id, name, worker_id, healthy, able, capacity, draining, worker, description,
+             default) in rows:
+            pool = pools.get(name)
+            if pool is None:
+                pool = pools[name] = {"pool_id": pool_id, "workers": 0, "healthy": 0,
+                                      "able_capacity": 0, "draining": 0, "members": [],
+                                      "description": description, "default": bool(default)}
+            if worker_id is None:
+                continue
+            pool["members"].append(worker)
+            pool["workers"] += 1
+            pool["healthy"] += bool(healthy)
+            pool["draining"] += bool(draining)
+            if able:
+                pool["able_capacity"] += capacity
+            worker_pools.setdefault(worker_id, []).append(name)
+            able_workers[worker_id] = bool(able)
+        self._pools, self._worker_pools, self._able = pools, worker_pools, able_workers
+
+    def public(self, current: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every pool as fleet.list_pools shows it, from figures `current` gave."""
+        result = []
+        for name, pool in sorted(self._pools.items()):
+            figure = current.get(name)
+            if figure is not None:
+                result.append({"name": name, "description": pool["description"],
+                               "default": pool["default"], "members": pool["members"],
+                               **{k: v for k, v in figure.items() if k != "pool_id"}})
+        return result
+
+    def current(self, queued: Mapping[str, int], *, exact: bool = False
+                ) -> dict[str, dict[str, Any]]:
+        """The figures now (call in a thread); `exact`: even just after a change (for a
+        console's first look, which must not start from an old picture)."""
+        age = time.monotonic() - self._read_at
+        if age >= STATIC_REFRESH_S or (self._stale and (exact or age >= STATIC_MIN_GAP_S)):
+            self._stale = False  # before reading: a change during the read is seen next time
+            self._read_at = time.monotonic()
+            self._refresh()
+        with self.store.read() as session:
+            held = session.exec(select(Lease.worker_id, func.count()).group_by(
+                Lease.worker_id)).all()
+        leased: dict[str, int] = {}
+        extra: dict[str, int] = {}  # slots held on members that take no new leases
+        for worker_id, count in held:
+            able = self._able.get(worker_id, True)
+            for name in self._worker_pools.get(worker_id, ()):
+                leased[name] = leased.get(name, 0) + count
+                if not able:
+                    extra[name] = extra.get(name, 0) + count
+        result = {}
+        for name, pool in self._pools.items():
+            capacity = pool["able_capacity"] + extra.get(name, 0)
+            used = leased.get(name, 0)
+            result[name] = {
+                "capacity": capacity, "leased": used, "queued": queued.get(name, 0),
+                "utilization": round(used / capacity, 3) if capacity else 0.0,
+                "healthy_workers": pool["healthy"], "workers": pool["workers"],
+                "draining_workers": pool["draining"], "pool_id": pool["pool_id"]}
+        return result
+
 
 def _key(figure: dict[str, Any]) -> tuple[int, ...]:
     return (figure["capacity"], figure["leased"], figure["queued"], figure["healthy_workers"],
@@ -80,6 +192,7 @@ class Usage:
         self._written_at: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._pruned_at = 0.0
+        self.figures = Figures(store)
         leases.listeners.append(self.wake)
 
     def wake(self) -> None:
@@ -101,8 +214,7 @@ class Usage:
 
     async def sample(self) -> dict[str, dict[str, Any]]:
         """Take one sample now; return the pools whose figures changed."""
-        current = await asyncio.to_thread(pool_figures, self.store,
-                                          self.leases.queued_by_pool())
+        current = await asyncio.to_thread(self.figures.current, self.leases.queued_by_pool())
         now = time.time()
         changed = {name: figure for name, figure in current.items()
                    if name not in self.current or _key(figure) != _key(self.current[name])}
@@ -121,6 +233,16 @@ class Usage:
         for name, figure in changed.items():
             self.bus.publish("usage", name, public(name, figure, now))
         return changed
+
+    async def pools(self) -> list[dict[str, Any]]:
+        """Every pool with its members and its figures now (the members from memory unless
+        something changed)."""
+        queued = self.leases.queued_by_pool()
+
+        def read() -> list[dict[str, Any]]:
+            return self.figures.public(self.figures.current(queued, exact=True))
+
+        return await for_client(read)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         with self.store.write() as session:

@@ -266,5 +266,6 @@ def _freeze_startup_objects() -> None:
     # What the console built to start (Textual's widgets, styles, caches; the fleet) lives
     # as long as it does. Kept out of the collector's full passes, which otherwise walk
     # all of it again and again during a flood of log lines and stall keys for 100 ms+.
-    gc.collect()
+    # No collection first: with ten thousand workers it stalled the first frame 100 ms,
+    # and what garbage startup left is small and made once.
     gc.freeze()

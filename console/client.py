@@ -116,7 +116,8 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                httpx.WriteError, FileNotFoundError) as exc:
             raise _unavailable(self.target, exc) from None
         except httpx.TimeoutException:
             raise ApiError(f"The server at {self.target.describe()} did not answer in time.") \

@@ -49,6 +49,17 @@ def ago(iso: str | None) -> str:
     return f"{seconds / 86400:.0f}d ago"
 
 
+def size(value: float | None) -> str:
+    """Bytes as people read them."""
+    if value is None:
+        return "-"
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 

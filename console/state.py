@@ -41,9 +41,20 @@ class Fleet:
     # Per pool, [unix time, leased, capacity, queued] over the last HISTORY_S, oldest first.
     usage_history: dict[str, deque[list[float]]] = field(default_factory=dict)
     advice: dict[str, int] = field(default_factory=dict)  # the advisor's counts
+    # Goes up with every change to a worker: views redo per-worker work only then.
+    worker_version: int = 0
+    _counts: Counter[str] | None = None
+    _counted_version: int = -1
 
     def load(self, snapshot: dict[str, Any]) -> None:
-        self.workers = {w["name"]: w for w in snapshot.get("workers", [])}
+        if "worker_rows" in snapshot:  # rows under one list of columns (the server's form)
+            columns = snapshot["worker_columns"]
+            name = columns.index("name") if columns else 0
+            self.workers = {row[name]: dict(zip(columns, row, strict=True))
+                            for row in snapshot["worker_rows"]}
+        else:
+            self.workers = {w["name"]: w for w in snapshot.get("workers", [])}
+        self.worker_version += 1
         self.pools = {p["name"]: p for p in snapshot.get("pools", [])}
         self.usage_history = {name: deque(points) for name, points
                               in snapshot.get("usage_history", {}).items()}
@@ -61,8 +72,10 @@ class Fleet:
             touched.add(key)
             if kind == "worker":
                 self.workers[key] = data
+                self.worker_version += 1
             elif kind == "worker.removed":
                 self.workers.pop(key, None)
+                self.worker_version += 1
             elif kind == "pool":
                 self.pools[key] = data
             elif kind == "pool.removed":
@@ -78,6 +91,8 @@ class Fleet:
                 self.runbooks[key] = data
             elif kind == "runbook.removed":
                 self.runbooks.pop(key, None)
+            elif kind == "server":
+                self.server = data
             elif kind == "environment" and key not in self.environments:
                 self.environments = sorted([*self.environments, key])
         return touched
@@ -90,7 +105,11 @@ class Fleet:
             points.popleft()
 
     def counts(self) -> Counter[str]:
-        return Counter(w["status"] for w in self.workers.values())
+        """Workers by status (counted again only after a worker changed)."""
+        if self._counts is None or self._counted_version != self.worker_version:
+            self._counts = Counter(w["status"] for w in self.workers.values())
+            self._counted_version = self.worker_version
+        return self._counts
 
 
 def status_text(status: str) -> Text:

@@ -4,23 +4,72 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import fleet, launch, runbooks, usage
+from backend import launch, runbooks, usage
 from backend.api.deps import BackendDep
+from backend.db import for_client
 
 router = APIRouter(prefix="/api", tags=["events"])
 
 HEARTBEAT_S = 15.0
-RECENT_RUNS = 200  # runs in the snapshot; older ones are a `GET /api/runs` away
 
 
 def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _Encoded:
+    """Each worker's JSON, made once per version of it: a snapshot of ten thousand workers
+    is then a join of strings, not megabytes encoded again for every console.
+
+    Workers go as rows under one list of column names (`worker_columns`): their keys
+    repeated ten thousand times were half of the snapshot, and of the time a console
+    takes to decode it.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[Any, str]] = {}
+        self._columns: list[str] = []
+        self._lock = threading.Lock()  # two consoles may connect at once
+
+    def workers(self, latest: dict[str, dict[str, Any]]) -> tuple[list[str], str]:
+        """(columns, the JSON list of rows) of every worker, sorted by name."""
+        with self._lock:
+            return self._workers(latest)
+
+    def _workers(self, latest: dict[str, dict[str, Any]]) -> tuple[list[str], str]:
+        columns = list(next(iter(latest.values()))) if latest else []
+        if columns != self._columns:
+            self._made.clear()  # the shape changed (a new version): encode everything
+            self._columns = columns
+        parts = []
+        made = self._made
+        for name in sorted(latest):
+            worker = latest[name]
+            known = made.get(name)
+            if known is None or known[0] is not worker:
+                row = [worker.get(column) for column in columns]
+                known = made[name] = (worker, json.dumps(row, separators=(",", ":")))
+            parts.append(known[1])
+        if len(made) > len(latest):
+            for gone in set(made) - set(latest):
+                del made[gone]
+        return columns, "[" + ",".join(parts) + "]"
+
+
+_ENCODED = _Encoded()
+
+
+def _snapshot(workers: tuple[list[str], str], rest: dict[str, Any]) -> bytes:
+    columns, rows = workers
+    body = json.dumps({"worker_columns": columns, **rest}, separators=(",", ":"))
+    return f'event: snapshot\ndata: {{"worker_rows":{rows},{body[1:]}\n\n'.encode()
 
 
 @router.get("/events")
@@ -32,20 +81,20 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
     async def stream() -> AsyncIterator[bytes]:
         with subscription:
             pools, history, recent, books, envs = await asyncio.gather(
-                asyncio.to_thread(fleet.list_pools, backend.store,
-                                  backend.leases.queued_by_pool()),
-                asyncio.to_thread(usage.history, backend.store),
-                asyncio.to_thread(backend.runs.list, RECENT_RUNS),
-                asyncio.to_thread(runbooks.list_all, backend.store),
-                asyncio.to_thread(launch.environments, backend.store),
+                backend.usage.pools(),
+                for_client(usage.history, backend.store),
+                backend.runs.recent(),
+                for_client(runbooks.list_all, backend.store),
+                for_client(launch.environments, backend.store),
             )
-            # Workers from memory: every change to one goes through the bus.
-            workers = sorted(backend.bus.latest["worker"].values(), key=lambda w: w["name"])
-            snapshot = {"workers": workers, "pools": pools, "usage_history": history,
-                        "runs": recent, "advice": backend.advice_counts, "runbooks": books,
-                        "environments": envs, "server": backend.status()}
-            # Megabytes for a big fleet: encoded off the loop, which serves everyone.
-            yield await asyncio.to_thread(_sse, "snapshot", snapshot)
+            # Workers from memory: every change to one goes through the bus. A copy of the
+            # mapping, taken on the loop, so the thread never sees it change.
+            latest = dict(backend.bus.latest["worker"])
+            rest = {"pools": pools, "usage_history": history, "runs": recent,
+                    "advice": backend.advice_counts, "runbooks": books,
+                    "environments": envs, "server": backend.status()}
+            # Megabytes for a big fleet: made off the loop, which serves everyone.
+            yield await for_client(lambda: _snapshot(_ENCODED.workers(latest), rest))
             while not await request.is_disconnected():
                 batch = await subscription.next_batch(timeout=HEARTBEAT_S)
                 if not batch:

@@ -26,6 +26,7 @@ async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> di
     pool = await asyncio.to_thread(fleet.add_pool, backend.store, body.name, body.description,
                                    actor)
     backend.bus.publish("pool", pool["name"], pool)
+    backend.usage.figures.reread()
     backend.usage.wake()
     backend.advice_due()
     return pool
@@ -36,6 +37,7 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
                       actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
                                    actor)
+    backend.usage.figures.reread()
     backend.bus.publish("pool", pool["name"], pool)
     backend.advice_due()
     return pool

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend import advisor, fleet
+from backend import advisor, fleet, retention
 from backend.api.deps import ActorDep, BackendDep
 from backend.models import BUILTIN_WORKER
 from backend.schemas import SettingsUpdate
@@ -43,6 +43,12 @@ async def put_settings(body: SettingsUpdate, backend: BackendDep,
     if body.worker_name_pattern is not None or body.pool_name_pattern is not None:
         await asyncio.to_thread(advisor.set_naming, backend.store, actor,
                                 worker=body.worker_name_pattern, pool=body.pool_name_pattern)
+    kept = {"runs_days": body.keep_runs_days, "runs_gb": body.keep_runs_gb,
+            "audit_days": body.keep_audit_days}
+    if any(v is not None for v in kept.values()):
+        current = await asyncio.to_thread(retention.get, backend.store)
+        changed = current.model_copy(update={k: v for k, v in kept.items() if v is not None})
+        await asyncio.to_thread(retention.put, backend.store, changed, actor)
     backend.advice_due()
     return await asyncio.to_thread(backend.settings)
 

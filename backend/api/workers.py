@@ -56,6 +56,7 @@ async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
     await backend.connections.drop(name)
     backend.checker.invalidate()
+    backend.usage.figures.reread()
     backend.bus.publish("worker.removed", name)
 
 

@@ -19,13 +19,24 @@ from console.commands.base import Context, pass_ctx
               help="The naming convention the advisor holds worker names to.")
 @click.option("--pool-name-pattern", metavar="REGEX",
               help="The naming convention the advisor holds pool names to.")
+@click.option("--keep-runs-days", type=float, metavar="DAYS",
+              help="Keep finished runs and their logs this long (default 30).")
+@click.option("--keep-runs-gb", type=float, metavar="GB",
+              help="Keep at most this much log in all, the oldest runs going first "
+              "(default 10).")
+@click.option("--keep-audit-days", type=float, metavar="DAYS",
+              help="Keep the audit log this long (default 365).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str | None,
-             pool_name_pattern: str | None, as_json: bool) -> None:
+             pool_name_pattern: str | None, keep_runs_days: float | None,
+             keep_runs_gb: float | None, keep_audit_days: float | None,
+             as_json: bool) -> None:
     """Show or change server settings."""
     change: dict[str, Any] = {"worker_name_pattern": worker_name_pattern,
-                              "pool_name_pattern": pool_name_pattern}
+                              "pool_name_pattern": pool_name_pattern,
+                              "keep_runs_days": keep_runs_days, "keep_runs_gb": keep_runs_gb,
+                              "keep_audit_days": keep_audit_days}
     if builtin_worker:
         change["builtin_worker"] = builtin_worker == "on"
     change = {k: v for k, v in change.items() if v is not None}
@@ -37,6 +48,9 @@ def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str 
         output.say(f"built-in worker:     {'on' if current['builtin_worker'] else 'off'}")
         output.say(f"worker name pattern: {current['worker_name_pattern']}")
         output.say(f"pool name pattern:   {current['pool_name_pattern']}")
+        output.say(f"runs kept:           {current['keep_runs_days']:g} days, at most "
+                   f"{current['keep_runs_gb']:g} GB of logs")
+        output.say(f"audit log kept:      {current['keep_audit_days']:g} days")
 
 
 @click.command()

@@ -66,6 +66,12 @@ def server_status(ctx: Context, as_json: bool) -> None:
     output.say(f"Workdeck server {status['version']} running, pid {status['pid']}, "
                f"up {status['uptime_s']:.0f}s, listening on {status['listen']}, "
                f"{status['connections']} SSH connections, {status['subscribers']} consoles.")
+    free = status.get("disk_free_bytes")
+    output.say(f"Data directory {status['data_dir']}: {output.size(status['data_dir_bytes'])}"
+               + (f", {output.size(free)} free on its disk" if free is not None else "") + ".")
+    if status.get("store_fault"):
+        output.say(f"PROBLEM: {status['store_fault']}: writes are retried and runs keep their "
+                   "output in memory until it is fixed; it works again by itself then.")
 
 
 @server.command("stop")

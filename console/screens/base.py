@@ -70,6 +70,8 @@ class FleetScreen(Screen):
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         self._update_counts()
+        if changed is None or "status" in changed:
+            self.connection_changed()  # the server's own condition (a full disk, say)
 
     def _update_counts(self) -> None:
         counts = self.wapp.fleet.counts()
@@ -83,7 +85,12 @@ class FleetScreen(Screen):
     def connection_changed(self) -> None:
         app = self.wapp
         bar = self.query_one("#connection", Static)
-        if app.connected:
+        fault = app.fleet.server.get("store_fault") if app.connected else None
+        if fault:
+            bar.update(Text(f"⚠ server: {plain(fault, 120)}; runs keep their output in "
+                            "memory until it is fixed", style="bold"))
+            bar.add_class("lost")
+        elif app.connected:
             bar.update(Text(f"● {app.target.describe()}", style="green"))
             bar.remove_class("lost")
         else:

@@ -115,6 +115,8 @@ class DashboardScreen(FleetScreen):
     def _attention_order(_key: str, worker: dict[str, Any]) -> Any:
         return attention_rank(worker)
 
+    _attention_version = -1
+
     def on_mount(self) -> None:
         super().on_mount()
         self.set_interval(5.0, self._tick)
@@ -124,6 +126,7 @@ class DashboardScreen(FleetScreen):
         # Sparklines and ages move on with the clock; only rows on screen are redrawn.
         for table in self.query(LiveTable):
             table.refresh_cells()
+        self._attention_version = -1
         self.fleet_changed(None)
 
     def fleet_changed(self, changed: set[str] | None) -> None:
@@ -155,6 +158,9 @@ class DashboardScreen(FleetScreen):
         self.query_one("#runs-title", Static).update(Text.assemble(
             ("Runs", "bold"), (f"  {running} running or waiting · {failed} failed recently",
                                "bright_black")))
+        if self._attention_version == fleet.worker_version:
+            return  # no worker changed: the attention list is as it was
+        self._attention_version = fleet.worker_version
         attention = {name: w for name, w in fleet.workers.items()
                      if w["status"] in NEEDS_ATTENTION}
         table = self.query_one("#attention-table", LiveTable)
