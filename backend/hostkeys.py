@@ -49,7 +49,12 @@ class KnownHosts:
         if known is None:
             return [], [], []
         trusted, authorities, revoked, *_ = known.match(host, "", port if port != 22 else None)
-        return list(trusted), list(authorities), list(revoked)
+        revoked = list(revoked)
+        if port != 22:
+            # asyncssh falls back to the host's entries without a port when "[host]:port"
+            # has only @revoked ones, and so drops them: ask for that exact name as well.
+            revoked += known.match(f"[{host}]:{port}", "", None)[2]
+        return list(trusted), list(authorities), revoked
 
     def keys_for(self, host: str, port: int) -> list[asyncssh.SSHKey]:
         return self.match(host, port)[0]

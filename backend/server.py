@@ -43,7 +43,6 @@ UNIX_PATH_MAX = 107
 ADVICE_EVERY_S = 30.0  # health changes the advisor's findings too, without telling it
 ADVICE_MIN_GAP_S = 10.0  # at most one pass this often: it reads the whole fleet
 STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, or takes them
-STORE_MEASURE_S = 30.0  # the data directory's size is measured again this often
 
 
 class ServerError(Exception):
@@ -82,6 +81,7 @@ class Backend:
         self.disk_free_bytes: int | None = None
 
     def status(self) -> dict[str, Any]:
+        self.measure_data_dir()  # a few files and one statvfs: cheap enough to do here
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -98,7 +98,7 @@ class Backend:
         }
 
     def measure_data_dir(self) -> None:
-        """The data directory's size and the free space beside it (in a thread)."""
+        """The data directory's size and the free space beside it."""
         total = 0
         for entry in os.scandir(self.data_dir.root):
             with contextlib.suppress(OSError):
@@ -112,12 +112,7 @@ class Backend:
     async def watch_store_forever(self) -> None:
         """Tell every console when the store starts or stops refusing writes."""
         said: str | None = None
-        measured = 0.0
         while True:
-            if time.monotonic() - measured > STORE_MEASURE_S or self.store.fault != said:
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(self.measure_data_dir)
-                measured = time.monotonic()
             if self.store.fault != said:
                 said = self.store.fault
                 self.bus.publish("server", "status", self.status())

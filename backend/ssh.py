@@ -215,8 +215,19 @@ class ConnectionPool:
         except asyncssh.HostKeyNotVerifiable as exc:
             sock.close()
             raise self._host_key_failure(endpoint, decision, exc.reason) from None
-        except asyncssh.KeyExchangeFailed as exc:
+        except asyncssh.PermissionDenied:
             sock.close()
+            raise SSHFailure(
+                f"login refused: {where} did not accept the key for user "
+                f"{endpoint.user or _local_user()!r}"
+            ) from None
+        except (asyncssh.KeyExchangeFailed, asyncssh.DisconnectError) as exc:
+            sock.close()
+            if decision.certified_only and decision.presented is None:
+                raise _no_certificate(where) from None
+            if isinstance(exc, asyncssh.DisconnectError) and not isinstance(
+                    exc, asyncssh.KeyExchangeFailed):
+                raise SSHFailure(f"{where} closed the SSH connection: {exc.reason}") from None
             if endpoint.pinned_key:
                 raise HostKeyRefused(
                     f"{where} no longer offers the pinned host key type "
@@ -226,15 +237,6 @@ class ConnectionPool:
                     changed=True,
                 ) from None
             raise SSHFailure(f"SSH key exchange with {where} failed: {exc.reason}") from None
-        except asyncssh.PermissionDenied:
-            sock.close()
-            raise SSHFailure(
-                f"login refused: {where} did not accept the key for user "
-                f"{endpoint.user or _local_user()!r}"
-            ) from None
-        except asyncssh.DisconnectError as exc:
-            sock.close()
-            raise SSHFailure(f"{where} closed the SSH connection: {exc.reason}") from None
         except TimeoutError:
             sock.close()
             raise SSHFailure(
@@ -243,6 +245,8 @@ class ConnectionPool:
             ) from None
         except OSError as exc:
             sock.close()
+            if decision.certified_only and decision.presented is None:
+                raise _no_certificate(where) from None
             raise SSHFailure(f"cannot connect to {where}: {exc.strerror or exc}") from None
         except asyncssh.Error as exc:
             sock.close()
@@ -393,6 +397,14 @@ class ConnectionPool:
         for connection in connections:
             with contextlib.suppress(Exception):
                 await connection.conn.wait_closed()
+
+
+def _no_certificate(where: str) -> HostKeyRefused:
+    # Only certificates were asked for (the host has a @cert-authority), and the host had
+    # none to offer: it drops the connection during the key exchange.
+    return HostKeyRefused(f"host key not trusted: known_hosts has a @cert-authority for "
+                          f"{where}, and the host presented no certificate signed by it",
+                          presented_key=None, changed=False)
 
 
 async def _tcp_connect(host: str, port: int, timeout: float) -> socket.socket:

@@ -181,7 +181,17 @@ class OpenSSHServer:
         max_startups: int | None = None,
         max_sessions: int | None = None,
         extra_config: str = "",
+        host: str | None = None,
+        netns: str | None = None,
+        host_certificate: bool = False,
     ) -> None:
+        """`netns`: run sshd inside that network namespace (listening on `host`, an
+        address of the namespace); `host_certificate`: present the host key with a
+        certificate (sign it with sign_host_key first)."""
+        if host is not None:
+            self.host = host
+        self.netns = netns
+        self.host_certificate = host_certificate
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._fixed_port = port is not None
@@ -231,6 +241,17 @@ class OpenSSHServer:
         digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
         return f"SHA256:{digest}"
 
+    @property
+    def host_cert(self) -> Path:
+        return self.host_key.with_name(self.host_key.name + "-cert.pub")
+
+    def sign_host_key(self, ca_key: Path, principal: str | None = None) -> None:
+        """Certify the host key with a CA (ssh-keygen -s), for @cert-authority tests."""
+        subprocess.run([_ssh_keygen(), "-q", "-s", str(ca_key), "-I", "workdeck-test-host",
+                        "-h", "-n", principal or self.host, "-V", "-5m:+1d",
+                        str(self.host_key) + ".pub"], check=True, capture_output=True,
+                       stdin=subprocess.DEVNULL)
+
     def regenerate_host_key(self) -> None:
         """Replace the host key; restart the server to present the new one."""
         _generate_key(self.host_key, "openssh-test-host")
@@ -250,6 +271,7 @@ class OpenSSHServer:
             extra_head.strip(),
             f"ListenAddress {self.host}:{self.port}",
             f"HostKey {_quote(self.host_key)}",
+            *([f"HostCertificate {_quote(self.host_cert)}"] if self.host_certificate else []),
             f"PidFile {_quote(self.pid_path)}",
             f"AuthorizedKeysFile {_quote(self.authorized_keys)}",
             "PubkeyAuthentication yes",
@@ -332,7 +354,8 @@ class OpenSSHServer:
         # benchmark's connection logging and block sshd.
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                [self.sshd, "-D", "-e", "-f", str(self.config_path)],
+                [*(["ip", "netns", "exec", self.netns] if self.netns else []),
+                 self.sshd, "-D", "-e", "-f", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

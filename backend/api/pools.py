@@ -32,7 +32,7 @@ async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> di
     return pool
 
 
-@router.put("/{name}")
+@router.put("/{name:path}")
 async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
                       actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
@@ -43,7 +43,7 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
     return pool
 
 
-@router.get("/{name}")
+@router.get("/{name:path}")
 async def show_pool(name: str, backend: BackendDep, history_s: float = usage.HISTORY_S
                     ) -> dict[str, Any]:
     """The pool's figures, and what is behind them: each member with its slots in use,

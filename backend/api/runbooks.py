@@ -40,17 +40,17 @@ async def import_runbook(body: RunbookUpload, backend: BackendDep,
     return saved
 
 
-@router.get("/runbooks/{name}")
-async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
-    return runbooks.public(await asyncio.to_thread(runbooks.get, backend.store, name))
-
-
-@router.get("/runbooks/{name}/export", response_class=PlainTextResponse)
+@router.get("/runbooks/{name:path}/export", response_class=PlainTextResponse)
 async def export_runbook(name: str, backend: BackendDep) -> str:
     return runbooks.to_toml(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
-@router.delete("/runbooks/{name}", status_code=204)
+@router.get("/runbooks/{name:path}")
+async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
+    return runbooks.public(await asyncio.to_thread(runbooks.get, backend.store, name))
+
+
+@router.delete("/runbooks/{name:path}", status_code=204)
 async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(runbooks.remove, backend.store, name, actor)
     backend.bus.publish("runbook.removed", name)

@@ -12,6 +12,8 @@ from backend import fleet
 from backend.api.deps import ActorDep, BackendDep
 from backend.schemas import TrustRequest, WorkerCreate, WorkerImport
 
+# Worker names may hold "/", which travels %2F-quoted and is decoded before routing: name
+# parameters take the rest of the path, and routes with a suffix come before the bare one.
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 
 
@@ -41,17 +43,17 @@ async def import_workers(body: WorkerImport, backend: BackendDep,
     return await asyncio.to_thread(fleet.list_workers, backend.store, names)
 
 
-@router.get("/{name}")
-async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
-    return await asyncio.to_thread(fleet.get_worker, backend.store, name)
-
-
-@router.get("/{name}/history")
+@router.get("/{name:path}/history")
 async def worker_history(name: str, backend: BackendDep) -> list[dict[str, Any]]:
     return await asyncio.to_thread(fleet.worker_history, backend.store, name)
 
 
-@router.delete("/{name}", status_code=204)
+@router.get("/{name:path}")
+async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
+    return await asyncio.to_thread(fleet.get_worker, backend.store, name)
+
+
+@router.delete("/{name:path}", status_code=204)
 async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
     await backend.connections.drop(name)
@@ -60,31 +62,31 @@ async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None
     backend.bus.publish("worker.removed", name)
 
 
-@router.post("/{name}/enable")
+@router.post("/{name:path}/enable")
 async def enable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, True, actor)
     return await backend.workers_changed([name], check=True)
 
 
-@router.post("/{name}/disable")
+@router.post("/{name:path}/disable")
 async def disable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, False, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name}/drain")
+@router.post("/{name:path}/drain")
 async def drain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, True, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name}/undrain")
+@router.post("/{name:path}/undrain")
 async def undrain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, False, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name}/trust")
+@router.post("/{name:path}/trust")
 async def trust_worker(name: str, body: TrustRequest, backend: BackendDep,
                        actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.trust_host_key, backend.store, name, body.fingerprint, actor)
