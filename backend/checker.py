@@ -32,6 +32,8 @@ FLUSH_INTERVAL_S = 0.25
 STATIC_REFRESH_EVERY = 30  # checks between two refreshes of OS, kernel and CPU facts
 TARGETS_TTL_S = 60.0  # the longest the schedule works from its copy of the workers (changes
 # to workers invalidate it at once; this only bounds what a missed one could cost)
+START_BATCH = 50  # checks started between two looks at the rest of the event loop
+PUBLISH_BATCH = 250  # results published between two looks
 BACKOFF_MAX_S = 600.0  # the longest an unreachable worker waits for its next check
 
 
@@ -172,7 +174,7 @@ class HealthChecker:
                  and self._inflight_endpoint.get(t.id) != t.endpoint]
         if stale:
             await asyncio.gather(*stale, return_exceptions=True)
-        await asyncio.gather(*(self._start(t) for t in targets))
+        await asyncio.gather(*await self._start_all(targets))
         await self.flush()
         return await asyncio.to_thread(fleet.list_workers, self.store, names)
 
@@ -272,7 +274,9 @@ class HealthChecker:
             retained = self.bus.latest.get("worker", {})
             unsure = []
             health_changed = False
-            for outcome in batch:
+            for index, outcome in enumerate(batch):
+                if index % PUBLISH_BATCH == PUBLISH_BATCH - 1:
+                    await asyncio.sleep(0)  # a sweep's thousands, a few hundred at a time
                 previous = retained.get(outcome.name)
                 health_changed = health_changed or previous is None or \
                     previous.get("health") != outcome.status
@@ -371,7 +375,7 @@ class HealthChecker:
                 if self._targets_stale():
                     await self._refresh_targets()
                 if self._targets is not None:  # not invalidated while it was read
-                    self._launch_due(self._targets)
+                    await self._start_all(self._due_now(self._targets))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5)
@@ -381,8 +385,10 @@ class HealthChecker:
     def wake(self) -> None:
         self._wake.set()
 
-    def _launch_due(self, targets: list[Target]) -> None:
+    def _due_now(self, targets: list[Target]) -> list[Target]:
+        """The workers whose check is due, their next one scheduled."""
         policy = self._policy
+        starting: list[Target] = []
         new = self._never_checked
         now = time.monotonic()
         live = {t.id for t in targets}
@@ -413,7 +419,18 @@ class HealthChecker:
                 spread = (0.5, 1.5) if target.id in new else (0.9, 1.1)
                 new.discard(target.id)
                 self._due[target.id] = now + policy.interval_s * random.uniform(*spread)
-                self._start(target)
+                starting.append(target)
+        return starting
+
+    async def _start_all(self, targets: list[Target]) -> list[asyncio.Task[Outcome]]:
+        """Start checks a batch at a time: a thousand tasks made in one go would hold the
+        event loop for a good part of a second, and every console with it."""
+        tasks = []
+        for index, target in enumerate(targets):
+            tasks.append(self._start(target))
+            if index % START_BATCH == START_BATCH - 1:
+                await asyncio.sleep(0)
+        return tasks
 
     async def _flush_forever(self) -> None:
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import hmac
 import logging
 import os
@@ -13,6 +14,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -42,6 +44,7 @@ log = logging.getLogger("workdeck.server")
 UNIX_PATH_MAX = 107
 ADVICE_EVERY_S = 30.0  # health changes the advisor's findings too, without telling it
 ADVICE_MIN_GAP_S = 10.0  # at most one pass this often: it reads the whole fleet
+STORE_THREADS = 3
 STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, or takes them
 
 
@@ -191,8 +194,20 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 def create_app(backend: Backend) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Few threads for the store: its writes queue for one lock anyway, and each busy
+        # thread is one more the event loop waits behind for the GIL (the loop answers
+        # every console; asyncio's default is the CPU count plus four).
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="store"))
+        # With asyncio's debug mode on (PYTHONASYNCIODEBUG=1), callbacks slower than this
+        # are logged: the tests and bench/faults.py read them.
+        with contextlib.suppress(ValueError):
+            loop.slow_callback_duration = float(os.environ.get("WORKDECK_SLOW_CALLBACK_S",
+                                                               "0.1"))
         backend.bus.seed("worker", {w["name"]: w for w in await asyncio.to_thread(
             fleet.list_workers, backend.store)})
+        _settle_garbage_collector()
         tasks = [asyncio.create_task(backend.checker.run_schedule()),
                  asyncio.create_task(backend.usage.run_forever()),
                  asyncio.create_task(backend.count_advice_forever()),
@@ -316,6 +331,19 @@ def _fewer_malloc_arenas() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-8, 2)  # M_ARENA_MAX
+
+
+def _settle_garbage_collector() -> None:
+    # A full collection walks every object alive: the libraries, the fleet, the caches.
+    # With ten thousand workers that took 0.15 s, stalling the event loop (and everyone it
+    # serves) several times a minute during a sweep. What start-up made lives as long as
+    # the server: collected once, then kept out of later passes. Full passes come after
+    # a hundred middle ones rather than ten (Python's default): cyclic garbage is young
+    # (a refused connection's exception), the old generation is the fleet's state.
+    gc.collect()
+    gc.freeze()
+    young, middle, _old = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
 
 
 def _quick_gil_handoff() -> None:

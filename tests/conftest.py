@@ -29,6 +29,13 @@ from console.client import Client, Target
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# The whole suite runs with asyncio's debug mode, in this process and in every server it
+# starts: an asyncio object touched from a thread raises there ("Non-thread-safe
+# operation"), and every callback slower than 100 ms is logged with its duration.
+os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+THREAD_SAFETY_ERRORS = ("Non-thread-safe operation", "attached to a different loop",
+                        "was never awaited")
+
 
 def short_tmp(prefix: str) -> Path:
     # Unix socket paths must stay under 108 bytes; pytest's tmp_path can be longer.
@@ -170,6 +177,14 @@ class Workdeck:
         except OSError:
             return ""
 
+    def slow_callbacks(self, since: int = 0) -> list[float]:
+        """Seconds taken by each event-loop callback asyncio found slow (over 100 ms),
+        in what the server logged after offset `since`."""
+        import re
+
+        return [float(m) for m in re.findall(r"Executing .* took (\d+\.\d+) seconds",
+                                             self.log()[since:])]
+
 
 def start_workdeck(root: Path, home: Path, extra: list[str] | None = None
                    ) -> tuple[DataDir, subprocess.Popen[bytes]]:
@@ -211,6 +226,8 @@ def workdeck() -> Iterator[Workdeck]:
         client.put("/api/policy", QUIET_POLICY)
         client.put("/api/settings", {"builtin_worker": False})
     yield deck
+    broken = [line for line in deck.log().splitlines()
+              if any(error in line for error in THREAD_SAFETY_ERRORS)]
     if process.poll() is None:
         process.terminate()
         try:
@@ -225,6 +242,7 @@ def workdeck() -> Iterator[Workdeck]:
         if str(data_dir.root) in Path(f"/proc/{pid}/cmdline").read_text():
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(root, ignore_errors=True)
+    assert not broken, "the server touched asyncio objects off its loop:\n" + "\n".join(broken)
 
 
 UNPRIVILEGED = "workdeck-test"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from backend import fleet
-from backend.api.deps import ActorDep, BackendDep
+from backend.api.deps import ActorDep, BackendDep, encoded
 from backend.errors import NotFound
 from backend.schemas import CheckRequest, Policy
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api", tags=["checks"])
 
 
 @router.post("/checks")
-async def check_now(body: CheckRequest, backend: BackendDep) -> list[dict[str, Any]]:
+async def check_now(body: CheckRequest, backend: BackendDep) -> Response:
     """Check the chosen workers (every worker when none is named) and return them."""
     names = None
     if body.workers or body.pools:
@@ -34,8 +34,8 @@ async def check_now(body: CheckRequest, backend: BackendDep) -> list[dict[str, A
         names = sorted(set(body.workers) | {
             w["name"] for w in workers if set(w["pools"]) & set(body.pools)})
         if not names:
-            return []
-    return await backend.checker.check_now(names)
+            return await encoded([])
+    return await encoded(await backend.checker.check_now(names))
 
 
 @router.get("/policy")

@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from backend import fleet, usage
-from backend.api.deps import ActorDep, BackendDep
+from backend.api.deps import ActorDep, BackendDep, encoded
+from backend.db import for_client
 from backend.leases import leases_of
 from backend.schemas import PoolCreate, PoolUpdate
 
@@ -16,9 +18,9 @@ router = APIRouter(prefix="/api/pools", tags=["pools"])
 
 
 @router.get("")
-async def list_pools(backend: BackendDep) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(fleet.list_pools, backend.store,
-                                   backend.leases.queued_by_pool())
+async def list_pools(backend: BackendDep) -> Response:
+    return await encoded(await for_client(fleet.list_pools, backend.store,
+                                          backend.leases.queued_by_pool()))
 
 
 @router.post("", status_code=201)

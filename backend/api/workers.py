@@ -7,9 +7,11 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from backend import fleet
-from backend.api.deps import ActorDep, BackendDep
+from backend.api.deps import ActorDep, BackendDep, encoded
+from backend.db import for_client
 from backend.schemas import TrustRequest, WorkerCreate, WorkerImport
 
 # Worker names may hold "/", which travels %2F-quoted and is decoded before routing: name
@@ -18,8 +20,8 @@ router = APIRouter(prefix="/api/workers", tags=["workers"])
 
 
 @router.get("")
-async def list_workers(backend: BackendDep) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(fleet.list_workers, backend.store)
+async def list_workers(backend: BackendDep) -> Response:
+    return await encoded(await for_client(fleet.list_workers, backend.store))
 
 
 @router.post("", status_code=201)
@@ -30,7 +32,7 @@ async def add_worker(spec: WorkerCreate, backend: BackendDep, actor: ActorDep) -
 
 @router.post("/import", status_code=201)
 async def import_workers(body: WorkerImport, backend: BackendDep,
-                         actor: ActorDep) -> list[dict[str, Any]]:
+                         actor: ActorDep) -> Response:
     specs = [
         w.model_copy(update={
             "pools": sorted(set(w.pools) | set(body.pools)),
@@ -40,7 +42,7 @@ async def import_workers(body: WorkerImport, backend: BackendDep,
     ]
     names = await asyncio.to_thread(fleet.add_workers, backend.store, specs, actor)
     await backend.workers_changed(names)
-    return await asyncio.to_thread(fleet.list_workers, backend.store, names)
+    return await encoded(await asyncio.to_thread(fleet.list_workers, backend.store, names))
 
 
 @router.get("/{name:path}/history")
