@@ -120,6 +120,15 @@ class _Chunk:
     count: int = 0
 
 
+# Bytes by how often they appear in output, most common first (text, then the rest).
+_COMMON = b" etaoinsrhldcumfpgwybvkxjqz\n0123456789ETAOINSRHLDCUMFPGWYBVKXJQZ.,:/-_=()'\"[]"
+
+
+def _commonness(byte: int) -> int:
+    found = _COMMON.find(bytes([byte]))
+    return -1 if found < 0 else len(_COMMON) - found  # unlisted bytes are the rarest
+
+
 class _Masker:
     """Masks secrets in a raw byte stream, before it is split into lines or cleaned.
 
@@ -130,16 +139,22 @@ class _Masker:
 
     def __init__(self, secrets: list[bytes]) -> None:
         self.secrets = secrets  # longest first, so a secret inside another is masked whole
+        # Each secret's rarest byte: where it is missing (a one-byte scan, at memory speed)
+        # the secret cannot be, and the full search is skipped.
+        self.rare = [min(secret, key=_commonness).to_bytes(1, "big") for secret in secrets]
         self.held = b""
 
     def feed(self, data: bytes) -> bytes:
         if self.held:
             data, self.held = self.held + data, b""
-        for secret in self.secrets:
-            if secret in data:
+        for secret, rare in zip(self.secrets, self.rare, strict=True):
+            if rare in data and secret in data:
                 data = data.replace(secret, MASK_BYTES)
         keep = 0
+        last = data[-1:]
         for secret in self.secrets:
+            if last not in secret:
+                continue  # the piece cannot end with the start of this secret
             for size in range(min(len(secret) - 1, len(data)), keep, -1):
                 if data.endswith(secret[:size]):
                     keep = size

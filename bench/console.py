@@ -11,6 +11,11 @@ measures, in a console of its own process:
 - the time from starting the console to its first full Dashboard frame (every pool on it),
 - the time from each filter keystroke in the Workers view to the table drawn again with
   its result,
+- light API requests (`GET /api/server`) every 20 ms meanwhile: their p50 and p99,
+
+all while the unreachable workers' checks run: the measures start when their second
+round is due (they back off to twice the interval after failing once), the burst in which
+9,960 failing checks come within half a minute;
 
 and, in this process against a copy of the store, the reads a console's snapshot makes
 and:
@@ -91,6 +96,16 @@ def fill(http: httpx.Client, servers: list[Any], key_path: str, workers: int,
     for index in range(pools):
         http.put(f"/api/pools/{pool_name(index)}",
                  json={"description": f"bench pool {index}"}).raise_for_status()
+
+
+def api_latency(http: httpx.Client, stop: threading.Event, seen: list[float]) -> None:
+    """Light requests while the console is measured, as monitoring would make them."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        with contextlib.suppress(httpx.HTTPError):
+            http.get("/api/server")
+            seen.append(time.perf_counter() - started)
+        stop.wait(0.02)
 
 
 def churn(http: httpx.Client, stop: threading.Event) -> None:
@@ -192,7 +207,10 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
     store = Store(copy)
 
     async def measure() -> dict[str, float]:
-        bus = EventBus()
+        from backend import fleet as fleet_store
+
+        bus = EventBus(retain=("worker",))  # as the server holds them
+        bus.seed("worker", {w["name"]: w for w in fleet_store.list_workers(store)})
         checker = HealthChecker(store, ConnectionPool(), bus)
         subscription = bus.subscribe()
         targets = checker.targets()
@@ -273,11 +291,19 @@ def main() -> None:
             started = time.perf_counter()
             while any(w["checked_at"] is None for w in http.get("/api/workers").json()):
                 time.sleep(2)
-            print(f"  first sweep of the new fleet done in {time.perf_counter() - started:.0f} s",
+            swept = time.perf_counter()
+            print(f"  first sweep of the new fleet done in {swept - started:.0f} s",
                   flush=True)
             churner = threading.Thread(target=churn, args=(http, stop), daemon=True)
             churner.start()
-            time.sleep(3)  # leases and checks on the move
+            # Failing checks come again after twice the interval (30 s here), spread.
+            time.sleep(max(0.0, 48 - (time.perf_counter() - swept)))
+            latencies: list[float] = []
+            pinger = threading.Thread(target=api_latency, args=(
+                httpx.Client(transport=httpx.HTTPTransport(uds=str(target.data_dir.socket)),
+                             base_url="http://workdeck", timeout=60), stop, latencies),
+                daemon=True)
+            pinger.start()
             probe = subprocess.run([sys.executable, __file__, "--console-probe",
                                     str(target.data_dir.root), str(args.pools)],
                                    capture_output=True, text=True, timeout=600)
@@ -286,10 +312,18 @@ def main() -> None:
             console = json.loads(probe.stdout.strip().splitlines()[-1])
             stop.set()
             churner.join()
+            pinger.join()
             runs = http.get("/api/runs", params={"limit": 1000}).json()
+            checked = sum(1 for w in http.get("/api/workers").json()
+                          if w["status"] == "unavailable" and "2 times" in w["reason"])
         costs = server_costs(target.data_dir.database, args.workers)
         keys = console["keys_ms"]
-        print(f"  runs launched while measuring:    {len(runs)}")
+        latencies.sort()
+        print(f"  runs launched while measuring:    {len(runs)}; unreachable workers checked "
+              f"a second time by the end: {checked}")
+        print(f"  light API requests meanwhile:     {latencies[len(latencies) // 2] * 1000:7.1f}"
+              f" ms p50, {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms p99, "
+              f"{latencies[-1] * 1000:.0f} ms slowest ({len(latencies)} requests)")
         print(f"  console imports:                  {console['imports_ms']:7.0f} ms")
         print(f"  start → first full Dashboard:     {console['first_frame_ms']:7.0f} ms "
               f"(the fleet's snapshot in after {console['snapshot_ms']:.0f} ms)")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, update
 from sqlmodel import select
+from waiting import eventually_async
 
 from backend import fleet, usage
 from backend.db import Store
@@ -99,12 +100,10 @@ async def test_cancelled_waiters_and_a_worker_gone_unavailable_leak_nothing(stor
     run_id = new_run(store)
     held = [await leases.acquire(POOL, run_id, p) for p in (1, 2)]
     waiting = [asyncio.create_task(leases.acquire(POOL, run_id, p)) for p in (3, 4, 5)]
-    await asyncio.sleep(0.1)
-    assert leases.queued_by_pool() == {POOL: 3}
+    await eventually_async(lambda: leases.queued_by_pool() == {POOL: 3})
     assert [w["position"] for w in leases.queue_of(POOL)] == [3, 4, 5]
     waiting[0].cancel()  # the run of the first waiter is cancelled
-    await asyncio.sleep(0.05)
-    assert leases.queued_by_pool() == {POOL: 2}
+    await eventually_async(lambda: leases.queued_by_pool() == {POOL: 2})
     # One worker turns unavailable with its step still on it: its slot stays counted
     # (the step holds it) but it takes nothing new.
     set_status(store, [held[0].worker], UNAVAILABLE)
@@ -117,8 +116,7 @@ async def test_cancelled_waiters_and_a_worker_gone_unavailable_leak_nothing(stor
     await leases.release(granted.lease_id)
     granted = await asyncio.wait_for(waiting[2], 5)
     await leases.release(granted.lease_id)
-    await asyncio.sleep(0.05)
-    assert lease_count(store) == 0 and leases.queued_by_pool() == {}
+    await eventually_async(lambda: lease_count(store) == 0 and leases.queued_by_pool() == {})
     # Nobody healthy at all: a clear failure, not an endless wait.
     set_status(store, names, UNAVAILABLE)
     with pytest.raises(NoWorker, match="no healthy, enabled worker"):

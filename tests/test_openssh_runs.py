@@ -6,7 +6,8 @@ import subprocess
 import time
 
 import pytest
-from test_runs import import_runbook, launch, wait_run
+from test_runs import import_runbook, launch, printed, wait_run
+from waiting import eventually
 
 pytestmark = pytest.mark.openssh
 
@@ -47,10 +48,7 @@ sleep 7{marker}3
 """)
     run = launch(workdeck, "Long")
     wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
-    deadline = time.monotonic() + 10
-    while len(processes(f"sleep 7{marker}")) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(processes(f"sleep 7{marker}")) == 3
+    eventually(lambda: len(processes(f"sleep 7{marker}")) == 3, what="the three sleeps")
     assert workdeck.cli("runs", "cancel", str(run["id"])).code == 0
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
     assert done["status"] == "cancelled"
@@ -92,7 +90,7 @@ script = "echo before; sleep 120; echo after"
 """)
     run = launch(workdeck, "Frozen")
     wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
-    time.sleep(0.5)
+    printed(workdeck, run["id"], "before")
     # The machine freezes: its SSH processes stop answering, the TCP connection stays up.
     frozen = _descendants(sshd.pid)
     for pid in frozen:

@@ -4,11 +4,11 @@ and the console's Dashboard meters and Pools view."""
 from __future__ import annotations
 
 import json
-import time
 
 from conftest import start_workdeck
 from test_console import SIZE, until
 from test_runs import import_runbook, launch, setup_fleet, wait_run
+from waiting import eventually
 
 from console.app import WorkdeckApp
 from console.widgets.live_table import LiveTable
@@ -30,13 +30,8 @@ def pool(workdeck, name="Web Pool"):
 
 
 def until_pool(workdeck, predicate, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = pool(workdeck)
-        if predicate(shown):
-            return shown
-        time.sleep(0.1)
-    raise AssertionError(f"the pool did not get there: {shown}")
+    return eventually(lambda: (shown := pool(workdeck)) and predicate(shown) and shown,
+                      timeout=timeout, what="the pool's state")
 
 
 def test_leases_queue_and_drain_through_the_api_and_cli(workdeck, ssh_servers, client_key,
@@ -86,11 +81,10 @@ def test_utilization_history_survives_a_server_restart(workdeck, ssh_servers, cl
     setup_fleet(workdeck, ssh_servers, client_key, count=1)
     import_runbook(workdeck, tmp_path, HOLD)
     run = launch(workdeck, "Hold")
-    until_pool(workdeck, lambda p: p["leased"] == 1)
-    time.sleep(0.5)  # sampled (a lease wakes the sampler)
+    # Sampled (a lease wakes the sampler), then given back and sampled again.
+    until_pool(workdeck, lambda p: p["history"] and p["history"][-1][1] == 1)
     workdeck.cli("runs", "cancel", str(run["id"]))
-    until_pool(workdeck, lambda p: p["leased"] == 0)
-    time.sleep(0.5)
+    until_pool(workdeck, lambda p: p["leased"] == 0 and p["history"][-1][1] == 0)
     workdeck.cli("server", "stop")
     workdeck.process.wait(10)
     _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 from conftest import start_workdeck
@@ -69,14 +68,18 @@ def import_runbook(workdeck, tmp_path, text, name="runbook.toml"):
 
 
 def wait_run(workdeck, run_id, predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def current():
         with workdeck.client() as client:
             run = client.get(f"/api/runs/{run_id}")
-        if predicate(run):
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not get there: {run}")
+        return predicate(run) and run
+
+    return eventually(current, timeout=timeout, what=f"run {run_id}'s state")
+
+
+def printed(workdeck, run_id, text):
+    """Wait until the run's log holds a line `text` (the step is under way)."""
+    eventually(lambda: any(line["text"] == text for line in log_lines(workdeck, run_id)),
+               what=f"{text!r} in the log")
 
 
 def launch(workdeck, runbook, env="Test", **options):
@@ -272,7 +275,7 @@ script = "echo started; sleep 300 & sleep 301; echo never"
 """)
     run = launch(workdeck, "Long")
     wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
-    time.sleep(0.3)
+    printed(workdeck, run["id"], "started")
     result = workdeck.cli("runs", "cancel", str(run["id"]))
     assert result.code == 0 and "cancelled" in result.out
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
@@ -296,7 +299,7 @@ script = "echo before; sleep 30; echo after"
 """)
     run = launch(workdeck, "Dropped")
     wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
-    time.sleep(0.3)
+    printed(workdeck, run["id"], "before")
     ssh_servers.stop(server)  # the worker goes away mid-step
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=30)
     assert done["status"] == "failed"
@@ -343,7 +346,7 @@ script = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.1; done; sleep
 """)
     run = launch(workdeck, "Interrupted")
     wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
-    time.sleep(1.5)  # the ten lines are out and stored (batches flush every 0.1 s)
+    printed(workdeck, run["id"], "line 10")  # the ten lines are out and stored
     workdeck.process.send_signal(signal.SIGKILL)
     workdeck.process.wait(10)
     _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent,
@@ -400,7 +403,7 @@ pool = "Web Pool"
 script = "for i in $(seq 1 40); do echo tick $i; sleep 0.05; done"
 """)
     run = launch(workdeck, "Trickle")
-    time.sleep(1.0)  # half of it is out and stored before this follower comes
+    printed(workdeck, run["id"], "tick 20")  # half of it is out before this follower comes
     from backend.logstore import expand
 
     with workdeck.client() as client:
@@ -429,11 +432,8 @@ script = "seq 1 30000; sleep 30"
     run = launch(workdeck, "Burst")
     from backend.logstore import expand
 
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # until the burst is stored
-        if any(line["text"] == "30000" for line in log_lines(workdeck, run["id"])[-5:]):
-            break
-        time.sleep(0.1)
+    eventually(lambda: any(line["text"] == "30000"  # the burst is stored
+                           for line in log_lines(workdeck, run["id"])[-5:]))
     events = []
     with workdeck.client() as client:
         for event, data in client.stream_events(f"/api/runs/{run['id']}/log",

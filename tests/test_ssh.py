@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from conftest import public_key
+from waiting import eventually_async
 
 from backend.localssh import LocalSSHServer
 from backend.ssh import OUTPUT_LIMIT, ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
@@ -46,7 +47,8 @@ async def test_dropped_connection_is_replaced(server, pool, client_key):
     await pool.run("w", target, "true", timeout=10)
     for conn in list(server._connections):
         conn.close()
-    await asyncio.sleep(0.1)
+    await eventually_async(lambda: pool._connections["w"].closed.is_set(),
+                           what="the client seeing its connection drop")
     result = await pool.run("w", target, "echo back", timeout=10)
     assert result.stdout == b"back\n" and result.connect_ms is not None
 
@@ -66,11 +68,8 @@ async def test_output_is_bounded(server, pool, client_key):
 async def test_a_hanging_command_times_out_and_is_killed(server, pool, client_key):
     with pytest.raises(SSHFailure, match="timed out after 1s"):
         await pool.run("w", endpoint(server, client_key), "sleep 30", timeout=1)
-    for _ in range(50):
-        if not server._processes:
-            break
-        await asyncio.sleep(0.1)
-    assert not server._processes  # the remote process ended with its channel
+    # The remote process ends with its channel.
+    await eventually_async(lambda: not server._processes, what="the remote process gone")
 
 
 async def test_an_unpinned_key_is_refused_with_its_fingerprint(server, pool, client_key):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
+
+from waiting import eventually
 
 from backend.models import BUILTIN_WORKER
 
@@ -14,13 +15,7 @@ def add(workdeck, name, server, key, *extra):
 
 
 def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    return eventually(predicate, timeout=timeout)
 
 
 def test_add_check_and_list_a_worker(workdeck, ssh_servers, client_key):
@@ -316,12 +311,13 @@ def test_tcp_api_requires_the_token(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+        def answer():
             try:
-                refused = httpx.get(f"{url}/api/server")
-                break
+                return httpx.get(f"{url}/api/server")
             except httpx.ConnectError:
-                time.sleep(0.05)
+                return None
+
+        refused = eventually(answer, what="the TCP server answering")
         assert refused.status_code == 401 and "token" in refused.json()["detail"]
         allowed = httpx.get(f"{url}/api/server",
                             headers={"Authorization": "Bearer s3cret-token"})
