@@ -29,12 +29,17 @@ from console.client import Client, Target
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# The whole suite runs with asyncio's debug mode, in this process and in every server it
-# starts: an asyncio object touched from a thread raises there ("Non-thread-safe
-# operation"), and every callback slower than 100 ms is logged with its duration.
-os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 THREAD_SAFETY_ERRORS = ("Non-thread-safe operation", "attached to a different loop",
                         "was never awaited")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The whole suite runs with asyncio's debug mode, in this process and in every server
+    # it starts: an asyncio object touched from a thread raises there ("Non-thread-safe
+    # operation"), and every callback slower than 100 ms is logged with its duration.
+    # (A hook, not an import side effect: the benchmarks import this module too.)
+    # (pytest-asyncio's own loops: asyncio_debug in pyproject.toml.)
+    os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 
 
 def short_tmp(prefix: str) -> Path:

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from textual import events
+from waiting import eventually
 
 from console.app import WorkdeckApp
 from console.screens.modals import HelpScreen, TrustDialog
@@ -303,6 +304,9 @@ async def test_runs_view_lists_history_and_opens_a_finished_log(workdeck, ssh_se
     prepare_runbook(workdeck, ssh_servers, client_key, tmp_path)
     result = workdeck.cli("run", "Deploy", "--env", "Test")
     run_id = int(result.out.strip())
+    # Cancelled once it waits at the approval, so the build's lines are in its log.
+    eventually(lambda: "building" in workdeck.cli("runs", "log", str(run_id)).out,
+               what="the build step's output")
     workdeck.cli("runs", "cancel", str(run_id))
     app = WorkdeckApp(workdeck.target)
     async with app.run_test(size=SIZE) as pilot:

@@ -77,3 +77,12 @@ script = "seq 1 1000000; echo $token"
     slow = workdeck.slow_callbacks(since)
     assert not [s for s in slow if s > SLOW_S], (slow, workdeck.log()[since:][-3000:])
     assert json.dumps(done)  # the run is whole
+
+
+async def test_the_suite_runs_in_asyncio_debug_mode(workdeck):
+    import asyncio
+    import os
+
+    assert asyncio.get_running_loop().get_debug()
+    assert os.environ.get("PYTHONASYNCIODEBUG") == "1"  # inherited by every server
+    assert "asyncio" not in workdeck.log() or "Non-thread-safe" not in workdeck.log()

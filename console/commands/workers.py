@@ -97,7 +97,9 @@ def worker_rows(workers: list[dict[str, Any]]) -> list[list[Any]]:
          f"{w['user'] + '@' if w['user'] else ''}{w['host']}" + (
              f":{w['port']}" if w["port"] not in (22, 0) else ""),
          output.ms(w["latency_ms"]), output.load(w), output.disk_free(w),
-         output.ago(w["checked_at"]), w["reason"]]
+         output.ago(w["checked_at"]),
+         (f"orphan: {w['orphans']} ({w['orphan_reason']}); " if w.get("orphans") else "")
+         + w["reason"]]
         for w in workers
     ]
 

@@ -173,8 +173,9 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
                 safe(f"{lease['run_id']} {lease['runbook']}", 100),
                 safe(f"{lease['position']}. {lease['step']}", 100), safe(lease["worker"], 60),
                 Text(ago(lease["since"]), style="bright_black"),
-                safe(lease["reason"] + (f" (taken through {lease['pool']})"
-                                        if lease["pool"] != detail["name"] else ""), 300)]
+                safe((f"orphan: {lease['orphan']}; " if lease.get("orphan") else "")
+                     + lease["reason"] + (f" (taken through {lease['pool']})"
+                                          if lease["pool"] != detail["name"] else ""), 300)]
             for lease in leases})
         queue = detail.get("queue", [])
         self.query_one("#queue-title", Static).update(Text.assemble(

@@ -58,13 +58,20 @@ def worker_cells(worker: dict[str, Any], now: datetime | None = None) -> list[Te
 
 
 def drain_note(worker: dict[str, Any]) -> Text:
-    """What a draining worker is doing, said before anything else about it."""
-    if not worker.get("draining"):
-        return Text()
-    leases = worker.get("leases", 0)
-    note = (f"draining: {leases} step{'s' if leases != 1 else ''} left" if leases
-            else "drained: takes no new steps")
-    return Text(note + ("; " if worker["reason"] else ""), style="yellow")
+    """What holds a worker's slots or keeps it from new steps (orphaned steps, draining),
+    said before anything else about it."""
+    text = Text()
+    orphans = worker.get("orphans", 0)
+    if orphans:
+        text.append(f"orphan: {orphans} ", style="bold red")
+        text.append_text(safe(f"({worker.get('orphan_reason', '')})", 200))
+        text.append("; " if worker["reason"] or worker.get("draining") else "")
+    if worker.get("draining"):
+        leases = worker.get("leases", 0)
+        note = (f"draining: {leases} step{'s' if leases != 1 else ''} left" if leases
+                else "drained: takes no new steps")
+        text.append(note + ("; " if worker["reason"] else ""), style="yellow")
+    return text
 
 
 def worker_fields(worker: dict[str, Any]) -> list[Any]:
