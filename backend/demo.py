@@ -12,11 +12,11 @@ import asyncssh
 from sqlmodel import select
 
 from backend import fleet, launch, runbooks
-from backend.config import DataDir
 from backend.localssh import LocalSSHServer
 from backend.models import HostKey, Pool, Worker
 from backend.schemas import Policy, WorkerCreate
 from backend.server import Backend
+from wire.datadir import DataDir
 
 log = logging.getLogger("workdeck.demo")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.models import HEALTHY, UNAVAILABLE, UNHEALTHY, WARNING
-from backend.sanitize import clean_line
 from backend.schemas import Policy
+from wire.text import clean_line
 
 # One POSIX sh script, one SSH session per check. Static facts (OS, kernel, CPUs) and
 # free disk are gathered only when asked, and the rest is read with shell builtins, so

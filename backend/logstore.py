@@ -22,7 +22,8 @@ from sqlmodel import select
 
 from backend.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of
 from backend.models import LogChunk
-from backend.sanitize import MAX_LINE, clean_line
+from wire.logcodec import stamp_before
+from wire.text import MAX_LINE, clean_line
 
 log = logging.getLogger(__name__)
 
@@ -395,33 +396,6 @@ def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
         if total >= limit:
             break
     return chunks
-
-
-def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 0,
-           at: float = 0.0) -> list[dict[str, Any]]:
-    """A chunk's lines as {seq, at, step, worker, stream, text}; or only `parts`, its
-    already split lines from `offset` on (`at`: the time of the line before them)."""
-    if parts is None:
-        parts = chunk["lines"].split("\n")
-    result = []
-    for index, part in enumerate(parts, chunk["first_seq"] + offset):
-        stamp, tab, text = part.partition("\t")
-        if tab:
-            at = float(stamp)
-        else:
-            text = part
-        result.append({"seq": index, "at": at, "step": chunk["step"],
-                       "worker": chunk["worker"], "stream": chunk["stream"], "text": text})
-    return result
-
-
-def stamp_before(parts: list[str], index: int) -> float:
-    """The time of the stamped line nearest before parts[index] (0 if none)."""
-    for part in reversed(parts[max(0, index - 100_000):index]):
-        stamp, tab, _text = part.partition("\t")
-        if tab:
-            return float(stamp)
-    return 0.0
 
 
 def last_seq(store: Store, run_id: int) -> int:

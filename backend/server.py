@@ -27,17 +27,17 @@ from backend import __version__, advisor, fleet, retention
 from backend.api import checks, events, pools, runbooks, runs, server, workers
 from backend.api.limits import BodyLimit
 from backend.checker import HealthChecker
-from backend.config import DataDir
 from backend.db import Store
 from backend.errors import WorkdeckError
 from backend.events import EventBus
 from backend.logstore import LogHub
 from backend.orphans import Reaper
 from backend.runs import RunEngine
-from backend.serverlock import AlreadyRunning, ServerLock
 from backend.ssh import ConnectionPool
 from backend.usage import Usage
 from backend.vault import Vault
+from wire.datadir import DataDir
+from wire.serverlock import AlreadyRunning, ServerLock
 
 log = logging.getLogger("workdeck.server")
 

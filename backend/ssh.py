@@ -22,7 +22,7 @@ import asyncssh
 
 from backend.checkshell import OUTPUT_LIMIT, CheckShell, ShellGone
 from backend.hostkeys import HostKeyDecision, KnownHosts, export_key, fingerprint_of, same_key
-from backend.sanitize import clean_line
+from wire.text import clean_line
 
 # AES-GCM first: asyncssh runs it in OpenSSL, where its chacha20-poly1305 spends part of
 # every packet in Python; on a fleet sweep that is most of the client's CPU. The rest

@@ -18,13 +18,13 @@ from backend.db import Store, for_client
 from backend.events import EventBus
 from backend.leases import Leases
 from backend.models import Lease, PoolSample
+from wire.constants import HISTORY_S
 
 log = logging.getLogger(__name__)
 
 SAMPLE_S = 2.0  # a sample at least this often
 QUICK_S = 0.2  # a lease taken or given back is sampled within this; also the fastest pace
 HEARTBEAT_S = 60.0  # an unchanged pool is written again this often: its history has points
-HISTORY_S = 600  # the history a console shows beside each pool
 FULL_DETAIL_S = 3600  # older samples are thinned to the busiest one per THIN_S per pool
 THIN_S = 300
 KEEP_S = 7 * 86400

@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncssh
 
 from backend.errors import InvalidInput
-from backend.sanitize import clean_line, clean_text
+from wire.text import clean_line, clean_text
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 

@@ -50,10 +50,10 @@ import httpx  # noqa: E402
 from conftest import LoopThread  # noqa: E402
 from health import raise_fd_limit  # noqa: E402
 
-from backend.config import DataDir  # noqa: E402
 from backend.localssh import LocalSSHServer  # noqa: E402
 from console.client import Target, start_server  # noqa: E402
 from console.demo import stop_server  # noqa: E402
+from wire.datadir import DataDir  # noqa: E402
 
 LIVE_WORKERS = 40  # real SSH workers, spread over the first LIVE_POOLS pools
 LIVE_POOLS = 10

@@ -42,9 +42,9 @@ import httpx  # noqa: E402
 from health import bench_account  # noqa: E402
 from openssh import OpenSSHServer  # noqa: E402
 
-from backend.config import DataDir  # noqa: E402
-from backend.logstore import expand  # noqa: E402
 from console.client import Client, Target  # noqa: E402
+from wire.datadir import DataDir  # noqa: E402
+from wire.logcodec import expand  # noqa: E402
 
 QUIET = {"interval_s": 3600, "timeout_s": 5, "disk_free_warning_mb": 0,
          "load_warning_factor": 1000, "history_size": 20, "custom_script": ""}

@@ -26,9 +26,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import httpx  # noqa: E402
 from openssh import OpenSSHServer, find_sshd  # noqa: E402
 
-from backend.config import DataDir  # noqa: E402
 from console.client import Target, start_server  # noqa: E402
 from console.demo import stop_server  # noqa: E402
+from wire.datadir import DataDir  # noqa: E402
 
 ANSIBLE_VENV = Path(tempfile.gettempdir()) / "workdeck-bench-ansible"
 BENCH_USER = "workdeck-bench"

@@ -29,9 +29,9 @@ import httpx  # noqa: E402
 from health import bench_account  # noqa: E402
 from openssh import OpenSSHServer  # noqa: E402
 
-from backend.config import DataDir  # noqa: E402
 from console.client import SSEParser, Target, start_server  # noqa: E402
 from console.demo import stop_server  # noqa: E402
+from wire.datadir import DataDir  # noqa: E402
 
 
 def command(lines: int) -> str:

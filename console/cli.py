@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
-from backend.config import DataDirError
-from console.client import ApiError, ensure_server
-from console.commands import admin, pools, runs, server, workers
 from console.commands.base import Context, fail
+from console.errors import ApiError
+from wire.datadir import DataDirError
+
+# Each command and the module that holds it: a command imports only its own module, so
+# `workdeck worker list` never waits for what `workdeck runs log` needs.
+COMMANDS = {
+    "worker": "workers", "check": "workers", "pool": "pools", "server": "server",
+    "demo": "server", "settings": "admin", "policy": "admin", "advise": "admin",
+    "audit": "admin", "env": "runs", "runbook": "runs", "run": "runs", "runs": "runs",
+}
 
 
 class WorkdeckGroup(click.Group):
-    """Turns every refusal into one sentence on stderr and an exit status, never a traceback."""
+    """Loads a command's module when the command is used, and turns every refusal into
+    one sentence on stderr and an exit status, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        return getattr(importlib.import_module(f"console.commands.{module}"), cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -37,16 +55,10 @@ def cli(ctx: click.Context, data_dir: str | None, server_url: str | None) -> Non
     ctx.obj = Context(data_dir, server_url)
     if ctx.invoked_subcommand is None:
         from console.app import run_console
+        from console.client import ensure_server
 
         ensure_server(ctx.obj.target)
         run_console(ctx.obj.target)
-
-
-
-for command in (workers.worker, workers.check, pools.pool, server.server, server.demo,
-                admin.settings, admin.policy, admin.advise, admin.audit, runs.env,
-                runs.runbook, runs.run, runs.runs):
-    cli.add_command(command)
 
 
 def main() -> None:

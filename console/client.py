@@ -16,24 +16,13 @@ from typing import Any
 
 import httpx
 
-from backend.config import DataDir
-from backend.sanitize import clean_line
+from console.errors import ApiError, ServerUnavailable
+from wire.datadir import DataDir
+from wire.text import clean_line
 
 CONNECT_TIMEOUT = 5.0
 BIG_EVENT = 64 * 1024  # characters of an event decoded in a thread rather than inline
 REQUEST_TIMEOUT = 120.0  # a check of a large fleet can take a while; the server bounds it
-
-
-class ApiError(Exception):
-    """The server refused a request; `str()` is its one-sentence reason."""
-
-    def __init__(self, message: str, status_code: int = 0) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-
-
-class ServerUnavailable(ApiError):
-    """No server answers at the configured address."""
 
 
 def _actor() -> str:
@@ -265,7 +254,7 @@ def start_server(target: Target, *, extra_args: list[str] | None = None,
     Only when no server holds the directory: one that does (perhaps still starting, or
     listening on TCP as well) is waited for, never doubled.
     """
-    from backend.serverlock import running
+    from wire.serverlock import running
 
     data_dir = target.data_dir
     data_dir.ensure()
@@ -304,7 +293,7 @@ def start_server(target: Target, *, extra_args: list[str] | None = None,
 
 def _wait_for(target: Target, wait: float) -> None:
     """A server holds the data directory: wait until it answers on its socket."""
-    from backend.serverlock import describe, running
+    from wire.serverlock import describe, running
 
     deadline = time.monotonic() + wait
     with Client(target) as client:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from backend.config import DataDir
 from backend.demo import DEMO_PREFIX
 from console.client import ApiError, Client, Target, start_server
+from wire.datadir import DataDir
 
 DEMO_ARGS = ["--demo-fleet"]
 

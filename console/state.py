@@ -5,24 +5,24 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.text import Text
 
-from backend.sanitize import clean_line
-from backend.usage import HISTORY_S  # the utilization history a snapshot carries
+from console import display
+from wire.constants import HISTORY_S
+from wire.text import clean_line
 
 # Worst first: the order in which problems are listed.
 SEVERITY = {"unhealthy": 0, "unavailable": 1, "warning": 2, "unknown": 3, "healthy": 4,
             "disabled": 5}
-STATUS_STYLE = {
-    "healthy": ("●", "green"),
-    "warning": ("▲", "yellow"),
-    "unhealthy": ("✖", "bold red"),
-    "unavailable": ("○", "red"),
-    "unknown": ("?", "bright_black"),
-    "disabled": ("⊘", "bright_black"),
+STATUS_STYLE = {  # a worker status's colour (its symbol: console.display)
+    "healthy": "green",
+    "warning": "yellow",
+    "unhealthy": "bold red",
+    "unavailable": "red",
+    "unknown": "bright_black",
+    "disabled": "bright_black",
 }
 
 STATUS_ORDER = ("healthy", "warning", "unhealthy", "unavailable", "unknown", "disabled")
@@ -113,8 +113,7 @@ class Fleet:
 
 
 def status_text(status: str) -> Text:
-    glyph, style = STATUS_STYLE.get(status, ("?", ""))
-    return Text(f"{glyph} {status}", style=style)
+    return Text(display.status(status), style=STATUS_STYLE.get(status, ""))
 
 
 def safe(value: Any, limit: int = 200) -> Text:
@@ -127,43 +126,25 @@ def plain(value: Any, limit: int = 200) -> str:
     return clean_line("" if value is None else str(value), limit)
 
 
-def ago(iso: str | None, now: datetime | None = None) -> str:
-    if not iso:
-        return "never"
-    now = now or datetime.now(UTC)
-    seconds = max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())
-    if seconds < 60:
-        return f"{seconds:.0f}s ago"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m ago"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f}h ago"
-    return f"{seconds // 86400:.0f}d ago"
-
-
 def latency(value: float | None) -> Text:
     if value is None:
         return Text("-", style="bright_black")
     style = "red" if value > 1000 else "yellow" if value > 250 else ""
-    return Text(f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms", style=style)
+    return Text(display.latency(value), style=style)
 
 
 def load_text(worker: dict[str, Any]) -> Text:
-    facts = worker.get("facts") or {}
-    load, cpus = facts.get("load"), facts.get("cpus")
-    if not load:
-        return Text("-", style="bright_black")
-    style = "yellow" if cpus and load[1] > cpus else ""
-    return Text(f"{load[0]:.2f}" + (f"/{cpus}" if cpus else ""), style=style)
+    shown = display.load(worker)
+    if shown == "-":
+        return Text(shown, style="bright_black")
+    return Text(shown, style="yellow" if display.overloaded(worker) else "")
 
 
 def disk_text(worker: dict[str, Any]) -> Text:
-    disks = (worker.get("facts") or {}).get("disks") or []
-    if not disks:
+    mb = display.least_free_disk(worker)
+    if mb is None:
         return Text("-", style="bright_black")
-    least = min(disks, key=lambda d: d["free_mb"])
-    mb = least["free_mb"]
-    return Text(f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB",
+    return Text(display.megabytes(mb),
                 style="yellow" if worker["status"] == "warning" and "free on" in
                 worker.get("reason", "") else "")
 
@@ -171,7 +152,7 @@ def disk_text(worker: dict[str, Any]) -> Text:
 def worker_name_text(worker: dict[str, Any]) -> Text:
     text = safe(worker["name"], 100)
     if worker.get("builtin"):
-        text.append(" (built-in)", style="italic bright_black")
+        text.append(display.BUILTIN, style="italic bright_black")
     return text
 
 
@@ -261,31 +242,23 @@ def matches(filter_text: str, *fields: Any) -> bool:
     return not filter_text or has_words(haystack(fields), filter_text)
 
 
-RUN_STYLE = {
-    "queued": ("…", "bright_black"),
-    "running": ("▶", "cyan"),
-    "waiting": ("⏸", "bold yellow"),
-    "succeeded": ("✔", "green"),
-    "failed": ("✖", "bold red"),
-    "cancelled": ("⊘", "bright_black"),
-    "interrupted": ("⚡", "red"),
-    "skipped": ("↷", "bright_black"),
-    "lost": ("?", "bold red"),
+RUN_STYLE = {  # a run or step status's colour
+    "queued": "bright_black",
+    "running": "cyan",
+    "waiting": "bold yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+    "cancelled": "bright_black",
+    "interrupted": "red",
+    "skipped": "bright_black",
+    "lost": "bold red",
 }
 
 
 def run_status_text(status: str) -> Text:
-    glyph, style = RUN_STYLE.get(status, ("?", ""))
-    return Text(f"{glyph} {status}", style=style)
+    return Text(display.status(status), style=RUN_STYLE.get(status, ""))
 
 
-def duration(start: str | None, end: str | None, now: datetime | None = None) -> str:
-    if not start:
-        return "-"
-    stop = datetime.fromisoformat(end) if end else (now or datetime.now(UTC))
-    seconds = max(0.0, (stop - datetime.fromisoformat(start)).total_seconds())
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m {seconds % 60:02.0f}s"
-    return f"{seconds // 3600:.0f}h {seconds % 3600 // 60:02.0f}m"
+# Formatted once for the console and the command line alike.
+ago = display.ago
+duration = display.duration

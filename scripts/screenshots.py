@@ -15,10 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.config import DataDir  # noqa: E402
 from console.app import WorkdeckApp  # noqa: E402
 from console.client import Client, Target, start_server  # noqa: E402
 from console.demo import DEMO_ARGS, stop_server  # noqa: E402
+from wire.datadir import DataDir  # noqa: E402
 
 SIZE = (150, 40)
 POOL = "Local Development Web Worker Pool"

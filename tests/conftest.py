@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 from openssh import OpenSSHServer, find_sshd
 
-from backend.config import DataDir
 from backend.localssh import LocalSSHServer
 from console.cli import cli
 from console.client import Client, Target
+from wire.datadir import DataDir
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

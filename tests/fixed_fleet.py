@@ -10,9 +10,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backend.config import DataDir
 from console.app import WorkdeckApp
 from console.client import Target
+from wire.datadir import DataDir
 
 TWO_DAYS_AGO = (datetime.now(UTC) - timedelta(days=2, hours=1)).isoformat()
 FACTS = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "Linux 6.1.0-18-amd64",

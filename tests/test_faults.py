@@ -33,7 +33,7 @@ from openssh import _generate_key
 from test_runs import import_runbook, launch, log_lines, setup_fleet, wait_run
 from waiting import eventually
 
-from backend.config import DataDir
+from wire.datadir import DataDir
 
 
 def processes(pattern: str) -> list[str]:

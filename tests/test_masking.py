@@ -9,7 +9,8 @@ import pytest
 from test_runs import import_runbook, launch, setup_fleet, wait_run
 
 from backend.db import Store
-from backend.logstore import MAX_LINE, LogHub, RunLog, expand, read
+from backend.logstore import MAX_LINE, LogHub, RunLog, read
+from wire.logcodec import expand
 
 SECRET = "s3cr3t-Value"
 

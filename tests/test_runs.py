@@ -90,7 +90,7 @@ def launch(workdeck, runbook, env="Test", **options):
 
 
 def log_lines(workdeck, run_id):
-    from backend.logstore import expand
+    from wire.logcodec import expand
 
     with workdeck.client() as client:
         return [line for event, data in client.stream_events(f"/api/runs/{run_id}/log")
@@ -404,7 +404,7 @@ script = "for i in $(seq 1 40); do echo tick $i; sleep 0.05; done"
 """)
     run = launch(workdeck, "Trickle")
     printed(workdeck, run["id"], "tick 20")  # half of it is out before this follower comes
-    from backend.logstore import expand
+    from wire.logcodec import expand
 
     with workdeck.client() as client:
         lines = [line for event, data in client.stream_events(
@@ -430,7 +430,7 @@ pool = "Web Pool"
 script = "seq 1 30000; sleep 30"
 """)
     run = launch(workdeck, "Burst")
-    from backend.logstore import expand
+    from wire.logcodec import expand
 
     eventually(lambda: any(line["text"] == "30000"  # the burst is stored
                            for line in log_lines(workdeck, run["id"])[-5:]))
@@ -485,7 +485,8 @@ def subprocess_ok(args):
 
 async def test_the_output_limit_truncates_with_a_marker(tmp_path):
     from backend.db import Store
-    from backend.logstore import LogHub, RunLog, expand, read
+    from backend.logstore import LogHub, RunLog, read
+    from wire.logcodec import expand
 
     store = Store(tmp_path / "limit.db")
     import sqlite3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.sanitize import clean_line, clean_text
+from wire.text import clean_line, clean_text
 
 
 def test_escape_sequences_are_removed():

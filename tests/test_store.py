@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import SQLModel
 
 from backend import models  # noqa: F401 - registers the tables on SQLModel.metadata
-from backend.config import DataDir
 from backend.db import Store, StoreError
 from backend.migrations import LATEST, SchemaTooNewError, migrate
+from wire.datadir import DataDir
 
 
 def test_data_dir_is_private(tmp_path):

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import click
 
-from backend.config import DataDir
-from console.client import Client, Target, ensure_server
+from wire.datadir import DataDir
+
+if TYPE_CHECKING:
+    from console.client import Client, Target
 
 
 class Context:
+    """Where the server is; the HTTP client is imported only once a request is made."""
+
     def __init__(self, data_dir: str | None, server: str | None) -> None:
-        self.target = Target(DataDir.resolve(data_dir), server)
+        self.data_dir = DataDir.resolve(data_dir)
+        self.server_url = server
+        self._target: Target | None = None
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            from console.client import Target
+
+            self._target = Target(self.data_dir, self.server_url)
+        return self._target
 
     def client(self) -> Client:
+        from console.client import Client, ensure_server
+
         ensure_server(self.target)
         return Client(self.target)
 

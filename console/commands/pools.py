@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from console import output
+from console import display, output
 from console.commands.base import Context, pass_ctx, quote_name
 from console.commands.workers import WORKER_HEADERS, worker_rows
 
@@ -84,11 +84,11 @@ def pool_show(ctx: Context, name: str, as_json: bool) -> None:
         output.say("\nRunning here")
         output.table(["RUN", "STEP", "WORKER", "SINCE", "WHY"], [
             [f"{lease['run_id']} {lease['runbook']}", f"{lease['position']}. {lease['step']}",
-             lease["worker"], output.ago(lease["since"]), lease["reason"]]
+             lease["worker"], display.ago(lease["since"]), lease["reason"]]
             for lease in p["leases"]])
     if p["queue"]:
         output.say("\nQueued")
         output.table(["RUN", "STEP", "FOR", "WAITING SINCE"], [
             [queued["run_id"], f"{queued['position']}. {queued['step']}",
-             queued["worker"] or "any worker", output.ago(queued["since"])]
+             queued["worker"] or "any worker", display.ago(queued["since"])]
             for queued in p["queue"]])

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
-from backend.logstore import expand
-from console import output
-from console.client import ApiError
+from console import display, output
 from console.commands.base import Context, fail, pass_ctx, quote_name
+from console.errors import ApiError
+from wire.logcodec import Clock, as_json_lines, as_text
 
 EXIT_BY_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
 
@@ -137,20 +134,34 @@ def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[s
 
 
 def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> int:
-    """Print the run's log as it happens; return the exit status for how it ended."""
+    """Print the run's log as it happens; return the exit status for how it ended.
+
+    Whole chunks are formatted at once and written to stdout's buffer in one call each:
+    a million-line log is a few hundred writes, not a million echoes."""
+    import httpx
+
     final: dict[str, Any] = {}
+    out = sys.stdout.buffer
+    clock = Clock()
     with ctx.client() as client:
         try:
             for event, data in client.stream_events(f"/api/runs/{run_id}/log",
                                                     {"follow": "true" if follow else "false"}):
                 if event == "chunks":
-                    for chunk in data:
-                        for line in expand(chunk):
-                            _print_line(line, as_json)
+                    text = "".join(as_json_lines(chunk) if as_json else as_text(chunk, clock)
+                                   for chunk in data)
+                    out.write(text.encode("utf-8", "replace"))
+                    if follow:
+                        out.flush()  # someone is watching: lines as they come
                 elif event == "end":
                     final = data
+            out.flush()
         except (httpx.HTTPError, ApiError) as exc:
             fail(f"The log stream of run {run_id} broke off: {exc}", 4)
+        except BrokenPipeError:
+            # `runs log ID | head`: the reader has what it wanted.
+            _quiet_stdout()
+            return 0
     status = final.get("status", "")
     if final.get("following", True):
         output.say(f"run {run_id} {status}" + (f": {final['reason']}" if final.get("reason")
@@ -158,19 +169,12 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
     return EXIT_BY_STATUS.get(status, 0 if not follow else 3)
 
 
-def _print_line(line: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(line))
-        return
-    at = datetime.fromtimestamp(line["at"]).strftime("%H:%M:%S")
-    where = f"{line['step']}:{line['worker']}" if line["worker"] else f"{line['step']}"
-    text = line["text"]
-    if line["stream"] == "workdeck":
-        click.echo(f"{at} [{where}] ** {text}")
-    elif line["stream"] == "stderr":
-        click.echo(f"{at} [{where}] ! {text}")
-    else:
-        click.echo(f"{at} [{where}] {text}")
+def _quiet_stdout() -> None:
+    """Stdout's reader is gone: point it at /dev/null so the exit flush says nothing."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 @click.group()
@@ -193,7 +197,7 @@ def runs_list(ctx: Context, limit: int, status: str | None, as_json: bool) -> No
         return
     output.table(["ID", "RUNBOOK", "ENV", "STATUS", "STARTED", "BY", "REASON"],
                  [[r["id"], r["runbook"], r["environment"], r["status"],
-                   output.ago(r["started_at"] or r["created_at"]), r["actor"], r["reason"]]
+                   display.ago(r["started_at"] or r["created_at"]), r["actor"], r["reason"]]
                   for r in items])
 
 

@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from console import output
-from console.client import Client
+from console import display, output
 from console.commands.base import Context, fail, pass_ctx
 
 
@@ -52,6 +51,8 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
 @pass_ctx
 def server_status(ctx: Context, as_json: bool) -> None:
     """Say whether a server answers, and what it is doing."""
+    from console.client import Client
+
     with Client(ctx.target) as client:
         if not client.alive():
             if as_json:
@@ -67,8 +68,8 @@ def server_status(ctx: Context, as_json: bool) -> None:
                f"up {status['uptime_s']:.0f}s, listening on {status['listen']}, "
                f"{status['connections']} SSH connections, {status['subscribers']} consoles.")
     free = status.get("disk_free_bytes")
-    output.say(f"Data directory {status['data_dir']}: {output.size(status['data_dir_bytes'])}"
-               + (f", {output.size(free)} free on its disk" if free is not None else "") + ".")
+    output.say(f"Data directory {status['data_dir']}: {display.size(status['data_dir_bytes'])}"
+               + (f", {display.size(free)} free on its disk" if free is not None else "") + ".")
     if status.get("store_fault"):
         output.say(f"PROBLEM: {status['store_fault']}: writes are retried and runs keep their "
                    "output in memory until it is fixed; it works again by itself then.")
@@ -79,6 +80,8 @@ def server_status(ctx: Context, as_json: bool) -> None:
 def server_stop(ctx: Context) -> None:
     """Stop the server (runs in progress are interrupted)."""
     import time
+
+    from console.client import Client
 
     with Client(ctx.target) as client:
         if not client.alive():

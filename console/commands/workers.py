@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from console import output
+from console import display, output
 from console.commands.base import Context, fail, pass_ctx, quote_name
 
 WORST_EXIT = {"healthy": 0, "warning": 1, "unhealthy": 2, "unavailable": 2}
@@ -92,12 +92,12 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
 
 def worker_rows(workers: list[dict[str, Any]]) -> list[list[Any]]:
     return [
-        [output.worker_label(w), w["status"] + (" (draining)" if w["draining"] else ""),
+        [display.worker_label(w), w["status"] + (" (draining)" if w["draining"] else ""),
          f"{w['leases']}/{w['capacity']}", ", ".join(w["pools"]),
          f"{w['user'] + '@' if w['user'] else ''}{w['host']}" + (
              f":{w['port']}" if w["port"] not in (22, 0) else ""),
-         output.ms(w["latency_ms"]), output.load(w), output.disk_free(w),
-         output.ago(w["checked_at"]),
+         display.latency(w["latency_ms"]), display.load(w), display.disk_free(w),
+         display.ago(w["checked_at"]),
          (f"orphan: {w['orphans']} ({w['orphan_reason']}); " if w.get("orphans") else "")
          + w["reason"]]
         for w in workers
@@ -134,15 +134,15 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
         return
     facts = w["facts"]
     rows = [
-        ("Name", output.worker_label(w)),
+        ("Name", display.worker_label(w)),
         ("Status", w["status"] + (f": {w['reason']}" if w["reason"] else "")),
         ("Address", f"{w['user'] or ''}{'@' if w['user'] else ''}{w['host']}:{w['port']}"),
         ("Pools", ", ".join(w["pools"])),
         ("Capacity", f"{w['capacity']} slots"),
         ("Enabled", "yes" if w["enabled"] else "no"),
-        ("Checked", output.ago(w["checked_at"])),
-        ("Latency", f"{output.ms(w['latency_ms'])} command, {output.ms(w['connect_ms'])} "
-                    "connect"),
+        ("Checked", display.ago(w["checked_at"])),
+        ("Latency", f"{display.latency(w['latency_ms'])} command, "
+                    f"{display.latency(w['connect_ms'])} connect"),
         ("Host key", w["host_key"] or "not pinned"),
     ]
     if w["presented_host_key"]:
@@ -151,7 +151,7 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
         if key in facts:
             rows.append((label, facts[key]))
     if "load" in facts:
-        rows.append(("Load", output.load(w)))
+        rows.append(("Load", display.load(w)))
     if "mem_total_mb" in facts:
         rows.append(("Memory", f"{facts.get('mem_available_mb', 0):.0f} MB available of "
                                f"{facts['mem_total_mb']:.0f} MB"))

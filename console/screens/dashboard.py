@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from console import display
 from console.screens.base import FleetScreen
 from console.screens.runs import COLUMNS as RUN_COLUMNS
 from console.screens.runs import run_cells
@@ -134,7 +135,7 @@ class DashboardScreen(FleetScreen):
         fleet = self.wapp.fleet
         counts = fleet.counts()
         for status in STATUS_ORDER:
-            glyph, style = STATUS_STYLE[status]
+            glyph, style = display.SYMBOLS[status], STATUS_STYLE[status]
             tile = self.query_one(f"#tile-{status}", Static)
             tile.update(Text.assemble((f"{counts.get(status, 0)}\n", f"bold {style}"),
                                       (f"{glyph} {status}", style)))

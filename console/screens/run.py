@@ -14,13 +14,13 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
-from backend.logstore import expand, stamp_before
 from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.screens.runs import confirm_cancel
 from console.state import duration, plain, run_status_text, safe
 from console.widgets.live_table import LiveTable
 from console.widgets.log_view import MAX_LINES, LogView
+from wire.logcodec import expand, stamp_before
 
 TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
 SLICE = 1000  # lines added to the view between two looks at the keyboard

@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from backend.config import DataDir
+from wire.datadir import DataDir
 
 
 class AlreadyRunning(Exception):

@@ -1,0 +1,121 @@
+"""Values as people read them, the same in the console and on the command line.
+
+Plain strings only (the console adds colour around them), and nothing imported that a
+command would wait for.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+# A status and its symbol: worker health, then run and step states.
+SYMBOLS = {
+    "healthy": "●",
+    "warning": "▲",
+    "unhealthy": "✖",
+    "unavailable": "○",
+    "unknown": "?",
+    "disabled": "⊘",
+    "queued": "…",
+    "running": "▶",
+    "waiting": "⏸",
+    "succeeded": "✔",
+    "failed": "✖",
+    "cancelled": "⊘",
+    "interrupted": "⚡",
+    "skipped": "↷",
+    "lost": "?",
+}
+
+
+def status(value: str) -> str:
+    """`● healthy`, `✖ failed`: a status with its symbol."""
+    return f"{SYMBOLS.get(value, '?')} {value}"
+
+
+def _seconds_since(iso: str, now: datetime | None) -> float:
+    return max(0.0, ((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds())
+
+
+def ago(iso: str | None, now: datetime | None = None) -> str:
+    """How long ago, in whole units counted down (90 s is "1m ago", never "2m ago")."""
+    if not iso:
+        return "never"
+    seconds = _seconds_since(iso, now)
+    if seconds < 60:
+        return f"{seconds // 1:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m ago"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h ago"
+    return f"{seconds // 86400:.0f}d ago"
+
+
+def duration(start: str | None, end: str | None, now: datetime | None = None) -> str:
+    """How long something ran (or has run so far): 4.2s, 3m 07s, 1h 05m."""
+    if not start:
+        return "-"
+    stop = datetime.fromisoformat(end) if end else (now or datetime.now(UTC))
+    seconds = max(0.0, (stop - datetime.fromisoformat(start)).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m {seconds % 60 // 1:02.0f}s"
+    return f"{seconds // 3600:.0f}h {seconds % 3600 // 60:02.0f}m"
+
+
+def latency(value: float | None) -> str:
+    """A round trip in milliseconds: one decimal under 10 ms."""
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def size(value: float | None) -> str:
+    """Bytes as people read them."""
+    if value is None:
+        return "-"
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def megabytes(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def least_free_disk(worker: dict[str, Any]) -> float | None:
+    """The free megabytes of the worker's fullest disk, if it was measured."""
+    disks = (worker.get("facts") or {}).get("disks") or []
+    return min(d["free_mb"] for d in disks) if disks else None
+
+
+def disk_free(worker: dict[str, Any]) -> str:
+    mb = least_free_disk(worker)
+    return "-" if mb is None else megabytes(mb)
+
+
+def load(worker: dict[str, Any]) -> str:
+    """The 1-minute load over the CPU count: `0.42/4`."""
+    facts = worker.get("facts") or {}
+    values, cpus = facts.get("load"), facts.get("cpus")
+    if not values:
+        return "-"
+    return f"{values[0]:.2f}" + (f"/{cpus}" if cpus else "")
+
+
+def overloaded(worker: dict[str, Any]) -> bool:
+    """The 5-minute load above the CPU count."""
+    facts = worker.get("facts") or {}
+    values, cpus = facts.get("load"), facts.get("cpus")
+    return bool(values and cpus and values[1] > cpus)
+
+
+BUILTIN = " (built-in)"
+
+
+def worker_label(worker: dict[str, Any]) -> str:
+    return worker["name"] + (BUILTIN if worker.get("builtin") else "")

@@ -1,0 +1,144 @@
+"""The command line as a client: what it imports, how it formats, how it prints a log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from test_runs import import_runbook, launch, wait_run
+
+from console import display
+from wire.logcodec import Clock, as_json_lines, as_text, expand
+
+SERVER_STACK = ("sqlalchemy", "sqlmodel", "fastapi", "uvicorn", "asyncssh", "starlette")
+
+# Runs the command line in this process and, as it exits, says which of the server's
+# packages it imported.
+PROBE = """
+import atexit, sys
+def report():
+    loaded = sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1].split(',')))
+    sys.stderr.write('\\nIMPORTED ' + ','.join(loaded) + '\\n')
+atexit.register(report)
+stack = sys.argv[1]
+sys.argv = ['workdeck'] + sys.argv[2:]
+from console.cli import main
+main()
+"""
+
+
+def run_probe(workdeck, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, ",".join(SERVER_STACK),
+         "--data-dir", str(workdeck.data_dir.root), *args],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HOME": str(workdeck.home)})
+    line = [ln for ln in done.stderr.splitlines() if ln.startswith("IMPORTED")][-1]
+    return done, {m for m in line.removeprefix("IMPORTED ").split(",") if m}
+
+
+def test_client_commands_import_none_of_the_servers_stack(workdeck, tmp_path):
+    workdeck.cli("settings", "--builtin-worker", "on")
+    workdeck.cli("env", "add", "Test")
+    import_runbook(workdeck, tmp_path, """
+name = "Hello"
+[[steps]]
+name = "Say"
+pool = "Default Worker Pool"
+script = "echo hello"
+""")
+    assert workdeck.cli("check").code == 0
+    run = launch(workdeck, "Hello")
+    wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    for args in (["--help"], ["worker", "list"], ["worker", "list", "--json"],
+                 ["check", "--json"], ["pool", "list"], ["runs", "list"],
+                 ["runs", "show", str(run["id"])], ["runs", "log", str(run["id"])],
+                 ["runs", "log", str(run["id"]), "--json"], ["runbook", "list"],
+                 ["server", "status"], ["policy"], ["audit"]):
+        done, imported = run_probe(workdeck, *args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert not imported, f"workdeck {' '.join(args)} imported {', '.join(imported)}"
+    done, _imported = run_probe(workdeck, "runs", "log", str(run["id"]))
+    assert "] hello" in done.stdout
+
+
+def test_the_log_as_text_and_as_json_lines_says_what_expand_says():
+    chunk = {"first_seq": 7, "last_seq": 10, "step": 2, "worker": "web-01",
+             "stream": "stderr",
+             "lines": "1700000000.250\tfirst\nsecond \u00e9\n1700000003.5\tthird \"q\"\n"}
+    clock = Clock()
+    stamp = datetime.fromtimestamp(1700000000).strftime("%H:%M:%S")
+    later = datetime.fromtimestamp(1700000003).strftime("%H:%M:%S")
+    assert as_text(chunk, clock).splitlines() == [
+        f"{stamp} [2:web-01] ! first", f"{stamp} [2:web-01] ! second \u00e9",
+        f"{later} [2:web-01] ! third \"q\"", f"{later} [2:web-01] ! "]
+    decoded = [json.loads(line) for line in as_json_lines(chunk).splitlines()]
+    assert decoded == expand(chunk)
+    assert [line["seq"] for line in decoded] == [7, 8, 9, 10]
+    own = {**chunk, "worker": "", "stream": "workdeck", "lines": "1700000000\tstarted"}
+    assert as_text(own, clock) == f"{stamp} [2] ** started\n"
+
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> str:
+    return (NOW - timedelta(seconds=seconds)).isoformat()
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0, "0s ago"), (59.9, "59s ago"), (60, "1m ago"), (90, "1m ago"), (119, "1m ago"),
+    (3599, "59m ago"), (3600, "1h ago"), (86399, "23h ago"), (86400 * 3, "3d ago"),
+    (-5, "0s ago"),  # a clock a little ahead of ours
+])
+def test_ago_counts_whole_units_down(seconds, shown):
+    assert display.ago(at(seconds), NOW) == shown
+    assert display.ago(None) == "never"
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (4.25, "4.2s"), (59.96, "60.0s"), (61, "1m 01s"), (3599.9, "59m 59s"), (3661, "1h 01m"),
+])
+def test_duration(seconds, shown):
+    assert display.duration(at(seconds), NOW.isoformat()) == shown
+    assert display.duration(None, None) == "-"
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (None, "-"), (0.42, "0.4 ms"), (9.94, "9.9 ms"), (10, "10 ms"), (1234.5, "1234 ms"),
+])
+def test_latency(value, shown):
+    assert display.latency(value) == shown
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (None, "-"), (0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.5 KB"),
+    (5 * 2**20, "5.0 MB"), (3 * 2**40, "3072.0 GB"),
+])
+def test_size(value, shown):
+    assert display.size(value) == shown
+
+
+def test_worker_figures():
+    worker = {"name": "web-01", "builtin": False,
+              "facts": {"load": [0.5, 3.0, 1.0], "cpus": 2,
+                        "disks": [{"mount": "/", "free_mb": 2048}, {"mount": "/var",
+                                                                     "free_mb": 300}]}}
+    assert display.load(worker) == "0.50/2" and display.overloaded(worker)
+    assert display.disk_free(worker) == "300 MB"
+    assert display.least_free_disk(worker) == 300
+    assert display.megabytes(2048) == "2.0 GB"
+    assert display.worker_label(worker) == "web-01"
+    assert display.worker_label({"name": "local", "builtin": True}) == "local (built-in)"
+    bare = {"name": "x", "facts": None}
+    assert display.load(bare) == display.disk_free(bare) == "-" and not display.overloaded(bare)
+
+
+def test_statuses_have_one_symbol_each():
+    assert display.status("healthy") == "● healthy"
+    assert display.status("failed") == "✖ failed"
+    assert display.status("something new") == "? something new"

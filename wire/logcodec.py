@@ -1,0 +1,98 @@
+"""A run log on the wire: chunks of lines, and the text and JSON Lines made of them.
+
+A chunk is {first_seq, last_seq, step, worker, stream, lines}: `step` is the step's
+position in the run, `lines` one line per `\\n`. The first line of each read from the
+worker is `<unix time>\\t<text>`; the lines after it, with no tab (cleaned text has
+none), came at that time too. A million lines go through here on every `runs log`, so
+whole chunks are formatted at once, never an object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+MARKS = {"stdout": "", "stderr": "! ", "workdeck": "** "}  # what a line's stream looks like
+
+
+def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 0,
+           at: float = 0.0) -> list[dict[str, Any]]:
+    """A chunk's lines as {seq, at, step, worker, stream, text}; or only `parts`, its
+    already split lines from `offset` on (`at`: the time of the line before them)."""
+    if parts is None:
+        parts = chunk["lines"].split("\n")
+    result = []
+    for index, part in enumerate(parts, chunk["first_seq"] + offset):
+        stamp, tab, text = part.partition("\t")
+        if tab:
+            at = float(stamp)
+        else:
+            text = part
+        result.append({"seq": index, "at": at, "step": chunk["step"],
+                       "worker": chunk["worker"], "stream": chunk["stream"], "text": text})
+    return result
+
+
+def stamp_before(parts: list[str], index: int) -> float:
+    """The time of the stamped line nearest before parts[index] (0 if none)."""
+    for part in reversed(parts[max(0, index - 100_000):index]):
+        stamp, tab, _text = part.partition("\t")
+        if tab:
+            return float(stamp)
+    return 0.0
+
+
+class Clock:
+    """Unix times as local HH:MM:SS, one conversion per distinct second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, at: float) -> str:
+        second = int(at)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%H:%M:%S", time.localtime(second))
+        return self._text
+
+
+def where(chunk: dict[str, Any]) -> str:
+    """`step:worker`, or only the step for the run's own lines."""
+    return f"{chunk['step']}:{chunk['worker']}" if chunk["worker"] else f"{chunk['step']}"
+
+
+def as_text(chunk: dict[str, Any], clock: Clock, at: float = 0.0) -> str:
+    """The chunk as `runs log` prints it: `HH:MM:SS [step:worker] text`, each line ended
+    (`at`: the time of the line before the chunk, for a chunk cut from a longer one)."""
+    tail = f" [{where(chunk)}] {MARKS.get(chunk['stream'], '')}"
+    prefix = clock(at) + tail
+    out = []
+    for part in chunk["lines"].split("\n"):
+        stamp, tab, text = part.partition("\t")
+        if tab:
+            prefix = clock(float(stamp)) + tail
+            out.append(prefix + text)
+        else:
+            out.append(prefix + part)
+    out.append("")
+    return "\n".join(out)
+
+
+def as_json_lines(chunk: dict[str, Any], at: float = 0.0) -> str:
+    """The chunk as JSON Lines, one object per line with the keys of `expand`."""
+    fields = json.dumps({"step": chunk["step"], "worker": chunk["worker"],
+                         "stream": chunk["stream"]})[1:-1]
+    dumps = json.dumps
+    out = []
+    stamp_text = dumps(at)
+    for seq, part in enumerate(chunk["lines"].split("\n"), chunk["first_seq"]):
+        stamp, tab, text = part.partition("\t")
+        if tab:
+            stamp_text = dumps(float(stamp))
+        else:
+            text = part
+        out.append(f'{{"seq": {seq}, "at": {stamp_text}, {fields}, "text": {dumps(text)}}}')
+    out.append("")
+    return "\n".join(out)
