@@ -258,7 +258,3 @@ RUN_STYLE = {  # a run or step status's colour
 def run_status_text(status: str) -> Text:
     return Text(display.status(status), style=RUN_STYLE.get(status, ""))
 
-
-# Formatted once for the console and the command line alike.
-ago = display.ago
-duration = display.duration

@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from console import display
+from console.display import ago
 from console.screens.base import FleetScreen
 from console.screens.runs import COLUMNS as RUN_COLUMNS
 from console.screens.runs import run_cells
@@ -21,7 +22,6 @@ from console.screens.workers import attention_rank
 from console.state import (
     STATUS_ORDER,
     STATUS_STYLE,
-    ago,
     meter,
     safe,
     sparkline,

@@ -13,10 +13,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from console.client import ApiError
+from console.display import ago
 from console.screens.base import FleetScreen
 from console.screens.dashboard import pools_table
 from console.screens.workers import WorkerVerbs, drain_note, quoted
-from console.state import ago, matches, meter, safe, sparkline, status_text
+from console.state import matches, meter, safe, sparkline, status_text
 from console.widgets.live_table import LiveTable
 
 MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("slots", "Slots", 5),

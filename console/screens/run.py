@@ -15,9 +15,10 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from console.client import ApiError
+from console.display import duration
 from console.screens.base import FleetScreen
 from console.screens.runs import confirm_cancel
-from console.state import duration, plain, run_status_text, safe
+from console.state import plain, run_status_text, safe
 from console.widgets.live_table import LiveTable
 from console.widgets.log_view import MAX_LINES, LogView
 from wire.logcodec import expand, stamp_before

@@ -9,8 +9,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
+from console.display import duration
 from console.screens.base import FleetScreen
-from console.state import duration, matches, run_status_text, safe
+from console.state import matches, run_status_text, safe
 from console.widgets.live_table import LiveTable
 
 COLUMNS = [("id", "Run", 6), ("runbook", "Runbook", 30), ("environment", "Environment", 13),

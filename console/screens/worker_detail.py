@@ -13,9 +13,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Sparkline, Static
 
 from console.client import ApiError
+from console.display import ago
 from console.screens.base import FleetScreen
 from console.screens.workers import WorkerVerbs, quoted
-from console.state import ago, plain, safe, status_text
+from console.state import plain, safe, status_text
 
 
 def _kv(rows: list[tuple[str, Text | str]]) -> Table:

@@ -10,11 +10,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
+from console.display import ago
 from console.screens.base import FleetScreen
 from console.state import (
     SEVERITY,
     Haystacks,
-    ago,
     disk_text,
     latency,
     load_text,
