@@ -317,9 +317,14 @@ class RunLog:
                      "last_seq": c.first_seq + c.count - 1, "position": c.position,
                      "worker": c.worker, "stream": c.stream, "lines": "\n".join(c.parts)}
                     for c in batch]
+            # The write goes on in its thread whatever happens to this task: a flush
+            # cancelled while its write waited for a busy thread pool used to drop the
+            # batch, taken out of `_pending` already, with nothing said.
+            write = asyncio.ensure_future(asyncio.to_thread(_insert, self.store, rows))
+            cancelled = await _outlive_cancellation(write)
             try:
-                await asyncio.to_thread(_insert, self.store, rows)
-            except Exception as exc:
+                write.result()
+            except (Exception, asyncio.CancelledError) as exc:
                 # Kept, in order, ahead of what came meanwhile: stored on a later try.
                 self._pending = batch + self._pending
                 self._pending_lines += sum(c.count for c in batch)
@@ -328,12 +333,32 @@ class RunLog:
                 if self.failed_writes == 1 or fault_of(exc) is None:
                     log.warning("the log of run %s waits for the store: %s", self.run_id,
                                 fault_of(exc) or exc)
+                if cancelled:
+                    raise asyncio.CancelledError from None
                 return False
             self._retry_s = 0.0
-        self.hub.stored(self.run_id, [
-            {"first_seq": r["first_seq"], "last_seq": r["last_seq"], "step": r["position"],
-             "worker": r["worker"], "stream": r["stream"], "lines": r["lines"]} for r in rows])
+            # Still under the lock: followers must get batches in the order of their lines.
+            self.hub.stored(self.run_id, [
+                {"first_seq": r["first_seq"], "last_seq": r["last_seq"],
+                 "step": r["position"], "worker": r["worker"], "stream": r["stream"],
+                 "lines": r["lines"]} for r in rows])
+        if cancelled:
+            raise asyncio.CancelledError
         return True
+
+
+async def _outlive_cancellation(future: asyncio.Future[Any]) -> bool:
+    """Wait until `future` is done even when this task is cancelled meanwhile; True when
+    it was (the caller finishes its bookkeeping, then raises CancelledError)."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            break  # the caller reads the exception from the future
+    return cancelled
 
 
 def _insert(store: Store, rows: list[dict[str, Any]]) -> None:
