@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -75,6 +75,59 @@ class DecisionRequest(BaseModel):
 
 
 @dataclass
+class _RunState:
+    """How a run's course went so far, which decides what its next steps do.
+
+    After a failure, an abort or a first cancel, only the steps whose condition is
+    "failure" or "always" run (the cleanup); an abort during the cleanup, or a second
+    cancel, stops the cleanup too."""
+
+    position: int = 0
+    failed: bool = False
+    aborted_at: str = ""  # "step 3 (Restart)" once an operator aborted there
+    aborted_by: str = ""
+    cancelled_by: str = ""
+    cancels: int = 0
+    halted: bool = False  # nothing more runs
+    activity: asyncio.Future[str] | None = None  # the current step's work
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # set when one begins
+
+    @property
+    def stopped(self) -> str:
+        """Why only cleanup steps run now: "aborted", "cancelled" or ""."""
+        return "cancelled" if self.cancels else "aborted" if self.aborted_at else ""
+
+    def wants(self, condition: str) -> bool:
+        if self.halted:
+            return False
+        if condition == "always":
+            return True
+        went_wrong = self.failed or bool(self.stopped)
+        return went_wrong if condition == "failure" else not went_wrong
+
+    def skip_reason(self, condition: str) -> str:
+        if self.halted or self.stopped:
+            return f"not run: the run was {self.stopped}"
+        return f"condition {condition!r} not met"
+
+    def abort(self, position: int, step: Step) -> None:
+        if self.stopped:
+            self.halted = True  # an abort during the cleanup ends it
+        if not self.aborted_at:
+            self.aborted_at = f"step {position} ({step.name})"
+
+    def outcome(self) -> tuple[str, str]:
+        if self.cancels:
+            return CANCELLED, f"cancelled by {self.cancelled_by}"
+        if self.aborted_at:
+            by = f" by {self.aborted_by}" if self.aborted_by else ""
+            return FAILED, f"aborted{by} at {self.aborted_at}"
+        if self.failed:
+            return FAILED, "a step failed"
+        return SUCCEEDED, ""
+
+
+@dataclass
 class _Waiting:
     position: int
     actions: set[str]
@@ -123,6 +176,7 @@ class RunEngine:
         self.leases = Leases(store)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._waits: dict[int, _Waiting] = {}
+        self._states: dict[int, _RunState] = {}  # runs under way
         self._stopping = False
         # The newest runs as last published, for consoles' snapshots (seeded on first use).
         self._recent: dict[int, dict[str, Any]] | None = None
@@ -231,6 +285,7 @@ class RunEngine:
                 return run.id
 
         run_id = await asyncio.to_thread(create)
+        self._states[run_id] = _RunState()  # a cancel may come before the task starts
         task = asyncio.create_task(self._execute(run_id))
         self._tasks[run_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
@@ -241,10 +296,26 @@ class RunEngine:
         if current["status"] in FINISHED:
             raise Conflict(f"Run {run_id} already {current['status']}.")
         await asyncio.to_thread(self._record, run_id, None, "cancel", actor, "")
-        task = self._tasks.get(run_id)
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=30)
+        state = self._states.get(run_id)
+        if state is not None:
+            # The first cancel stops the current step and leaves the cleanup steps to run;
+            # a second one stops those too.
+            state.cancels += 1
+            state.cancelled_by = state.cancelled_by or actor
+            if state.cancels > 1:
+                state.halted = True
+            state.started.clear()
+            activity = state.activity
+            if activity is not None:
+                activity.cancel()
+                await asyncio.wait({activity}, timeout=30)
+            # Answer once the run has ended or gone on to a cleanup step, not in between.
+            task = self._tasks.get(run_id)
+            if task is not None:
+                went_on = asyncio.ensure_future(state.started.wait())
+                await asyncio.wait({task, went_on}, timeout=30,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                went_on.cancel()
         return await asyncio.to_thread(self.get, run_id)
 
     async def decide(self, run_id: int, request: DecisionRequest, actor: str) -> dict[str, Any]:
@@ -324,71 +395,112 @@ class RunEngine:
     async def _execute(self, run_id: int) -> None:
         run, secrets, seen = await asyncio.to_thread(self._load, run_id)
         definition = RunbookDef.model_validate_json(run.definition)
-        values = json.loads(run.variables)
+        variables = json.loads(run.variables) | secrets
         runlog = RunLog(self.store, self.hub, run_id, secrets=list(secrets.values()),
                         next_seq=seen + 1)
         runlog.start()
-        failed = False
+        state = self._states.setdefault(run_id, _RunState())
         final, reason = SUCCEEDED, ""
         try:
             await self._set_run(run_id, status=RUNNING, started_at=utcnow())
             for position, step in enumerate(definition.steps, 1):
-                wanted = {"success": not failed, "failure": failed, "always": True}
-                if not wanted[step.condition]:
-                    await self._set_step(run_id, position, status=SKIPPED,
-                                         reason=f"condition {step.condition!r} not met")
-                    continue
-                if run.step_through:
-                    action, actor, _note = await self._wait_for(
-                        run_id, position, STEP_ACTIONS,
-                        f"step {position} ({step.name}) is next: continue, skip or abort")
-                    if action == "skip":
-                        await self._set_step(run_id, position, status=SKIPPED,
-                                             reason=f"skipped by {actor}")
-                        continue
-                    if action == "abort":
-                        final, reason = FAILED, f"aborted by {actor} before step {position}"
-                        break
-                outcome = await self._run_step(run_id, run, definition, position, step,
-                                               values | secrets, runlog)
-                if outcome == "abort":
-                    final, reason = FAILED, f"aborted at step {position} ({step.name})"
-                    break
-                failed = failed or outcome == FAILED
-            if final == SUCCEEDED and failed:
-                final, reason = FAILED, "a step failed"
+                await self._one_step(run_id, run, definition, position, step, variables,
+                                     runlog, state)
+            final, reason = state.outcome()
         except asyncio.CancelledError:
-            if self._stopping:
-                final, reason = INTERRUPTED, "the server was stopped during this run"
-            else:
-                final, reason = CANCELLED, "cancelled"
-            await asyncio.shield(self._end_steps(run_id, runlog, final))
+            # Only a stopping server cancels the run itself (a cancel stops its activity).
+            final, reason = INTERRUPTED, "the server was stopped during this run"
+            await asyncio.shield(self._end_position(
+                run_id, state.position, INTERRUPTED, "the server was stopped", runlog))
         except Exception as exc:  # a bug must end the run visibly, not leave it running
             log.exception("run %s failed", run_id)
             final, reason = FAILED, free_text(f"internal error: {exc}", 500, one_line=True)
         finally:
+            self._states.pop(run_id, None)
             await asyncio.shield(self._finish(run_id, runlog, final, reason))
 
-    async def _end_steps(self, run_id: int, runlog: RunLog, final: str) -> None:
+    async def _one_step(self, run_id: int, run: Run, definition: RunbookDef, position: int,
+                        step: Step, variables: dict[str, str], runlog: RunLog,
+                        state: _RunState) -> None:
+        """Run step `position` if the run's course so far wants it; record why not."""
+        state.position = position
+        if not state.wants(step.condition):
+            await self._set_step(run_id, position, status=SKIPPED,
+                                 reason=state.skip_reason(step.condition))
+            return
+        # The step's work (the step-through question included) is a task of its own, so
+        # that a cancel stops it and the run goes on with its cleanup steps.
+        activity = asyncio.ensure_future(self._step_activity(
+            run_id, run, definition, position, step, variables, runlog, state))
+        state.activity = activity
+        state.started.set()
+        try:
+            outcome = await asyncio.shield(activity)
+        except asyncio.CancelledError:
+            if not activity.done():  # the run itself is being stopped: so is the step
+                activity.cancel()
+                await asyncio.wait({activity})
+                raise
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            await self._end_position(run_id, position, CANCELLED,
+                                     f"cancelled by {state.cancelled_by}", runlog)
+            if not state.halted:
+                await self._set_run(run_id, reason=f"cancelled by {state.cancelled_by}: its "
+                                                   "cleanup steps run first")
+            return
+        finally:
+            state.activity = None
+        if outcome == "abort":
+            state.abort(position, step)
+        elif outcome == FAILED:
+            state.failed = True
+
+    async def _step_activity(self, run_id: int, run: Run, definition: RunbookDef,
+                             position: int, step: Step, variables: dict[str, str],
+                             runlog: RunLog, state: _RunState) -> str:
+        if run.step_through:
+            action, actor, _note = await self._wait_for(
+                run_id, position, STEP_ACTIONS,
+                f"step {position} ({step.name}) is next: continue, skip or abort")
+            if action == "skip":
+                await self._set_step(run_id, position, status=SKIPPED,
+                                     reason=f"skipped by {actor}")
+                return SKIPPED
+            if action == "abort":
+                state.aborted_by = state.aborted_by or actor
+                await self._set_step(run_id, position, status=SKIPPED,
+                                     reason=f"not run: aborted by {actor}")
+                return "abort"
+        return await self._run_step(run_id, run, definition, position, step, variables,
+                                    runlog, state)
+
+    async def _end_position(self, run_id: int, position: int, status: str, reason: str,
+                            runlog: RunLog) -> None:
+        """The step at `position` was stopped: its rows that had not ended end now (a
+        worker's finished result stays as it was)."""
+        if position == 0:
+            return
+
         def mark() -> None:
             with self.store.write() as session:
-                for step in session.exec(select(RunStep).where(
-                        RunStep.run_id == run_id, RunStep.status.in_([RUNNING, QUEUED]))):
-                    step.status = final
-                    step.reason = "the run was cancelled" if final == CANCELLED else \
-                        "the server was stopped"
-                    step.finished_at = utcnow()
-                    session.add(step)
+                for row in session.exec(select(RunStep).where(
+                        RunStep.run_id == run_id, RunStep.position == position,
+                        RunStep.status.in_([RUNNING, QUEUED, WAITING]))):
+                    row.status = status
+                    row.reason = reason
+                    row.finished_at = utcnow()
+                    session.add(row)
 
-        await write_retrying(self.store, mark, what=f"the steps of run {run_id}")
-        runlog.note(0, "", "run cancelled" if final == CANCELLED else "run interrupted: the "
-                    "server was stopped")
+        await write_retrying(self.store, mark, what=f"step {position} of run {run_id}")
+        runlog.note(position, "", f"step {position} {status}: {reason}")
+        await self._publish(run_id)
 
     async def _finish(self, run_id: int, runlog: RunLog, status: str, reason: str) -> None:
         def not_reached() -> None:
             with self.store.write() as session:
                 for step in session.exec(select(RunStep).where(
-                        RunStep.run_id == run_id, RunStep.status == QUEUED)):
+                        RunStep.run_id == run_id, RunStep.status.in_([QUEUED, WAITING]))):
                     step.status = SKIPPED
                     step.reason = f"not run: the run {status}"
                     session.add(step)
@@ -403,7 +515,8 @@ class RunEngine:
         self.hub.notify(run_id)
 
     async def _run_step(self, run_id: int, run: Run, definition: RunbookDef, position: int,
-                        step: Step, variables: dict[str, str], runlog: RunLog) -> str:
+                        step: Step, variables: dict[str, str], runlog: RunLog,
+                        state: _RunState) -> str:
         """Run one step to its end; return SUCCEEDED, FAILED, SKIPPED or "abort"."""
         if step.manual is not None:
             await self._set_step(run_id, position, status=WAITING, started_at=utcnow(),
@@ -416,6 +529,8 @@ class RunEngine:
             runlog.note(position, "", said + (f": {note}" if note else ""))
             await self._set_step(run_id, position, status=status, finished_at=utcnow(),
                                  reason=said + (f": {note}" if note else ""))
+            if action == "abort":
+                state.aborted_by = state.aborted_by or actor
             return SUCCEEDED if action == "approve" else "abort"
 
         pool = resolve_pool(definition, step, run.environment)
@@ -441,6 +556,7 @@ class RunEngine:
                 await self._set_step(run_id, position, status=SKIPPED,
                                      reason=f"failed, then skipped by {actor}")
                 return SKIPPED
+            state.aborted_by = state.aborted_by or actor
             return "abort"
 
     async def _attempt(self, run_id: int, position: int, step: Step, pool: str,

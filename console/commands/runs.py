@@ -242,7 +242,11 @@ def runs_cancel(ctx: Context, run_id: int) -> None:
     """Cancel a run: its step's processes on the worker are killed."""
     with ctx.client() as client:
         item = client.post(f"/api/runs/{run_id}/cancel")
-    output.say(f"run {run_id} {item['status']}")
+    if item["finished_at"]:
+        output.say(f"run {run_id} {item['status']}")
+    else:
+        output.say(f"run {run_id}: its step was stopped; its cleanup steps run now "
+                   f"(`workdeck runs cancel {run_id}` again stops them too)")
 
 
 @runs.command("decide")
