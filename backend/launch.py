@@ -117,7 +117,9 @@ def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]
         if pool:
             info = fleet.get_pool(store, pool, leases.queued_by_pool())
             if step.run_on == "all":
-                would_take = leases.healthy_members(pool)
+                would_take, would_skip = leases.every_member(pool)
+                entry["would_skip"] = [{"worker": name, "why": why}
+                                       for name, why in would_skip]
             else:
                 would_take = [name for name in [leases.next_worker(pool)] if name]
             entry.update(healthy=info["healthy_workers"], workers=info["workers"],

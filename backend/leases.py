@@ -243,16 +243,14 @@ class Leases:
                 return None
         return free[0].name if free else None
 
-    def healthy_members(self, pool: str) -> list[str]:
-        """Members that can take new leases: healthy, enabled, not draining."""
+    def every_member(self, pool: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """For a `run_on = "all"` step: the members that can take it (healthy, enabled,
+        not draining), and the others with why not, each sorted by name."""
         with self.store.read() as session:
-            rows = session.exec(
-                select(Worker.name).join(PoolMember, PoolMember.worker_id == Worker.id)
-                .join(Pool, Pool.id == PoolMember.pool_id)
-                .where(Pool.name == pool, Worker.enabled, Worker.status == HEALTHY,
-                       Worker.draining == False)  # noqa: E712 - SQL, not Python
-                .order_by(Worker.name)).all()
-        return list(rows)
+            members = sorted(_members(session, pool), key=lambda w: w.name)
+        able = [w.name for w in members if unable_because(w) is None]
+        others = [(w.name, why) for w in members if (why := unable_because(w)) is not None]
+        return able, others
 
 
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -279,13 +277,31 @@ def _members(session: Session, pool: str) -> list[Worker]:
         .where(PoolMember.pool_id == pool_row.id)).all())
 
 
+def unable_because(worker: Worker) -> str | None:
+    """Why a worker cannot take a new step now (None: it can)."""
+    if not worker.enabled:
+        return "disabled"
+    if worker.draining:
+        return "draining"
+    if worker.status != HEALTHY:
+        return worker.status + (f": {worker.reason}" if worker.reason else "")
+    return None
+
+
 def _free(members: list[Worker], leased: Counter[int], pool: str,
           only: str | None = None) -> list[Worker]:
     """The members that can take a step now, the best choice first: healthy, enabled,
     not draining, with a free slot, fewest leases (then name). NoWorker when none is able
     at all, so that waiting would not help."""
-    able = [w for w in members if w.enabled and w.status == HEALTHY and not w.draining
-            and (only is None or w.name == only)]
+    if only is not None:
+        # A step for one worker (its share of a `run_on = "all"` step): only that
+        # worker's state matters, and the refusal names it.
+        wanted = [w for w in members if w.name == only]
+        why = unable_because(wanted[0]) if wanted else f"no longer in {pool}"
+        if why is not None:
+            raise NoWorker(f"{only} cannot take the step: {why}.")
+        members = wanted
+    able = [w for w in members if unable_because(w) is None]
     if not able:
         draining = sum(1 for w in members if w.draining)
         raise NoWorker(f"Pool {pool!r} has no healthy, enabled worker "

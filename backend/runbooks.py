@@ -41,6 +41,7 @@ class Step(BaseModel):
     container: str | None = None
     retries: int = 0
     run_on: Literal["any", "all"] = "any"
+    require_all: bool = False  # a "run_on = all" step fails unless every member can take it
     condition: Literal["success", "failure", "always"] = "success"
 
 
@@ -207,6 +208,11 @@ def _step(raw: Any, number: int, source: str) -> Step:
     run_on = raw.get("run_on", "any")
     if run_on not in ("any", "all"):
         raise _fail(source, f"{where}.run_on", f"{run_on!r} is not \"any\" or \"all\"")
+    require_all = raw.get("require_all", False)
+    if not isinstance(require_all, bool):
+        raise _fail(source, f"{where}.require_all", "must be true or false")
+    if require_all and run_on != "all":
+        raise _fail(source, f"{where}.require_all", "applies to a step with run_on = \"all\"")
     condition = raw.get("condition", "success")
     if condition not in ("success", "failure", "always"):
         raise _fail(source, f"{where}.condition",
@@ -214,7 +220,7 @@ def _step(raw: Any, number: int, source: str) -> Step:
     if manual is not None and (raw.get("container") or run_on == "all"):
         raise _fail(source, where, "a manual step runs on no worker (no container, run_on)")
     return Step(**values, timeout=timeout, retries=retries, run_on=run_on,
-                condition=condition)
+                require_all=require_all, condition=condition)
 
 
 # ---------------------------------------------------------------- export
@@ -264,12 +270,17 @@ def to_toml(runbook: RunbookDef) -> str:
         out += ["", "[[steps]]", f"name = {_string(step.name)}"]
         if step.manual is not None:
             out.append(f"manual = {_string(step.manual)}")
-        for field in ("pool", "container", "timeout", "retries", "run_on", "condition"):
+        for field in ("pool", "container", "timeout", "retries", "run_on", "require_all",
+                      "condition"):
             value = getattr(step, field)
             if value is None or value == getattr(defaults, field):
                 continue
-            out.append(f"{field} = {value}" if isinstance(value, int)
-                       else f"{field} = {_string(value)}")
+            if isinstance(value, bool):
+                out.append(f"{field} = {'true' if value else 'false'}")
+            elif isinstance(value, int):
+                out.append(f"{field} = {value}")
+            else:
+                out.append(f"{field} = {_string(value)}")
         if step.manual is None:
             out.append(f"script = {_string(step.script)}")
     return "\n".join(out) + "\n"

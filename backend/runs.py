@@ -535,14 +535,18 @@ class RunEngine:
 
         pool = resolve_pool(definition, step, run.environment)
         attempt = 0
+        again: list[str] | None = None  # an "all" step's workers to run again
         while True:
             attempt += 1
-            status = await self._attempt(run_id, position, step, pool, variables, runlog,
-                                         attempt)
+            status, failed_on = await self._attempt(run_id, position, step, pool, variables,
+                                                    runlog, attempt, again)
             if status == SUCCEEDED:
                 return SUCCEEDED
+            if step.run_on == "all" and failed_on:
+                again = failed_on  # a retry is for the workers it failed on, no others
             if attempt <= step.retries:
-                runlog.note(position, "", f"attempt {attempt} {status}; retrying "
+                retrying = f" on {', '.join(again)}" if step.run_on == "all" and again else ""
+                runlog.note(position, "", f"attempt {attempt} {status}; retrying{retrying} "
                                           f"({step.retries - attempt + 1} retries left)")
                 continue
             if not run.guided:
@@ -553,46 +557,97 @@ class RunEngine:
             if action == "retry":
                 continue
             if action == "skip":
-                await self._set_step(run_id, position, status=SKIPPED,
-                                     reason=f"failed, then skipped by {actor}")
+                await self._skip_failed(run_id, position, actor)
                 return SKIPPED
             state.aborted_by = state.aborted_by or actor
             return "abort"
 
-    async def _attempt(self, run_id: int, position: int, step: Step, pool: str,
-                       variables: dict[str, str], runlog: RunLog, attempt: int) -> str:
-        try:
-            if step.run_on == "all":
-                workers: list[str | None] = list(
-                    await asyncio.to_thread(self.leases.healthy_members, pool))
-                if not workers:
-                    raise NoWorker(f"Pool {pool!r} has no healthy, enabled worker.")
-                await asyncio.to_thread(self._fan_out_rows, run_id, position, step, workers)
-            else:
-                workers = [None]
-            results = await asyncio.gather(*(
-                self._on_worker(run_id, position, step, pool, only, variables, runlog, attempt)
-                for only in workers))
-        except NoWorker as exc:
-            runlog.note(position, "", str(exc))
-            await self._set_step(run_id, position, status=FAILED, reason=str(exc),
-                                 finished_at=utcnow(), attempt=attempt)
-            return FAILED
-        return SUCCEEDED if all(r == SUCCEEDED for r in results) else FAILED
+    async def _skip_failed(self, run_id: int, position: int, actor: str) -> None:
+        """A failed step is skipped: its rows that did not succeed say so, with what went
+        wrong; a worker's success stays as it was."""
 
-    def _fan_out_rows(self, run_id: int, position: int, step: Step,
-                      workers: list[str | None]) -> None:
-        with self.store.write() as session:
-            rows = session.exec(select(RunStep).where(RunStep.run_id == run_id,
-                                                      RunStep.position == position)).all()
-            have = {r.worker for r in rows}
-            for row in rows:
-                if row.worker == "":
+        def mark() -> None:
+            with self.store.write() as session:
+                for row in session.exec(select(RunStep).where(
+                        RunStep.run_id == run_id, RunStep.position == position,
+                        RunStep.status.in_([FAILED, LOST]))):
+                    row.reason = f"{row.status} ({row.reason}), then skipped by {actor}"
+                    row.status = SKIPPED
+                    session.add(row)
+
+        await write_retrying(self.store, mark, what=f"step {position} of run {run_id}")
+        await self._publish(run_id)
+
+    async def _attempt(self, run_id: int, position: int, step: Step, pool: str,
+                       variables: dict[str, str], runlog: RunLog, attempt: int,
+                       again: list[str] | None) -> tuple[str, list[str]]:
+        """One attempt at a step; its status and the workers it failed on."""
+        if step.run_on != "all":
+            status = await self._on_worker(run_id, position, step, pool, None, variables,
+                                           runlog, attempt)
+            return status, []
+        if again is not None:
+            workers = again
+        else:
+            workers, unable = await asyncio.to_thread(self.leases.every_member, pool)
+            refused = await self._fan_out(run_id, position, step, pool, workers, unable,
+                                          runlog)
+            if refused:
+                return FAILED, []
+        results = await asyncio.gather(*(
+            self._on_worker(run_id, position, step, pool, worker, variables, runlog, attempt)
+            for worker in workers))
+        failed_on = [w for w, r in zip(workers, results, strict=True) if r != SUCCEEDED]
+        return (FAILED if failed_on else SUCCEEDED), failed_on
+
+    async def _fan_out(self, run_id: int, position: int, step: Step, pool: str,
+                       workers: list[str], unable: list[tuple[str, str]], runlog: RunLog
+                       ) -> bool:
+        """Rows for a `run_on = "all"` step: one per member, the members that cannot take
+        it skipped with why. True when the step cannot run at all (no member can, or it
+        requires all and some cannot): then it has failed, and says why."""
+        missing = ", ".join(f"{name} ({why})" for name, why in unable)
+        if not workers:
+            refusal = f"Pool {pool!r} has no member that can take the step" + \
+                (f": {missing}" if missing else " (it has no members)")
+        elif step.require_all and unable:
+            refusal = f"the step requires every member of {pool}, and these cannot take it: " \
+                      f"{missing}"
+        else:
+            refusal = ""
+
+        def write() -> None:
+            with self.store.write() as session:
+                rows = session.exec(select(RunStep).where(RunStep.run_id == run_id,
+                                                          RunStep.position == position)).all()
+                for row in rows:
                     session.delete(row)
-            for worker in workers:
-                if worker not in have:
+                session.flush()
+                now = utcnow()
+                for name in workers:
+                    session.add(RunStep(
+                        run_id=run_id, position=position, name=step.name, worker=name,
+                        **({"status": SKIPPED, "reason": "not run: " + refusal}
+                           if refusal else {})))
+                for name, why in unable:
+                    session.add(RunStep(
+                        run_id=run_id, position=position, name=step.name, worker=name,
+                        status=FAILED if refusal else SKIPPED,
+                        reason=(f"cannot take the step: {why}" if refusal else
+                                f"not run on it: {why}"),
+                        finished_at=now if refusal else None))
+                if not workers and not unable:
                     session.add(RunStep(run_id=run_id, position=position, name=step.name,
-                                        worker=worker or ""))
+                                        status=FAILED, reason=refusal, finished_at=now))
+
+        await write_retrying(self.store, write, what=f"step {position} of run {run_id}")
+        if refusal:
+            runlog.note(position, "", f"step {position} failed: {refusal}")
+        else:
+            runlog.note(position, "", f"step {position} runs on {', '.join(workers)}" +
+                        (f"; not on {missing}" if missing else ""))
+        await self._publish(run_id)
+        return bool(refusal)
 
     async def _on_worker(self, run_id: int, position: int, step: Step, pool: str,
                          only: str | None, variables: dict[str, str], runlog: RunLog,
@@ -606,8 +661,18 @@ class RunEngine:
                 run_id, position, row, status=QUEUED,
                 reason=f"waiting for a free slot in {pool}")))
 
-        granted = await self.leases.acquire(pool, run_id, position, step=step.name, only=only,
-                                            on_wait=waiting)
+        try:
+            granted = await self.leases.acquire(pool, run_id, position, step=step.name,
+                                                only=only, on_wait=waiting)
+        except NoWorker as exc:
+            # Only this worker's row (all of the step's, for a step on any worker): the
+            # other workers' results stand.
+            if told:
+                await asyncio.gather(*told)
+            runlog.note(position, only or "", str(exc))
+            await self._set_step(run_id, position, row, status=FAILED, reason=str(exc),
+                                 finished_at=utcnow(), attempt=attempt)
+            return FAILED
         if told:
             await asyncio.gather(*told)
         worker = granted.worker

@@ -168,3 +168,165 @@ script = "echo cleaning; sleep 300"
     assert statuses(done) == [("Work", "cancelled"), ("Cleanup", "cancelled")]
     runs = json.loads(workdeck.cli("runs", "list", "--json").out)
     assert all(r["finished_at"] for r in runs)
+
+
+def rows_by_worker(run, position):
+    return {s["worker"]: s for s in run["steps"] if s["position"] == position}
+
+
+EVERYWHERE = """
+name = "Everywhere"
+[[steps]]
+name = "On each"
+pool = "Web Pool"
+run_on = "all"
+retries = {retries}
+script = '''
+echo "ran on $WORKDECK_WORKER"
+test "$WORKDECK_WORKER" != t-web-local-worker-02 || exit 5
+'''
+"""
+
+
+def test_a_retry_of_an_all_step_reruns_only_the_workers_it_failed_on(
+        workdeck, ssh_servers, client_key, tmp_path):
+    setup_fleet(workdeck, ssh_servers, client_key, count=3)
+    import_runbook(workdeck, tmp_path, EVERYWHERE.format(retries=1))
+    run = launch(workdeck, "Everywhere")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    ran = [t.removeprefix("ran on t-web-local-worker-") for t in texts
+           if t.startswith("ran on")]
+    assert sorted(ran) == ["01", "02", "02", "03"], texts
+    rows = rows_by_worker(done, 1)
+    assert rows["t-web-local-worker-01"]["attempt"] == 1
+    assert rows["t-web-local-worker-02"]["attempt"] == 2
+    assert rows["t-web-local-worker-02"]["status"] == "failed"
+    assert any("retrying on t-web-local-worker-02" in t for t in texts)
+
+    # Guided retry goes through the same code.
+    import_runbook(workdeck, tmp_path, EVERYWHERE.format(retries=0), "guided.toml")
+    run = launch(workdeck, "Everywhere", guided=True)
+    wait_run(workdeck, run["id"], lambda r: r["status"] == "waiting")
+    workdeck.cli("runs", "decide", str(run["id"]), "retry")
+    wait_run(workdeck, run["id"], lambda r: r["status"] == "waiting" and
+             rows_by_worker(r, 1)["t-web-local-worker-02"]["attempt"] == 2)
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    assert sum(t == "ran on t-web-local-worker-01" for t in texts) == 1
+    assert sum(t == "ran on t-web-local-worker-02" for t in texts) == 2
+    workdeck.cli("runs", "decide", str(run["id"]), "skip")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    rows = rows_by_worker(done, 1)
+    assert rows["t-web-local-worker-01"]["status"] == "succeeded"  # its result stands
+    assert rows["t-web-local-worker-02"]["status"] == "skipped"
+    assert "exit status 5" in rows["t-web-local-worker-02"]["reason"]
+
+
+def test_a_worker_disabled_while_an_all_step_waits_fails_only_its_own_row(
+        workdeck, ssh_servers, client_key, tmp_path):
+    for i in range(1, 4):
+        server = ssh_servers(f"w{i}")
+        # worker-01 has one slot and is in a pool of its own too, where a run holds it.
+        extra = ["--pool", "Solo", "--capacity", "1"] if i == 1 else []
+        assert workdeck.cli("worker", "add", f"t-web-local-worker-0{i}", "--host",
+                            server.host, "--port", str(server.port), "--key", str(client_key),
+                            "--pool", "Web Pool", *extra, "--trust-host-key").code == 0
+    assert workdeck.cli("check").code == 0
+    workdeck.cli("env", "add", "Test")
+    import_runbook(workdeck, tmp_path, """
+name = "Hold"
+[[steps]]
+name = "Hold"
+pool = "Solo"
+script = "sleep 300"
+""", "hold.toml")
+    import_runbook(workdeck, tmp_path, """
+name = "All three"
+[[steps]]
+name = "Each"
+pool = "Web Pool"
+run_on = "all"
+script = "echo on $WORKDECK_WORKER"
+""")
+    hold = launch(workdeck, "Hold")
+    wait_run(workdeck, hold["id"], lambda r: r["steps"][0]["status"] == "running")
+    run = launch(workdeck, "All three")
+    waiting = wait_run(workdeck, run["id"], lambda r: rows_by_worker(r, 1).get(
+        "t-web-local-worker-01", {}).get("status") == "queued" and all(
+        s["status"] == "succeeded" for w, s in rows_by_worker(r, 1).items()
+        if w != "t-web-local-worker-01"))
+    before = rows_by_worker(waiting, 1)
+    assert workdeck.cli("worker", "disable", "t-web-local-worker-01").code == 0
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    rows = rows_by_worker(done, 1)
+    assert rows["t-web-local-worker-01"]["status"] == "failed"
+    assert "t-web-local-worker-01 cannot take the step: disabled" in \
+        rows["t-web-local-worker-01"]["reason"]
+    for worker in ("t-web-local-worker-02", "t-web-local-worker-03"):
+        assert rows[worker] == before[worker]  # a finished result is never rewritten
+    workdeck.cli("runs", "cancel", str(hold["id"]))
+
+
+def test_an_all_step_names_the_workers_it_skipped_and_can_require_all(
+        workdeck, ssh_servers, client_key, tmp_path):
+    servers = setup_fleet(workdeck, ssh_servers, client_key, count=4)
+    workdeck.cli("worker", "disable", "t-web-local-worker-01")
+    workdeck.cli("worker", "drain", "t-web-local-worker-02")
+    ssh_servers.stop(servers[2])
+    workdeck.cli("check", "--worker", "t-web-local-worker-03")
+    import_runbook(workdeck, tmp_path, """
+name = "Everyone"
+[[steps]]
+name = "Each"
+pool = "Web Pool"
+run_on = "all"
+script = "echo on $WORKDECK_WORKER"
+""")
+    run = launch(workdeck, "Everyone")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "succeeded"
+    rows = rows_by_worker(done, 1)
+    assert rows["t-web-local-worker-04"]["status"] == "succeeded"
+    assert rows["t-web-local-worker-01"]["status"] == "skipped"
+    assert rows["t-web-local-worker-01"]["reason"] == "not run on it: disabled"
+    assert rows["t-web-local-worker-02"]["reason"] == "not run on it: draining"
+    assert rows["t-web-local-worker-03"]["reason"].startswith("not run on it: unavailable")
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    assert any(t.startswith("step 1 runs on t-web-local-worker-04; not on "
+                            "t-web-local-worker-01 (disabled), t-web-local-worker-02 "
+                            "(draining), t-web-local-worker-03 (unavailable") for t in texts)
+    shown = workdeck.cli("runs", "show", str(run["id"]))
+    assert "not run on it: draining" in shown.out
+
+    import_runbook(workdeck, tmp_path, """
+name = "Every one or none"
+[[steps]]
+name = "Each"
+pool = "Web Pool"
+run_on = "all"
+require_all = true
+script = "echo on $WORKDECK_WORKER"
+""", "strict.toml")
+    exported = workdeck.cli("runbook", "export", "Every one or none").out
+    assert "require_all = true" in exported
+    with workdeck.client() as client:
+        plan = client.post("/api/runs/plan", {"runbook": "Every one or none",
+                                              "environment": "Test", "variables": {}})
+    assert [s["worker"] for s in plan["steps"][0]["would_skip"]] == [
+        "t-web-local-worker-01", "t-web-local-worker-02", "t-web-local-worker-03"]
+    run = launch(workdeck, "Every one or none")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "failed"
+    rows = rows_by_worker(done, 1)
+    assert rows["t-web-local-worker-04"]["status"] == "skipped"
+    assert "requires every member of Web Pool" in rows["t-web-local-worker-04"]["reason"]
+    assert rows["t-web-local-worker-02"]["status"] == "failed"
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    assert not any(t.startswith("on t-web") for t in texts)  # it ran nowhere
+    assert any("t-web-local-worker-01 (disabled), t-web-local-worker-02 (draining)" in t
+               for t in texts)
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[steps]]\nname = "a"\nscript = "true"\nrequire_all = true\n')
+    refused = workdeck.cli("runbook", "import", str(bad))
+    assert refused.code == 1 and "steps[1].require_all" in refused.err

@@ -84,7 +84,8 @@ class RunbookEditor(Screen[None]):
                                 "the default pool")
                 with Horizontal(classes="editor-row"):
                     yield Label("Runs on", classes="label")
-                    yield Select([("one worker", "any"), ("every healthy worker", "all")],
+                    yield Select([("one worker", "any"), ("every healthy worker", "all"),
+                                  ("every member, or fail", "every")],
                                  id="step-run-on", allow_blank=False, value="any")
                     yield Label("When", classes="label short")
                     yield Select([("previous steps succeeded", "success"),
@@ -149,7 +150,8 @@ class RunbookEditor(Screen[None]):
         step = self.steps[self.current]
         self.query_one("#step-name", Input).value = step["name"]
         self.query_one("#step-pool", Input).value = step.get("pool") or ""
-        self.query_one("#step-run-on", Select).value = step.get("run_on", "any")
+        self.query_one("#step-run-on", Select).value = \
+            "every" if step.get("require_all") else step.get("run_on", "any")
         self.query_one("#step-condition", Select).value = step.get("condition", "success")
         self.query_one("#step-timeout", Input).value = str(step.get("timeout", 3600))
         self.query_one("#step-retries", Input).value = str(step.get("retries", 0))
@@ -167,10 +169,12 @@ class RunbookEditor(Screen[None]):
             except ValueError:
                 return default
 
+        run_on = self.query_one("#step-run-on", Select).value
         self.steps[self.current] = {
             "name": self.query_one("#step-name", Input).value.strip(),
             "pool": self.query_one("#step-pool", Input).value.strip() or None,
-            "run_on": self.query_one("#step-run-on", Select).value,
+            "run_on": "any" if run_on == "any" else "all",
+            "require_all": run_on == "every",
             "condition": self.query_one("#step-condition", Select).value,
             "timeout": number("#step-timeout", 3600),
             "retries": number("#step-retries", 0),

@@ -124,6 +124,9 @@ class LaunchDialog(ModalScreen[None]):
                 health.append(f" · {step['queued']} queued", style="yellow")
             if step["would_take"]:
                 taking = ", ".join(step["would_take"])
+                skipping = step.get("would_skip") or []
+                if skipping:  # an "all" step: say who it would leave out
+                    taking += f" (not {', '.join(s['worker'] for s in skipping)})"
             elif healthy:
                 taking = "queues: every slot is taken"
             else:
