@@ -13,10 +13,11 @@ from backend.db import Store
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.fleet import audit
 from backend.leases import Leases
+from backend.logstore import MIN_MASKED
 from backend.models import DEFAULT_POOL, Environment, Pool
 from backend.runbooks import RunbookDef, Step
 
-MIN_SECRET = 4  # shorter sensitive values would mask every such letter, revealing them
+MIN_SECRET = MIN_MASKED
 
 
 class LaunchRequest(BaseModel):

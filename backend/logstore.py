@@ -170,6 +170,20 @@ class _Masker:
         return held
 
 
+MIN_MASKED = 4  # shorter values would mask every such letter, revealing them
+
+
+def masked_pieces(secrets: list[str]) -> set[str]:
+    """What to mask for these secrets: each whole, and each line of a multi-line one (a
+    key printed line by line, indented or through `sed`, is still the key)."""
+    pieces = {s for s in secrets if s}
+    for secret in secrets:
+        if "\n" in secret:
+            pieces.update(line.strip() for line in secret.splitlines()
+                          if len(line.strip()) >= MIN_MASKED)
+    return pieces
+
+
 class LogStoreFull(Exception):
     """The store cannot take the log and the lines held in memory reached their bound."""
 
@@ -188,7 +202,7 @@ class RunLog:
         self.hub = hub
         self.run_id = run_id
         # Longest first, so a secret that contains another is masked whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = sorted(masked_pieces(secrets), key=len, reverse=True)
         self._secret_bytes = [s.encode() for s in self.secrets]
         self.seq = next_seq - 1
         self.output_limit = output_limit

@@ -103,3 +103,49 @@ script = 'echo "token=$token"'
     with sqlite3.connect(workdeck.data_dir.database) as conn:
         sealed = conn.execute("SELECT secrets FROM run WHERE id = ?", (run["id"],)).fetchone()
     assert sealed == ("",)
+
+
+PEM = ("-----BEGIN TEST KEY-----\n"
+       "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
+       "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ\n-----END TEST KEY-----")
+
+
+@pytest.mark.parametrize("how", ["indented", "line by line", "with CR", "whole"])
+async def test_each_line_of_a_multi_line_secret_is_masked(store, how):
+    lines = PEM.split("\n")
+    printed = {
+        "indented": "".join(f"  {line}\n" for line in lines),
+        "line by line": "".join(f"line {i}: {line}\n" for i, line in enumerate(lines)),
+        "with CR": "".join(f"{line}\r\n" for line in lines),
+        "whole": PEM + "\n",
+    }[how].encode()
+    texts = await logged(store, [PEM, "ok\nno"], [printed[:50], printed[50:]])
+    joined = "\n".join(texts)
+    for line in lines:
+        assert line not in joined, (how, texts)
+    assert joined.count("********") >= 4 if how != "whole" else "********" in joined
+
+
+async def test_short_lines_of_a_multi_line_secret_are_not_masked(store):
+    # Lines under the masking length would mask every such word in the log.
+    texts = await logged(store, ["ok\nlong-enough-line"], [b"ok then\nlong-enough-line\n"])
+    assert texts == ["ok then", "********"]
+
+
+def test_a_multi_line_secret_printed_through_sed_is_masked(workdeck, ssh_servers, client_key,
+                                                          tmp_path):
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Key"
+[variables.key]
+sensitive = true
+[[steps]]
+name = "Show"
+pool = "Web Pool"
+script = '''printf '%s\\n' "$key" | sed 's/^/  /' '''
+""")
+    result = workdeck.cli("run", "Key", "--env", "Test", "--var", f"key={PEM}", "--follow")
+    assert result.code == 0, result.err
+    for line in PEM.split("\n"):
+        assert line not in result.out, result.out
+    assert result.out.count("  ********") == 4

@@ -21,6 +21,9 @@ def test_control_characters_and_bidi_overrides_are_removed():
 def test_carriage_return_keeps_what_a_terminal_would_show():
     assert clean_text("progress 10%\rprogress 100%\nnext") == "progress 100%\nnext"
     assert clean_text("windows line\r\n") == "windows line\n"
+    # A line split from its \n already (the log splits on \n first) keeps its text.
+    assert clean_line(b"windows line\r") == "windows line"
+    assert clean_line(b"50%\r100%\r") == "100%"
 
 
 def test_invalid_utf8_becomes_replacement_characters():

@@ -33,12 +33,15 @@ def clean_text(data: bytes | str) -> str:
 
     A carriage return inside a line would let later text overwrite earlier text on a
     terminal, so a line keeps only what follows its last `\\r` (what a terminal shows).
+    A `\\r` that ends a line is a CRLF line end (often split from its `\\n` already),
+    not an overwrite: the line is kept.
     """
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = _ESCAPES.sub("", text)
     text = text.replace("\r\n", "\n")
     if "\r" in text:
-        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+        text = "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1]
+                         for line in text.split("\n"))
     return _CONTROLS.sub("", text.replace("\t", "    "))
 
 
