@@ -93,20 +93,66 @@ def runbook_list(ctx: Context, as_json: bool) -> None:
                       for b in books])
 
 
-def _vars(pairs: tuple[str, ...]) -> dict[str, str]:
-    values = {}
+def _read_value(source: str, what: str) -> str:
+    """The text of `@-` (stdin) or `@PATH`, without the one newline that ends a file."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"Cannot read {what} from {source}: {getattr(exc, 'strerror', None) or exc}.")
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _vars(pairs: tuple[str, ...], var_files: tuple[str, ...]) -> tuple[dict[str, str], set[str]]:
+    """Values from --var-file files (read first) and --var pairs; and the names whose
+    value was written on the command line itself (seen in `ps` and shell history)."""
+    values: dict[str, str] = {}
+    for var_file in var_files:
+        text = _read_value(var_file, "variables")
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                fail(f"{var_file}, line {number}: not KEY=VALUE.")
+            values[key.strip()] = value
+    inline: set[str] = set()
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             fail(f"--var {pair!r} is not KEY=VALUE.")
+        if value.startswith("@@"):
+            value = value[1:]  # a value that itself starts with @
+        elif value.startswith("@") and len(value) > 1:
+            value = _read_value(value[1:], f"the value of {key}")
+        else:
+            inline.add(key)
         values[key] = value
-    return values
+    if sum(p.partition("=")[2] == "@-" for p in pairs) + \
+            sum(f == "-" for f in var_files) > 1:
+        fail("Only one value can come from stdin (@- or --var-file -).")
+    return values, inline
+
+
+def _ask_secrets(client: Any, runbook_name: str, values: dict[str, str]) -> None:
+    """On a terminal, ask for each sensitive variable that has no value, without echo."""
+    if not sys.stdin.isatty():
+        return
+    book = client.get(f"/api/runbooks/{quote_name(runbook_name)}")
+    for variable in book["variables"]:
+        if variable["sensitive"] and variable["name"] not in values:
+            values[variable["name"]] = click.prompt(
+                f"{variable['name']} (sensitive, not shown)", hide_input=True, err=True)
 
 
 @click.command()
 @click.argument("runbook_name", metavar="RUNBOOK")
 @click.option("--env", "environment", help="The environment to run in.")
-@click.option("--var", "pairs", multiple=True, metavar="KEY=VALUE", help="A variable's value.")
+@click.option("--var", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="A variable's value; KEY=@FILE reads it from a file, KEY=@- from stdin. "
+              "Sensitive variables left out are asked for on a terminal.")
+@click.option("--var-file", "var_files", multiple=True, metavar="FILE",
+              help="KEY=VALUE lines (- for stdin); keeps values off the command line.")
 @click.option("--follow", is_flag=True, help="Stream the log; exit 0 succeeded, 1 failed, "
               "3 cancelled or interrupted.")
 @click.option("--guided", is_flag=True, help="On a failed step, wait for retry, skip or abort "
@@ -116,12 +162,21 @@ def _vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[str, ...],
-        follow: bool, guided: bool, step_through: bool, as_json: bool) -> None:
+        var_files: tuple[str, ...], follow: bool, guided: bool, step_through: bool,
+        as_json: bool) -> None:
     """Launch a runbook; print the run's id (or follow its log)."""
+    values, inline = _vars(pairs, var_files)
     with ctx.client() as client:
+        _ask_secrets(client, runbook_name, values)
         launched = client.post("/api/runs", {
-            "runbook": runbook_name, "environment": environment, "variables": _vars(pairs),
+            "runbook": runbook_name, "environment": environment, "variables": values,
             "guided": guided, "step_through": step_through})
+    exposed = sorted(inline & set(launched.get("sensitive", [])))
+    if exposed:
+        output.say(f"warning: {', '.join(exposed)} {'is' if len(exposed) == 1 else 'are'} "
+                   "sensitive, and a value on the command line shows in `ps` and shell "
+                   "history: use --var NAME=@FILE, --var NAME=@-, --var-file, or leave it "
+                   "out to be asked.", err=True)
     if not follow:
         if as_json:
             output.print_json(launched)
