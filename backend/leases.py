@@ -52,6 +52,7 @@ class Waiter:
     only: str | None
     since: datetime = field(default_factory=utcnow)
     on_wait: Callable[[], None] | None = None  # told once, when it has to wait
+    avoid: frozenset[str] = frozenset()  # taken last: a retry's failed worker
     future: asyncio.Future[Granted] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -74,14 +75,17 @@ class Leases:
     # -------------------------------------------------------- taking and giving back
 
     async def acquire(self, pool: str, run_id: int, position: int, *, step: str = "",
-                      only: str | None = None, on_wait: Callable[[], None] | None = None
-                      ) -> Granted:
+                      only: str | None = None, on_wait: Callable[[], None] | None = None,
+                      avoid: frozenset[str] = frozenset()) -> Granted:
         """A slot in `pool` (on worker `only` if given); queues while every slot is taken.
+
+        Workers in `avoid` (where a retried step just failed) are taken only when no other
+        has a free slot.
 
         Every request joins the queue first, so two that come at once are served in the
         order they came; `on_wait` is called once if the first look finds no free slot.
         """
-        waiter = Waiter(pool, run_id, position, step, only, on_wait=on_wait)
+        waiter = Waiter(pool, run_id, position, step, only, on_wait=on_wait, avoid=avoid)
         self.queue.append(waiter)
         self._changed()
         self._ensure_dispatcher()
@@ -217,7 +221,7 @@ class Leases:
                     continue
                 try:
                     granted = _grant(session, leased, waiter.pool, waiter.run_id,
-                                     waiter.position, waiter.step, waiter.only)
+                                     waiter.position, waiter.step, waiter.only, waiter.avoid)
                 except NoWorker as exc:
                     outcomes.append(exc)
                     continue
@@ -312,14 +316,20 @@ def _free(members: list[Worker], leased: Counter[int], pool: str,
 
 
 def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, position: int,
-           step: str, only: str | None) -> Granted | None:
+           step: str, only: str | None, avoid: frozenset[str] = frozenset()
+           ) -> Granted | None:
     """A lease on the member with the fewest leases, or None when all are full."""
     free = _free(_members(session, pool), leased, pool, only)
     if not free:
         return None
-    chosen = free[0]
+    others = [w for w in free if w.name not in avoid]
+    chosen = (others or free)[0]
     reason = (f"{chosen.name}: healthy, {leased[chosen.id]} of {chosen.capacity} slots "
               f"in use, the fewest of {len(free)} with a free slot in {pool}")
+    if avoid and others:
+        reason += f" (not {', '.join(sorted(avoid))}, where it just failed)"
+    elif avoid:
+        reason += " (the only one free, though it just failed there)"
     lease = Lease(worker_id=chosen.id, run_id=run_id, position=position, step=step, pool=pool,
                   reason=reason)
     session.add(lease)

@@ -66,6 +66,8 @@ STEP_ACTIONS = {"continue", "skip", "abort"}
 FAILURE_ACTIONS = {"retry", "skip", "abort"}
 MANUAL_ACTIONS = {"approve", "abort"}
 RECENT_RUNS = 200  # runs a console's snapshot carries; older ones are a `GET /api/runs` away
+RETRY_WAIT_FIRST_S = 1.0  # an automatic retry waits this long, doubled each time
+RETRY_WAIT_MAX_S = 60.0
 SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill their steps
 
 
@@ -536,18 +538,26 @@ class RunEngine:
         pool = resolve_pool(definition, step, run.environment)
         attempt = 0
         again: list[str] | None = None  # an "all" step's workers to run again
+        avoid: frozenset[str] = frozenset()  # where a step on any worker just failed
         while True:
             attempt += 1
             status, failed_on = await self._attempt(run_id, position, step, pool, variables,
-                                                    runlog, attempt, again)
+                                                    runlog, attempt, again, avoid)
             if status == SUCCEEDED:
                 return SUCCEEDED
-            if step.run_on == "all" and failed_on:
-                again = failed_on  # a retry is for the workers it failed on, no others
+            if step.run_on == "all":
+                again = failed_on or again  # a retry is for the workers it failed on
+            else:
+                avoid = frozenset(failed_on)  # a retry goes elsewhere when it can
             if attempt <= step.retries:
-                retrying = f" on {', '.join(again)}" if step.run_on == "all" and again else ""
-                runlog.note(position, "", f"attempt {attempt} {status}; retrying{retrying} "
-                                          f"({step.retries - attempt + 1} retries left)")
+                wait = min(RETRY_WAIT_MAX_S, RETRY_WAIT_FIRST_S * 2 ** (attempt - 1))
+                where = (f" on {', '.join(again)}" if step.run_on == "all" and again else
+                         f" on another worker than {', '.join(avoid)} if one is free"
+                         if avoid else "")
+                runlog.note(position, "", f"attempt {attempt} {status}; retrying{where} in "
+                                          f"{wait:g}s ({step.retries - attempt + 1} retries "
+                                          "left)")
+                await asyncio.sleep(wait)
                 continue
             if not run.guided:
                 return FAILED
@@ -580,12 +590,13 @@ class RunEngine:
 
     async def _attempt(self, run_id: int, position: int, step: Step, pool: str,
                        variables: dict[str, str], runlog: RunLog, attempt: int,
-                       again: list[str] | None) -> tuple[str, list[str]]:
+                       again: list[str] | None, avoid: frozenset[str]
+                       ) -> tuple[str, list[str]]:
         """One attempt at a step; its status and the workers it failed on."""
         if step.run_on != "all":
-            status = await self._on_worker(run_id, position, step, pool, None, variables,
-                                           runlog, attempt)
-            return status, []
+            status, worker = await self._on_worker(run_id, position, step, pool, None,
+                                                   variables, runlog, attempt, avoid)
+            return status, [worker] if worker and status != SUCCEEDED else []
         if again is not None:
             workers = again
         else:
@@ -597,7 +608,7 @@ class RunEngine:
         results = await asyncio.gather(*(
             self._on_worker(run_id, position, step, pool, worker, variables, runlog, attempt)
             for worker in workers))
-        failed_on = [w for w, r in zip(workers, results, strict=True) if r != SUCCEEDED]
+        failed_on = [w for w, (r, _) in zip(workers, results, strict=True) if r != SUCCEEDED]
         return (FAILED if failed_on else SUCCEEDED), failed_on
 
     async def _fan_out(self, run_id: int, position: int, step: Step, pool: str,
@@ -651,7 +662,10 @@ class RunEngine:
 
     async def _on_worker(self, run_id: int, position: int, step: Step, pool: str,
                          only: str | None, variables: dict[str, str], runlog: RunLog,
-                         attempt: int) -> str:
+                         attempt: int, avoid: frozenset[str] = frozenset()
+                         ) -> tuple[str, str]:
+        """The step on one worker (`only`, or any of the pool's); its status and the
+        worker it ran on ("" when it got none)."""
         row = only if only is not None else None
         told: list[asyncio.Task[None]] = []
 
@@ -663,7 +677,7 @@ class RunEngine:
 
         try:
             granted = await self.leases.acquire(pool, run_id, position, step=step.name,
-                                                only=only, on_wait=waiting)
+                                                only=only, on_wait=waiting, avoid=avoid)
         except NoWorker as exc:
             # Only this worker's row (all of the step's, for a step on any worker): the
             # other workers' results stand.
@@ -672,7 +686,7 @@ class RunEngine:
             runlog.note(position, only or "", str(exc))
             await self._set_step(run_id, position, row, status=FAILED, reason=str(exc),
                                  finished_at=utcnow(), attempt=attempt)
-            return FAILED
+            return FAILED, ""
         if told:
             await asyncio.gather(*told)
         worker = granted.worker
@@ -698,7 +712,8 @@ class RunEngine:
                 await self._set_step(run_id, position, worker, status=FAILED, reason=reason,
                                      finished_at=utcnow())
                 ended_clean = True  # nothing was started
-                return FAILED
+                await self._recheck(worker, runlog, position)
+                return FAILED, worker
             target = (await asyncio.to_thread(self.checker.targets, [worker]))[0]
             env = {**variables, "WORKDECK_RUN_ID": str(run_id),
                    "WORKDECK_STEP": step.name, "WORKDECK_WORKER": worker}
@@ -724,11 +739,25 @@ class RunEngine:
             await self._set_step(run_id, position, worker, status=status, finished_at=utcnow(),
                                  reason=granted.reason if status == SUCCEEDED else reason,
                                  exit_status=result.exit_status)
-            return status
+            if status == LOST:  # the connection went: is the worker still there?
+                await self._recheck(worker, runlog, position)
+            return status, worker
         finally:
             # Cancelled or failed here: run_step killed the group (process.gone says).
             ended_clean = ended_clean or process.gone is True
             await asyncio.shield(self._give_back(granted, ended_clean, worker))
+
+    async def _recheck(self, worker: str, runlog: RunLog, position: int) -> None:
+        """A step could not reach its worker: check it now, so that its state says so and
+        the next step (or retry) does not pick it while it is down."""
+        try:
+            [checked] = await self.checker.check_now([worker]) or [None]
+        except Exception:  # the step's own failure is what matters here
+            log.exception("rechecking %s after a failed connection failed", worker)
+            return
+        if checked is not None:
+            runlog.note(position, worker, f"{worker} checked again: {checked['status']}" +
+                        (f" ({checked['reason']})" if checked.get("reason") else ""))
 
     @staticmethod
     def _outcome(result: StepResult, gone: bool) -> tuple[str, str]:

@@ -330,3 +330,56 @@ script = "echo on $WORKDECK_WORKER"
     bad.write_text('name = "x"\n[[steps]]\nname = "a"\nscript = "true"\nrequire_all = true\n')
     refused = workdeck.cli("runbook", "import", str(bad))
     assert refused.code == 1 and "steps[1].require_all" in refused.err
+
+
+def test_a_worker_that_cannot_be_reached_is_rechecked_and_a_retry_goes_elsewhere(
+        workdeck, ssh_servers, client_key, tmp_path):
+    servers = setup_fleet(workdeck, ssh_servers, client_key, count=2)
+    ssh_servers.stop(servers[0])  # worker-01 goes down; nothing has checked it since
+    import_runbook(workdeck, tmp_path, """
+name = "Retried"
+[[steps]]
+name = "Work"
+pool = "Web Pool"
+retries = 2
+script = "echo done on $WORKDECK_WORKER"
+""")
+    run = launch(workdeck, "Retried")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "succeeded", done
+    [row] = done["steps"]
+    assert row["worker"] == "t-web-local-worker-02" and row["attempt"] == 2
+    assert "not t-web-local-worker-01, where it just failed" in row["reason"]
+    down = json.loads(workdeck.cli("worker", "show", "t-web-local-worker-01", "--json").out)
+    assert down["status"] == "unavailable"  # the failed step had it checked again
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    assert any(t.startswith("t-web-local-worker-01 checked again: unavailable") for t in texts)
+    assert any("retrying on another worker than t-web-local-worker-01 if one is free in 1s"
+               in t for t in texts), texts
+    assert "done on t-web-local-worker-02" in texts
+
+
+def test_retries_on_the_only_worker_back_off_and_stop_once_it_is_down(
+        workdeck, ssh_servers, client_key, tmp_path):
+    [server] = setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    ssh_servers.stop(server)
+    import_runbook(workdeck, tmp_path, """
+name = "Retried"
+[[steps]]
+name = "Work"
+pool = "Web Pool"
+retries = 2
+script = "true"
+""")
+    run = launch(workdeck, "Retried")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "failed"
+    lines = log_lines(workdeck, run["id"])
+    attempts = [line for line in lines if "attempt" in line["text"] and " on " in line["text"]
+                and line["text"].startswith("step 1 (Work) attempt")]
+    assert len(attempts) == 1, lines  # the second try found the worker down: no third
+    [row] = done["steps"]
+    assert "has no healthy, enabled worker" in row["reason"], row
+    retry = next(line for line in lines if "retrying" in line["text"])
+    after = next(line for line in lines if line["seq"] > retry["seq"])
+    assert after["at"] - retry["at"] >= 0.9  # it waited before trying again (a minimum)
