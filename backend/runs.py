@@ -378,13 +378,19 @@ class RunEngine:
 
     # -------------------------------------------------------- execution
 
-    async def _wait_for(self, run_id: int, position: int, actions: set[str], prompt: str
-                        ) -> tuple[str, str, str]:
+    async def _wait_for(self, run_id: int, position: int, actions: set[str], prompt: str,
+                        runlog: RunLog) -> tuple[str, str, str]:
+        """Wait for an operator's decision; the log says what was asked and what was
+        decided, by whom."""
         future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
         self._waits[run_id] = _Waiting(position, actions, prompt, future)
         await self._set_run(run_id, status=WAITING, reason=prompt)
+        runlog.note(position, "", f"waiting for an operator: {prompt}")
         try:
-            return await future
+            action, actor, note = await future
+            runlog.note(position, "", f"{action}, decided by {actor}" +
+                        (f": {note}" if note else ""))
+            return action, actor, note
         finally:
             self._waits.pop(run_id, None)
             await asyncio.shield(self._set_run(run_id, status=RUNNING, reason=""))
@@ -464,7 +470,7 @@ class RunEngine:
         if run.step_through:
             action, actor, _note = await self._wait_for(
                 run_id, position, STEP_ACTIONS,
-                f"step {position} ({step.name}) is next: continue, skip or abort")
+                f"step {position} ({step.name}) is next: continue, skip or abort", runlog)
             if action == "skip":
                 await self._set_step(run_id, position, status=SKIPPED,
                                      reason=f"skipped by {actor}")
@@ -523,12 +529,11 @@ class RunEngine:
         if step.manual is not None:
             await self._set_step(run_id, position, status=WAITING, started_at=utcnow(),
                                  reason=step.manual)
-            runlog.note(position, "", f"manual intervention: {step.manual}")
             action, actor, note = await self._wait_for(
-                run_id, position, MANUAL_ACTIONS, f"manual step {position}: {step.manual}")
+                run_id, position, MANUAL_ACTIONS, f"manual step {position}: {step.manual}",
+                runlog)
             status = SUCCEEDED if action == "approve" else FAILED
             said = f"{action}d by {actor}" if action == "approve" else f"aborted by {actor}"
-            runlog.note(position, "", said + (f": {note}" if note else ""))
             await self._set_step(run_id, position, status=status, finished_at=utcnow(),
                                  reason=said + (f": {note}" if note else ""))
             if action == "abort":
@@ -563,7 +568,7 @@ class RunEngine:
                 return FAILED
             action, actor, _note = await self._wait_for(
                 run_id, position, FAILURE_ACTIONS,
-                f"step {position} ({step.name}) failed: retry, skip or abort")
+                f"step {position} ({step.name}) failed: retry, skip or abort", runlog)
             if action == "retry":
                 continue
             if action == "skip":

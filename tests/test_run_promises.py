@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from test_runs import import_runbook, launch, log_lines, setup_fleet, wait_run
+from waiting import eventually
 
 
 def test_many_runs_onto_few_slots_keep_every_log_line(workdeck, ssh_servers, client_key,
@@ -383,3 +384,56 @@ script = "true"
     retry = next(line for line in lines if "retrying" in line["text"])
     after = next(line for line in lines if line["seq"] > retry["seq"])
     assert after["at"] - retry["at"] >= 0.9  # it waited before trying again (a minimum)
+
+
+def follow_in_background(workdeck, *args):
+    """`workdeck run ... --follow` as its own process; its stderr read as it comes."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "--data-dir", str(workdeck.data_dir.root),
+         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HOME": str(workdeck.home)})
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(process.stderr), daemon=True)
+    reader.start()
+    return process, seen
+
+
+def test_a_follower_says_what_a_waiting_run_waits_for(workdeck, ssh_servers, client_key,
+                                                      tmp_path):
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Flaky"
+[[steps]]
+name = "Breaks"
+pool = "Web Pool"
+script = "echo broken; exit 2"
+""")
+    process, seen = follow_in_background(workdeck, "run", "Flaky", "--env", "Test",
+                                         "--guided", "--follow")
+    root = str(workdeck.data_dir.root)
+    eventually(lambda: any("is waiting: step 1 (Breaks) failed" in line for line in seen),
+               what="the waiting message")
+    run_id = int(seen[0].split()[1].rstrip(":"))
+    command = f"workdeck --data-dir {root} runs decide {run_id}"
+    for action in ("abort", "retry", "skip"):
+        assert any(line.strip() == f"{command} {action}" for line in seen), seen
+    decided = workdeck.cli("runs", "decide", str(run_id), "abort", "--note", "giving up")
+    assert decided.code == 0
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "waiting for an operator: step 1 (Breaks) failed" in out
+    assert "abort, decided by" in out and "giving up" in out
+
+    process, seen = follow_in_background(workdeck, "run", "Flaky", "--env", "Test",
+                                         "--step-through", "--follow")
+    eventually(lambda: any("is next: continue, skip or abort" in line for line in seen),
+               what="the step-through question")
+    run_id = int(seen[0].split()[1].rstrip(":"))
+    workdeck.cli("runs", "decide", str(run_id), "skip")
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, out + "".join(seen)

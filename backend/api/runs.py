@@ -59,6 +59,9 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
                   page: int = PAGE, keep: int | None = None) -> StreamingResponse:
     """Server-Sent Events: `chunks` (see logstore.read), oldest first, then `end`.
 
+    While following, `waiting` says when the run starts waiting for a decision
+    ({run_id, position, actions, prompt}) and `null` when it no longer does.
+
     `page` bounds the lines per event: a console asks for small ones, so that no single
     event keeps it from answering keys.
 
@@ -77,6 +80,7 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
 
     async def stream() -> AsyncIterator[bytes]:
         seen = after
+        told: dict[str, Any] | None = None  # the wait last said to this follower
         while True:
             newest = backend.hub.newest(run_id)
             if keep is not None and newest - seen > keep:
@@ -107,6 +111,10 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
                 yield _sse("end", {"status": run["status"], "reason": run["reason"],
                                    "following": False})
                 return
+            if run["waiting"] != told:
+                # A follower would otherwise see nothing while the run waits for someone.
+                told = run["waiting"]
+                yield _sse("waiting", {"run_id": run_id, **(told or {})} if told else None)
             if await request.is_disconnected():
                 return
             await backend.hub.wait(run_id, HEARTBEAT_S)

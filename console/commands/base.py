@@ -21,6 +21,12 @@ class Context:
         self.data_dir = DataDir.resolve(data_dir)
         self.server_url = server
         self._target: Target | None = None
+        # How to call workdeck again for this same server, for commands we suggest.
+        import shlex
+
+        self.command = "workdeck" + "".join(
+            f" {option} {shlex.quote(value)}" for option, value in
+            (("--data-dir", data_dir), ("--server", server)) if value)
 
     @property
     def target(self) -> Target:

@@ -208,6 +208,9 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
                     out.write(text.encode("utf-8", "replace"))
                     if follow:
                         out.flush()  # someone is watching: lines as they come
+                elif event == "waiting" and data:
+                    out.flush()
+                    _say_waiting(ctx, data)
                 elif event == "end":
                     final = data
             out.flush()
@@ -222,6 +225,15 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
         output.say(f"run {run_id} {status}" + (f": {final['reason']}" if final.get("reason")
                                                   else ""), err=True)
     return EXIT_BY_STATUS.get(status, 0 if not follow else 3)
+
+
+def _say_waiting(ctx: Context, waiting: dict[str, Any]) -> None:
+    """The run waits for someone: say for what, and the commands that answer it."""
+    run_id = waiting["run_id"]
+    lines = [f"run {run_id} is waiting: {waiting['prompt']}"]
+    lines += [f"  {ctx.command} runs decide {run_id} {action}" for action in waiting["actions"]]
+    lines.append("  (add --note TEXT to say why; the decision is kept with the run)")
+    output.say("\n".join(lines), err=True)
 
 
 def _quiet_stdout() -> None:
