@@ -200,6 +200,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ix_run_finished_at ON run (finished_at)",
         ],
     ),
+    (
+        "what a waiting run waits for, kept across a restart",
+        ["ALTER TABLE run ADD COLUMN waiting VARCHAR NOT NULL DEFAULT ''"],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -164,6 +164,9 @@ class Run(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     output_bytes: int = 0
+    # JSON, while the run waits for a decision: what it waits for and where its course
+    # stands, so that a server started again asks the same question.
+    waiting: str = ""
 
 
 class RunStep(SQLModel, table=True):

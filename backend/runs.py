@@ -93,6 +93,17 @@ class _RunState:
     halted: bool = False  # nothing more runs
     activity: asyncio.Future[str] | None = None  # the current step's work
     started: asyncio.Event = field(default_factory=asyncio.Event)  # set when one begins
+    parked: bool = False  # the server stopped while the run waited: it waits on after
+
+    SAVED = ("position", "failed", "aborted_at", "aborted_by", "cancelled_by", "cancels",
+             "halted")
+
+    def saved(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SAVED}
+
+    @classmethod
+    def restored(cls, saved: dict[str, Any]) -> _RunState:
+        return cls(**{name: saved[name] for name in cls.SAVED if name in saved})
 
     @property
     def stopped(self) -> str:
@@ -179,6 +190,7 @@ class RunEngine:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._waits: dict[int, _Waiting] = {}
         self._states: dict[int, _RunState] = {}  # runs under way
+        self._resumable: dict[int, dict[str, Any]] = {}  # found waiting at start
         self._stopping = False
         # The newest runs as last published, for consoles' snapshots (seeded on first use).
         self._recent: dict[int, dict[str, Any]] | None = None
@@ -243,6 +255,10 @@ class RunEngine:
         with self.store.write() as session:
             runs = session.exec(select(Run).where(Run.status.in_(
                 [QUEUED, RUNNING, WAITING]))).all()
+            # A run that waited for a decision ran nothing meanwhile: it waits on.
+            self._resumable = {run.id: json.loads(run.waiting) for run in runs
+                               if run.status == WAITING and run.waiting}
+            runs = [run for run in runs if run.id not in self._resumable]
             for run in runs:
                 run.reason = f"the server stopped while this run was {run.status}"
                 run.status = INTERRUPTED
@@ -258,8 +274,21 @@ class RunEngine:
                         session.add(step)
         return len(runs)
 
+    def resume_waiting(self) -> None:
+        """At start, once serving: the runs that waited for a decision ask for it again."""
+        resumable, self._resumable = self._resumable, {}
+        for run_id, resume in resumable.items():
+            self._states[run_id] = _RunState.restored(resume["state"])
+            self._start(run_id, resume)
+
+    def _start(self, run_id: int, resume: dict[str, Any] | None = None) -> None:
+        task = asyncio.create_task(self._execute(run_id, resume))
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
+
     async def shutdown(self) -> None:
-        """The server stops: interrupt every run, killing its steps' processes."""
+        """The server stops: interrupt every run, killing its steps' processes; a run
+        waiting for a decision stays waiting, stored, for the next server."""
         self._stopping = True
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -288,9 +317,7 @@ class RunEngine:
 
         run_id = await asyncio.to_thread(create)
         self._states[run_id] = _RunState()  # a cancel may come before the task starts
-        task = asyncio.create_task(self._execute(run_id))
-        self._tasks[run_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
+        self._start(run_id)
         return await self._publish(run_id) or await asyncio.to_thread(self.get, run_id)
 
     async def cancel(self, run_id: int, actor: str) -> dict[str, Any]:
@@ -379,28 +406,42 @@ class RunEngine:
     # -------------------------------------------------------- execution
 
     async def _wait_for(self, run_id: int, position: int, actions: set[str], prompt: str,
-                        runlog: RunLog) -> tuple[str, str, str]:
+                        runlog: RunLog, state: _RunState, kind: str,
+                        **where: Any) -> tuple[str, str, str]:
         """Wait for an operator's decision; the log says what was asked and what was
-        decided, by whom."""
+        decided, by whom.
+
+        What it waits for and where the run's course stands are stored with the run
+        (`kind` and `where` say how to come back to this question), so that a server
+        stopped meanwhile asks it again once started."""
         future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
         self._waits[run_id] = _Waiting(position, actions, prompt, future)
-        await self._set_run(run_id, status=WAITING, reason=prompt)
+        resume = {"kind": kind, "position": position, "state": state.saved(), **where}
+        await self._set_run(run_id, status=WAITING, reason=prompt, waiting=json.dumps(resume))
         runlog.note(position, "", f"waiting for an operator: {prompt}")
         try:
             action, actor, note = await future
             runlog.note(position, "", f"{action}, decided by {actor}" +
                         (f": {note}" if note else ""))
             return action, actor, note
+        except asyncio.CancelledError:
+            if self._stopping:
+                state.parked = True
+            raise
         finally:
             self._waits.pop(run_id, None)
-            await asyncio.shield(self._set_run(run_id, status=RUNNING, reason=""))
+            if not state.parked:
+                await asyncio.shield(self._set_run(run_id, status=RUNNING, reason="",
+                                                   waiting=""))
 
     def _load(self, run_id: int) -> tuple[Run, dict[str, str], int]:
         with self.store.read() as session:
             run = session.get(Run, run_id)
         return run, self.vault.open(run.secrets), last_seq(self.store, run_id)
 
-    async def _execute(self, run_id: int) -> None:
+    async def _execute(self, run_id: int, resume: dict[str, Any] | None = None) -> None:
+        """Run a run's steps from the first; or, with `resume` (what a run waited for when
+        the server stopped), from that question on."""
         run, secrets, seen = await asyncio.to_thread(self._load, run_id)
         definition = RunbookDef.model_validate_json(run.definition)
         variables = json.loads(run.variables) | secrets
@@ -410,26 +451,39 @@ class RunEngine:
         state = self._states.setdefault(run_id, _RunState())
         final, reason = SUCCEEDED, ""
         try:
-            await self._set_run(run_id, status=RUNNING, started_at=utcnow())
+            first = 1
+            if resume is None:
+                await self._set_run(run_id, status=RUNNING, started_at=utcnow())
+            else:
+                first = resume["position"]
+                runlog.note(first, "", "the server started again: the run waits on")
             for position, step in enumerate(definition.steps, 1):
-                await self._one_step(run_id, run, definition, position, step, variables,
-                                     runlog, state)
+                if position >= first:
+                    await self._one_step(run_id, run, definition, position, step, variables,
+                                         runlog, state,
+                                         resume if position == first else None)
             final, reason = state.outcome()
         except asyncio.CancelledError:
             # Only a stopping server cancels the run itself (a cancel stops its activity).
+            if state.parked:
+                # It waited for a decision: it waits on, stored, for the next server.
+                runlog.note(state.position, "", "the server stopped; the run still waits "
+                                                "and will ask again once it is started")
+                await asyncio.shield(runlog.close(deadline_s=SHUTDOWN_WAIT_S))
+                self._states.pop(run_id, None)
+                return
             final, reason = INTERRUPTED, "the server was stopped during this run"
             await asyncio.shield(self._end_position(
                 run_id, state.position, INTERRUPTED, "the server was stopped", runlog))
         except Exception as exc:  # a bug must end the run visibly, not leave it running
             log.exception("run %s failed", run_id)
             final, reason = FAILED, free_text(f"internal error: {exc}", 500, one_line=True)
-        finally:
-            self._states.pop(run_id, None)
-            await asyncio.shield(self._finish(run_id, runlog, final, reason))
+        self._states.pop(run_id, None)
+        await asyncio.shield(self._finish(run_id, runlog, final, reason))
 
     async def _one_step(self, run_id: int, run: Run, definition: RunbookDef, position: int,
                         step: Step, variables: dict[str, str], runlog: RunLog,
-                        state: _RunState) -> None:
+                        state: _RunState, resume: dict[str, Any] | None = None) -> None:
         """Run step `position` if the run's course so far wants it; record why not."""
         state.position = position
         if not state.wants(step.condition):
@@ -439,7 +493,7 @@ class RunEngine:
         # The step's work (the step-through question included) is a task of its own, so
         # that a cancel stops it and the run goes on with its cleanup steps.
         activity = asyncio.ensure_future(self._step_activity(
-            run_id, run, definition, position, step, variables, runlog, state))
+            run_id, run, definition, position, step, variables, runlog, state, resume))
         state.activity = activity
         state.started.set()
         try:
@@ -466,11 +520,14 @@ class RunEngine:
 
     async def _step_activity(self, run_id: int, run: Run, definition: RunbookDef,
                              position: int, step: Step, variables: dict[str, str],
-                             runlog: RunLog, state: _RunState) -> str:
-        if run.step_through:
+                             runlog: RunLog, state: _RunState,
+                             resume: dict[str, Any] | None = None) -> str:
+        failed_before = resume if resume is not None and resume["kind"] == "failure" else None
+        if run.step_through and failed_before is None:
             action, actor, _note = await self._wait_for(
                 run_id, position, STEP_ACTIONS,
-                f"step {position} ({step.name}) is next: continue, skip or abort", runlog)
+                f"step {position} ({step.name}) is next: continue, skip or abort", runlog,
+                state, "step-through")
             if action == "skip":
                 await self._set_step(run_id, position, status=SKIPPED,
                                      reason=f"skipped by {actor}")
@@ -481,7 +538,7 @@ class RunEngine:
                                      reason=f"not run: aborted by {actor}")
                 return "abort"
         return await self._run_step(run_id, run, definition, position, step, variables,
-                                    runlog, state)
+                                    runlog, state, failed_before)
 
     async def _end_position(self, run_id: int, position: int, status: str, reason: str,
                             runlog: RunLog) -> None:
@@ -518,20 +575,23 @@ class RunEngine:
         await runlog.close(deadline_s=SHUTDOWN_WAIT_S if self._stopping else None)
         # The run ends here: nothing can retry it, so its sealed values go.
         await self._set_run(run_id, status=status, reason=reason, finished_at=utcnow(),
-                            output_bytes=runlog.output_bytes, secrets="")
+                            output_bytes=runlog.output_bytes, secrets="", waiting="")
         self.hub.forget(run_id)
         self.hub.notify(run_id)
 
     async def _run_step(self, run_id: int, run: Run, definition: RunbookDef, position: int,
                         step: Step, variables: dict[str, str], runlog: RunLog,
-                        state: _RunState) -> str:
-        """Run one step to its end; return SUCCEEDED, FAILED, SKIPPED or "abort"."""
+                        state: _RunState, failed_before: dict[str, Any] | None = None) -> str:
+        """Run one step to its end; return SUCCEEDED, FAILED, SKIPPED or "abort".
+
+        `failed_before`: the step had failed and waited for a guided decision when the
+        server stopped; it asks again, with its attempts and failed workers as they were."""
         if step.manual is not None:
             await self._set_step(run_id, position, status=WAITING, started_at=utcnow(),
                                  reason=step.manual)
             action, actor, note = await self._wait_for(
                 run_id, position, MANUAL_ACTIONS, f"manual step {position}: {step.manual}",
-                runlog)
+                runlog, state, "manual")
             status = SUCCEEDED if action == "approve" else FAILED
             said = f"{action}d by {actor}" if action == "approve" else f"aborted by {actor}"
             await self._set_step(run_id, position, status=status, finished_at=utcnow(),
@@ -541,34 +601,41 @@ class RunEngine:
             return SUCCEEDED if action == "approve" else "abort"
 
         pool = resolve_pool(definition, step, run.environment)
-        attempt = 0
-        again: list[str] | None = None  # an "all" step's workers to run again
-        avoid: frozenset[str] = frozenset()  # where a step on any worker just failed
+        before = failed_before or {}
+        attempt: int = before.get("attempt", 0)
+        again: list[str] | None = before.get("again")  # an "all" step's workers to run again
+        # Where a step on any worker just failed.
+        avoid: frozenset[str] = frozenset(before.get("avoid", ()))
+        failed = failed_before is not None
         while True:
-            attempt += 1
-            status, failed_on = await self._attempt(run_id, position, step, pool, variables,
-                                                    runlog, attempt, again, avoid)
-            if status == SUCCEEDED:
-                return SUCCEEDED
-            if step.run_on == "all":
-                again = failed_on or again  # a retry is for the workers it failed on
-            else:
-                avoid = frozenset(failed_on)  # a retry goes elsewhere when it can
-            if attempt <= step.retries:
-                wait = min(RETRY_WAIT_MAX_S, RETRY_WAIT_FIRST_S * 2 ** (attempt - 1))
-                where = (f" on {', '.join(again)}" if step.run_on == "all" and again else
-                         f" on another worker than {', '.join(avoid)} if one is free"
-                         if avoid else "")
-                runlog.note(position, "", f"attempt {attempt} {status}; retrying{where} in "
-                                          f"{wait:g}s ({step.retries - attempt + 1} retries "
-                                          "left)")
-                await asyncio.sleep(wait)
-                continue
-            if not run.guided:
-                return FAILED
+            if not failed:
+                attempt += 1
+                status, failed_on = await self._attempt(run_id, position, step, pool,
+                                                        variables, runlog, attempt, again,
+                                                        avoid)
+                if status == SUCCEEDED:
+                    return SUCCEEDED
+                if step.run_on == "all":
+                    again = failed_on or again  # a retry is for the workers it failed on
+                else:
+                    avoid = frozenset(failed_on)  # a retry goes elsewhere when it can
+                if attempt <= step.retries:
+                    wait = min(RETRY_WAIT_MAX_S, RETRY_WAIT_FIRST_S * 2 ** (attempt - 1))
+                    where = (f" on {', '.join(again)}" if step.run_on == "all" and again
+                             else f" on another worker than {', '.join(avoid)} if one is "
+                             "free" if avoid else "")
+                    runlog.note(position, "", f"attempt {attempt} {status}; retrying{where} "
+                                              f"in {wait:g}s ({step.retries - attempt + 1} "
+                                              "retries left)")
+                    await asyncio.sleep(wait)
+                    continue
+                if not run.guided:
+                    return FAILED
+            failed = False
             action, actor, _note = await self._wait_for(
                 run_id, position, FAILURE_ACTIONS,
-                f"step {position} ({step.name}) failed: retry, skip or abort", runlog)
+                f"step {position} ({step.name}) failed: retry, skip or abort", runlog,
+                state, "failure", attempt=attempt, again=again, avoid=sorted(avoid))
             if action == "retry":
                 continue
             if action == "skip":

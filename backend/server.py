@@ -215,6 +215,7 @@ def create_app(backend: Backend) -> FastAPI:
                  asyncio.create_task(backend.watch_store_forever()),
                  asyncio.create_task(retention.prune_forever(backend.store))]
         tasks += [asyncio.create_task(start()) for start in backend.extra_tasks]
+        backend.runs.resume_waiting()
         try:
             yield
         finally:

@@ -437,3 +437,70 @@ script = "echo broken; exit 2"
     workdeck.cli("runs", "decide", str(run_id), "skip")
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0, out + "".join(seen)
+
+
+def restart(workdeck, polite=True):
+    import signal
+
+    from conftest import start_workdeck
+
+    if polite:
+        assert workdeck.cli("server", "stop").code == 0
+    else:
+        workdeck.process.send_signal(signal.SIGKILL)
+    workdeck.process.wait(20)
+    _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home)
+
+
+def test_a_run_waiting_for_a_decision_waits_on_after_a_restart(workdeck, ssh_servers,
+                                                               client_key, tmp_path):
+    servers = setup_fleet(workdeck, ssh_servers, client_key, count=2)
+    flag = servers[0].root / "fixed"
+    import_runbook(workdeck, tmp_path, f"""
+name = "Across restarts"
+[variables.token]
+sensitive = true
+[[steps]]
+name = "Each"
+pool = "Web Pool"
+run_on = "all"
+script = '''
+echo "ran on $WORKDECK_WORKER with $token"
+test "$WORKDECK_WORKER" != t-web-local-worker-01 || test -e {flag}
+'''
+[[steps]]
+name = "Approve"
+manual = "Look, then approve."
+[[steps]]
+name = "After"
+pool = "Web Pool"
+script = "echo after with $token"
+""")
+    run = launch(workdeck, "Across restarts", guided=True,
+                 variables={"token": "s3cr3t-Value"})
+    run_id = run["id"]
+    before = wait_run(workdeck, run_id, lambda r: r["status"] == "waiting")
+    restart(workdeck)
+    again = wait_run(workdeck, run_id, lambda r: r["waiting"] is not None)
+    assert again["status"] == "waiting" and again["waiting"] == before["waiting"]
+    assert again["finished_at"] is None
+    flag.write_text("fixed")
+    assert workdeck.cli("runs", "decide", str(run_id), "retry").code == 0
+    # The retry after the restart still runs only where it failed, with the secret.
+    manual = wait_run(workdeck, run_id, lambda r: r["waiting"] and
+                      r["waiting"]["actions"] == ["abort", "approve"])
+    texts = [line["text"] for line in log_lines(workdeck, run_id)]
+    assert texts.count("ran on t-web-local-worker-01 with ********") == 2
+    assert texts.count("ran on t-web-local-worker-02 with ********") == 1
+    assert rows_by_worker(manual, 2)[""]["status"] == "waiting"
+
+    restart(workdeck, polite=False)  # a crash while waiting: the question stands too
+    wait_run(workdeck, run_id, lambda r: r["waiting"] and
+             r["waiting"]["actions"] == ["abort", "approve"])
+    assert workdeck.cli("runs", "decide", str(run_id), "approve").code == 0
+    done = wait_run(workdeck, run_id, lambda r: r["finished_at"])
+    assert done["status"] == "succeeded", done
+    assert [s["status"] for s in done["steps"]] == ["succeeded"] * 4
+    texts = [line["text"] for line in log_lines(workdeck, run_id)]
+    assert "after with ********" in texts
+    assert any("the server started again" in t for t in texts)
