@@ -13,6 +13,7 @@ events are published on the loop once a write is done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -151,10 +152,13 @@ class _Waiting:
 # ---------------------------------------------------------------- public shapes
 
 
-def run_public(run: Run, steps: list[RunStep], waiting: _Waiting | None = None
-               ) -> dict[str, Any]:
+def run_public(run: Run, steps: list[RunStep], waiting: _Waiting | None = None,
+               decisions: list[Decision] | None = None) -> dict[str, Any]:
     definition = json.loads(run.definition)
-    return {
+    shown = {} if decisions is None else {"decisions": [
+        {"at": iso(d.at), "actor": d.actor, "action": d.action, "position": d.position,
+         "note": d.note} for d in decisions]}
+    return {**shown,
         "id": run.id, "runbook": run.runbook, "environment": run.environment,
         "status": run.status, "reason": run.reason, "guided": run.guided,
         "step_through": run.step_through, "actor": run.actor,
@@ -191,6 +195,7 @@ class RunEngine:
         self._waits: dict[int, _Waiting] = {}
         self._states: dict[int, _RunState] = {}  # runs under way
         self._resumable: dict[int, dict[str, Any]] = {}  # found waiting at start
+        self._moved: dict[int, asyncio.Event] = {}  # set when a run's state is published
         self._stopping = False
         # The newest runs as last published, for consoles' snapshots (seeded on first use).
         self._recent: dict[int, dict[str, Any]] | None = None
@@ -203,7 +208,9 @@ class RunEngine:
             if run is None:
                 raise NotFound(f"No run has the id {run_id}.")
             steps = session.exec(select(RunStep).where(RunStep.run_id == run_id)).all()
-        return run_public(run, list(steps), self._waits.get(run_id))
+            decisions = session.exec(select(Decision).where(Decision.run_id == run_id)
+                                     .order_by(Decision.id)).all()
+        return run_public(run, list(steps), self._waits.get(run_id), list(decisions))
 
     def list(self, limit: int = 200, status: str | None = None) -> list[dict[str, Any]]:
         with self.store.read() as session:
@@ -230,6 +237,9 @@ class RunEngine:
         except NotFound:
             return None
         self.bus.publish("run", str(run_id), current)
+        moved = self._moved.pop(run_id, None)
+        if moved is not None:
+            moved.set()
         if self._recent is not None:
             self._recent[run_id] = current
             if len(self._recent) > RECENT_RUNS:
@@ -359,7 +369,26 @@ class RunEngine:
                                 note)
         if not waiting.future.done():
             waiting.future.set_result((request.action, actor, note))
-        return await asyncio.to_thread(self.get, run_id)
+        return await self._moved_on(run_id, waiting)
+
+    async def _moved_on(self, run_id: int, left: _Waiting, timeout: float = 10.0
+                        ) -> dict[str, Any]:
+        """The run as it is once it has acted on a decision: ended, waiting for the next
+        one, or with a step under way (or as it is after `timeout` seconds)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            current = await asyncio.to_thread(self.get, run_id)
+            waits = self._waits.get(run_id)
+            if current["finished_at"] or (waits is not None and waits is not left) or any(
+                    s["status"] == RUNNING or (s["status"] == QUEUED and s["reason"])
+                    for s in current["steps"]):
+                return current
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return current
+            moved = self._moved.setdefault(run_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), remaining)
 
     def _record(self, run_id: int, position: int | None, action: str, actor: str,
                 note: str) -> None:

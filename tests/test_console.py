@@ -272,6 +272,9 @@ async def test_launch_from_the_runbooks_view_and_approve_in_the_run_view(
         assert "[a] approve" in shown(run_screen.query_one("#run-headline"))
         await pilot.press("a")
         await until(pilot, lambda: run_screen.run["status"] == "succeeded")
+        # The decision is shown on the run: what, where and who.
+        await until(pilot, lambda: "decided: approve step 2 by" in shown(
+            run_screen.query_one("#run-headline")))
         await until(pilot, lambda: any(e["text"] == "shipped line 200" for e in log.entries))
         # The view's tools: first error, search, timestamps, one step only.
         await pilot.press("e")

@@ -504,3 +504,43 @@ script = "echo after with $token"
     texts = [line["text"] for line in log_lines(workdeck, run_id)]
     assert "after with ********" in texts
     assert any("the server started again" in t for t in texts)
+
+
+def test_decisions_are_kept_on_the_run_and_decide_answers_with_what_followed(
+        workdeck, ssh_servers, client_key, tmp_path):
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, ROLLBACK.format(restart="echo broken; exit 3"))
+    run = launch(workdeck, "Restart with rollback", guided=True)
+    run_id = str(run["id"])
+    wait_run(workdeck, run["id"], lambda r: r["waiting"] and r["waiting"]["position"] == 2)
+    approved = workdeck.cli("runs", "decide", run_id, "approve", "--note", "LB shows it drained")
+    # The answer is the state that followed: the next step failed and waits again.
+    assert approved.code == 0
+    assert "approve recorded; now waiting: step 3 (Restart) failed" in approved.out \
+        or "approve recorded; now running: step 3 (Restart)" in approved.out, approved.out
+    wait_run(workdeck, run["id"], lambda r: r["waiting"] and r["waiting"]["position"] == 3)
+    retried = workdeck.cli("runs", "decide", run_id, "retry")
+    assert "retry recorded; now " in retried.out and "recorded; now waiting for" not in \
+        retried.out
+    wait_run(workdeck, run["id"], lambda r: r["waiting"] and r["waiting"]["position"] == 3
+             and r["steps"][2]["attempt"] == 2)
+    aborted = workdeck.cli("runs", "decide", run_id, "abort", "--note", "rolling back")
+    assert "abort recorded; now" in aborted.out
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    decisions = [(d["action"], d["position"], d["note"]) for d in done["decisions"]]
+    assert decisions == [("approve", 2, "LB shows it drained"), ("retry", 3, ""),
+                         ("abort", 3, "rolling back")]
+    assert all(d["actor"] and d["at"] for d in done["decisions"])
+    shown = workdeck.cli("runs", "show", run_id)
+    assert "decisions:" in shown.out and "LB shows it drained" in shown.out
+    assert "rolling back" in shown.out
+    # The last decision ended it: the answer said so.
+    finished = launch(workdeck, "Restart with rollback", guided=True)
+    wait_run(workdeck, finished["id"], lambda r: r["waiting"] and
+             r["waiting"]["position"] == 2)
+    workdeck.cli("runs", "decide", str(finished["id"]), "approve")
+    wait_run(workdeck, finished["id"], lambda r: r["waiting"] and
+             r["waiting"]["position"] == 3)
+    skipped = workdeck.cli("runs", "decide", str(finished["id"]), "skip")
+    assert "skip recorded; now running: step 4" in skipped.out or \
+        "skip recorded; now succeeded" in skipped.out, skipped.out

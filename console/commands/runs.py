@@ -284,6 +284,11 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
     output.table(["#", "STEP", "WORKER", "STATUS", "ATTEMPT", "REASON"],
                  [[s["position"], s["name"], s["worker"], s["status"], s["attempt"],
                    s["reason"]] for s in item["steps"]])
+    if item.get("decisions"):
+        output.say("\ndecisions:")
+        output.table(["AT", "BY", "DECIDED", "STEP", "NOTE"],
+                     [[display.ago(d["at"]), d["actor"], d["action"], d["position"] or "",
+                       d["note"]] for d in item["decisions"]])
     if item["waiting"]:
         actions = ", ".join(item["waiting"]["actions"])
         output.say(f"\nwaiting: {item['waiting']['prompt']}\n  workdeck runs decide "
@@ -326,4 +331,20 @@ def runs_decide(ctx: Context, run_id: int, action: str, note: str) -> None:
     """Answer a waiting run: continue/skip/abort, retry/skip/abort, approve/abort."""
     with ctx.client() as client:
         item = client.post(f"/api/runs/{run_id}/decide", {"action": action, "note": note})
-    output.say(f"run {run_id}: {action} recorded; now {item['status']}")
+    output.say(f"run {run_id}: {action} recorded; now {_where_it_is(item)}")
+
+
+def _where_it_is(run: dict[str, Any]) -> str:
+    """What a run is doing, in a few words: for the answer to a decision."""
+    if run["finished_at"]:
+        return run["status"] + (f" ({run['reason']})" if run["reason"] else "")
+    if run["waiting"]:
+        return f"waiting: {run['waiting']['prompt']}"
+    busy = [s for s in run["steps"] if s["status"] in ("running", "queued") and
+            (s["status"] == "running" or s["reason"])]
+    if busy:
+        step = busy[0]
+        workers = ", ".join(s["worker"] for s in busy if s["worker"])
+        return (f"{busy[0]['status']}: step {step['position']} ({step['name']})" +
+                (f" on {workers}" if workers else ""))
+    return run["status"]

@@ -15,7 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from console.client import ApiError
-from console.display import duration
+from console.display import ago, duration
 from console.screens.base import FleetScreen
 from console.screens.runs import confirm_cancel
 from console.state import plain, run_status_text, safe
@@ -27,6 +27,7 @@ TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a sear
 SLICE = 1000  # lines added to the view between two looks at the keyboard
 PAGE = 5000  # lines per event asked of the server: small events decode between two keys
 
+SHOWN_DECISIONS = 3  # the latest decisions in the headline; `runs show` lists them all
 DECISION_KEYS = {"continue": "c", "skip": "s", "retry": "r", "approve": "a", "abort": "A"}
 
 
@@ -184,6 +185,24 @@ class RunScreen(FleetScreen):
         if run["reason"]:
             headline.append("\n")
             headline.append_text(safe(run["reason"], 300))
+        decisions = run.get("decisions") or []
+        if decisions:
+            # The latest few, newest last: who decided what, when, and why.
+            headline.append("\n")
+            headline.append("decided: ", style="bright_black")
+            if len(decisions) > SHOWN_DECISIONS:
+                headline.append(f"({len(decisions) - SHOWN_DECISIONS} earlier) ",
+                                style="bright_black")
+            for index, decision in enumerate(decisions[-SHOWN_DECISIONS:]):
+                if index:
+                    headline.append(" · ", style="bright_black")
+                headline.append(decision["action"], style="bold")
+                where = f" step {decision['position']}" if decision["position"] else ""
+                headline.append(f"{where} by {plain(decision['actor'], 60)} "
+                                f"{ago(decision['at'])}", style="bright_black")
+                if decision["note"]:
+                    headline.append(": ")
+                    headline.append_text(safe(decision["note"], 120))
         if run["waiting"]:
             keys = "  ".join(f"[{DECISION_KEYS[a]}] {a}" for a in run["waiting"]["actions"])
             headline.append("\n")
