@@ -117,12 +117,25 @@ def step_command(marker: str, image: str | None = None) -> str:
 def script_text(script: str, variables: dict[str, str], work_dir: str) -> str:
     """Into the work folder, then the variables as quoted shell assignments (no value can
     break out), then the script. The folder comes first so that no name the wrapper uses
-    can clobber a runbook variable of the same name."""
-    lines = [f"__wd_dir={shlex.quote(work_dir)}; case \"$__wd_dir\" in /*) ;; "
+    can clobber a runbook variable of the same name.
+
+    All of that is one line, ending where the script's first line begins: the shell's
+    line numbers (in its error messages, in $LINENO) are then the script's own."""
+    parts = [f"__wd_dir={shlex.quote(work_dir)}; case \"$__wd_dir\" in /*) ;; "
              "*) __wd_dir=\"$HOME/$__wd_dir\" ;; esac",
              'mkdir -p "$__wd_dir" 2>/dev/null; cd "$__wd_dir" 2>/dev/null; unset __wd_dir']
-    lines += [f"{name}={shlex.quote(value)}" for name, value in variables.items()]
-    return "\n".join(lines) + "\n" + script + "\n"
+    newline = "__wd_nl"
+    while newline in variables:  # never a runbook variable's name
+        newline += "_"
+    multi_line = any("\n" in value for value in variables.values())
+    if multi_line:
+        # A newline without a newline in the text: the last one of $(...) is kept by "_".
+        parts.append(f"{newline}=$(printf '\\n_'); {newline}=${{{newline}%_}}")
+    parts += [f"{name}=" + shlex.quote(value).replace("\n", f"'\"${newline}\"'")
+              for name, value in variables.items()]
+    if multi_line:
+        parts.append(f"unset {newline}")
+    return "; ".join(parts) + "; " + script + "\n"
 
 
 async def run_step(transport: Transport, script: str, *, image: str | None,

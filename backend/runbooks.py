@@ -91,6 +91,8 @@ def _check_keys(table: dict[str, Any], allowed: set[str], source: str, where: st
 
 def parse_toml(text: str, source: str = "<runbook>") -> RunbookDef:
     """Parse and validate a runbook file; refuse it whole with where and what is wrong."""
+    # A byte order mark, as some Windows editors write, is not part of the runbook.
+    text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -161,6 +163,14 @@ def from_data(data: dict[str, Any], source: str = "<runbook>") -> RunbookDef:
     if not isinstance(raw_steps, list) or not raw_steps:
         raise _fail(source, "steps", "a runbook needs at least one [[steps]]")
     steps = [_step(raw, i, source) for i, raw in enumerate(raw_steps, 1)]
+    first: dict[str, int] = {}
+    for number, step in enumerate(steps, 1):
+        # Steps are told apart by name in the log, the console and decisions.
+        key = step.name.casefold()
+        if key in first:
+            raise _fail(source, f"steps[{number}].name", f"{step.name!r} is already the name "
+                        f"of steps[{first[key]}]; each step needs its own")
+        first[key] = number
     return RunbookDef(name=name, description=description, variables=variables, pools=pools,
                       steps=steps)
 
@@ -291,17 +301,24 @@ def to_toml(runbook: RunbookDef) -> str:
 
 def save(store: Store, runbook: RunbookDef, actor: str) -> dict[str, Any]:
     """Create or replace the runbook of this name."""
+    return save_all(store, [runbook], actor)[0]
+
+
+def save_all(store: Store, books: list[RunbookDef], actor: str) -> list[dict[str, Any]]:
+    """Create or replace these runbooks, all in one transaction: all or none."""
     with store.write() as session:
-        row = session.exec(select(RunbookRow).where(RunbookRow.name == runbook.name)).first()
-        action = "runbook.update" if row else "runbook.add"
-        if row is None:
-            row = RunbookRow(name=runbook.name, definition="")
-        row.description = runbook.description
-        row.definition = runbook.model_dump_json()
-        row.updated_at = utcnow()
-        session.add(row)
-        audit(session, actor, action, runbook.name, f"{len(runbook.steps)} steps")
-    return public(get(store, runbook.name))
+        for runbook in books:
+            row = session.exec(select(RunbookRow).where(RunbookRow.name == runbook.name)
+                               ).first()
+            action = "runbook.update" if row else "runbook.add"
+            if row is None:
+                row = RunbookRow(name=runbook.name, definition="")
+            row.description = runbook.description
+            row.definition = runbook.model_dump_json()
+            row.updated_at = utcnow()
+            session.add(row)
+            audit(session, actor, action, runbook.name, f"{len(runbook.steps)} steps")
+    return [public(get(store, runbook.name)) for runbook in books]
 
 
 def get(store: Store, name: str) -> RunbookDef:

@@ -152,13 +152,19 @@ class _Waiting:
 # ---------------------------------------------------------------- public shapes
 
 
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as lists carry it: without its steps and decisions (`GET /api/runs/ID` has
+    them), so that a list of runs stays small however long their runbooks are."""
+    return {key: value for key, value in run.items() if key not in ("steps", "decisions")}
+
+
 def run_public(run: Run, steps: list[RunStep], waiting: _Waiting | None = None,
                decisions: list[Decision] | None = None) -> dict[str, Any]:
     definition = json.loads(run.definition)
     shown = {} if decisions is None else {"decisions": [
         {"at": iso(d.at), "actor": d.actor, "action": d.action, "position": d.position,
          "note": d.note} for d in decisions]}
-    return {**shown,
+    return {**shown, "step_count": len(definition["steps"]),
         "id": run.id, "runbook": run.runbook, "environment": run.environment,
         "status": run.status, "reason": run.reason, "guided": run.guided,
         "step_through": run.step_through, "actor": run.actor,
@@ -218,12 +224,7 @@ class RunEngine:
             if status:
                 query = query.where(Run.status == status)
             runs = session.exec(query).all()
-            ids = [r.id for r in runs]
-            steps = session.exec(select(RunStep).where(RunStep.run_id.in_(ids))).all()
-        by_run: dict[int, list[RunStep]] = {}
-        for step in steps:
-            by_run.setdefault(step.run_id, []).append(step)
-        return [run_public(r, by_run.get(r.id, []), self._waits.get(r.id)) for r in runs]
+        return [run_summary(run_public(r, [], self._waits.get(r.id))) for r in runs]
 
     # -------------------------------------------------------- publishing (on the loop)
 
@@ -241,7 +242,7 @@ class RunEngine:
         if moved is not None:
             moved.set()
         if self._recent is not None:
-            self._recent[run_id] = current
+            self._recent[run_id] = run_summary(current)
             if len(self._recent) > RECENT_RUNS:
                 del self._recent[min(self._recent)]
         return current

@@ -294,7 +294,8 @@ async def test_launch_from_the_runbooks_view_and_approve_in_the_run_view(
     runs = workdeck.cli("runs", "list", "--json")
     import json
 
-    [run] = json.loads(runs.out)
+    [listed] = json.loads(runs.out)
+    run = json.loads(workdeck.cli("runs", "show", str(listed["id"]), "--json").out)
     assert run["status"] == "succeeded" and run["environment"] == "Production"
     assert "approved by" in run["steps"][1]["reason"]
 

@@ -544,3 +544,68 @@ def test_decisions_are_kept_on_the_run_and_decide_answers_with_what_followed(
     skipped = workdeck.cli("runs", "decide", str(finished["id"]), "skip")
     assert "skip recorded; now running: step 4" in skipped.out or \
         "skip recorded; now succeeded" in skipped.out, skipped.out
+
+
+def test_shell_errors_name_the_script_s_own_line(workdeck, ssh_servers, client_key,
+                                                  tmp_path):
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Line numbers"
+[variables]
+who = "ops"
+note = '''two
+lines'''
+[[steps]]
+name = "Err"
+pool = "Web Pool"
+script = '''
+echo "first at $LINENO"
+set -u
+echo "$undefined_variable"
+'''
+""")
+    run = launch(workdeck, "Line numbers")
+    wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    lines = log_lines(workdeck, run["id"])
+    texts = [line["text"] for line in lines]
+    # (TOML drops the newline right after the opening quotes: the echo is line 1.)
+    assert "first at 1" in texts
+    [error] = [line["text"] for line in lines if line["stream"] == "stderr"]
+    assert "line 3: undefined_variable" in error, error
+
+
+def test_runbook_files_small_refusals(workdeck, tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('name = "Good"\n[[steps]]\nname = "a"\nscript = "true"\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "Bad"\n[[steps]]\nname = "a"\nscrpt = "true"\n')
+    twin = tmp_path / "twin.toml"
+    twin.write_text('name = "Good"\n[[steps]]\nname = "b"\nscript = "true"\n')
+    # All or none: a bad file among good ones imports nothing.
+    result = workdeck.cli("runbook", "import", str(good), str(bad))
+    assert result.code == 1 and "bad.toml" in result.err and "Nothing was imported" in \
+        result.err
+    result = workdeck.cli("runbook", "import", str(good), str(twin))
+    assert result.code == 1 and "also defined by" in result.err
+    assert json.loads(workdeck.cli("runbook", "list", "--json").out) == []
+    assert workdeck.cli("runbook", "import", str(good)).code == 0
+    # A byte order mark is not part of the file.
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'name = "With BOM"\n[[steps]]\nname = "a"\n'
+                                      b'script = "true"\n')
+    result = workdeck.cli("runbook", "import", str(bom))
+    assert result.code == 0, result.err
+    with workdeck.client() as client:
+        saved = client.post("/api/runbooks", {"toml": "\ufeff" + bom.read_text(
+            encoding="utf-8-sig"), "source": "api"})
+    assert saved["name"] == "With BOM"
+    # Two steps of one name cannot be told apart: refused.
+    same = tmp_path / "same.toml"
+    same.write_text('name = "Same"\n[[steps]]\nname = "Drain"\nscript = "true"\n'
+                    '[[steps]]\nname = "drain"\nscript = "true"\n')
+    result = workdeck.cli("runbook", "import", str(same))
+    assert result.code == 1 and "steps[2].name" in result.err and "steps[1]" in result.err
+    # No such run: said plainly.
+    result = workdeck.cli("runs", "log", "9999")
+    assert result.code == 1 and "No run has the id 9999" in result.err
+    assert "broke off" not in result.err

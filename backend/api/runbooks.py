@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from backend import launch, runbooks
 from backend.api.deps import ActorDep, BackendDep
+from backend.errors import InvalidInput
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
 
@@ -37,6 +38,39 @@ async def import_runbook(body: RunbookUpload, backend: BackendDep,
     listed = await asyncio.to_thread(runbooks.list_all, backend.store)
     backend.bus.publish("runbook", definition.name,
                         next(b for b in listed if b["name"] == definition.name))
+    return saved
+
+
+class RunbookImport(BaseModel):
+    files: list[RunbookUpload]
+
+
+@router.post("/runbooks/import", status_code=201)
+async def import_runbooks(body: RunbookImport, backend: BackendDep,
+                          actor: ActorDep) -> list[dict[str, Any]]:
+    """Several runbook files at once: every one is checked first, then all are saved in
+    one transaction, or none when any is refused (each refusal is named)."""
+    if not body.files:
+        raise InvalidInput("Give at least one runbook file to import.")
+    definitions, refusals, sources = [], [], {}
+    for upload in body.files:
+        try:
+            definition = runbooks.parse_toml(upload.toml, upload.source)
+        except runbooks.RunbookError as exc:
+            refusals.append(str(exc))
+            continue
+        if definition.name in sources:
+            refusals.append(f"{upload.source}: name: runbook {definition.name!r} is also "
+                            f"defined by {sources[definition.name]}.")
+        sources[definition.name] = upload.source
+        definitions.append(definition)
+    if refusals:
+        raise InvalidInput(" ".join(refusals) + (" Nothing was imported." if
+                                                  len(body.files) > 1 else ""))
+    saved = await asyncio.to_thread(runbooks.save_all, backend.store, definitions, actor)
+    listed = {b["name"]: b for b in await asyncio.to_thread(runbooks.list_all, backend.store)}
+    for definition in definitions:
+        backend.bus.publish("runbook", definition.name, listed[definition.name])
     return saved
 
 

@@ -54,18 +54,22 @@ def runbook() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @pass_ctx
 def runbook_import(ctx: Context, files: tuple[str, ...]) -> None:
-    """Import runbook TOML files (a runbook of the same name is replaced)."""
-    texts = []
+    """Import runbook TOML files (a runbook of the same name is replaced).
+
+    Every file is checked before any is imported: all of them, or none."""
+    uploads = []
     for file in files:
         try:
-            texts.append((file, Path(file).read_text(encoding="utf-8")))
+            # utf-8-sig: a byte order mark, as some editors write, is not part of the file.
+            uploads.append({"toml": Path(file).read_text(encoding="utf-8-sig"),
+                            "source": file})
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"Cannot read {file}: {getattr(exc, 'strerror', None) or exc}.")
     with ctx.client() as client:
-        for file, text in texts:
-            saved = client.post("/api/runbooks", {"toml": text, "source": file})
-            output.say(f"Imported runbook {saved['name']!r} ({len(saved['steps'])} steps) "
-                       f"from {file}.")
+        saved = client.post("/api/runbooks/import", {"files": uploads})
+    for book, upload in zip(saved, uploads, strict=True):
+        output.say(f"Imported runbook {book['name']!r} ({len(book['steps'])} steps) "
+                   f"from {upload['source']}.")
 
 
 @runbook.command("export")
@@ -214,7 +218,11 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
                 elif event == "end":
                     final = data
             out.flush()
-        except (httpx.HTTPError, ApiError) as exc:
+        except ApiError as exc:
+            if exc.status_code:  # the server refused it (no such run): its own words
+                raise
+            fail(f"The log stream of run {run_id} broke off: {exc}", 4)
+        except httpx.HTTPError as exc:
             fail(f"The log stream of run {run_id} broke off: {exc}", 4)
         except BrokenPipeError:
             # `runs log ID | head`: the reader has what it wanted.

@@ -156,9 +156,15 @@ class RunScreen(FleetScreen):
         if changed is not None and key not in changed:
             return
         run = self.wapp.fleet.runs.get(key)
-        if run is not None:
-            self.run = run
-            self._show_run()
+        if run is None:
+            return
+        if "steps" not in run:
+            # A run as lists carry it (a snapshot): its steps are the ones shown already.
+            if self.run is None:
+                return
+            run = {**self.run, **run}
+        self.run = run
+        self._show_run()
 
     def _tick(self) -> None:
         if self.run and self.run["finished_at"] is None:
