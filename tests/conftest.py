@@ -268,3 +268,18 @@ def unprivileged_user() -> str:
     # sshd without PAM refuses an account whose password is locked ("!").
     subprocess.run(["usermod", "-p", "*", UNPRIVILEGED], check=True, capture_output=True)
     return UNPRIVILEGED
+
+
+@pytest.fixture
+def run_store(tmp_path):
+    """A real store holding run 1, for tests of a run's log without a server."""
+    import sqlite3
+
+    from backend.db import Store
+
+    store = Store(tmp_path / "runs.db")
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        conn.execute("INSERT INTO run (id, runbook, environment, definition, created_at) "
+                     "VALUES (1, 'r', 'e', '{}', '2026-01-01')")
+    yield store
+    store.close()

@@ -11,21 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from backend import logstore
-from backend.db import Store
 from backend.logstore import LogHub, RunLog, read
 from wire.logcodec import expand
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "log.db")
-    conn = sqlite3.connect(tmp_path / "log.db")
-    conn.execute("INSERT INTO run (id, runbook, environment, definition, created_at) "
-                 "VALUES (1, 'r', 'e', '{}', '2026-01-01')")
-    conn.commit()
-    conn.close()
-    yield store
-    store.close()
+def store(run_store):
+    return run_store
 
 
 def stored_texts(store):

@@ -8,7 +8,6 @@ import sqlite3
 import pytest
 from test_runs import import_runbook, launch, setup_fleet, wait_run
 
-from backend.db import Store
 from backend.logstore import MAX_LINE, LogHub, RunLog, read
 from wire.logcodec import expand
 
@@ -16,15 +15,8 @@ SECRET = "s3cr3t-Value"
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "masking.db")
-    conn = sqlite3.connect(tmp_path / "masking.db")
-    conn.execute("INSERT INTO run (id, runbook, environment, definition, created_at) "
-                 "VALUES (1, 'r', 'e', '{}', '2026-01-01')")
-    conn.commit()
-    conn.close()
-    yield store
-    store.close()
+def store(run_store):
+    return run_store
 
 
 async def logged(store, secrets, pieces, stream="stdout"):
