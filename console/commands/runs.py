@@ -299,7 +299,7 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
                        d["note"]] for d in item["decisions"]])
     if item["waiting"]:
         actions = ", ".join(item["waiting"]["actions"])
-        output.say(f"\nwaiting: {item['waiting']['prompt']}\n  workdeck runs decide "
+        output.say(f"\nwaiting: {item['waiting']['prompt']}\n  {ctx.command} runs decide "
                    f"{item['id']} ACTION   (ACTION: {actions})")
 
 
