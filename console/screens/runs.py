@@ -96,11 +96,17 @@ def confirm_cancel(screen: Any, run_id: int) -> None:
         screen.notify(f"Run {run_id} already {run['status']}.")
         return
 
+    # A run already cancelled once is running its cleanup steps: this cancel stops those.
+    cleaning = bool(run) and run["reason"].startswith("cancelled by")
+
     def decided(yes: bool | None) -> None:
         if yes:
             screen.wapp.call_api("Cancel run", "POST", f"/api/runs/{run_id}/cancel",
-                                 done=f"Run {run_id} cancelled.")
+                                 done=f"Run {run_id}: cancel sent.")
 
     screen.app.push_screen(ConfirmDialog(
-        f"Cancel run {run_id}?", "The running step's processes on the worker are killed.",
+        f"Cancel run {run_id}?",
+        "Its cleanup steps are stopped too; nothing more runs." if cleaning else
+        "The running step's processes on the worker are killed; the steps marked "
+        "'failure' or 'always' (the cleanup) still run. Cancel again to stop those too.",
         confirm="Cancel run"), decided)
