@@ -141,6 +141,10 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     app.save_screenshot("run-manual-step.svg", str(OUT))
     await pilot.press("a")
     await until(pilot, lambda: run_screen.run["finished_at"] is not None)
+    # The finished run: the decision on it, and the worker its "all" step left out.
+    await until(pilot, lambda: run_screen.run.get("decisions"))
+    await pilot.pause(0.8)
+    app.save_screenshot("run-finished.svg", str(OUT))
     await pilot.press("escape", "b")
     table = app.screen.query_one("#runbooks-table")
     table.move_cursor(row=table.get_row_index("Migrate database"))
