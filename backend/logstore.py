@@ -408,6 +408,27 @@ def read(store: Store, run_id: int, after: int = 0, limit: int = 50_000
             rows.close()
 
 
+def read_back(store: Store, run_id: int, before: int) -> list[dict[str, Any]]:
+    """Chunks of lines numbered before `before`, newest first, a bounded number of rows:
+    for reading a log backwards (a search for an earlier line)."""
+    with store.read() as session:
+        rows = session.connection().execute(
+            select(LogChunk.first_seq, LogChunk.last_seq, LogChunk.position, LogChunk.worker,
+                   LogChunk.stream, LogChunk.lines)
+            .where(LogChunk.run_id == run_id, LogChunk.first_seq < before)
+            .order_by(LogChunk.first_seq.desc()).limit(READ_ROWS)).all()
+    chunks = []
+    for row in rows:
+        lines, last = row.lines, row.last_seq
+        if last >= before:  # only the part before `before`
+            keep = before - row.first_seq
+            lines = "\n".join(lines.split("\n", keep)[:keep])
+            last = before - 1
+        chunks.append({"first_seq": row.first_seq, "last_seq": last, "step": row.position,
+                       "worker": row.worker, "stream": row.stream, "lines": lines})
+    return chunks
+
+
 def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
     # Rows are taken one at a time from the cursor: a chunk can be megabytes, and only
     # as many as the limit needs are ever in memory.

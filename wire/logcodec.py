@@ -16,6 +16,21 @@ from typing import Any
 MARKS = {"stdout": "", "stderr": "! ", "workdeck": "** "}  # what a line's stream looks like
 
 
+def is_error(line: dict[str, Any]) -> bool:
+    """A line that reads as an error: what `e` (first error) jumps to, shown in red."""
+    text = line["text"].lower()
+    return (line["stream"] == "stderr" and ("error" in text or "fatal" in text or
+                                            "fail" in text)) or text.startswith("error")
+
+
+def may_hold_error(chunk: dict[str, Any]) -> bool:
+    """False when no line of the chunk can be an error (most chunks: one scan, no split)."""
+    lines = chunk["lines"].lower()
+    if chunk["stream"] == "stderr":
+        return "error" in lines or "fatal" in lines or "fail" in lines
+    return "error" in lines
+
+
 def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 0,
            at: float = 0.0) -> list[dict[str, Any]]:
     """A chunk's lines as {seq, at, step, worker, stream, text}; or only `parts`, its

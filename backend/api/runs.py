@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import launch, logstore, runs
+from backend import launch, logsearch, logstore, runs
 from backend.api.deps import ActorDep, BackendDep
+from backend.errors import InvalidInput
 from backend.models import FINISHED
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -53,10 +54,27 @@ async def decide(run_id: int, body: runs.DecisionRequest, backend: BackendDep,
     return await backend.runs.decide(run_id, body, actor)
 
 
+@router.get("/{run_id}/log/find")
+async def find_in_log(run_id: int, backend: BackendDep, text: str = "", errors: bool = False,
+                      after: int = 0, before: int | None = None,
+                      step: int | None = None) -> dict[str, Any]:
+    """The first line after `after` (or the last before `before`) holding `text` (any
+    case), or reading as an error with `errors=true`; of step `step` only when given.
+    `{"line": {seq, at, step, worker, stream, text}}`, or `{"line": null}`."""
+    await asyncio.to_thread(backend.runs.get, run_id)  # 404 for an unknown run
+    if not errors and not text:
+        raise InvalidInput("Say what to find: text=... or errors=true.")
+    line = await asyncio.to_thread(logsearch.find_line, backend.store, run_id, text=text,
+                                   errors=errors, after=max(after, 0), before=before,
+                                   step=step)
+    return {"line": line}
+
+
 @router.get("/{run_id}/log")
 async def run_log(run_id: int, request: Request, backend: BackendDep, after: int = 0,
                   follow: bool = False, tail: int | None = None,
-                  page: int = PAGE, keep: int | None = None) -> StreamingResponse:
+                  page: int = PAGE, keep: int | None = None,
+                  limit: int | None = None) -> StreamingResponse:
     """Server-Sent Events: `chunks` (see logstore.read), oldest first, then `end`.
 
     While following, `waiting` says when the run starts waiting for a decision
@@ -70,7 +88,8 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
     ({after, to}: the lines numbered after `after` up to `to` were left out) instead of
     being sent lines it would drop unseen.
 
-    `after` resumes after a line number; `tail` starts that many lines before the end.
+    `after` resumes after a line number; `tail` starts that many lines before the end;
+    `limit` ends the stream after that many lines (a reader paging through a window).
     """
     await asyncio.to_thread(backend.runs.get, run_id)  # 404 for an unknown run
     page = min(max(page, 1), PAGE)
@@ -80,16 +99,26 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
 
     async def stream() -> AsyncIterator[bytes]:
         seen = after
+        left = limit  # lines still wanted, when limited
         told: dict[str, Any] | None = None  # the wait last said to this follower
         while True:
             newest = backend.hub.newest(run_id)
             if keep is not None and newest - seen > keep:
                 yield _sse("skipped", {"after": seen, "to": newest - keep})
                 seen = newest - keep
-            chunks = backend.hub.latest_after(run_id, seen, page)
+            if left is not None and left <= 0:
+                run = await asyncio.to_thread(backend.runs.get, run_id)
+                yield _sse("end", {"status": run["status"], "reason": run["reason"],
+                                   "following": False})
+                return
+            want = page if left is None else min(page, left)
+            chunks = backend.hub.latest_after(run_id, seen, want)
             if chunks is None:
                 chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
-                                                 page)
+                                                 want)
+            if chunks and left is not None:
+                chunks = _at_most(chunks, left)
+                left -= chunks[-1]["last_seq"] - seen
             if chunks:
                 seen = chunks[-1]["last_seq"]
                 # Encoding megabytes of log is done off the loop, which serves everyone.
@@ -121,6 +150,22 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})
+
+
+def _at_most(chunks: list[dict[str, Any]], lines: int) -> list[dict[str, Any]]:
+    """The first `lines` lines of these chunks (memory's batches come whole)."""
+    taken: list[dict[str, Any]] = []
+    for chunk in chunks:
+        count = chunk["last_seq"] - chunk["first_seq"] + 1
+        if count > lines:
+            chunk = {**chunk, "last_seq": chunk["first_seq"] + lines - 1,
+                     "lines": "\n".join(chunk["lines"].split("\n", lines)[:lines])}
+            count = lines
+        taken.append(chunk)
+        lines -= count
+        if lines <= 0:
+            break
+    return taken
 
 
 def _sse(event: str, data: Any) -> bytes:

@@ -18,15 +18,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from console.state import plain
+from wire.logcodec import is_error
 
 MAX_LINES = 50_000  # kept in the console; the server keeps every line
 STRIP_CACHE = 512
-
-
-def is_error(line: dict[str, Any]) -> bool:
-    text = line["text"].lower()
-    return (line["stream"] == "stderr" and ("error" in text or "fatal" in text or
-                                            "fail" in text)) or text.startswith("error")
 
 
 class LogView(ScrollView, can_focus=True):
