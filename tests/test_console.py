@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from textual import events
@@ -382,3 +383,62 @@ async def test_write_a_runbook_in_the_editor_then_edit_it(workdeck, tmp_path):
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "saved" in shown(editor.query_one("#editor-status")))
     assert "purging $region now" in workdeck.cli("runbook", "export", "Flush caches").out
+
+
+async def test_the_editor_never_overwrites_another_runbook_and_d_removes_one(
+        workdeck, tmp_path):
+    from textual.widgets import Input
+
+    from console.screens.editor import RunbookEditor
+    from console.screens.modals import ConfirmDialog
+
+    path = tmp_path / "two.toml"
+    path.write_text('name = "Two steps"\n[variables]\nwho = "ops"\n[[steps]]\nname = "a"\n'
+                    'script = "echo $who"\n[[steps]]\nname = "b"\nscript = "true"\n')
+    assert workdeck.cli("runbook", "import", str(path)).code == 0
+    original = workdeck.cli("runbook", "export", "Two steps").out
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        # A new runbook under a taken name is refused, the other one untouched.
+        await pilot.press("b", "n")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        editor = app.screen
+        editor.query_one("#edit-name", Input).value = "Two steps"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "already exists" in shown(
+            editor.query_one("#editor-status")))
+        assert workdeck.cli("runbook", "export", "Two steps").out == original
+        app.pop_screen()
+        await pilot.pause(0.2)
+        # Renaming one saves a copy: the old one stays.
+        table = app.screen.query_one("#runbooks-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        editor = app.screen
+        await until(pilot, lambda: editor.query_one("#edit-name", Input).value)
+        editor.query_one("#edit-name", Input).value = "Two steps, renamed"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "saved" in shown(editor.query_one("#editor-status")))
+        app.pop_screen()
+        await until(pilot, lambda: table.row_count == 2)
+        assert workdeck.cli("runbook", "export", "Two steps").out == original
+        # d removes the selected one, after asking (n keeps it).
+        table.focus()
+        table.move_cursor(row=table.get_row_index("Two steps, renamed"))
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert table.row_count == 2
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(pilot, lambda: table.row_count == 1)
+    listed = [b["name"] for b in json.loads(workdeck.cli("runbook", "list", "--json").out)]
+    assert listed == ["Two steps"]
+    assert workdeck.cli("runbook", "remove", "Two steps").code == 0
+    gone = workdeck.cli("runbook", "remove", "Two steps")
+    assert gone.code == 1 and "No runbook is named" in gone.err

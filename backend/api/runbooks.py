@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from backend import launch, runbooks
 from backend.api.deps import ActorDep, BackendDep
-from backend.errors import InvalidInput
+from backend.errors import Conflict, InvalidInput
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
 
@@ -19,6 +19,9 @@ router = APIRouter(prefix="/api", tags=["runbooks"])
 class RunbookUpload(BaseModel):
     toml: str
     source: str = "<runbook>"
+    # The runbook an editor opened ("" for a new one): saving under any other name that
+    # is taken is refused, never a silent overwrite. None (an import): same name replaces.
+    replaces: str | None = None
 
 
 class EnvironmentCreate(BaseModel):
@@ -34,6 +37,12 @@ async def list_runbooks(backend: BackendDep) -> list[dict[str, Any]]:
 async def import_runbook(body: RunbookUpload, backend: BackendDep,
                          actor: ActorDep) -> dict[str, Any]:
     definition = runbooks.parse_toml(body.toml, body.source)
+    if body.replaces is not None and definition.name != body.replaces and \
+            definition.name in {b["name"] for b in await asyncio.to_thread(
+                runbooks.list_all, backend.store)}:
+        kept = f" ({body.replaces!r} stays as it was)" if body.replaces else ""
+        raise Conflict(f"A runbook named {definition.name!r} already exists: give this one "
+                       f"another name{kept}, or edit that one.")
     saved = await asyncio.to_thread(runbooks.save, backend.store, definition, actor)
     listed = await asyncio.to_thread(runbooks.list_all, backend.store)
     backend.bus.publish("runbook", definition.name,

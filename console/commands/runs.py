@@ -82,6 +82,16 @@ def runbook_export(ctx: Context, name: str) -> None:
     click.echo(response, nl=False)  # TOML with every invisible character escaped
 
 
+@runbook.command("remove")
+@click.argument("name")
+@pass_ctx
+def runbook_remove(ctx: Context, name: str) -> None:
+    """Remove a runbook (past runs keep their own copy of it)."""
+    with ctx.client() as client:
+        client.delete(f"/api/runbooks/{quote_name(name)}")
+    output.say(f"Removed runbook {name}.")
+
+
 @runbook.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx

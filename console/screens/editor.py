@@ -249,14 +249,17 @@ class RunbookEditor(Screen[None]):
         status = self.query_one("#editor-status", Static)
         try:
             saved = await self.app.api.request(  # type: ignore[attr-defined]
-                "POST", "/api/runbooks", json={"toml": text, "source": "the editor"})
+                "POST", "/api/runbooks", json={"toml": text, "source": "the editor",
+                                               "replaces": self.runbook_name or ""})
         except ApiError as exc:
             status.update(Text(str(exc), style="bold red"))
             return
-        self.runbook_name = saved["name"]
+        before, self.runbook_name = self.runbook_name, saved["name"]
         self._saved_state = self._state()
         status.update(Text.assemble(("saved ", "green"), safe(saved["name"])))
-        self.notify(plain(f"Saved runbook {saved['name']}."), markup=False)
+        copy = f" as a copy: {before} is kept (d in Runbooks removes it)" \
+            if before and before != saved["name"] else ""
+        self.notify(plain(f"Saved runbook {saved['name']}{copy}."), markup=False)
 
     def _state(self) -> str:
         self._keep_step()

@@ -27,6 +27,7 @@ class RunbooksScreen(FleetScreen):
         Binding("enter", "launch", "Run", show=False),
         Binding("e", "edit", "Edit", id="edit"),
         Binding("n", "new", "New runbook", id="new"),
+        Binding("d", "remove", "Remove", id="remove"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -90,6 +91,23 @@ class RunbooksScreen(FleetScreen):
         from console.screens.editor import RunbookEditor
 
         self.app.push_screen(RunbookEditor())
+
+    def action_remove(self) -> None:
+        from console.screens.modals import ConfirmDialog
+
+        name = self.table.selected_key
+        if not name:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.wapp.call_api("Remove runbook", "DELETE", f"/api/runbooks/{quoted(name)}",
+                                   done=f"Removed runbook {name}.")
+
+        self.app.push_screen(ConfirmDialog(
+            f"Remove runbook {name}?", "Its past runs keep their own copy of it; "
+            "`workdeck runbook export` first keeps a file of it.", confirm="Remove"),
+            answered)
 
     def action_launch(self) -> None:
         from console.screens.launch import LaunchDialog
