@@ -279,11 +279,11 @@ async def test_launch_from_the_runbooks_view_and_approve_in_the_run_view(
         await until(pilot, lambda: any(e["text"] == "shipped line 200" for e in log.entries))
         # The view's tools: first error, search, timestamps, one step only.
         await pilot.press("e")
-        assert not log.following
+        await until(pilot, lambda: not log.following and log.marked is not None)
         await pilot.press("f")
         assert log.following
         await pilot.press("slash", *"line 150", "enter")
-        assert run_screen._match_seq is not None
+        await until(pilot, lambda: run_screen._match_seq is not None)
         await pilot.press("t")
         assert not log.timestamps
         steps = run_screen.query_one("#steps-table", LiveTable)

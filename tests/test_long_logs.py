@@ -63,3 +63,107 @@ def test_the_server_finds_in_the_whole_log_and_serves_any_window(workdeck, long_
 
         with pytest.raises(ApiError, match="Say what to find"):
             client.get(f"/api/runs/{long_run}/log/find")
+
+
+async def open_run(app, pilot, run_id):
+    from test_console import until
+
+    from console.screens.run import RunScreen
+
+    await until(pilot, lambda: app.fleet_loaded)
+    screen = RunScreen(run_id)
+    app.push_screen(screen)
+    await until(pilot, lambda: screen.is_mounted and screen.log_view.entries)
+    return screen
+
+
+async def test_the_run_view_reaches_every_line_of_a_long_log(workdeck, long_run):
+    from test_console import SIZE, until
+
+    from console.app import WorkdeckApp
+
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(app, pilot, long_run)
+        view = screen.log_view
+        # Reopened, it lands at the end, and says how much comes before what it loaded.
+        await until(pilot, lambda: view.last_seq >= LINES + 3)
+        await until(pilot, lambda: view.scroll_y >= view.max_scroll_y > 0)
+        assert view.following and view.first_seq > 1
+        assert "earlier lines: scroll up or Home" in "".join(
+            segment.text for segment in view.render_line(0 - int(view.scroll_y)))
+        # e: the first error of the whole log, not of what was loaded.
+        await pilot.press("e")
+        await until(pilot, lambda: view.marked == 10 and view.holds(10))
+        assert not view.following
+        # Search goes through the whole log, forwards and back.
+        await pilot.press("slash", *"boom at 150001", "enter")
+        try:
+            await until(pilot, lambda: view.marked == 150_002 and view.holds(150_002))
+        except AssertionError:
+            print("DEBUG", view.marked, view.first_seq, view.last_seq, screen._match_seq,
+                  [n.message for n in app._notifications], app.focused,
+                  screen.query_one("#log-search").value)
+            raise
+        await pilot.press("N")  # before 150,002: nothing holds that text, it goes round
+        await pilot.pause(0.5)
+        assert view.marked == 150_002
+        # Home: the log's first line.
+        view.focus()
+        await pilot.press("home")
+        await until(pilot, lambda: view.first_seq == 1)
+        assert view.entries[0]["seq"] == 1
+        # From a window in the middle, scrolling up to its top brings the lines before.
+        screen.load_around(100_000)
+        await until(pilot, lambda: view.holds(100_000) and view.first_seq > 1)
+        before = view.first_seq
+        view.scroll_to(y=0, animate=False, immediate=True)
+        await until(pilot, lambda: view.first_seq < before)
+        assert [e["seq"] for e in list(view.entries)[:3]] == [view.first_seq + i
+                                                              for i in range(3)]
+        # End: back to the live end (the run is over: its last line).
+        await pilot.press("end")
+        await until(pilot, lambda: view.following and view.last_seq >= LINES + 3)
+        # Wrap is a way of showing, not a scroll: following goes on.
+        await pilot.press("w")
+        await pilot.pause(0.6)
+        assert view.wrap and view.following and view.scroll_y >= view.max_scroll_y
+        await pilot.press("w")
+        await pilot.pause(0.6)
+        assert not view.wrap and view.following
+
+
+async def test_a_paused_view_does_not_move_while_lines_arrive(workdeck, ssh_servers,
+                                                              client_key, tmp_path,
+                                                              monkeypatch):
+    from test_console import SIZE, until
+
+    from console.app import WorkdeckApp
+    from console.widgets import log_view
+
+    monkeypatch.setattr(log_view, "MAX_LINES", 3000)  # the window fills up quickly
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Trickle"
+[[steps]]
+name = "Print"
+pool = "Web Pool"
+script = "seq 1 2500; i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sleep 0.01; done"
+""")
+    run = launch(workdeck, "Trickle")
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(app, pilot, run["id"])
+        view = screen.log_view
+        await until(pilot, lambda: view.last_seq > 2600)
+        view.focus()
+        await pilot.press("pageup", "pageup")
+        await until(pilot, lambda: not view.following)
+        top = view.top_seq()
+        shown = [view.render_line(y).text for y in range(5)]
+        await until(pilot, lambda: view.pending > 100 and not view.attached, timeout=30)
+        assert view.top_seq() == top  # the text under the reader stays where it was
+        assert [view.render_line(y).text for y in range(5)] == shown
+        await pilot.press("f")
+        await until(pilot, lambda: view.following and view.pending == 0)
+    wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=60)

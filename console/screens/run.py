@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +23,8 @@ from console.widgets.log_view import MAX_LINES, LogView
 from wire.logcodec import expand, stamp_before
 
 TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
+BACK_PAGE = 5000  # earlier lines brought in when the reader reaches the window's top
+AROUND = 5000  # lines loaded around a match or an error outside the window
 SLICE = 1000  # lines added to the view between two looks at the keyboard
 PAGE = 5000  # lines per event asked of the server: small events decode between two keys
 
@@ -37,7 +38,7 @@ class RunScreen(FleetScreen):
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
-        Binding("f,end", "follow", "Follow", id="follow"),
+        Binding("f", "follow", "Follow", id="follow"),
         Binding("t", "timestamps", "Timestamps", id="timestamps"),
         Binding("w", "wrap", "Wrap", id="wrap"),
         Binding("slash", "search", "Search", id="search"),
@@ -124,6 +125,12 @@ class RunScreen(FleetScreen):
     async def _add_chunks(self, chunks: list[dict[str, Any]]) -> None:
         """Take a batch in slices, letting keys through in between; of a flood larger than
         the view keeps, only the part it would keep is unpacked."""
+        view = self.log_view
+        if not view.attached:  # the reader is elsewhere in the log: only counted
+            view.newest = max(view.newest, chunks[-1]["last_seq"])
+            view.pending += sum(c["last_seq"] - c["first_seq"] + 1 for c in chunks)
+            view.refresh()
+            return
         budget = MAX_LINES
         for chunk in reversed(chunks):
             chunk["keep"] = min(budget, chunk["last_seq"] - chunk["first_seq"] + 1)
@@ -142,13 +149,72 @@ class RunScreen(FleetScreen):
                 await asyncio.sleep(0)
 
     def _add_gap(self, skipped: dict[str, int]) -> None:
-        # Shown as a line of the log, numbered as the last line it stands for.
-        count = skipped["to"] - skipped["after"]
-        self.log_view.add_lines([{
-            "seq": skipped["to"], "at": time.time(), "step": 0, "worker": "",
-            "stream": "workdeck",
-            "text": f"⋯ {count:,} lines not shown here, to keep up with the output "
-                    f"(`workdeck runs log {self.run_id}` prints every line)"}])
+        # The server moved this follower on past lines the window could not hold: they
+        # are the window's earlier lines now, a scroll up or Home away.
+        view = self.log_view
+        view.newest = max(view.newest, skipped["to"])
+        view.replace([], attached=True)
+
+    async def _window(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Lines after line `after`, `limit` at most, from the server."""
+        lines: list[dict[str, Any]] = []
+        async for event, data in self.wapp.api.stream_events(
+                f"/api/runs/{self.run_id}/log",
+                {"after": str(after), "limit": str(limit), "page": str(PAGE)}):
+            if event == "chunks":
+                for chunk in data:
+                    lines += await asyncio.to_thread(expand, chunk)
+        return lines
+
+    def on_log_view_need_older(self, _message: LogView.NeedOlder) -> None:
+        self.load_older()
+
+    def on_log_view_need_live_end(self, _message: LogView.NeedLiveEnd) -> None:
+        self.action_live_end()
+
+    def on_log_view_need_first_page(self, _message: LogView.NeedFirstPage) -> None:
+        self.load_around(1, top=True)
+
+    @work(exclusive=True, group="run-log-older", exit_on_error=False)
+    async def load_older(self) -> None:
+        view = self.log_view
+        first = view.first_seq
+        if first <= 1 or view.loading:
+            return
+        view.loading = True
+        try:
+            after = max(0, first - 1 - BACK_PAGE)
+            view.prepend(await self._window(after, first - 1 - after))
+        except ApiError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+        finally:
+            view.loading = False
+        self._show_log_status()
+
+    @work(exclusive=True, group="run-log-page", exit_on_error=False)
+    async def load_around(self, seq: int, top: bool = False) -> None:
+        """Show line `seq`, loading a window around it when it is not in the one shown."""
+        view = self.log_view
+        # Loading until the line is shown: reaching the new window's top on the way
+        # there is not the reader asking for earlier lines.
+        view.loading = True
+        try:
+            if not view.holds(seq):
+                after = 0 if top else max(0, seq - 1 - AROUND // 2)
+                lines = await self._window(after, AROUND)
+                view.following = False
+                view.replace(lines, attached=bool(lines) and lines[-1]["seq"] >= view.newest
+                             and self.run is not None and self.run["finished_at"] is not None)
+            view.following = False
+            if top:
+                view.scroll_home(animate=False)
+            else:
+                view.jump_to(seq)
+        except ApiError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+        finally:
+            self.call_after_refresh(setattr, view, "loading", False)
+        self._show_log_status()
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
@@ -242,8 +308,6 @@ class RunScreen(FleetScreen):
             parts.append((f"  log complete: run {ended['status']}", "bright_black"))
         self.query_one("#log-status", Static).update(Text.assemble(*parts))
 
-    # -------------------------------------------------------- actions
-
     def action_back(self) -> None:
         search = self.query_one("#log-search", Input)
         if search.has_focus:
@@ -253,7 +317,22 @@ class RunScreen(FleetScreen):
         self.app.pop_screen()
 
     def action_follow(self) -> None:
-        self.log_view.following = not self.log_view.following or self.log_view.pending > 0
+        view = self.log_view
+        if view.following and not view.pending:
+            view.following = False
+        else:
+            self.action_live_end()
+
+    def action_live_end(self) -> None:
+        """The end of the log, following it; from elsewhere in a long log, the live end
+        is loaded again."""
+        view = self.log_view
+        if view.attached:
+            view.following = True
+            return
+        view.following = True
+        view.replace([], attached=True)
+        self.follow_log()
 
     def action_timestamps(self) -> None:
         self.log_view.timestamps = not self.log_view.timestamps
@@ -278,15 +357,53 @@ class RunScreen(FleetScreen):
 
     def _find(self, backwards: bool) -> None:
         needle = self.query_one("#log-search", Input).value
-        if not needle:
+        if needle:
+            self.find_in_log(needle, backwards)
+
+    @work(exclusive=True, group="run-log-find", exit_on_error=False)
+    async def find_in_log(self, needle: str, backwards: bool = False,
+                          errors: bool = False) -> None:
+        """Ask the server, which has the whole log: from the last match (or the top of
+        what is shown) on, or back; the first error of all with `errors`."""
+        view = self.log_view
+        params: dict[str, str] = {"errors": "true"} if errors else {"text": needle}
+        if view.only_step is not None:
+            params["step"] = str(view.only_step)
+        if not errors:
+            here = self._match_seq if self._match_seq is not None else \
+                (view.top_seq() or view.first_seq)
+            if backwards:
+                params["before"] = str(here)
+            else:
+                params["after"] = str(here if self._match_seq is not None else here - 1)
+        try:
+            found = (await self.wapp.api.get(f"/api/runs/{self.run_id}/log/find",
+                                             params=params))["line"]
+            went_from_start = params.get("after") == "0"
+            if found is None and not errors and not went_from_start:
+                # Nothing further that way: go round from the other end, as `less` does.
+                params.pop("after", None)
+                if params.pop("before", None) is not None:
+                    params["before"] = str(view.newest + 1)
+                found = (await self.wapp.api.get(f"/api/runs/{self.run_id}/log/find",
+                                                 params=params))["line"]
+                if found is not None:
+                    self.notify("The search went round from the " +
+                                ("end." if backwards else "top."))
+        except ApiError as exc:
+            self.notify(str(exc), severity="error", markup=False)
             return
-        found = self.log_view.find(needle, self._match_seq, backwards)
         if found is None:
-            self.notify(plain(f"No {'earlier' if backwards else 'later'} line has {needle!r}."),
-                        markup=False)
+            self.notify(plain("No error line in the log." if errors else
+                              f"No {'earlier' if backwards else 'later'} line has "
+                              f"{needle!r}."), markup=False)
             return
         self._match_seq = found["seq"]
-        self.log_view.jump_to(found["seq"])
+        view.marked = found["seq"]
+        self.load_around(found["seq"])
+        if errors:
+            self.notify(plain(f"Line {found['seq']:,}, step {found['step']}: "
+                              f"{found['text']}", 160), markup=False)
 
     def action_next_match(self) -> None:
         self._find(backwards=False)
@@ -295,12 +412,7 @@ class RunScreen(FleetScreen):
         self._find(backwards=True)
 
     def action_first_error(self) -> None:
-        found = self.log_view.first_error()
-        if found is None:
-            self.notify("No error line in the log shown.")
-            return
-        self.log_view.jump_to(found["seq"])
-        self.notify(plain(f"Step {found['step']}: {found['text']}", 120), markup=False)
+        self.find_in_log("", errors=True)
 
     def on_live_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
         self.action_only_step()

@@ -1,7 +1,14 @@
-"""A run's log: one section per step, follow mode, toggles, search; bounded in memory.
+"""A run's log: one section per step, follow mode, toggles; a window over the whole log.
 
 Only the lines on screen are rendered (a virtual scroll view, as Toolong does), so a
 flood of output costs the console an append per line, not a layout of the whole log.
+
+The view holds a window of at most MAX_LINES consecutive lines of the log. Lines before
+it are said to be there by a line at the top, and brought in a page at a time when the
+reader reaches the top (the screen asks the server: `NeedOlder`); `Home` asks for the
+log's first page. While the window ends at the live end ("attached"), new lines join it;
+a paused reader's window never drops lines under them: it stops growing instead, a line
+at the bottom counts what came since, and `End`/`f` goes back to the live end.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from typing import Any
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -31,33 +40,107 @@ class LogView(ScrollView, can_focus=True):
     LogView { background: $surface; }
     """
 
+    BINDINGS = [
+        Binding("home", "first_page", "First line", show=False),
+        Binding("end", "live_end", "Live end", show=False),
+    ]
+
     following: reactive[bool] = reactive(True)
-    pending: reactive[int] = reactive(0)  # lines arrived while not following
+    pending: reactive[int] = reactive(0)  # lines arrived below what is shown
+
+    class NeedOlder(Message):
+        """The reader reached the top of the window and earlier lines exist."""
+
+    class NeedFirstPage(Message):
+        """The reader asked for the log's first line (Home) and it is not loaded."""
+
+    class NeedLiveEnd(Message):
+        """The reader asked for the live end (End) and the window is elsewhere."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.entries: deque[dict[str, Any]] = deque(maxlen=MAX_LINES)
+        self.entries: deque[dict[str, Any]] = deque()
+        self.attached = True  # the window ends at the live end: new lines join it
+        self.newest = 0  # the newest line number known, shown or not
+        self.loading = False  # a page is being fetched (set by the screen)
         self.timestamps = True
         self.wrap = False
         self.only_step: int | None = None
         self._rows: deque[tuple[dict[str, Any] | None, Text | None, int]] = deque()
         self._last_section: tuple[int, str] | None = None
         self._widest = 0
-        self._strips: OrderedDict[tuple[int, int, int, bool], Strip] = OrderedDict()
-        self._user_scrolled = False
+        self._strips: OrderedDict[tuple[int, int, int, bool, bool], Strip] = OrderedDict()
+        self._moving = 0  # > 0 while the view scrolls itself: that is not the reader
+        self.marked: int | None = None  # the line a search or "first error" found
+        self._end_due = False  # a move to the end is scheduled after the next refresh
 
-    # -------------------------------------------------------- writing
+    # -------------------------------------------------------- the window
+
+    @property
+    def first_seq(self) -> int:
+        """The first line number in the window (1 when the window starts the log)."""
+        return self.entries[0]["seq"] if self.entries else self.newest + 1
+
+    @property
+    def last_seq(self) -> int:
+        return self.entries[-1]["seq"] if self.entries else self.newest
+
+    @property
+    def _top(self) -> int:  # 1 when a row at the top says lines come before
+        return 1 if self.first_seq > 1 else 0
+
+    @property
+    def _bottom(self) -> int:  # 1 when a row at the bottom says newer lines exist
+        return 1 if not self.attached and self.newest > self.last_seq else 0
 
     def add_lines(self, lines: list[dict[str, Any]]) -> None:
+        """Lines from the live stream, in order."""
+        if not lines:
+            return
+        self.newest = max(self.newest, lines[-1]["seq"])
+        if not self.attached:
+            self.pending += len(lines)
+            self._resize()
+            return
+        if not self.following and len(self.entries) + len(lines) > MAX_LINES:
+            # Dropping the oldest lines would move the text under a paused reader: the
+            # window stops here instead, and says how many lines came since.
+            self.attached = False
+            self.pending += len(lines)
+            self._resize()
+            return
         for line in lines:
-            if len(self.entries) == self.entries.maxlen:
+            if len(self.entries) >= MAX_LINES:
                 self._drop_oldest()
             self.entries.append(line)
             if self.only_step is None or line["step"] == self.only_step:
                 self._add_rows(line)
-        if not self.following and lines:
+        if not self.following:
             self.pending += len(lines)
         self._resize()
+
+    def prepend(self, lines: list[dict[str, Any]]) -> None:
+        """Earlier lines, the ones right before the window; the reader's place stays."""
+        if not lines:
+            return
+        anchor = self.top_seq()
+        self.entries.extendleft(reversed(lines))
+        while len(self.entries) > MAX_LINES:
+            self.entries.pop()
+            self.attached = False
+        self.rerender(keep=anchor)
+
+    def replace(self, lines: list[dict[str, Any]], *, attached: bool) -> None:
+        """A new window (the first page, the lines around a match, the live end)."""
+        self.entries = deque(lines)
+        self.attached = attached
+        if lines:
+            self.newest = max(self.newest, lines[-1]["seq"])
+        self.pending = 0 if attached else max(0, self.newest - self.last_seq)
+        self.rerender()
+
+    def holds(self, seq: int) -> bool:
+        return bool(self.entries) and self.first_seq <= seq <= self.last_seq
 
     def _drop_oldest(self) -> None:
         oldest = self.entries.popleft()
@@ -83,11 +166,23 @@ class LogView(ScrollView, can_focus=True):
 
     def _resize(self) -> None:
         width = self.size.width if self.wrap else self._widest
-        self.virtual_size = Size(width, len(self._rows))
+        self.virtual_size = Size(width, len(self._rows) + self._top + self._bottom)
         if self.following:
-            self.scroll_to(y=max(0, len(self._rows) - self.size.height), animate=False,
-                           immediate=True)
+            self._scroll_myself(max(0, self.virtual_size.height - self.size.height))
+            if not self._end_due:
+                # The new size is known to the scrollbars only after the next refresh:
+                # go to the end again then (once, however many lines came meanwhile).
+                self._end_due = True
+                self.call_after_refresh(self._to_end)
         self.refresh()
+
+    def _scroll_myself(self, y: float) -> None:
+        self._moving += 1
+        try:
+            # force: before the first layout shows the scrollbar, scrolling is refused.
+            self.scroll_to(y=y, animate=False, immediate=True, force=True)
+        finally:
+            self._moving -= 1
 
     def render_entry(self, line: dict[str, Any]) -> Text:
         text = Text(no_wrap=True, end="")
@@ -103,7 +198,9 @@ class LogView(ScrollView, can_focus=True):
             text.append(line["text"])
         return text
 
-    def rerender(self) -> None:
+    def rerender(self, keep: int | None = None) -> None:
+        """Lay the rows out again (a toggle, a new window); `keep`: the line number to
+        keep at the top of the screen, where the reader was."""
         self._rows.clear()
         self._strips.clear()
         self._last_section = None
@@ -112,24 +209,69 @@ class LogView(ScrollView, can_focus=True):
             if self.only_step is None or line["step"] == self.only_step:
                 self._add_rows(line)
         self._resize()
+        if keep is not None and not self.following:
+            index = self._row_of(keep)
+            if index is not None:
+                self._scroll_myself(index)
+        elif self.following:
+            self.call_after_refresh(self._to_end)
+
+    def _to_end(self) -> None:
+        self._end_due = False
+        if self.following:
+            self._scroll_myself(self.max_scroll_y)
 
     def on_resize(self) -> None:
         if self.wrap:
-            self.rerender()
+            self.rerender(keep=self.top_seq())
+        elif self.following:
+            self._to_end()
+
+    def _row_of(self, seq: int) -> int | None:
+        """The virtual row where line `seq` starts (None when it is not in the window)."""
+        for index, (entry, _header, piece) in enumerate(self._rows):
+            if entry is not None and entry["seq"] >= seq and piece == 0:
+                return index + self._top
+        return None
+
+    def top_seq(self) -> int | None:
+        """The line number at the top of the screen (None when none is shown)."""
+        index = int(self.scroll_offset.y) - self._top
+        for entry, _header, _piece in list(self._rows)[max(0, index):max(0, index) + 200]:
+            if entry is not None:
+                return int(entry["seq"])
+        return None
 
     # -------------------------------------------------------- drawing
+
+    def _marker(self, top: bool) -> Text:
+        if top:
+            earlier = self.first_seq - 1
+            return Text(f"⋯ {earlier:,} earlier line{'s' if earlier != 1 else ''}: "
+                        "scroll up or Home to load them", style="bold yellow")
+        newer = self.newest - self.last_seq
+        return Text(f"⋯ {newer:,} newer line{'s' if newer != 1 else ''}: End or f for the "
+                    "live end", style="bold yellow")
 
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
+        total = len(self._rows) + self._top
+        if (self._top and index == 0) or (self._bottom and index == total):
+            strip = Strip(list(self._marker(index == 0).render(self.app.console)))
+            return strip.crop(0, width).extend_cell_length(width, self.rich_style)
+        index -= self._top
         if index >= len(self._rows) or index < 0:
             return Strip.blank(width, self.rich_style)
         entry, header, piece = self._rows[index]
+        marked = entry is not None and entry["seq"] == self.marked
         key = (entry["seq"] if entry is not None else -id(header), piece,
-               int(self.scroll_offset.x), self.timestamps)
+               int(self.scroll_offset.x), self.timestamps, marked)
         strip = self._strips.get(key)
         if strip is None:
             text = header if entry is None else self.render_entry(entry)
+            if marked:
+                text.stylize("reverse")
             if self.wrap:
                 text = text[piece * width:(piece + 1) * width]
             segments = list(text.render(self.app.console))
@@ -145,43 +287,44 @@ class LogView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
+        if self._moving:
+            return  # the view moved itself (new lines, a toggle): not the reader
         if new < old and new < self.max_scroll_y:
             # Scrolling up pauses following; new lines are counted, not shown moving.
             self.following = False
-        elif not self.following and new >= self.max_scroll_y and self._user_scrolled:
+        elif not self.following and new >= self.max_scroll_y and self.attached and \
+                new > old:
             self.following = True
-        self._user_scrolled = True
+        if new <= 0 < self.first_seq - 1 and not self.loading:
+            self.post_message(self.NeedOlder())
 
     def watch_following(self, following: bool) -> None:
         if following:
             self.pending = 0
-            self.scroll_end(animate=False)
+            self._to_end()
+
+    def action_live_end(self) -> None:
+        if self.attached:
+            self.following = True
+        else:
+            self.post_message(self.NeedLiveEnd())
+
+    def action_first_page(self) -> None:
+        self.following = False
+        if self.first_seq > 1:
+            self.post_message(self.NeedFirstPage())
+        else:
+            self._scroll_myself(0)
 
     # -------------------------------------------------------- finding
 
     def jump_to(self, seq: int) -> bool:
-        for index, (entry, _header, piece) in enumerate(self._rows):
-            if entry is not None and entry["seq"] == seq and piece == 0:
-                self.following = False
-                self.scroll_to(y=max(0, index - self.size.height // 3), animate=False)
-                return True
-        return False
-
-    def find(self, needle: str, after: int | None = None, backwards: bool = False
-             ) -> dict[str, Any] | None:
-        needle = needle.lower()
-        shown = [e for e in self.entries if self.only_step is None
-                 or e["step"] == self.only_step]
-        if backwards:
-            shown.reverse()
-        for entry in shown:
-            if after is not None and (entry["seq"] <= after if not backwards
-                                      else entry["seq"] >= after):
-                continue
-            if needle in entry["text"].lower():
-                return entry
-        return None
-
-    def first_error(self) -> dict[str, Any] | None:
-        return next((e for e in self.entries if is_error(e)), None)
-
+        """Show line `seq` (in the window) a third of the way down; False if it is not."""
+        index = self._row_of(seq)
+        if index is None or not self.holds(seq):
+            return False
+        self.following = False
+        self._scroll_myself(max(0, index - self.size.height // 3))
+        self._strips.clear()  # the marked line changed
+        self.refresh()
+        return True
