@@ -44,6 +44,12 @@ class WorkdeckApp(App[None]):
         Binding("a", "switch_mode('advisor')", "Advisor", show=False, id="advisor"),
     ]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # In the Run view `a` approves: it must never also mean "open the Advisor" (a
+        # stray approval, or a view switched away from the run when none waits).
+        in_run_view = getattr(self.screen, "VIEW_NAME", "") == "Run"
+        return not (in_run_view and action == "switch_mode" and parameters == ("advisor",))
+
     connected: reactive[bool] = reactive(False)
     connection_note: reactive[str] = reactive("connecting…")
 

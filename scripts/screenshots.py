@@ -140,6 +140,8 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     await pilot.pause(0.8)
     app.save_screenshot("run-manual-step.svg", str(OUT))
     await pilot.press("a")
+    await pilot.pause(0.3)
+    await pilot.press(*"drained, LB green", "enter")  # the approval's note
     await until(pilot, lambda: run_screen.run["finished_at"] is not None)
     # The finished run: the decision on it, and the worker its "all" step left out.
     await until(pilot, lambda: run_screen.run.get("decisions"))

@@ -271,11 +271,28 @@ async def test_launch_from_the_runbooks_view_and_approve_in_the_run_view(
         log = run_screen.query_one("#run-log", LogView)
         await until(pilot, lambda: any(e["text"] == "building 1.2.3" for e in log.entries))
         assert "[a] approve" in shown(run_screen.query_one("#run-headline"))
+        # An approval is confirmed, never one stray key: esc takes it back.
+        from console.screens.modals import NoteDialog
+
         await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, NoteDialog))
+        assert "Approve step 2 of run" in shown(app.screen.query("Static").first())
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is run_screen)
+        await pilot.pause(0.3)
+        assert run_screen.run["waiting"] is not None
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, NoteDialog))
+        await pilot.press(*"lgtm", "enter")
         await until(pilot, lambda: run_screen.run["status"] == "succeeded")
         # The decision is shown on the run: what, where and who.
         await until(pilot, lambda: "decided: approve step 2 by" in shown(
             run_screen.query_one("#run-headline")))
+        assert "lgtm" in shown(run_screen.query_one("#run-headline"))
+        # Nothing waits now: `a` opens neither a dialog nor the Advisor here.
+        await pilot.press("a")
+        await pilot.pause(0.3)
+        assert app.screen is run_screen
         await until(pilot, lambda: any(e["text"] == "shipped line 200" for e in log.entries))
         # The view's tools: first error, search, timestamps, one step only.
         await pilot.press("e")

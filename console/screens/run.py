@@ -431,6 +431,21 @@ class RunScreen(FleetScreen):
         confirm_cancel(self, self.run_id)
 
     def action_decide(self, action: str) -> None:
+        if action == "approve":
+            # Never one stray key: an approval is confirmed, with a note if one is due.
+            from console.screens.modals import NoteDialog
+
+            waiting = (self.run or {}).get("waiting") or {}
+            where = f" on {self.run['environment']}" if self.run else ""
+
+            def approved(note: str | None) -> None:
+                if note is not None:
+                    self._send_decision("approve", note)
+
+            self.app.push_screen(NoteDialog(
+                f"Approve step {waiting.get('position', '?')} of run {self.run_id}{where}?",
+                "A note for the record (optional); enter approves"), approved)
+            return
         if action == "abort":
             from console.screens.modals import NoteDialog
 
