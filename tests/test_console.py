@@ -459,3 +459,47 @@ async def test_the_editor_never_overwrites_another_runbook_and_d_removes_one(
     assert workdeck.cli("runbook", "remove", "Two steps").code == 0
     gone = workdeck.cli("runbook", "remove", "Two steps")
     assert gone.code == 1 and "No runbook is named" in gone.err
+
+
+async def test_the_editor_closes_with_esc_from_any_box_and_tab_moves_between_fields(
+        workdeck):
+    from textual.widgets import Input, TextArea
+
+    from console.screens.editor import RunbookEditor
+    from console.screens.modals import ConfirmDialog
+
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("b", "n")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        editor = app.screen
+        script = editor.query_one("#step-script", TextArea)
+        # Nothing changed: esc from the script box closes the editor at once.
+        script.focus()
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, RunbookEditor))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        editor = app.screen
+        variables = editor.query_one("#edit-variables", TextArea)
+        variables.focus()
+        await pilot.press("tab")  # out of the box, not an indent
+        await pilot.pause(0.1)
+        assert app.focused is not variables and "\t" not in variables.text
+        # With changes, esc from a text box asks first; the name is untouched.
+        editor.query_one("#edit-name", Input).value = "Syntax"
+        script = editor.query_one("#step-script", TextArea)
+        script.text = "if true; then\n  echo yes\nfii\n"
+        script.focus()
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is editor)
+        assert editor.query_one("#edit-name", Input).value == "Syntax"
+        # A script bash cannot parse is refused, saying where.
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "does not parse" in shown(
+            editor.query_one("#editor-status")))
+        assert "line" in shown(editor.query_one("#editor-status"))
+    assert json.loads(workdeck.cli("runbook", "list", "--json").out) == []

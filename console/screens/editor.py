@@ -50,7 +50,8 @@ class RunbookEditor(Screen[None]):
         Binding("ctrl+s", "save", "Save", id="save", priority=True),
         Binding("ctrl+n", "add_step", "Add step", id="add_step", priority=True),
         Binding("ctrl+d", "remove_step", "Remove step", id="remove_step", priority=True),
-        Binding("escape", "close", "Close", id="close"),
+        # Priority: a text box would otherwise take esc (and move the focus instead).
+        Binding("escape", "close", "Close", id="close", priority=True),
     ]
 
     def __init__(self, name: str | None = None) -> None:
@@ -70,8 +71,9 @@ class RunbookEditor(Screen[None]):
         with Horizontal(id="editor-body"):
             with Vertical(id="editor-left"):
                 yield Static(Text("Variables and pool variables (TOML)", style="bold"))
+                # Tab moves to the next field from inside a text box, as everywhere.
                 yield TextArea.code_editor(VARIABLES_HELP, language="toml",
-                                           id="edit-variables")
+                                           id="edit-variables", tab_behavior="focus")
                 yield Static(Text("Steps  ctrl+n add · ctrl+d remove", style="bold"))
                 yield ListView(id="edit-steps")
             with Vertical(id="editor-right"):
@@ -105,7 +107,8 @@ class RunbookEditor(Screen[None]):
                     yield Input(id="step-manual", placeholder="instructions: makes this a "
                                 "manual step (no script)")
                 yield Static(Text("Script (bash)", style="bold"))
-                yield TextArea.code_editor("", language="bash", id="step-script")
+                yield TextArea.code_editor("", language="bash", id="step-script",
+                                           tab_behavior="focus")
         yield Static(id="editor-status")
         yield Footer()
 
@@ -247,6 +250,10 @@ class RunbookEditor(Screen[None]):
     @work(exclusive=True, group="editor-save", exit_on_error=False)
     async def save(self, text: str) -> None:
         status = self.query_one("#editor-status", Static)
+        refused = await _shell_syntax(self.steps)
+        if refused:
+            status.update(Text(refused, style="bold red"))
+            return
         try:
             saved = await self.app.api.request(  # type: ignore[attr-defined]
                 "POST", "/api/runbooks", json={"toml": text, "source": "the editor",
@@ -272,6 +279,10 @@ class RunbookEditor(Screen[None]):
         self._saved_state = self._state()
 
     def action_close(self) -> None:
+        for select in self.query(Select):
+            if select.expanded:  # esc first closes an open list
+                select.expanded = False
+                return
         if self._state() == self._saved_state:
             self.app.pop_screen()
             return
@@ -283,3 +294,33 @@ class RunbookEditor(Screen[None]):
         self.app.push_screen(ConfirmDialog(
             "Discard your changes?", "This runbook has changes that are not saved "
             "(ctrl+s saves them).", confirm="Discard"), answered)
+
+
+async def _shell_syntax(steps: list[dict[str, Any]]) -> str:
+    """Where `bash -n` refuses a step's script, as one sentence ("" when none does, or
+    when this machine has no bash to ask)."""
+    import asyncio
+    import shutil
+
+    bash = shutil.which("bash")
+    if bash is None:
+        return ""
+    for number, step in enumerate(steps, 1):
+        if step.get("manual") or not (step.get("script") or "").strip():
+            continue
+        process = await asyncio.create_subprocess_exec(
+            bash, "-n", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            _out, err = await asyncio.wait_for(process.communicate(step["script"].encode()),
+                                               timeout=5)
+        except TimeoutError:
+            process.kill()
+            continue
+        if process.returncode:
+            said = err.decode(errors="replace").strip().splitlines()
+            # "bash: line 3: syntax error near unexpected token `fi'"
+            first = said[0].removeprefix("bash: ") if said else "syntax error"
+            return plain(f"Step {number} ({step['name']}): the script does not parse: "
+                         f"{first}.", 400)
+    return ""
