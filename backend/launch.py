@@ -58,15 +58,18 @@ def resolve_pool(definition: RunbookDef, step: Step, environment: str) -> str:
     return step.pool
 
 
-def prepare(store: Store, request: LaunchRequest) -> tuple[RunbookDef, str, dict[str, str],
-                                                           dict[str, str], list[str]]:
-    """Validate a launch whole: (definition, environment, values, secrets, pools)."""
+def prepare(store: Store, request: LaunchRequest, *, missing: list[str] | None = None
+            ) -> tuple[RunbookDef, str, dict[str, str], dict[str, str], list[str]]:
+    """Validate a launch whole: (definition, environment, values, secrets, pools).
+
+    With `missing` (a plan, while the values are still being typed), a variable with no
+    value is named there instead of refusing the launch."""
     definition = runbooks.get(store, request.runbook)
     known_envs = environments(store)
     environment = request.environment
     if environment is None:
         if len(known_envs) != 1:
-            raise InvalidInput("Say which environment to run in (--env): "
+            raise InvalidInput("Say which environment to run in: "
                                f"{', '.join(known_envs) or 'none is defined yet'}.")
         environment = known_envs[0]
     if environment not in known_envs:
@@ -81,8 +84,11 @@ def prepare(store: Store, request: LaunchRequest) -> tuple[RunbookDef, str, dict
     secrets: dict[str, str] = {}
     for var in definition.variables:
         value = request.variables.get(var.name, var.default)
+        if value is None and missing is not None:
+            missing.append(var.name)
+            continue
         if value is None:
-            raise InvalidInput(f"Variable {var.name!r} needs a value (--var {var.name}=...).")
+            raise InvalidInput(f"Variable {var.name!r} needs a value.")
         if var.sensitive and len(value) < MIN_SECRET:
             raise InvalidInput(
                 f"The sensitive variable {var.name!r} is shorter than {MIN_SECRET} "
@@ -109,7 +115,9 @@ def prepare(store: Store, request: LaunchRequest) -> tuple[RunbookDef, str, dict
 
 def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]:
     """What a launch would do now: each step's pool, the worker it would take, pool health."""
-    definition, environment, values, secrets, pools = prepare(store, request)
+    missing: list[str] = []
+    definition, environment, values, secrets, pools = prepare(store, request,
+                                                              missing=missing)
     steps = []
     for step, pool in zip(definition.steps, pools, strict=True):
         entry: dict[str, Any] = {"name": step.name, "manual": step.manual is not None,
@@ -128,4 +136,4 @@ def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]
                          queued=info["queued"], would_take=would_take)
         steps.append(entry)
     return {"runbook": definition.name, "environment": environment, "variables": values,
-            "sensitive": sorted(secrets), "steps": steps}
+            "sensitive": sorted(secrets), "missing": missing, "steps": steps}

@@ -503,3 +503,40 @@ async def test_the_editor_closes_with_esc_from_any_box_and_tab_moves_between_fie
             editor.query_one("#editor-status")))
         assert "line" in shown(editor.query_one("#editor-status"))
     assert json.loads(workdeck.cli("runbook", "list", "--json").out) == []
+
+
+async def test_the_launch_dialog_plans_as_values_are_typed(workdeck, ssh_servers,
+                                                           client_key, tmp_path):
+    from textual.widgets import Input, Select
+
+    from console.screens.launch import LaunchDialog
+
+    add(workdeck, "t-web-local-worker-01", ssh_servers(), client_key, "--trust-host-key",
+        "--pool", "Web Pool")
+    for env in ("Test", "Production"):
+        workdeck.cli("env", "add", env)
+    path = tmp_path / "secret.toml"
+    path.write_text('name = "Secret"\n[variables]\nservice = "nginx"\n[variables.token]\n'
+                    'sensitive = true\n[[steps]]\nname = "Use"\npool = "Web Pool"\n'
+                    'script = "echo $service"\n')
+    assert workdeck.cli("runbook", "import", str(path)).code == 0
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        app.push_screen(LaunchDialog("Secret"))
+        await until(pilot, lambda: isinstance(app.screen, LaunchDialog)
+                    and app.screen.definition is not None)
+        dialog = app.screen
+        dialog.query_one("#launch-env", Select).value = "Production"
+        plan = dialog.query_one("#launch-plan")
+        await until(pilot, lambda: "still needed before launching: token" in shown(plan))
+        assert "--var" not in shown(plan) and "t-web-local-worker-01" in shown(plan)
+        # The first tab goes to the first variable, and typing adds to its value.
+        dialog.query_one("#launch-env", Select).focus()
+        await pilot.press("tab")
+        assert app.focused is dialog.query_one("#var-service", Input)
+        await pilot.press("end", *"-extra")
+        assert dialog.query_one("#var-service", Input).value == "nginx-extra"
+        await pilot.press("tab", *"s3cr3t-Value")
+        await until(pilot, lambda: "still needed" not in shown(plan)
+                    and "t-web-local-worker-01" in shown(plan))

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from console.client import ApiError
@@ -30,6 +31,7 @@ class LaunchDialog(ModalScreen[None]):
         super().__init__()
         self.runbook = runbook
         self.definition: dict[str, Any] | None = None
+        self._replan: Timer | None = None
 
     def compose(self) -> ComposeResult:
         envs = self.app.fleet.environments  # type: ignore[attr-defined]
@@ -45,7 +47,8 @@ class LaunchDialog(ModalScreen[None]):
                              prompt="choose an environment",
                              value=envs[0] if len(envs) == 1 else Select.NULL)
             # Filled with one row per variable once the runbook's definition arrives.
-            yield VerticalScroll(id="launch-variables")
+            # Not a tab stop of its own (it would be an invisible one): its fields are.
+            yield VerticalScroll(id="launch-variables", can_focus=False)
             yield Static(id="launch-plan")
             with Horizontal(classes="field"):
                 yield Checkbox("Guided failure (wait on a failed step)", value=True,
@@ -74,9 +77,10 @@ class LaunchDialog(ModalScreen[None]):
             await box.mount(row)
             label = var["name"] + (" (sensitive)" if var["sensitive"] else "")
             await row.mount(Label(safe(label, 100), classes="label"))
+            # Not selected on focus: a typed letter must not silently replace a default.
             await row.mount(Input(value=var["default"] or "", password=var["sensitive"],
                                   placeholder=plain(var["description"], 200) or "required",
-                                  id=f"var-{var['name']}"))
+                                  id=f"var-{var['name']}", select_on_focus=False))
         self.query_one("#launch-env", Select).focus()
         self.refresh_plan()
 
@@ -93,6 +97,12 @@ class LaunchDialog(ModalScreen[None]):
 
     def on_select_changed(self, _event: Select.Changed) -> None:
         self.refresh_plan()
+
+    def on_input_changed(self, _event: Input.Changed) -> None:
+        # A value typed (a secret the plan was waiting for): plan again once typing pauses.
+        if self._replan is not None:
+            self._replan.stop()
+        self._replan = self.set_timer(0.3, self.refresh_plan)
 
     @work(exclusive=True, group="launch-plan", exit_on_error=False)
     async def refresh_plan(self) -> None:
@@ -112,6 +122,9 @@ class LaunchDialog(ModalScreen[None]):
         table.add_column("Pool", ratio=3)
         table.add_column("Would take", ratio=2)
         table.add_column("Pool health", ratio=2)
+        if plan.get("missing"):
+            table.caption = Text("still needed before launching: " +
+                                 ", ".join(plan["missing"]), style="yellow")
         for position, step in enumerate(plan["steps"], 1):
             if step["manual"]:
                 table.add_row(str(position), safe(step["name"]), "-", "an operator", "")
