@@ -25,6 +25,15 @@ RECONNECT_MAX_S = 5.0
 CHANGES_HZ = 10  # view updates a second, at most, however busy the fleet
 
 
+
+# The views, as the command palette offers them: (title, what it shows, mode).
+VIEWS = [("Dashboard", "Fleet health at a glance", "dashboard"),
+         ("Workers", "Every worker, live", "workers"),
+         ("Pools", "Worker pools and their members", "pools"),
+         ("Runbooks", "Launch a runbook", "runbooks"),
+         ("Runs", "Run history, live", "runs"),
+         ("Advisor", "What goes against the worker recommendations", "advisor")]
+
 class WorkdeckApp(App[None]):
     """Views are modes; the fleet arrives as a push stream and each view updates in place."""
 
@@ -36,19 +45,19 @@ class WorkdeckApp(App[None]):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("colon", "command_line", ":cmd", id="command_line"),
         Binding("question_mark", "help", "Help", id="help"),
-        Binding("h", "switch_mode('dashboard')", "Dashboard", show=False, id="dashboard"),
-        Binding("w", "switch_mode('workers')", "Workers", show=False, id="workers"),
-        Binding("p", "switch_mode('pools')", "Pools", show=False, id="pools"),
-        Binding("b", "switch_mode('runbooks')", "Runbooks", show=False, id="runbooks"),
-        Binding("u", "switch_mode('runs')", "Runs", show=False, id="runs"),
-        Binding("a", "switch_mode('advisor')", "Advisor", show=False, id="advisor"),
+        Binding("h", "view('dashboard')", "Dashboard", show=False, id="dashboard"),
+        Binding("w", "view('workers')", "Workers", show=False, id="workers"),
+        Binding("p", "view('pools')", "Pools", show=False, id="pools"),
+        Binding("b", "view('runbooks')", "Runbooks", show=False, id="runbooks"),
+        Binding("u", "view('runs')", "Runs", show=False, id="runs"),
+        Binding("a", "view('advisor')", "Advisor", show=False, id="advisor"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # In the Run view `a` approves: it must never also mean "open the Advisor" (a
         # stray approval, or a view switched away from the run when none waits).
         in_run_view = getattr(self.screen, "VIEW_NAME", "") == "Run"
-        return not (in_run_view and action == "switch_mode" and parameters == ("advisor",))
+        return not (in_run_view and action == "view" and parameters == ("advisor",))
 
     connected: reactive[bool] = reactive(False)
     connection_note: reactive[str] = reactive("connecting…")
@@ -200,6 +209,15 @@ class WorkdeckApp(App[None]):
             self.notify(plain(done, 300), markup=False)
         return result
 
+    async def action_view(self, mode: str) -> None:
+        """Go to a view's list: the views opened on top of it (a run, a worker) close, so
+        that `b` always shows the runbooks, even from a run launched there."""
+        from console.screens.base import FleetScreen
+
+        await self.switch_mode(mode)
+        while len(self.screen_stack) > 1 and isinstance(self.screen, FleetScreen):
+            await self.pop_screen()
+
     def action_command_line(self) -> None:
         from console.screens.modals import CommandLine
 
@@ -217,7 +235,7 @@ class WorkdeckApp(App[None]):
                  "runbooks": "runbooks", "u": "runs", "runs": "runs", "a": "advisor",
                  "advice": "advisor", "advisor": "advisor"}
         if word in views:
-            await self.switch_mode(views[word])
+            await self.action_view(views[word])
             screen = self.screen
             if hasattr(screen, "set_filter"):
                 screen.set_filter(rest.strip())
@@ -249,15 +267,9 @@ class WorkdeckApp(App[None]):
             self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("Dashboard", "Fleet health at a glance",
-                            lambda: self.switch_mode("dashboard"))
-        yield SystemCommand("Workers", "Every worker, live", lambda: self.switch_mode("workers"))
-        yield SystemCommand("Pools", "Worker pools and their members",
-                            lambda: self.switch_mode("pools"))
-        yield SystemCommand("Runbooks", "Launch a runbook", lambda: self.switch_mode("runbooks"))
-        yield SystemCommand("Runs", "Run history, live", lambda: self.switch_mode("runs"))
-        yield SystemCommand("Advisor", "What goes against the worker recommendations",
-                            lambda: self.switch_mode("advisor"))
+        for title, help_text, mode in VIEWS:
+            yield SystemCommand(title, help_text,
+                                lambda mode=mode: self.run_action(f"view({mode!r})"))
         yield SystemCommand("Check every worker now", "Run a health check on the whole fleet",
                             lambda: self.check_workers(None))
         yield SystemCommand("Help", "Keys of this view", self.action_help)

@@ -540,3 +540,42 @@ async def test_the_launch_dialog_plans_as_values_are_typed(workdeck, ssh_servers
         await pilot.press("tab", *"s3cr3t-Value")
         await until(pilot, lambda: "still needed" not in shown(plan)
                     and "t-web-local-worker-01" in shown(plan))
+
+
+async def test_tab_moves_between_the_panels_of_every_view(workdeck, ssh_servers, client_key):
+    add(workdeck, "t-web-local-worker-01", ssh_servers(), client_key, "--trust-host-key",
+        "--pool", "Web Pool")
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        for key in ("h", "p", "w", "b", "u", "a"):
+            await pilot.press(key)
+            await pilot.pause(0.3)
+            before = app.focused
+            focusable = [w for w in app.screen.focus_chain]
+            await pilot.press("tab")
+            await pilot.pause(0.1)
+            if len(focusable) > 1:
+                assert app.focused is not before, (key, before, focusable)
+
+
+async def test_view_keys_always_reach_their_list_even_from_a_run(workdeck):
+    from console.screens.run import RunScreen
+    from console.screens.runbooks import RunbooksScreen
+    from console.screens.runs import RunsScreen
+
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen))
+        app.push_screen(RunScreen(9999))  # a run launched from Runbooks opens here
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen))
+        app.push_screen(RunScreen(9999))
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.press("b")  # the Runbooks list, not the run left open there
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen))

@@ -81,11 +81,11 @@ class DashboardScreen(FleetScreen):
 
     BINDINGS = [
         Binding("enter", "open", "Open", id="open"),
-        Binding("tab", "focus_next", "Next panel", show=False),
+        Binding("tab", "app.focus_next", "Next panel", show=False),
         Binding("C", "check_all", "Check all", id="check_all"),
-        Binding("w", "app.switch_mode('workers')", "Workers", id="goto_workers"),
-        Binding("p", "app.switch_mode('pools')", "Pools", id="goto_pools"),
-        Binding("a", "app.switch_mode('advisor')", "Advisor", id="goto_advisor"),
+        Binding("w", "app.view('workers')", "Workers", id="goto_workers"),
+        Binding("p", "app.view('pools')", "Pools", id="goto_pools"),
+        Binding("a", "app.view('advisor')", "Advisor", id="goto_advisor"),
     ]
 
     def compose(self) -> ComposeResult:

@@ -45,7 +45,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
     BINDINGS = [
         Binding("n", "new_pool", "New pool", id="new_pool"),
         Binding("enter", "open", "Open", id="open"),
-        Binding("tab", "focus_next", "Next panel", id="switch_panel"),
+        Binding("tab", "app.focus_next", "Next panel", id="switch_panel"),
         Binding("c", "check", "Check", id="check"),
         Binding("t", "trust", "Trust key", id="trust"),
         Binding("d", "toggle_drain", "Drain/undrain", id="toggle_drain"),
