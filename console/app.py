@@ -43,6 +43,8 @@ class WorkdeckApp(App[None]):
 
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
+        # ctrl+c quits, as in every terminal tool (Textual's own says "press ctrl+q").
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
         Binding("colon", "command_line", ":cmd", id="command_line"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("h", "view('dashboard')", "Dashboard", show=False, id="dashboard"),
@@ -208,6 +210,24 @@ class WorkdeckApp(App[None]):
         if done:
             self.notify(plain(done, 300), markup=False)
         return result
+
+    async def action_quit(self) -> None:
+        """Quit; first ask when a runbook editor holds changes that are not saved."""
+        from console.screens.editor import open_editors
+        from console.screens.modals import ConfirmDialog
+
+        unsaved = [editor for editor in open_editors() if editor.unsaved]
+        if not unsaved or isinstance(self.screen, ConfirmDialog):
+            self.exit()
+            return
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.exit()
+
+        self.push_screen(ConfirmDialog(
+            "Quit and lose your changes?", "A runbook in the editor has changes that are "
+            "not saved (ctrl+s there saves them).", confirm="Quit"), answered)
 
     async def action_view(self, mode: str) -> None:
         """Go to a view's list: the views opened on top of it (a run, a worker) close, so

@@ -579,3 +579,51 @@ async def test_view_keys_always_reach_their_list_even_from_a_run(workdeck):
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
         await pilot.press("b")  # the Runbooks list, not the run left open there
         await until(pilot, lambda: isinstance(app.screen, RunbooksScreen))
+
+
+async def test_help_lists_each_key_once_as_it_really_works_and_ctrl_c_quits(workdeck):
+    from textual.widgets import Input
+
+    from console.screens.editor import RunbookEditor
+    from console.screens.modals import ConfirmDialog, help_rows
+    from console.screens.run import RunScreen
+
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        seen_views = {}
+        for key in ("h", "w", "p", "b", "u", "a"):
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            rows = help_rows(app.screen)
+            keys = [k for row in rows for k in row[0].split(", ")]
+            assert len(keys) == len(set(keys)), (key, rows)  # no key listed twice
+            assert all("_" not in description for _k, description, _e in rows), rows
+            seen_views[app.screen.VIEW_NAME] = {k: d for k, d, _e in rows}
+        assert "/" not in seen_views["Dashboard"]  # no filter there
+        assert seen_views["Workers"]["/"] == "Filter"
+        app.push_screen(RunScreen(9999))
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.pause(0.2)
+        run_keys = {k: d for k, d, _e in help_rows(app.screen)}
+        assert run_keys["w"] == "Wrap" and run_keys["/"] == "Search"
+        assert "Advisor" not in run_keys.values()
+        # What help says is what the key does: w wraps here, it does not open Workers.
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RunScreen) and app.screen.log_view.wrap
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        # ctrl+c quits, after asking when the editor holds unsaved changes.
+        await pilot.press("b", "n")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        app.screen.query_one("#edit-name", Input).value = "Unsaved"
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running)

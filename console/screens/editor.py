@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import weakref
 from typing import Any
 
 from rich.text import Text
@@ -45,6 +46,14 @@ def _variables_toml(book: dict[str, Any]) -> str:
     return (body + "\n") if body else VARIABLES_HELP
 
 
+_OPEN: weakref.WeakSet[RunbookEditor] = weakref.WeakSet()
+
+
+def open_editors() -> list[RunbookEditor]:
+    """The runbook editors open in any view (quitting asks when one is not saved)."""
+    return [editor for editor in _OPEN if editor.is_attached]
+
+
 class RunbookEditor(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="save", priority=True),
@@ -60,6 +69,11 @@ class RunbookEditor(Screen[None]):
         self.steps: list[dict[str, Any]] = [dict(NEW_STEP)]
         self.current = 0
         self._saved_state = ""  # what the fields held when loaded or last saved
+        _OPEN.add(self)
+
+    @property
+    def unsaved(self) -> bool:
+        return self.is_mounted and self._state() != self._saved_state
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="editor-row"):

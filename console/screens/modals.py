@@ -43,26 +43,53 @@ class HelpScreen(ModalScreen[None]):
         table = Table(box=None, show_header=False, padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        seen = set()
-        owners = [*type(self.under).__mro__, *type(self.app).__mro__]
-        for owner in owners:
-            for binding in owner.__dict__.get("BINDINGS", []):
-                if not isinstance(binding, Binding) or binding.action in seen:
-                    continue
-                seen.add(binding.action)
-                keys = ", ".join(self.app.get_key_display(Binding(k, "")) for k in
-                                 binding.key.split(","))
-                table.add_row(keys, binding.description or binding.action)
+        for keys, description, enabled in help_rows(self.under):
+            table.add_row(keys, Text(description, style="" if enabled else "bright_black"))
         table.add_row("ctrl+p", "Command palette")
         table.add_row("", "")
-        table.add_row(":workers web", "Jump to a view, filtered (also :pools, :dashboard)")
+        table.add_row(":workers web", "Jump to a view, filtered (also :pools, :runbooks, "
+                                      ":runs, :advisor, :dashboard)")
+        table.add_row(":run ID", "Open a run")
         table.add_row(":check NAME", "Health-check workers now")
         title = getattr(self.under, "VIEW_NAME", "") or "Workdeck"
         with Vertical(id="help-box", classes="dialog"):
             yield Static(Text(f"Keys · {title}", style="bold"))
             with VerticalScroll():
                 yield Static(table)
-            yield Static(Text("esc to close", style="bright_black"))
+            yield Static(Text("esc to close · dim: not now", style="bright_black"))
+
+
+def help_rows(screen: Screen) -> list[tuple[str, str, bool]]:
+    """(keys, what they do, whether they do it now) for the keys of `screen` as it is:
+    the bindings that would really run (one per key, the nearest to the focus, as the
+    key itself goes), so the help can never list a key twice or one that is shadowed."""
+    by_action: dict[tuple[int, str], tuple[list[str], str, bool]] = {}
+    for key, active in screen.active_bindings.items():
+        binding = active.binding
+        if not binding.description or binding.system:
+            continue
+        display = screen.app.get_key_display(Binding(key, ""))
+        # One row per action of one owner, its keys together ("f, end").
+        slot = (id(active.node), binding.action)
+        if slot in by_action:
+            by_action[slot][0].append(display)
+        else:
+            by_action[slot] = ([display], binding.description, active.enabled)
+    # The view's own keys first, then the ones that work everywhere, then moving around.
+    nodes = {id(active.node): active.node for active in screen.active_bindings.values()}
+
+    moving = {"app.focus_next", "app.focus_previous", "screen.copy_text"}
+
+    def rank(slot: tuple[int, str]) -> int:
+        node = nodes[slot[0]]
+        if slot[1] in moving:
+            return 2
+        return 0 if node is screen else 1 if node is screen.app else 2
+
+    return [(", ".join(keys), description, enabled)
+            for slot, (keys, description, enabled) in sorted(
+                by_action.items(), key=lambda item: rank(item[0]))
+            if slot[1] != "command_palette"]
 
 
 class ConfirmDialog(ModalScreen[bool]):
