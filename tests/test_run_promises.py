@@ -212,9 +212,11 @@ def test_a_retry_of_an_all_step_reruns_only_the_workers_it_failed_on(
     workdeck.cli("runs", "decide", str(run["id"]), "retry")
     wait_run(workdeck, run["id"], lambda r: r["status"] == "waiting" and
              rows_by_worker(r, 1)["t-web-local-worker-02"]["attempt"] == 2)
-    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    # The log's lines are stored a moment after the state they led to: wait for them.
+    texts = eventually(lambda: (lambda t: sum(x == "ran on t-web-local-worker-02"
+                                              for x in t) == 2 and t)(
+        [line["text"] for line in log_lines(workdeck, run["id"])]), what="the retry's line")
     assert sum(t == "ran on t-web-local-worker-01" for t in texts) == 1
-    assert sum(t == "ran on t-web-local-worker-02" for t in texts) == 2
     workdeck.cli("runs", "decide", str(run["id"]), "skip")
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
     rows = rows_by_worker(done, 1)
@@ -489,8 +491,9 @@ script = "echo after with $token"
     # The retry after the restart still runs only where it failed, with the secret.
     manual = wait_run(workdeck, run_id, lambda r: r["waiting"] and
                       r["waiting"]["actions"] == ["abort", "approve"])
-    texts = [line["text"] for line in log_lines(workdeck, run_id)]
-    assert texts.count("ran on t-web-local-worker-01 with ********") == 2
+    texts = eventually(lambda: (lambda t: t.count(
+        "ran on t-web-local-worker-01 with ********") == 2 and t)(
+        [line["text"] for line in log_lines(workdeck, run_id)]), what="the retry's line")
     assert texts.count("ran on t-web-local-worker-02 with ********") == 1
     assert rows_by_worker(manual, 2)[""]["status"] == "waiting"
 
