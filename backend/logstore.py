@@ -217,6 +217,8 @@ class RunLog:
         self._early: asyncio.Future[bool] | None = None  # a flush for a burst of lines
         self._retry_s = 0.0  # the wait before the next try after a failed write
         self.failed_writes = 0
+        # The last line each step wrote to stderr on each worker: why it failed, often.
+        self.last_stderr: dict[tuple[int, str], str] = {}
 
     def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_forever())
@@ -299,6 +301,10 @@ class RunLog:
     def _lines(self, position: int, worker: str, stream: str, text: str) -> None:
         """Cleaned (and masked) lines, one per `\\n`, that came in one read."""
         count = text.count("\n") + 1
+        if stream == "stderr":
+            last = text.rsplit("\n", 1)[-1].strip()
+            if last:
+                self.last_stderr[(position, worker)] = last[:200]
         last = self._pending[-1] if self._pending else None
         if last is None or (last.position, last.worker, last.stream) != \
                 (position, worker, stream):

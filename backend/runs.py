@@ -833,8 +833,9 @@ class RunEngine:
                 await asyncio.shield(asyncio.gather(*recorded))
             # Any end but an exit status ran kill_group in run_step: it says if they died.
             ended_clean = result.exit_status is not None or process.gone is True
-            status, reason = self._outcome(result, ended_clean)
-            runlog.end_stream(position, worker)
+            runlog.end_stream(position, worker)  # an unfinished last line counts too
+            status, reason = self._outcome(result, ended_clean,
+                                           runlog.last_stderr.pop((position, worker), ""))
             runlog.note(position, worker, f"step {position} {status}: {reason}")
             # A step that went well keeps why its worker was chosen; one that did not says
             # what went wrong.
@@ -862,11 +863,13 @@ class RunEngine:
                         (f" ({checked['reason']})" if checked.get("reason") else ""))
 
     @staticmethod
-    def _outcome(result: StepResult, gone: bool) -> tuple[str, str]:
+    def _outcome(result: StepResult, gone: bool, last_stderr: str = "") -> tuple[str, str]:
         if result.exit_status == 0:
             return SUCCEEDED, "exit status 0"
         if result.exit_status is not None:
-            return FAILED, f"exit status {result.exit_status}"
+            # The step's last error line says more than its number.
+            return FAILED, f"exit status {result.exit_status}" + (
+                f": {last_stderr}" if last_stderr else "")
         reason = result.reason
         if not gone:
             reason += "; its processes may still run: the slot stays taken until they are " \

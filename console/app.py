@@ -277,8 +277,20 @@ class WorkdeckApp(App[None]):
     def check_workers(self, names: list[str] | None) -> None:
         label = ", ".join(names) if names else "every worker"
         self.notify(plain(f"Checking {label}…", 300), markup=False)
-        self.call_api("Check", "POST", "/api/checks", {"workers": names or []},
-                      done=f"Checked {label}.")
+        self._check(names)
+
+    @work(exit_on_error=False, group="api")
+    async def _check(self, names: list[str] | None) -> None:
+        try:
+            checked = await self.api.request("POST", "/api/checks",
+                                             json={"workers": names or []})
+        except ApiError as exc:
+            self.notify(plain(exc, 500), title="Check", severity="error", markup=False,
+                        timeout=8)
+            return
+        self.notify(plain(check_summary(checked), 500), markup=False,
+                    severity="information" if all(w["status"] == "healthy" for w in checked)
+                    else "warning", timeout=8)
 
     def action_help(self) -> None:
         from console.screens.modals import HelpScreen
@@ -290,6 +302,21 @@ class WorkdeckApp(App[None]):
         for title, help_text, mode in VIEWS:
             yield SystemCommand(title, help_text,
                                 lambda mode=mode: self.run_action(f"view({mode!r})"))
+        # The view's own verbs, as its keys run them (on its selected row): declared once,
+        # in the bindings, for the keys, the footer, the help and here.
+        title = getattr(screen, "VIEW_NAME", "")
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if active.node is not screen or not binding.description or not active.enabled \
+                    or binding.action in seen or binding.action in ("back", "filter"):
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(
+                f"{title}: {binding.description}" if title else binding.description,
+                f"key {self.get_key_display(Binding(key, ''))}",
+                lambda action=binding.action, on=screen: self.call_later(on.run_action,
+                                                                         action))
         yield SystemCommand("Check every worker now", "Run a health check on the whole fleet",
                             lambda: self.check_workers(None))
         yield SystemCommand("Help", "Keys of this view", self.action_help)
@@ -307,3 +334,25 @@ def _freeze_startup_objects() -> None:
     # No collection first: with ten thousand workers it stalled the first frame 100 ms,
     # and what garbage startup left is small and made once.
     gc.freeze()
+
+
+def check_summary(checked: list[dict[str, Any]]) -> str:
+    """What a check found, in a sentence: counts by status, and the first one not healthy."""
+    from collections import Counter
+
+    from console.display import plural
+
+    if not checked:
+        return "Nothing was checked: no such enabled worker."
+    if len(checked) == 1:
+        worker = checked[0]
+        return f"{worker['name']}: {worker['status']}" + (
+            f" ({worker['reason']})" if worker.get("reason") else "")
+    counts = Counter(w["status"] for w in checked)
+    text = f"Checked {plural(len(checked), 'worker')}: " + ", ".join(
+        f"{count} {status}" for status, count in counts.most_common())
+    sick = next((w for w in checked if w["status"] != "healthy"), None)
+    if sick is not None:
+        text += f"; {sick['name']}: {sick['status']}" + (
+            f" ({sick['reason']})" if sick.get("reason") else "")
+    return text

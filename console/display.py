@@ -29,6 +29,20 @@ SYMBOLS = {
 }
 
 
+def plural(count: int, noun: str) -> str:
+    """"1 finding", "3 findings"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def started(iso: str | None, now: datetime | None = None) -> str:
+    """When something started: the time today, with the date on other days."""
+    if not iso:
+        return "-"
+    at = datetime.fromisoformat(iso).astimezone()
+    today = (now or datetime.now(at.tzinfo)).astimezone().date()
+    return at.strftime("%H:%M:%S" if at.date() == today else "%Y-%m-%d %H:%M")
+
+
 def status(value: str) -> str:
     """`● healthy`, `✖ failed`: a status with its symbol."""
     return f"{SYMBOLS.get(value, '?')} {value}"

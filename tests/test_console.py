@@ -627,3 +627,23 @@ async def test_help_lists_each_key_once_as_it_really_works_and_ctrl_c_quits(work
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running)
+
+
+async def test_the_palette_offers_the_view_s_own_verbs(workdeck):
+    from console.screens.editor import RunbookEditor
+
+    app = WorkdeckApp(workdeck.target)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for verb in ("Workers: Check", "Workers: Drain/undrain", "Workers: Trust key",
+                     "Workers: Disable/enable"):
+            assert verb in titles, titles
+        await pilot.press("b")
+        await pilot.pause(0.2)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert "Runbooks: Run" in commands and "Runbooks: Remove" in commands
+        commands["Runbooks: New runbook"].callback()
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))

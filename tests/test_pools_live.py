@@ -198,9 +198,13 @@ async def test_dashboard_meters_and_the_pools_view(workdeck, ssh_servers, client
         assert "fewest" in leases.get_cell(leases.row_keys()[0], "reason").plain
         members = screen.query_one("#members-table", LiveTable)
         assert members.get_cell("t-web-local-worker-01", "slots").plain == "4/4"
-        # d drains the selected member; the view says so.
+        # d drains the selected member, once confirmed; the view says so.
+        from console.screens.modals import ConfirmDialog
+
         members.focus()
         await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
         await until(pilot, lambda: "draining" in members.get_cell(
             "t-web-local-worker-01", "reason").plain)
         await pilot.press("d")

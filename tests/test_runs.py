@@ -143,7 +143,7 @@ name = "Fails"
 [[steps]]
 name = "Boom"
 pool = "Web Pool"
-script = "echo about to fail; exit 7"
+script = "echo about to fail; echo 'no space left on /var' >&2; exit 7"
 [[steps]]
 name = "Only on failure"
 pool = "Web Pool"
@@ -153,6 +153,10 @@ script = "echo cleaning up"
     result = workdeck.cli("run", "Fails", "--env", "Test", "--follow")
     assert result.code == 1
     assert "cleaning up" in result.out and "exit status 7" in result.out
+    # The failed step says why in its own words: its last line on stderr.
+    [failed] = json.loads(workdeck.cli("runs", "list", "--json").out)
+    boom = json.loads(workdeck.cli("runs", "show", str(failed["id"]), "--json").out)
+    assert boom["steps"][0]["reason"] == "exit status 7: no space left on /var"
     cases = [
         (["run", "Ghost", "--env", "Test"], "No runbook is named 'Ghost'"),
         (["run", "Fails", "--env", "Staging"], "No environment is named 'Staging'"),

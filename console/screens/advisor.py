@@ -12,6 +12,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from console.client import ApiError
+from console.display import plural
 from console.screens.base import FleetScreen
 from console.state import matches, safe
 from console.widgets.live_table import LiveTable
@@ -98,7 +99,7 @@ class AdvisorScreen(FleetScreen):
                          if matches(text, f["severity"], f["check"], f["name"], f["finding"])})
         critical = sum(1 for f in self.findings if f["severity"] == "critical")
         self.query_one("#view-title", Static).update(Text.assemble(
-            ("Advisor", "bold"), (f"  {len(self.findings)} findings, {critical} critical",
+            ("Advisor", "bold"), (f"  {plural(len(self.findings), 'finding')}, {critical} critical",
                                   "bright_black")))
         self._show_detail()
 

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from console import display
-from console.display import ago
+from console.display import ago, plural
 from console.screens.base import FleetScreen
 from console.screens.runs import COLUMNS as RUN_COLUMNS
 from console.screens.runs import run_cells
@@ -203,7 +203,7 @@ class DashboardScreen(FleetScreen):
             critical = advice.get("critical", 0)
             line.update(Text.assemble(
                 ("⚑ Advisor: ", "bold red" if critical else "bold yellow"),
-                f"{advice['findings']} findings" + (f", {critical} critical" if critical
+                plural(advice["findings"], "finding") + (f", {critical} critical" if critical
                                                      else ""),
                 ("  (a to see them)", "bright_black")))
 

@@ -23,8 +23,9 @@ class CommandLine(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="command-line"):
             yield Label(":")
-            yield Input(placeholder="workers [filter] · pools [filter] · dashboard · check "
-                        "[worker…] · help · quit", id="command-input")
+            yield Input(placeholder="workers [filter] · pools [filter] · runbooks · runs "
+                        "[filter] · advisor · dashboard · run ID · check [worker…] · help · "
+                        "quit", id="command-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)
@@ -95,9 +96,11 @@ def help_rows(screen: Screen) -> list[tuple[str, str, bool]]:
 class ConfirmDialog(ModalScreen[bool]):
     BINDINGS = [Binding("escape,n", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Yes")]
 
-    def __init__(self, title: str, body: str, *, confirm: str = "Yes") -> None:
+    def __init__(self, title: str, body: str, *, confirm: str = "Yes",
+                 refuse: str = "Back") -> None:
         super().__init__()
         self.title_text, self.body, self.confirm = title, body, confirm
+        self.refuse = refuse  # never "Cancel": the thing confirmed may be a cancel
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -105,7 +108,7 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Static(Text(plain(self.body, 2000)))
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.confirm} (y)", id="yes", variant="error")
-                yield Button("Cancel (n)", id="no")
+                yield Button(f"{self.refuse} (n)", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -145,7 +148,7 @@ class TrustDialog(ModalScreen[bool]):
             yield Static(body)
             with Horizontal(classes="buttons"):
                 yield Button("Trust (y)", id="yes", variant="error" if changed else "primary")
-                yield Button("Cancel (n)", id="no")
+                yield Button("Back (n)", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

@@ -59,6 +59,7 @@ class RunScreen(FleetScreen):
         self.run_id = run_id
         self.run: dict[str, Any] | None = None
         self._match_seq: int | None = None
+        self._ended: dict[str, Any] | None = None  # how the log stream ended, once it has
         self._offered: tuple[tuple[str, ...], bool] | None = None
 
     def compose(self) -> ComposeResult:
@@ -118,7 +119,8 @@ class RunScreen(FleetScreen):
                 elif event == "skipped":
                     self._add_gap(data)
                 elif event == "end":
-                    self._show_log_status(ended=data)
+                    self._ended = data
+                    self._show_log_status()
         except ApiError as exc:
             self.notify(str(exc), severity="error", markup=False)
 
@@ -294,8 +296,9 @@ class RunScreen(FleetScreen):
             self._offered = offered
             self.refresh_bindings()
 
-    def _show_log_status(self, ended: dict[str, Any] | None = None) -> None:
+    def _show_log_status(self) -> None:
         view = self.log_view
+        ended = self._ended
         parts = [("following" if view.following else "paused", "green" if view.following
                   else "yellow")]
         if view.pending:

@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from console.display import duration
+from console.display import started as started_at
 from console.screens.base import FleetScreen
 from console.state import matches, run_status_text, safe
 from console.widgets.live_table import LiveTable
 
 COLUMNS = [("id", "Run", 6), ("runbook", "Runbook", 30), ("environment", "Environment", 13),
-           ("status", "Status", 14), ("started", "Started", 10), ("duration", "Duration", 9),
+           ("status", "Status", 14), ("started", "Started", 16), ("duration", "Duration", 9),
            ("actor", "By", 18), ("reason", "Reason", None)]
 
 
@@ -23,8 +24,7 @@ def run_cells(run: dict[str, Any], now: datetime) -> list[Text]:
     started = run["started_at"] or run["created_at"]
     return [Text(str(run["id"])), safe(run["runbook"], 100), safe(run["environment"], 60),
             run_status_text(run["status"]),
-            Text(datetime.fromisoformat(started).astimezone().strftime("%H:%M:%S")
-                 if started else "-", style="bright_black"),
+            Text(started_at(started, now), style="bright_black"),
             Text(duration(run["started_at"], run["finished_at"], now)),
             safe(run["actor"], 60), safe(run["reason"], 300)]
 
@@ -109,4 +109,4 @@ def confirm_cancel(screen: Any, run_id: int) -> None:
         "Its cleanup steps are stopped too; nothing more runs." if cleaning else
         "The running step's processes on the worker are killed; the steps marked "
         "'failure' or 'always' (the cleanup) still run. Cancel again to stop those too.",
-        confirm="Cancel run"), decided)
+        confirm="Cancel run", refuse="Keep it running"), decided)

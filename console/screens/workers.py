@@ -159,12 +159,22 @@ class WorkerVerbs:
             self.app.call_api("Undrain worker", "POST",  # type: ignore[attr-defined]
                               f"{path}/undrain", done=f"{name} takes new steps again.")
             return
+        from console.screens.modals import ConfirmDialog
+
         running = worker.get("leases", 0)
-        self.app.call_api(  # type: ignore[attr-defined]
-            "Drain worker", "POST", f"{path}/drain",
-            done=f"Draining {name}: " + (
-                f"{running} running step{'s' if running != 1 else ''} finish there, "
-                "no new ones start." if running else "it is idle and takes no new steps."))
+        then = (f"its {running} running step{'s' if running != 1 else ''} finish there"
+                if running else "it is idle")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.call_api(  # type: ignore[attr-defined]
+                    "Drain worker", "POST", f"{path}/drain",
+                    done=f"Draining {name}: {then}; no new steps start there.")
+
+        # A drain takes a worker out of every pool it serves: asked, never one stray key.
+        self.app.push_screen(ConfirmDialog(
+            f"Drain {name}?", f"{then.capitalize()}, and no new step starts there until "
+            "it is undrained (d again).", confirm="Drain"), answered)
 
 
 class WorkersScreen(WorkerVerbs, FleetScreen):
