@@ -100,15 +100,54 @@ DB_DETAIL = {
 }
 
 
+LONG_RUN = {
+    "id": 7, "runbook": "Collect diagnostics", "environment": "Production",
+    "status": "failed", "reason": "a step failed", "guided": False, "step_through": False,
+    "actor": "ops@bastion", "created_at": TWO_DAYS_AGO, "started_at": TWO_DAYS_AGO,
+    "finished_at": TWO_DAYS_AGO, "variables": {}, "sensitive": [], "step_count": 1,
+    "waiting": None, "decisions": [],
+    "steps": [{"position": 1, "name": "Dump everything", "worker": "p-web-azure-worker-01",
+               "status": "failed", "reason": "exit status 1: ERROR: disk full",
+               "attempt": 1, "exit_status": 1, "started_at": TWO_DAYS_AGO,
+               "finished_at": TWO_DAYS_AGO, "manual": None}],
+}
+LONG_LINES = 120_000  # of the long run's log
+
+
+def _long_chunk(first: int, last: int) -> dict[str, Any]:
+    lines = [f"1700000000.000\tline {first}"] + [
+        "ERROR: disk full" if seq == LONG_LINES else f"line {seq}"
+        for seq in range(first + 1, last + 1)]
+    return {"first_seq": first, "last_seq": last, "step": 1,
+            "worker": "p-web-azure-worker-01", "stream": "stdout", "lines": "\n".join(lines)}
+
+
 class FixedApi:
-    """Answers the reads the views make besides the stream: a worker's history, a pool."""
+    """Answers the reads the views make besides the stream: a worker's history, a pool,
+    and one long finished run (7) whose log is made up as it is read."""
 
     async def get(self, path: str, **_kwargs: Any) -> Any:
         if path.endswith("/history"):
             return HISTORY
         if path.startswith("/api/pools/") and "Database" in path:
             return DB_DETAIL
+        if path == "/api/runs/7":
+            return LONG_RUN
         return {}
+
+    async def stream_events(self, path: str, params: dict[str, str] | None = None) -> Any:
+        params = params or {}
+        after = int(params.get("after", 0))
+        if "tail" in params:
+            after = max(after, LONG_LINES - int(params["tail"]))
+        end = min(LONG_LINES, after + int(params.get("limit", LONG_LINES)))
+        page = int(params.get("page", 50_000))
+        while after < end:
+            last = min(end, after + page)
+            yield "chunks", [_long_chunk(after + 1, last)]
+            after = last
+        yield "end", {"status": "failed", "reason": "a step failed",
+                      "following": "limit" not in params}
 
     async def aclose(self) -> None:
         return None

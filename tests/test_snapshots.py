@@ -42,3 +42,34 @@ def test_worker_details(snap_compare):
 
 def test_help(snap_compare):
     assert snap_compare(FixedFleetApp(), press=["w", "question_mark"], terminal_size=SIZE)
+
+
+async def _open_long_run(pilot, home: bool = False):  # type: ignore[no-untyped-def]
+    from console.screens.run import RunScreen
+
+    screen = RunScreen(7)
+    pilot.app.push_screen(screen)
+    for _ in range(200):  # until its last page is shown, however slow the run
+        if screen.is_mounted and screen.log_view.last_seq >= 120_000:
+            break
+        await pilot.pause(0.05)
+    await pilot.press("t")  # no clock times: they depend on the time zone
+    if home:
+        await pilot.press("home")
+        for _ in range(200):
+            if screen.log_view.first_seq == 1:
+                break
+            await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def test_run_view_of_a_long_log_says_what_it_has_not_loaded(snap_compare):
+    # Opened at its end: the line above says how many earlier lines are a scroll away.
+    assert snap_compare(FixedFleetApp(), run_before=_open_long_run, terminal_size=SIZE)
+
+
+def test_run_view_of_a_long_log_paged_to_its_first_line(snap_compare):
+    async def home(pilot):  # type: ignore[no-untyped-def]
+        await _open_long_run(pilot, home=True)
+
+    assert snap_compare(FixedFleetApp(), run_before=home, terminal_size=SIZE)

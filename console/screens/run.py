@@ -149,6 +149,7 @@ class RunScreen(FleetScreen):
                 at = lines[-1]["at"]
                 self.log_view.add_lines(lines)
                 await asyncio.sleep(0)
+        self._show_log_status()
 
     def _add_gap(self, skipped: dict[str, int]) -> None:
         # The server moved this follower on past lines the window could not hold: they
@@ -209,7 +210,7 @@ class RunScreen(FleetScreen):
                              and self.run is not None and self.run["finished_at"] is not None)
             view.following = False
             if top:
-                view.scroll_home(animate=False)
+                view.show_top()
             else:
                 view.jump_to(seq)
         except ApiError as exc:
@@ -302,11 +303,15 @@ class RunScreen(FleetScreen):
         parts = [("following" if view.following else "paused", "green" if view.following
                   else "yellow")]
         if view.pending:
-            parts.append((f"  +{view.pending} lines (f to follow)", "bold yellow"))
+            parts.append((f"  +{view.pending:,} lines (f to follow)", "bold yellow"))
         parts.append((f"  timestamps {'on' if view.timestamps else 'off'}", "bright_black"))
         parts.append((f"  wrap {'on' if view.wrap else 'off'}", "bright_black"))
         if view.only_step is not None:
             parts.append((f"  step {view.only_step} only (enter: all steps)", "cyan"))
+        if view.entries and (view.first_seq > 1 or view.newest > view.last_seq):
+            # Only part of the log is in the view: say which part.
+            parts.append((f"  lines {view.first_seq:,} to {view.last_seq:,} of "
+                          f"{view.newest:,}", "cyan"))
         if ended:
             parts.append((f"  log complete: run {ended['status']}", "bright_black"))
         self.query_one("#log-status", Static).update(Text.assemble(*parts))

@@ -309,6 +309,12 @@ class LogView(ScrollView, can_focus=True):
         else:
             self.post_message(self.NeedLiveEnd())
 
+    def show_top(self) -> None:
+        """The window's first line at the top of the screen."""
+        self.following = False
+        self._scroll_myself(0)
+        self.call_after_refresh(self._scroll_myself, 0)
+
     def action_first_page(self) -> None:
         self.following = False
         if self.first_seq > 1:
