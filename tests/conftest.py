@@ -125,10 +125,22 @@ def need_sshd() -> str:
     return sshd
 
 
+def clear_stale_rehash_lock() -> None:
+    """On these machines root's ~/.bashrc runs `pyenv rehash`, which every OpenSSH login
+    as root goes through; a login shell killed mid-rehash (a test killing a session, a
+    timed-out check) leaves its lock file behind, and from then on every root login
+    waits on it for good. A lock older than a minute has no owner left: it goes."""
+    lock = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
+    with contextlib.suppress(OSError):
+        if time.time() - lock.stat().st_mtime > 60:
+            lock.unlink()
+
+
 @pytest.fixture
 def openssh(client_key: Path) -> Iterator[Any]:
     """Start real OpenSSH servers on loopback ports; they accept the test client key."""
     need_sshd()
+    clear_stale_rehash_lock()
     servers: list[OpenSSHServer] = []
     root = short_tmp("wd-sshd-")
     root.chmod(0o755)  # sshd reads authorized_keys as the account logging in
