@@ -125,14 +125,15 @@ def need_sshd() -> str:
     return sshd
 
 
-def clear_stale_rehash_lock() -> None:
+def clear_stale_rehash_lock(older_than_s: float = 10) -> None:
     """On these machines root's ~/.bashrc runs `pyenv rehash`, which every OpenSSH login
     as root goes through; a login shell killed mid-rehash (a test killing a session, a
     timed-out check) leaves its lock file behind, and from then on every root login
-    waits on it for good. A lock older than a minute has no owner left: it goes."""
+    waits on it for good. A rehash takes a fraction of a second: an older lock has no
+    owner left, and goes."""
     lock = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
     with contextlib.suppress(OSError):
-        if time.time() - lock.stat().st_mtime > 60:
+        if time.time() - lock.stat().st_mtime > older_than_s:
             lock.unlink()
 
 
@@ -158,6 +159,7 @@ def openssh(client_key: Path) -> Iterator[Any]:
     for server in servers:
         server.stop()
     shutil.rmtree(root, ignore_errors=True)
+    clear_stale_rehash_lock(older_than_s=2)  # its sessions are gone: so is any rehash
 
 
 @dataclass
