@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from wire.logcodec import expand, stamp_before
 
 TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
 BACK_PAGE = 5000  # earlier lines brought in when the reader reaches the window's top
+STATUS_EVERY_S = 0.25
 AROUND = 5000  # lines loaded around a match or an error outside the window
 SLICE = 1000  # lines added to the view between two looks at the keyboard
 PAGE = 5000  # lines per event asked of the server: small events decode between two keys
@@ -60,6 +62,7 @@ class RunScreen(FleetScreen):
         self.run: dict[str, Any] | None = None
         self._match_seq: int | None = None
         self._ended: dict[str, Any] | None = None  # how the log stream ended, once it has
+        self._status_at = 0.0  # when the status line last said the line counts
         self._offered: tuple[tuple[str, ...], bool] | None = None
 
     def compose(self) -> ComposeResult:
@@ -149,7 +152,10 @@ class RunScreen(FleetScreen):
                 at = lines[-1]["at"]
                 self.log_view.add_lines(lines)
                 await asyncio.sleep(0)
-        self._show_log_status()
+        # The line counts change with every batch of a flood: said a few times a second.
+        if time.monotonic() - self._status_at > STATUS_EVERY_S:
+            self._status_at = time.monotonic()
+            self._show_log_status()
 
     def _add_gap(self, skipped: dict[str, int]) -> None:
         # The server moved this follower on past lines the window could not hold: they
