@@ -601,6 +601,17 @@ async def test_help_lists_each_key_once_as_it_really_works_and_ctrl_c_quits(work
             assert all("_" not in description for _k, description, _e in rows), rows
             seen_views[app.screen.VIEW_NAME] = {k: d for k, d, _e in rows}
         assert "/" not in seen_views["Dashboard"]  # no filter there
+        # Every key on offer names an action that exists where it runs (a binding to a
+        # missing action does nothing at all: tab on the Dashboard once did).
+        for key in ("h", "w", "p", "b", "u", "a"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            for active in app.screen.active_bindings.values():
+                action = active.binding.action
+                owner, _, name = action.rpartition(".")
+                target = {"app": app, "screen": app.screen}.get(owner, active.node)
+                name = name.split("(")[0]
+                assert hasattr(target, f"action_{name}"), (key, action, active.node)
         assert seen_views["Workers"]["/"] == "Filter"
         app.push_screen(RunScreen(9999))
         await until(pilot, lambda: isinstance(app.screen, RunScreen))
