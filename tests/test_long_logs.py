@@ -167,3 +167,39 @@ script = "seq 1 2500; i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sl
         await pilot.press("f")
         await until(pilot, lambda: view.following and view.pending == 0)
     wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=60)
+
+
+def test_the_log_as_plain_text_at_a_url(workdeck, ssh_servers, client_key, tmp_path):
+    import shutil
+    import subprocess
+
+    from conftest import ON_CI
+
+    curl = shutil.which("curl")
+    if curl is None:
+        (pytest.fail if ON_CI else pytest.skip)("curl is not installed (apt-get install curl)")
+    setup_fleet(workdeck, ssh_servers, client_key, count=1)
+    import_runbook(workdeck, tmp_path, """
+name = "Short"
+[[steps]]
+name = "Say"
+pool = "Web Pool"
+script = "echo one; echo two >&2; sleep 1; echo three"
+""", "short.toml")
+    run = launch(workdeck, "Short")
+    url = f"http://workdeck/api/runs/{run['id']}/log.txt"
+    socket = str(workdeck.data_dir.socket)
+    # Followed from the start: it ends when the run does, with every line.
+    followed = subprocess.run([curl, "-sS", "--unix-socket", socket, url + "?follow=1"],
+                              capture_output=True, text=True, timeout=60)
+    assert followed.returncode == 0, followed.stderr
+    printed = workdeck.cli("runs", "log", str(run["id"])).out
+    assert followed.stdout == printed  # the same text as `workdeck runs log`
+    assert "] one\n" in printed and "] ! two\n" in printed and "] three\n" in printed
+    whole = subprocess.run([curl, "-sS", "--unix-socket", socket, url],
+                           capture_output=True, text=True, timeout=60)
+    assert whole.stdout == printed
+    missing = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                              "--unix-socket", socket, "http://workdeck/api/runs/9999/log.txt"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.stdout == "404"

@@ -14,6 +14,7 @@ from backend import launch, logsearch, logstore, runs
 from backend.api.deps import ActorDep, BackendDep
 from backend.errors import InvalidInput
 from backend.models import FINISHED
+from wire.logcodec import Clock, as_text
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -98,58 +99,87 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
                     - max(tail, 0))
 
     async def stream() -> AsyncIterator[bytes]:
-        seen = after
-        left = limit  # lines still wanted, when limited
-        told: dict[str, Any] | None = None  # the wait last said to this follower
-        while True:
-            newest = backend.hub.newest(run_id)
-            if keep is not None and newest - seen > keep:
-                yield _sse("skipped", {"after": seen, "to": newest - keep})
-                seen = newest - keep
-            if left is not None and left <= 0:
-                run = await asyncio.to_thread(backend.runs.get, run_id)
-                yield _sse("end", {"status": run["status"], "reason": run["reason"],
-                                   "following": False})
-                return
-            want = page if left is None else min(page, left)
-            chunks = backend.hub.latest_after(run_id, seen, want)
-            if chunks is None:
-                chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
-                                                 want)
-            if chunks and left is not None:
-                chunks = _at_most(chunks, left)
-                left -= chunks[-1]["last_seq"] - seen
-            if chunks:
-                seen = chunks[-1]["last_seq"]
-                # Encoding megabytes of log is done off the loop, which serves everyone.
-                yield await asyncio.to_thread(_sse, "chunks", chunks)
-                continue
-            run = await asyncio.to_thread(backend.runs.get, run_id)
-            if run["status"] in FINISHED:
-                # The run's last lines were stored before its status changed: nothing
-                # more can come, so check once more and end.
-                chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen,
-                                                 page)
-                if chunks:
-                    seen = chunks[-1]["last_seq"]
-                    yield _sse("chunks", chunks)
-                    continue
-                yield _sse("end", {"status": run["status"], "reason": run["reason"]})
-                return
-            if not follow:
-                yield _sse("end", {"status": run["status"], "reason": run["reason"],
-                                   "following": False})
-                return
-            if run["waiting"] != told:
-                # A follower would otherwise see nothing while the run waits for someone.
-                told = run["waiting"]
-                yield _sse("waiting", {"run_id": run_id, **(told or {})} if told else None)
-            if await request.is_disconnected():
-                return
-            await backend.hub.wait(run_id, HEARTBEAT_S)
+        async for event, data in _log_events(backend, request, run_id, after=after,
+                                             follow=follow, page=page, keep=keep,
+                                             limit=limit):
+            # Encoding megabytes of log is done off the loop, which serves everyone.
+            yield await asyncio.to_thread(_sse, event, data) if event == "chunks" \
+                else _sse(event, data)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{run_id}/log.txt")
+async def run_log_text(run_id: int, request: Request, backend: BackendDep, after: int = 0,
+                       follow: bool = False) -> StreamingResponse:
+    """The log as plain text, as `workdeck runs log` prints it (`HH:MM:SS [step:worker]
+    text`, stderr marked `! `, Workdeck's own lines `** `), for curl and less;
+    `follow=1` keeps streaming until the run ends."""
+    await asyncio.to_thread(backend.runs.get, run_id)  # 404 for an unknown run
+    clock = Clock()
+
+    def text(chunks: list[dict[str, Any]]) -> bytes:
+        return "".join(as_text(chunk, clock) for chunk in chunks).encode("utf-8", "replace")
+
+    async def stream() -> AsyncIterator[bytes]:
+        async for event, data in _log_events(backend, request, run_id, after=after,
+                                             follow=follow, page=PAGE):
+            if event == "chunks":
+                yield await asyncio.to_thread(text, data)
+
+    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8",
+                             headers={"Cache-Control": "no-store"})
+
+
+async def _log_events(backend: Any, request: Request, run_id: int, *, after: int,
+                      follow: bool, page: int, keep: int | None = None,
+                      limit: int | None = None) -> AsyncIterator[tuple[str, Any]]:
+    """A run's log as events (chunks, skipped, waiting, end), for every way of reading it."""
+    seen = after
+    left = limit  # lines still wanted, when limited
+    told: dict[str, Any] | None = None  # the wait last said to this follower
+    while True:
+        newest = backend.hub.newest(run_id)
+        if keep is not None and newest - seen > keep:
+            yield "skipped", {"after": seen, "to": newest - keep}
+            seen = newest - keep
+        if left is not None and left <= 0:
+            run = await asyncio.to_thread(backend.runs.get, run_id)
+            yield "end", {"status": run["status"], "reason": run["reason"], "following": False}
+            return
+        want = page if left is None else min(page, left)
+        chunks = backend.hub.latest_after(run_id, seen, want)
+        if chunks is None:
+            chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen, want)
+        if chunks and left is not None:
+            chunks = _at_most(chunks, left)
+            left -= chunks[-1]["last_seq"] - seen
+        if chunks:
+            seen = chunks[-1]["last_seq"]
+            yield "chunks", chunks
+            continue
+        run = await asyncio.to_thread(backend.runs.get, run_id)
+        if run["status"] in FINISHED:
+            # The run's last lines were stored before its status changed: nothing more
+            # can come, so check once more and end.
+            chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen, page)
+            if chunks:
+                seen = chunks[-1]["last_seq"]
+                yield "chunks", chunks
+                continue
+            yield "end", {"status": run["status"], "reason": run["reason"]}
+            return
+        if not follow:
+            yield "end", {"status": run["status"], "reason": run["reason"], "following": False}
+            return
+        if run["waiting"] != told:
+            # A follower would otherwise see nothing while the run waits for someone.
+            told = run["waiting"]
+            yield "waiting", {"run_id": run_id, **(told or {})} if told else None
+        if await request.is_disconnected():
+            return
+        await backend.hub.wait(run_id, HEARTBEAT_S)
 
 
 def _at_most(chunks: list[dict[str, Any]], lines: int) -> list[dict[str, Any]]:
