@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__, advisor, fleet, retention
 from backend.api import checks, events, pools, runbooks, runs, server, workers
@@ -37,6 +38,7 @@ from backend.ssh import ConnectionPool
 from backend.usage import Usage
 from backend.vault import Vault
 from wire.datadir import DataDir
+from wire.errors import ErrorBody, code_for
 from wire.serverlock import AlreadyRunning, ServerLock
 
 log = logging.getLogger("workdeck.server")
@@ -246,26 +248,75 @@ def create_app(backend: Backend) -> FastAPI:
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return JSONResponse({"detail": "A valid API token is required "
-                                     "(set WORKDECK_TOKEN)."}, status_code=401)
+                                     "(set WORKDECK_TOKEN).", "code": "unauthorized"},
+                                    status_code=401)
             return await call_next(request)
     for module in (workers, pools, checks, events, server, runbooks, runs):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
 
+    # One error shape everywhere (wire.errors.ErrorBody): a sentence and a code.
     @app.exception_handler(WorkdeckError)
     async def _refused(_request: Request, exc: WorkdeckError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+        return JSONResponse({"detail": str(exc), "code": exc.code},
+                            status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         return JSONResponse(
-            {"detail": f"Invalid {where}: {first.get('msg', 'not understood')}."},
+            {"detail": f"Invalid {where}: {first.get('msg', 'not understood')}.",
+             "code": "invalid"},
             status_code=422,
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "The request was refused."
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "No such route: see /docs for the API."
+        elif exc.status_code == 405:
+            detail = "This route does not take that method: see /docs for the API."
+        return JSONResponse({"detail": detail, "code": code_for(exc.status_code)},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("a request failed")
+        return JSONResponse({"detail": "The server failed on this request (its log says "
+                                       "why).", "code": "internal"}, status_code=500)
+
+    _document_errors(app)
+
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The OpenAPI document tells the truth about refusals: every route may answer with
+    the one error shape (not FastAPI's validation list), under the statuses it uses."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        error = {"description": "Refused: a sentence and a code",
+                 "content": {"application/json": {
+                     "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                for status in ("400", "404", "409", "413", "422", "500"):
+                    responses[status] = error
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _bind_unix(path: str) -> socket.socket:

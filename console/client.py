@@ -73,13 +73,15 @@ class Target:
 
 def _error_from(response: httpx.Response) -> ApiError:
     try:
-        detail = response.json().get("detail")
+        body = response.json()
+        detail, code = body.get("detail"), body.get("code")
     except (ValueError, AttributeError):
-        detail = None
+        detail = code = None
     if not isinstance(detail, str):
         detail = f"The server answered {response.status_code} {response.reason_phrase}."
     # The sentence may quote what someone typed: it reaches a terminal inert.
-    return ApiError(clean_line(detail, 1000), response.status_code)
+    return ApiError(clean_line(detail, 1000), response.status_code,
+                    code if isinstance(code, str) else "")
 
 
 def _unavailable(target: Target, exc: Exception) -> ServerUnavailable:

@@ -63,7 +63,7 @@ class BodyLimit:
     @staticmethod
     async def _refuse(send: Any, limit: int) -> None:
         body = json.dumps({"detail": f"The request body is larger than {_size(limit)}, the "
-                                     "most this route takes."}).encode()
+                                     "most this route takes.", "code": "too_large"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from backend import fleet, usage
@@ -46,7 +46,8 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
 
 
 @router.get("/{name:path}")
-async def show_pool(name: str, backend: BackendDep, history_s: float = usage.HISTORY_S
+async def show_pool(name: str, backend: BackendDep,
+                    history_s: Annotated[float, Query(gt=0, le=usage.KEEP_S)] = usage.HISTORY_S
                     ) -> dict[str, Any]:
     """The pool's figures, and what is behind them: each member with its slots in use,
     the leases held on its members, the steps queued for it, its utilization history
