@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import httpx  # noqa: E402
-from health import bench_account  # noqa: E402
 from openssh import OpenSSHServer  # noqa: E402
+from rig import start_rig  # noqa: E402
 
-from console.client import SSEParser, Target, start_server  # noqa: E402
+from console.client import SSEParser, Target  # noqa: E402
 from console.demo import stop_server  # noqa: E402
 from wire.datadir import DataDir  # noqa: E402
 
@@ -150,18 +149,11 @@ def main() -> None:
     if args.console_probe:
         console_probe(args.console_probe[0], int(args.console_probe[1]))
         return
-    user = bench_account()
-    root = Path(tempfile.mkdtemp(prefix="wd-logs-"))
-    root.chmod(0o755)
-    sshd = OpenSSHServer(root / "sshd")
-    sshd.authorized_keys.chmod(0o644)
-    sshd.start()
-    target = Target(DataDir(root / "data"))
-    start_server(target)
-    transport = httpx.HTTPTransport(uds=str(target.data_dir.socket))
+    rig = start_rig("wd-logs-")
+    user, sshd, target = rig.user, rig.sshd, rig.target
     try:
         ssh_s = min(plain_ssh(sshd, user, args.lines) for _ in range(3))
-        with httpx.Client(transport=transport, base_url="http://workdeck", timeout=60) as http:
+        with rig.http() as http:
             http.put("/api/settings", json={"builtin_worker": False})
             http.post("/api/workers", json={
                 "name": "bench-worker", "host": sshd.host, "port": sshd.port, "user": user,

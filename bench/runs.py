@@ -16,7 +16,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,12 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import httpx  # noqa: E402
-from health import bench_account  # noqa: E402
 from openssh import OpenSSHServer  # noqa: E402
+from rig import start_rig  # noqa: E402
 
-from console.client import Target, start_server  # noqa: E402
 from console.demo import stop_server  # noqa: E402
-from wire.datadir import DataDir  # noqa: E402
 from wire.logcodec import expand  # noqa: E402
 
 SCRIPT = "echo start; sleep 0.2; echo end"
@@ -88,17 +85,10 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    user = bench_account()
-    root = Path(tempfile.mkdtemp(prefix="wd-runs-"))
-    root.chmod(0o755)
-    sshd = OpenSSHServer(root / "sshd")
-    sshd.authorized_keys.chmod(0o644)
-    sshd.start()
-    target = Target(DataDir(root / "data"))
-    start_server(target)
-    transport = httpx.HTTPTransport(uds=str(target.data_dir.socket))
+    rig = start_rig("wd-runs-")
+    user, sshd, target = rig.user, rig.sshd, rig.target
     try:
-        with httpx.Client(transport=transport, base_url="http://workdeck", timeout=60) as http:
+        with rig.http() as http:
             http.put("/api/settings", json={"builtin_worker": False})
             # Two workers on the one sshd, so that the slots are spread as in a pool.
             for number in (1, 2):

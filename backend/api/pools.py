@@ -47,7 +47,7 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
 
 @router.get("/{name:path}")
 async def show_pool(name: str, backend: BackendDep,
-                    history_s: Annotated[float, Query(gt=0, le=usage.KEEP_S)] = usage.HISTORY_S
+                    history_s: Annotated[float, Query(ge=0, le=usage.KEEP_S)] = usage.HISTORY_S
                     ) -> dict[str, Any]:
     """The pool's figures, and what is behind them: each member with its slots in use,
     the leases held on its members, the steps queued for it, its utilization history
