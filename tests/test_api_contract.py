@@ -47,3 +47,8 @@ def test_the_openapi_document_tells_the_error_shape(workdeck):
     for status in ("404", "422"):
         ref = operation["responses"][status]["content"]["application/json"]["schema"]
         assert ref == {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_a_pool_without_its_history_is_what_the_console_asks_for(workdeck):
+    answer = raw(workdeck, "GET", "/api/pools/Default Worker Pool", params={"history_s": 0})
+    assert answer.status_code == 200 and answer.json()["name"] == "Default Worker Pool"
