@@ -612,3 +612,14 @@ def test_runbook_files_small_refusals(workdeck, tmp_path):
     result = workdeck.cli("runs", "log", "9999")
     assert result.code == 1 and "No run has the id 9999" in result.err
     assert "broke off" not in result.err
+
+
+def test_a_large_runbook_file_imports_through_the_all_or_none_route(workdeck, tmp_path):
+    # Several hundred KB of runbook (long scripts) is a normal file, not an abuse.
+    steps = "".join(f'[[steps]]\nname = "s{i}"\nscript = """\n{"echo filler " * 400}\n"""\n'
+                    for i in range(60))
+    big = tmp_path / "big.toml"
+    big.write_text(f'name = "Big"\n{steps}')
+    assert big.stat().st_size > 256 * 1024
+    result = workdeck.cli("runbook", "import", str(big))
+    assert result.code == 0, result.err

@@ -9,7 +9,8 @@ from typing import Any
 DEFAULT_LIMIT = 64 * 1024
 # Imports of a whole inventory or runbook file.
 LARGE_LIMIT = 16 * 1024 * 1024
-LARGE_ROUTES = {("POST", "/api/workers/import"), ("POST", "/api/runbooks")}
+LARGE_ROUTES = {("POST", "/api/workers/import"), ("POST", "/api/runbooks"),
+                ("POST", "/api/runbooks/import")}
 
 
 def limit_for(method: str, path: str) -> int:
