@@ -47,11 +47,13 @@ async def test_close_while_the_flush_waits_for_a_busy_thread_pool(store):
     # The only thread is busy: the flusher's write queues behind it.
     release = threading.Event()
     busy = loop.run_in_executor(None, release.wait)
-    await asyncio.sleep(logstore.FLUSH_INTERVAL_S * 3)  # the flusher has taken the batch
+    while log._pending:  # until the flusher has taken the batch (its write now queues)
+        await asyncio.sleep(0.01)
     await log.output(1, "w", "stdout", b"end\n")
     log.note(1, "w", "step 1 succeeded")
     closing = asyncio.ensure_future(log.close())
-    await asyncio.sleep(0.05)
+    while not log._flusher.cancelling():  # close() has cancelled the flusher mid-write
+        await asyncio.sleep(0.01)
     release.set()
     assert await closing is True
     await busy
@@ -75,7 +77,8 @@ async def test_a_cancelled_flush_still_stores_its_batch(store, monkeypatch):
     flushing = asyncio.ensure_future(log.flush())
     await asyncio.to_thread(entered.wait, 10)
     flushing.cancel()
-    await asyncio.sleep(0.05)
+    for _ in range(5):  # let the cancel reach the flush
+        await asyncio.sleep(0)
     assert not flushing.done()  # the cancel waits for the write it cannot stop
     release.set()
     with pytest.raises(asyncio.CancelledError):

@@ -126,11 +126,11 @@ async def test_the_run_view_reaches_every_line_of_a_long_log(workdeck, long_run)
         await until(pilot, lambda: view.following and view.last_seq >= LINES + 3)
         # Wrap is a way of showing, not a scroll: following goes on.
         await pilot.press("w")
-        await pilot.pause(0.6)
-        assert view.wrap and view.following and view.scroll_y >= view.max_scroll_y
+        await until(pilot, lambda: view.wrap and view.scroll_y >= view.max_scroll_y)
+        assert view.following
         await pilot.press("w")
-        await pilot.pause(0.6)
-        assert not view.wrap and view.following
+        await until(pilot, lambda: not view.wrap)
+        assert view.following
 
 
 async def test_a_paused_view_does_not_move_while_lines_arrive(workdeck, ssh_servers,
