@@ -30,7 +30,8 @@ from backend.models import (
     Worker,
     utcnow,
 )
-from backend.schemas import Policy, WorkerCreate
+from backend.schemas import Policy
+from wire.workers import WorkerCreate
 
 
 def iso(value: datetime | None) -> str | None:

@@ -6,14 +6,26 @@ from datetime import UTC, datetime
 
 from sqlmodel import Field, SQLModel
 
-# Worker statuses, from best to worst; `disabled` and `unknown` sit outside that order.
-HEALTHY = "healthy"
-WARNING = "warning"
-UNHEALTHY = "unhealthy"
-UNAVAILABLE = "unavailable"
-UNKNOWN = "unknown"
-DISABLED = "disabled"
-STATUSES = (HEALTHY, WARNING, UNHEALTHY, UNAVAILABLE, UNKNOWN, DISABLED)
+# The statuses are part of the wire contract; they are defined there once.
+from wire.statuses import (  # noqa: F401 - re-exported for the backend
+    CANCELLED,
+    DISABLED,
+    FAILED,
+    FINISHED,
+    HEALTHY,
+    INTERRUPTED,
+    LOST,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    STATUSES,
+    SUCCEEDED,
+    UNAVAILABLE,
+    UNHEALTHY,
+    UNKNOWN,
+    WAITING,
+    WARNING,
+)
 
 DEFAULT_POOL = "Default Worker Pool"
 BUILTIN_WORKER = "built-in-worker"
@@ -117,13 +129,6 @@ class Setting(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
-
-
-# Run statuses (DESIGN.md) and step statuses.
-QUEUED, RUNNING, WAITING = "queued", "running", "waiting"
-SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
-SKIPPED, LOST = "skipped", "lost"
-FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 
 
 class Environment(SQLModel, table=True):

@@ -7,34 +7,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
-class WorkerCreate(BaseModel):
-    name: str
-    host: str
-    port: int = 22
-    user: str | None = None
-    key_path: str | None = None
-    use_agent: bool = False
-    pools: list[str] = Field(default_factory=list)
-    capacity: int = 4
-    work_dir: str | None = None
-    trust_host_key: bool = False
-
-
-class WorkerImport(BaseModel):
-    workers: list[WorkerCreate]
-    pools: list[str] = Field(default_factory=list)
-    trust_host_key: bool = False
-
-
-class TrustRequest(BaseModel):
-    fingerprint: str | None = None
-
-
-class PoolCreate(BaseModel):
-    name: str
-    description: str = ""
-
-
 class CheckRequest(BaseModel):
     workers: list[str] = Field(default_factory=list)
     pools: list[str] = Field(default_factory=list)
@@ -49,10 +21,6 @@ class Policy(BaseModel):
     load_warning_factor: float = Field(2.0, gt=0)
     history_size: int = Field(120, ge=1, le=10_000)
     custom_script: str = ""
-
-
-class PoolUpdate(BaseModel):
-    description: str
 
 
 class SettingsUpdate(BaseModel):

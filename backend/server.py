@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__, advisor, fleet, retention
-from backend.api import checks, events, pools, runbooks, runs, server, workers
+from backend.api import checks, events, pools, recording, runbooks, runs, server, workers
 from backend.api.limits import BodyLimit
 from backend.checker import HealthChecker
 from backend.db import Store
@@ -254,6 +254,8 @@ def create_app(backend: Backend) -> FastAPI:
     for module in (workers, pools, checks, events, server, runbooks, runs):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
+    if (record_to := recording.wanted()) is not None:
+        app.add_middleware(recording.AnswerRecorder, path=record_to)
 
     # One error shape everywhere (wire.errors.ErrorBody): a sentence and a code.
     @app.exception_handler(WorkdeckError)

@@ -20,6 +20,7 @@ from typing import Any
 import asyncssh
 import pytest
 from click.testing import CliRunner
+from contract import Contract
 from openssh import OpenSSHServer, find_sshd
 
 from backend.localssh import LocalSSHServer
@@ -205,11 +206,27 @@ class Workdeck:
                                              self.log()[since:])]
 
 
+RECORD_ENV = "WORKDECK_RECORD_ANSWERS"  # backend/api/recording.py
+_contract: list[Contract] = []
+
+
+def answers_file(root: Path) -> Path:
+    return root / "answers.jsonl"
+
+
+def contract(client: Client) -> Contract:
+    """The API's contract, as its OpenAPI document states it (read once per session)."""
+    if not _contract:
+        _contract.append(Contract(client.get("/openapi.json")))
+    return _contract[0]
+
+
 def start_workdeck(root: Path, home: Path, extra: list[str] | None = None
                    ) -> tuple[DataDir, subprocess.Popen[bytes]]:
     data_dir = DataDir(root / "data")
     data_dir.ensure()
-    env = {**os.environ, "HOME": str(home)}
+    # Every JSON answer is recorded, and checked against the API's contract afterwards.
+    env = {**os.environ, "HOME": str(home), RECORD_ENV: str(answers_file(root))}
     env.pop("WORKDECK_SERVER", None)
     log = open(data_dir.log_file, "ab")  # noqa: SIM115 - owned by the child
     process = subprocess.Popen(
@@ -244,6 +261,7 @@ def workdeck() -> Iterator[Workdeck]:
     with deck.client() as client:
         client.put("/api/policy", QUIET_POLICY)
         client.put("/api/settings", {"builtin_worker": False})
+        api = contract(client)
     yield deck
     broken = [line for line in deck.log().splitlines()
               if any(error in line for error in THREAD_SAFETY_ERRORS)]
@@ -260,8 +278,11 @@ def workdeck() -> Iterator[Workdeck]:
         pid = int(data_dir.pid_file.read_text())
         if str(data_dir.root) in Path(f"/proc/{pid}/cmdline").read_text():
             os.kill(pid, signal.SIGKILL)
+    broken_contract = api.violations(answers_file(root))
     shutil.rmtree(root, ignore_errors=True)
     assert not broken, "the server touched asyncio objects off its loop:\n" + "\n".join(broken)
+    assert not broken_contract, "answers that break the API's contract:\n" + \
+        "\n".join(broken_contract)
 
 
 UNPRIVILEGED = "workdeck-test"

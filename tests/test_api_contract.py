@@ -3,6 +3,8 @@ the OpenAPI document; a bad parameter is a clear refusal, never a server error."
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -52,3 +54,51 @@ def test_the_openapi_document_tells_the_error_shape(workdeck):
 def test_a_pool_without_its_history_is_what_the_console_asks_for(workdeck):
     answer = raw(workdeck, "GET", "/api/pools/Default Worker Pool", params={"history_s": 0})
     assert answer.status_code == 200 and answer.json()["name"] == "Default Worker Pool"
+
+
+# Routes whose answer is not one JSON document: streams and plain text.
+NOT_JSON = {("GET", "/api/events"), ("GET", "/api/runs/{run_id}/log"),
+            ("GET", "/api/runs/{run_id}/log.txt"), ("GET", "/api/runbooks/{name}/export")}
+DECLARED_TAGS = {"workers", "pools"}  # route groups already on the typed contract
+
+
+def test_every_route_declares_what_it_answers(workdeck):
+    schema = raw(workdeck, "GET", "/openapi.json").json()
+    undeclared = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if (method.upper(), path) in NOT_JSON or \
+                    not set(operation.get("tags", ())) & DECLARED_TAGS:
+                continue
+            for status, response in operation["responses"].items():
+                if not status.startswith("2") or status == "204":
+                    continue
+                body = response.get("content", {}).get("application/json", {}).get("schema")
+                if not body or body == {}:
+                    undeclared.append(f"{method.upper()} {path} {status}")
+    assert not undeclared, "routes that do not declare their answer: " + ", ".join(undeclared)
+
+
+def test_the_contract_check_finds_a_broken_answer(workdeck, tmp_path):
+    # The suite-wide check (tests/contract.py) must catch what it is there for.
+    from conftest import contract
+
+    with workdeck.client() as client:
+        api = contract(client)
+    worker = {"name": "w", "host": "h"}  # most keys missing
+    recorded = tmp_path / "answers.jsonl"
+    answers = [
+        {"method": "GET", "path": "/api/workers/w", "status": 200, "body": json.dumps(worker)},
+        {"method": "POST", "path": "/api/workers/import", "status": 200, "body": "[]"},
+        {"method": "GET", "path": "/api/pools", "status": 200,
+         "body": json.dumps([{"name": "p", "undeclared": 1}])},
+        {"method": "GET", "path": "/api/workers/w%2Fx/history", "status": 200, "body": "[]"},
+        {"method": "GET", "path": "/api/runs/7", "status": 404,
+         "body": json.dumps({"detail": "No run 7.", "code": "not_found"})},
+    ]
+    recorded.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    found = api.violations(recorded)
+    assert len(found) == 3, found
+    assert "GET /api/workers/w answered 200: at the body: 'port' is a required" in found[0]
+    assert "a status its route does not declare" in found[1]
+    assert "/api/pools" in found[2]

@@ -15,7 +15,7 @@ from backend.db import Store
 from backend.events import EventBus
 from backend.leases import Leases, NoWorker
 from backend.models import HEALTHY, UNAVAILABLE, Lease, Pool, PoolSample, Run, Worker
-from backend.schemas import WorkerCreate
+from wire.workers import WorkerCreate
 
 POOL = "Web Pool"
 

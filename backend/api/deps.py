@@ -24,11 +24,12 @@ def get_actor(x_workdeck_actor: Annotated[str | None, Header()] = None) -> str:
     return free_text(x_workdeck_actor, 100, one_line=True) or "api"
 
 
-async def encoded(data: Any) -> Response:
+async def encoded(data: Any, status_code: int = 200) -> Response:
     """An answer as big as the fleet (ten thousand workers), encoded in a thread: on the
-    event loop it would stall every console for a good part of a second."""
+    event loop it would stall every console for a good part of a second. (A Response
+    bypasses the route's own status, so a 201 is given here.)"""
     body = await for_client(lambda: json.dumps(data, separators=(",", ":")).encode())
-    return Response(body, media_type="application/json")
+    return Response(body, status_code=status_code, media_type="application/json")
 
 
 BackendDep = Annotated["Backend", Depends(get_backend)]

@@ -12,18 +12,18 @@ from backend import fleet, usage
 from backend.api.deps import ActorDep, BackendDep, encoded
 from backend.db import for_client
 from backend.leases import leases_of
-from backend.schemas import PoolCreate, PoolUpdate
+from wire.pools import Pool, PoolCreate, PoolDetail, PoolUpdate
 
 router = APIRouter(prefix="/api/pools", tags=["pools"])
 
 
-@router.get("")
+@router.get("", response_model=list[Pool])
 async def list_pools(backend: BackendDep) -> Response:
     return await encoded(await for_client(fleet.list_pools, backend.store,
                                           backend.leases.queued_by_pool()))
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=Pool)
 async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.add_pool, backend.store, body.name, body.description,
                                    actor)
@@ -34,7 +34,7 @@ async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> di
     return pool
 
 
-@router.put("/{name:path}")
+@router.put("/{name:path}", response_model=Pool)
 async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
                       actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
@@ -45,7 +45,7 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
     return pool
 
 
-@router.get("/{name:path}")
+@router.get("/{name:path}", response_model=PoolDetail)
 async def show_pool(name: str, backend: BackendDep,
                     history_s: Annotated[float, Query(ge=0, le=usage.KEEP_S)] = usage.HISTORY_S
                     ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from backend import launch, runbooks
@@ -93,7 +93,7 @@ async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
     return runbooks.public(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
-@router.delete("/runbooks/{name:path}", status_code=204)
+@router.delete("/runbooks/{name:path}", status_code=204, response_class=Response)
 async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(runbooks.remove, backend.store, name, actor)
     backend.bus.publish("runbook.removed", name)

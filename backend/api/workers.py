@@ -12,25 +12,25 @@ from fastapi.responses import Response
 from backend import fleet
 from backend.api.deps import ActorDep, BackendDep, encoded
 from backend.db import for_client
-from backend.schemas import TrustRequest, WorkerCreate, WorkerImport
+from wire.workers import HealthRecord, TrustRequest, Worker, WorkerCreate, WorkerImport
 
 # Worker names may hold "/", which travels %2F-quoted and is decoded before routing: name
 # parameters take the rest of the path, and routes with a suffix come before the bare one.
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 
 
-@router.get("")
+@router.get("", response_model=list[Worker])
 async def list_workers(backend: BackendDep) -> Response:
     return await encoded(await for_client(fleet.list_workers, backend.store))
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=Worker)
 async def add_worker(spec: WorkerCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.add_workers, backend.store, [spec], actor)
     return await backend.workers_changed([spec.name], check=True)
 
 
-@router.post("/import", status_code=201)
+@router.post("/import", status_code=201, response_model=list[Worker])
 async def import_workers(body: WorkerImport, backend: BackendDep,
                          actor: ActorDep) -> Response:
     specs = [
@@ -42,20 +42,21 @@ async def import_workers(body: WorkerImport, backend: BackendDep,
     ]
     names = await asyncio.to_thread(fleet.add_workers, backend.store, specs, actor)
     await backend.workers_changed(names)
-    return await encoded(await asyncio.to_thread(fleet.list_workers, backend.store, names))
+    return await encoded(await asyncio.to_thread(fleet.list_workers, backend.store, names),
+                         status_code=201)
 
 
-@router.get("/{name:path}/history")
+@router.get("/{name:path}/history", response_model=list[HealthRecord])
 async def worker_history(name: str, backend: BackendDep) -> list[dict[str, Any]]:
     return await asyncio.to_thread(fleet.worker_history, backend.store, name)
 
 
-@router.get("/{name:path}")
+@router.get("/{name:path}", response_model=Worker)
 async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(fleet.get_worker, backend.store, name)
 
 
-@router.delete("/{name:path}", status_code=204)
+@router.delete("/{name:path}", status_code=204, response_class=Response)
 async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
     await backend.connections.drop(name)
@@ -64,31 +65,31 @@ async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None
     backend.bus.publish("worker.removed", name)
 
 
-@router.post("/{name:path}/enable")
+@router.post("/{name:path}/enable", response_model=Worker)
 async def enable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, True, actor)
     return await backend.workers_changed([name], check=True)
 
 
-@router.post("/{name:path}/disable")
+@router.post("/{name:path}/disable", response_model=Worker)
 async def disable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, False, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name:path}/drain")
+@router.post("/{name:path}/drain", response_model=Worker)
 async def drain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, True, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name:path}/undrain")
+@router.post("/{name:path}/undrain", response_model=Worker)
 async def undrain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, False, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name:path}/trust")
+@router.post("/{name:path}/trust", response_model=Worker)
 async def trust_worker(name: str, body: TrustRequest, backend: BackendDep,
                        actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.trust_host_key, backend.store, name, body.fingerprint, actor)

@@ -1,0 +1,110 @@
+"""Workers on the wire: how one is added, how the API shows it, its check history."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wire.base import Answer
+from wire.statuses import WorkerStatus
+
+DEFAULT_CAPACITY = 4
+
+
+class WorkerCreate(BaseModel):
+    """A worker to register: where it is, how to log in, which pools it serves."""
+
+    name: str
+    host: str
+    port: int = 22
+    user: str | None = None
+    key_path: str | None = Field(None, description="A private key file on the server's "
+                                                   "machine.")
+    use_agent: bool = False
+    pools: list[str] = Field(default_factory=list)
+    capacity: int = Field(DEFAULT_CAPACITY, description="Slots: steps it runs at once.")
+    work_dir: str | None = None
+    trust_host_key: bool = Field(False, description="Pin the host key the first connection "
+                                                    "presents.")
+
+
+class WorkerImport(BaseModel):
+    """Several workers at once: all of them are added, or none."""
+
+    workers: list[WorkerCreate]
+    pools: list[str] = Field(default_factory=list, description="Pools every one joins.")
+    trust_host_key: bool = False
+
+
+class TrustRequest(BaseModel):
+    fingerprint: str | None = Field(None, description="The SHA256 fingerprint the operator "
+                                                      "checked (none: the one presented).")
+
+
+class Disk(Answer):
+    mount: str
+    size_mb: float
+    free_mb: float
+
+
+class Facts(Answer):
+    """What the last full check read on the worker; a key is absent until it was read."""
+
+    # Facts are stored as the check read them; a later version may read more.
+    model_config = ConfigDict(extra="allow")
+
+    os: str | None = None
+    kernel: str | None = None
+    arch: str | None = None
+    hostname: str | None = None
+    cpus: int | None = None
+    login_shell: str | None = None
+    work_dir: str | None = None
+    uptime_s: float | None = None
+    load: list[float] | None = Field(None, description="The 1, 5 and 15-minute load.")
+    mem_total_mb: float | None = None
+    mem_available_mb: float | None = None
+    disks: list[Disk] | None = Field(None, description="`/` and the work folder.")
+
+
+class Worker(Answer):
+    """A worker as the API, the JSON output and the console show it."""
+
+    name: str
+    host: str
+    port: int
+    user: str | None
+    key_path: str | None
+    use_agent: bool
+    pools: list[str]
+    enabled: bool
+    draining: bool = Field(description="Finishes its steps, takes no new ones.")
+    builtin: bool = Field(description="The built-in worker: the server's own machine.")
+    capacity: int = Field(description="Slots: how many steps it may run at once.")
+    leases: int = Field(description="Slots in use: leases held by steps on it.")
+    orphans: int = Field(description="Of those, slots held by steps whose processes are not "
+                                     "yet seen gone.")
+    orphan_reason: str
+    work_dir: str
+    status: WorkerStatus = Field(description="`disabled` while disabled, else the last "
+                                             "check's result.")
+    health: WorkerStatus = Field(description="The last check's result, also while disabled.")
+    reason: str = Field(description="Why it has its status.")
+    checked_at: str | None = Field(description="When it was last checked (ISO 8601, UTC).")
+    latency_ms: float | None
+    connect_ms: float | None
+    facts: Facts
+    host_key: str | None = Field(description="The pinned host key's SHA256 fingerprint.")
+    presented_host_key: str | None = Field(description="The fingerprint of a key presented "
+                                                       "but not trusted.")
+
+
+class HealthRecord(Answer):
+    """One past health check of a worker."""
+
+    checked_at: str | None
+    status: WorkerStatus
+    reason: str
+    latency_ms: float | None
+    connect_ms: float | None
+    load1: float | None
+    disk_free_mb: float | None
