@@ -17,6 +17,7 @@ from backend.models import HostKey, Pool, Worker
 from backend.schemas import Policy
 from backend.server import Backend
 from wire.datadir import DataDir
+from wire.runbook import parse_toml
 from wire.workers import WorkerCreate
 
 log = logging.getLogger("workdeck.demo")
@@ -151,7 +152,7 @@ def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) ->
     for environment in ENVIRONMENTS:
         launch.add_environment(store, environment, "demo")
     for path in sorted(RUNBOOKS.glob("*.toml")):
-        runbooks.save(store, runbooks.parse_toml(path.read_text(), path.name), "demo")
+        runbooks.save(store, parse_toml(path.read_text(), path.name), "demo")
 
 
 def _alive(pid: int | None) -> bool:

@@ -1,26 +1,8 @@
-"""Errors the backend reports to a user: each carries one clear sentence."""
+"""Errors the backend reports to a user: each carries one clear sentence. They are part
+of the wire contract (wire.errors), where they are defined."""
 
 from __future__ import annotations
 
+from wire.errors import Conflict, InvalidInput, NotFound, WorkdeckError
 
-class WorkdeckError(Exception):
-    """A refused request; `str(exc)` is the sentence shown to the user, `code` the name a
-    program goes by (wire.errors)."""
-
-    status_code = 400
-    code = "invalid"
-
-
-class InvalidInput(WorkdeckError):
-    status_code = 422
-    code = "invalid"
-
-
-class NotFound(WorkdeckError):
-    status_code = 404
-    code = "not_found"
-
-
-class Conflict(WorkdeckError):
-    status_code = 409
-    code = "conflict"
+__all__ = ["Conflict", "InvalidInput", "NotFound", "WorkdeckError"]

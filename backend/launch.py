@@ -15,7 +15,7 @@ from backend.fleet import audit
 from backend.leases import Leases
 from backend.logstore import MIN_MASKED
 from backend.models import DEFAULT_POOL, Environment, Pool
-from backend.runbooks import RunbookDef, Step
+from wire.runbook import RunbookDef, Step
 
 MIN_SECRET = MIN_MASKED
 

@@ -56,10 +56,10 @@ from backend.remote import (
     run_step,
     script_text,
 )
-from backend.runbooks import RunbookDef, Step
 from backend.ssh import ConnectionPool, SSHFailure
 from backend.validation import free_text
 from backend.vault import Vault
+from wire.runbook import RunbookDef, Step
 
 log = logging.getLogger(__name__)
 

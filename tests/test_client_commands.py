@@ -31,6 +31,16 @@ main()
 """
 
 
+def test_the_console_and_its_editor_import_none_of_the_servers_stack():
+    # The editor parses and writes runbook files with wire.runbook, not the backend's store.
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, console.app, console.screens.editor\n"
+         "print(','.join(sorted({m.split('.')[0] for m in sys.modules})))"],
+        capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(done.stdout.strip().split(","))
+    assert "wire" in loaded and not loaded & {*SERVER_STACK, "backend"}
+
+
 def run_probe(workdeck, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, ",".join(SERVER_STACK),

@@ -21,5 +21,28 @@ class ErrorBody(BaseModel):
     code: str  # for a program: not_found, conflict, invalid, forbidden, busy, ...
 
 
+class WorkdeckError(Exception):
+    """A refused request; `str(exc)` is the sentence shown to the user, `code` the name a
+    program goes by."""
+
+    status_code = 400
+    code = "invalid"
+
+
+class InvalidInput(WorkdeckError):
+    status_code = 422
+    code = "invalid"
+
+
+class NotFound(WorkdeckError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(WorkdeckError):
+    status_code = 409
+    code = "conflict"
+
+
 def code_for(status: int) -> str:
     return CODES.get(status, "invalid" if 400 <= status < 500 else "internal")

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from backend import launch, runbooks
 from backend.api.deps import ActorDep, BackendDep
 from backend.errors import Conflict, InvalidInput
+from wire.runbook import RunbookError, parse_toml, to_toml
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
 
@@ -36,7 +37,7 @@ async def list_runbooks(backend: BackendDep) -> list[dict[str, Any]]:
 @router.post("/runbooks", status_code=201)
 async def import_runbook(body: RunbookUpload, backend: BackendDep,
                          actor: ActorDep) -> dict[str, Any]:
-    definition = runbooks.parse_toml(body.toml, body.source)
+    definition = parse_toml(body.toml, body.source)
     if body.replaces is not None and definition.name != body.replaces and \
             definition.name in {b["name"] for b in await asyncio.to_thread(
                 runbooks.list_all, backend.store)}:
@@ -64,8 +65,8 @@ async def import_runbooks(body: RunbookImport, backend: BackendDep,
     definitions, refusals, sources = [], [], {}
     for upload in body.files:
         try:
-            definition = runbooks.parse_toml(upload.toml, upload.source)
-        except runbooks.RunbookError as exc:
+            definition = parse_toml(upload.toml, upload.source)
+        except RunbookError as exc:
             refusals.append(str(exc))
             continue
         if definition.name in sources:
@@ -85,7 +86,7 @@ async def import_runbooks(body: RunbookImport, backend: BackendDep,
 
 @router.get("/runbooks/{name:path}/export", response_class=PlainTextResponse)
 async def export_runbook(name: str, backend: BackendDep) -> str:
-    return runbooks.to_toml(await asyncio.to_thread(runbooks.get, backend.store, name))
+    return to_toml(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
 @router.get("/runbooks/{name:path}")

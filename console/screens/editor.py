@@ -16,11 +16,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, ListItem, ListView, Select, Static, TextArea
 
-from backend.runbooks import RunbookDef, RunbookError, from_data, to_toml
 from console.client import ApiError
 from console.screens.modals import ConfirmDialog
 from console.screens.workers import quoted
 from console.state import plain, safe
+from wire.runbook import RunbookDef, RunbookError, from_data, to_toml
 
 NEW_STEP = {"name": "New step", "script": "echo hello\n", "manual": None, "pool": None,
             "timeout": 3600, "container": None, "retries": 0, "run_on": "any",
