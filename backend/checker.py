@@ -22,8 +22,8 @@ from backend.events import EventBus
 from backend.hostkeys import fingerprint_of
 from backend.local import LocalRunner
 from backend.models import DISABLED, UNAVAILABLE, HealthCheck, HostKey, Worker, utcnow
-from backend.schemas import Policy
 from backend.ssh import ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
+from wire.server import Policy
 
 log = logging.getLogger(__name__)
 

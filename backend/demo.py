@@ -14,10 +14,10 @@ from sqlmodel import select
 from backend import fleet, launch, runbooks
 from backend.localssh import LocalSSHServer
 from backend.models import HostKey, Pool, Worker
-from backend.schemas import Policy
 from backend.server import Backend
 from wire.datadir import DataDir
 from wire.runbook import parse_toml
+from wire.server import Policy
 from wire.workers import WorkerCreate
 
 log = logging.getLogger("workdeck.demo")

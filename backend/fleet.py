@@ -30,7 +30,7 @@ from backend.models import (
     Worker,
     utcnow,
 )
-from backend.schemas import Policy
+from wire.server import Policy
 from wire.workers import WorkerCreate
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.models import HEALTHY, UNAVAILABLE, UNHEALTHY, WARNING
-from backend.schemas import Policy
+from wire.server import Policy
 from wire.text import clean_line
 
 # One POSIX sh script, one SSH session per check. Static facts (OS, kernel, CPUs) and

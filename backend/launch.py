@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from backend import fleet, runbooks, validation
@@ -16,16 +15,9 @@ from backend.leases import Leases
 from backend.logstore import MIN_MASKED
 from backend.models import DEFAULT_POOL, Environment, Pool
 from wire.runbook import RunbookDef, Step
+from wire.runs import LaunchRequest
 
 MIN_SECRET = MIN_MASKED
-
-
-class LaunchRequest(BaseModel):
-    runbook: str
-    environment: str | None = None
-    variables: dict[str, str] = Field(default_factory=dict)
-    guided: bool = False
-    step_through: bool = False
 
 
 def environments(store: Store) -> list[str]:

@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
 from sqlmodel import select
 
 from backend import fleet
@@ -27,7 +26,7 @@ from backend.db import DATA_DIR_FULL, Store, write_retrying
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.events import EventBus
 from backend.fleet import audit, iso
-from backend.launch import LaunchRequest, prepare, resolve_pool
+from backend.launch import prepare, resolve_pool
 from backend.leases import Granted, Leases, NoWorker
 from backend.logstore import LogHub, LogStoreFull, RunLog, last_seq
 from backend.models import (
@@ -60,6 +59,7 @@ from backend.ssh import ConnectionPool, SSHFailure
 from backend.validation import free_text
 from backend.vault import Vault
 from wire.runbook import RunbookDef, Step
+from wire.runs import DecisionRequest, LaunchRequest
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,6 @@ RECENT_RUNS = 200  # runs a console's snapshot carries; older ones are a `GET /a
 RETRY_WAIT_FIRST_S = 1.0  # an automatic retry waits this long, doubled each time
 RETRY_WAIT_MAX_S = 60.0
 SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill their steps
-
-
-class DecisionRequest(BaseModel):
-    action: str
-    note: str = ""
 
 
 @dataclass

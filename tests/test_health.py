@@ -6,7 +6,7 @@ import asyncio
 
 from backend import health
 from backend.local import LocalRunner
-from backend.schemas import Policy
+from wire.server import Policy
 
 
 def run_locally(command: str) -> tuple[int | None, bytes, bytes]:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from wire import names
+from wire.base import Answer
 from wire.errors import InvalidInput
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -290,3 +291,26 @@ def to_toml(runbook: RunbookDef) -> str:
         if step.manual is None:
             out.append(f"script = {_string(step.script)}")
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- on the wire
+
+
+class RunbookUpload(BaseModel):
+    toml: str
+    source: str = Field("<runbook>", description="The file's name, for refusals.")
+    # The runbook an editor opened ("" for a new one): saving under any other name that
+    # is taken is refused, never a silent overwrite. None (an import): same name replaces.
+    replaces: str | None = None
+
+
+class RunbookImport(BaseModel):
+    files: list[RunbookUpload]
+
+
+class RunbookSummary(Answer):
+    name: str
+    description: str
+    steps: int = Field(description="How many steps it has.")
+    variables: list[str] = Field(description="Its variables' names.")
+    updated_at: str | None

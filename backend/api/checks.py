@@ -10,12 +10,13 @@ from fastapi.responses import Response
 from backend import fleet
 from backend.api.deps import ActorDep, BackendDep, encoded
 from backend.errors import NotFound
-from backend.schemas import CheckRequest, Policy
+from wire.server import CheckRequest, Policy
+from wire.workers import Worker
 
 router = APIRouter(prefix="/api", tags=["checks"])
 
 
-@router.post("/checks")
+@router.post("/checks", response_model=list[Worker])
 async def check_now(body: CheckRequest, backend: BackendDep) -> Response:
     """Check the chosen workers (every worker when none is named) and return them."""
     names = None

@@ -7,34 +7,30 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel
 
 from backend import launch, runbooks
 from backend.api.deps import ActorDep, BackendDep
 from backend.errors import Conflict, InvalidInput
-from wire.runbook import RunbookError, parse_toml, to_toml
+from wire.runbook import (
+    RunbookDef,
+    RunbookError,
+    RunbookImport,
+    RunbookSummary,
+    RunbookUpload,
+    parse_toml,
+    to_toml,
+)
+from wire.runs import Environment, EnvironmentCreate
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
 
 
-class RunbookUpload(BaseModel):
-    toml: str
-    source: str = "<runbook>"
-    # The runbook an editor opened ("" for a new one): saving under any other name that
-    # is taken is refused, never a silent overwrite. None (an import): same name replaces.
-    replaces: str | None = None
-
-
-class EnvironmentCreate(BaseModel):
-    name: str
-
-
-@router.get("/runbooks")
+@router.get("/runbooks", response_model=list[RunbookSummary])
 async def list_runbooks(backend: BackendDep) -> list[dict[str, Any]]:
     return await asyncio.to_thread(runbooks.list_all, backend.store)
 
 
-@router.post("/runbooks", status_code=201)
+@router.post("/runbooks", status_code=201, response_model=RunbookDef)
 async def import_runbook(body: RunbookUpload, backend: BackendDep,
                          actor: ActorDep) -> dict[str, Any]:
     definition = parse_toml(body.toml, body.source)
@@ -51,11 +47,7 @@ async def import_runbook(body: RunbookUpload, backend: BackendDep,
     return saved
 
 
-class RunbookImport(BaseModel):
-    files: list[RunbookUpload]
-
-
-@router.post("/runbooks/import", status_code=201)
+@router.post("/runbooks/import", status_code=201, response_model=list[RunbookDef])
 async def import_runbooks(body: RunbookImport, backend: BackendDep,
                           actor: ActorDep) -> list[dict[str, Any]]:
     """Several runbook files at once: every one is checked first, then all are saved in
@@ -89,7 +81,7 @@ async def export_runbook(name: str, backend: BackendDep) -> str:
     return to_toml(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
-@router.get("/runbooks/{name:path}")
+@router.get("/runbooks/{name:path}", response_model=RunbookDef)
 async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
     return runbooks.public(await asyncio.to_thread(runbooks.get, backend.store, name))
 
@@ -100,12 +92,12 @@ async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> Non
     backend.bus.publish("runbook.removed", name)
 
 
-@router.get("/environments")
+@router.get("/environments", response_model=list[str])
 async def list_environments(backend: BackendDep) -> list[str]:
     return await asyncio.to_thread(launch.environments, backend.store)
 
 
-@router.post("/environments", status_code=201)
+@router.post("/environments", status_code=201, response_model=Environment)
 async def add_environment(body: EnvironmentCreate, backend: BackendDep,
                           actor: ActorDep) -> dict[str, Any]:
     created = await asyncio.to_thread(launch.add_environment, backend.store, body.name, actor)

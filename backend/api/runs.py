@@ -10,11 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import launch, logsearch, logstore, runs
+from backend import launch, logsearch, logstore
 from backend.api.deps import ActorDep, BackendDep
 from backend.errors import InvalidInput
 from backend.models import FINISHED
 from wire.logcodec import Clock, as_text
+from wire.runs import DecisionRequest, FoundLine, LaunchRequest, Plan, Run, RunSummary
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -22,40 +23,40 @@ HEARTBEAT_S = 15.0
 PAGE = 50_000  # lines per read from the store, so a long log streams in bounded pieces
 
 
-@router.post("", status_code=201)
-async def launch_run(body: launch.LaunchRequest, backend: BackendDep,
+@router.post("", status_code=201, response_model=Run)
+async def launch_run(body: LaunchRequest, backend: BackendDep,
                      actor: ActorDep) -> dict[str, Any]:
     return await backend.runs.launch(body, actor)
 
 
-@router.post("/plan")
-async def plan(body: launch.LaunchRequest, backend: BackendDep) -> dict[str, Any]:
+@router.post("/plan", response_model=Plan)
+async def plan(body: LaunchRequest, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(launch.plan, backend.store, backend.runs.leases, body)
 
 
-@router.get("")
+@router.get("", response_model=list[RunSummary])
 async def list_runs(backend: BackendDep, limit: int = 200,
                     status: str | None = None) -> list[dict[str, Any]]:
     return await asyncio.to_thread(backend.runs.list, min(max(limit, 1), 5000), status)
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", response_model=Run)
 async def show(run_id: int, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(backend.runs.get, run_id)
 
 
-@router.post("/{run_id}/cancel")
+@router.post("/{run_id}/cancel", response_model=Run)
 async def cancel(run_id: int, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     return await backend.runs.cancel(run_id, actor)
 
 
-@router.post("/{run_id}/decide")
-async def decide(run_id: int, body: runs.DecisionRequest, backend: BackendDep,
+@router.post("/{run_id}/decide", response_model=Run)
+async def decide(run_id: int, body: DecisionRequest, backend: BackendDep,
                  actor: ActorDep) -> dict[str, Any]:
     return await backend.runs.decide(run_id, body, actor)
 
 
-@router.get("/{run_id}/log/find")
+@router.get("/{run_id}/log/find", response_model=FoundLine)
 async def find_in_log(run_id: int, backend: BackendDep, text: str = "", errors: bool = False,
                       after: int = 0, before: int | None = None,
                       step: int | None = None) -> dict[str, Any]:

@@ -10,28 +10,28 @@ from fastapi import APIRouter
 from backend import advisor, fleet, retention
 from backend.api.deps import ActorDep, BackendDep
 from backend.models import BUILTIN_WORKER
-from backend.schemas import SettingsUpdate
+from wire.server import AuditEvent, Finding, ServerStatus, Settings, SettingsUpdate, Stopping
 
 router = APIRouter(prefix="/api", tags=["server"])
 
 
-@router.get("/server")
+@router.get("/server", response_model=ServerStatus)
 async def status(backend: BackendDep) -> dict[str, Any]:
     return backend.status()
 
 
-@router.post("/server/stop", status_code=202)
+@router.post("/server/stop", status_code=202, response_model=Stopping)
 async def stop(backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     backend.request_stop(actor)
     return {"stopping": True}
 
 
-@router.get("/settings")
+@router.get("/settings", response_model=Settings)
 async def get_settings(backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(backend.settings)
 
 
-@router.put("/settings")
+@router.put("/settings", response_model=Settings)
 async def put_settings(body: SettingsUpdate, backend: BackendDep,
                        actor: ActorDep) -> dict[str, Any]:
     if body.builtin_worker is not None:
@@ -53,12 +53,12 @@ async def put_settings(body: SettingsUpdate, backend: BackendDep,
     return await asyncio.to_thread(backend.settings)
 
 
-@router.get("/advice")
+@router.get("/advice", response_model=list[Finding])
 async def advice(backend: BackendDep) -> list[dict[str, Any]]:
     """What in the fleet goes against the worker recommendations, the most serious first."""
     return await asyncio.to_thread(advisor.advise, backend.store)
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=list[AuditEvent])
 async def audit(backend: BackendDep, limit: int = 200) -> list[dict[str, Any]]:
     return await asyncio.to_thread(fleet.list_audit, backend.store, min(max(limit, 1), 10_000))

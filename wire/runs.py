@@ -1,0 +1,142 @@
+"""Runs on the wire: a launch, the plan it would follow, a run with its steps, a decision,
+a line found in a log; and the environments runs are launched into."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from wire.base import Answer
+from wire.statuses import Action, RunStatus, StepStatus
+
+
+class LaunchRequest(BaseModel):
+    runbook: str
+    environment: str | None = Field(None, description="Needed when more than one is "
+                                                      "defined.")
+    variables: dict[str, str] = Field(default_factory=dict)
+    guided: bool = Field(False, description="On a failed step, wait for retry, skip or abort.")
+    step_through: bool = Field(False, description="Wait before each step for continue, skip "
+                                                  "or abort.")
+
+
+class DecisionRequest(BaseModel):
+    # A string rather than the Action literal: an answer the run does not wait for is
+    # refused with a sentence naming the ones it does.
+    action: str = Field(description="continue, skip, retry, approve or abort.")
+    note: str = ""
+
+
+class RunStep(Answer):
+    """One step of a run on one worker (a `run_on = "all"` step has one per worker)."""
+
+    position: int = Field(description="Its place in the runbook (1 is the first).")
+    name: str
+    worker: str = Field(description="Empty until a worker was chosen.")
+    status: StepStatus
+    reason: str = Field(description="Why it is in its status: why it failed or was skipped, "
+                                    "what it waits for.")
+    attempt: int
+    exit_status: int | None
+    started_at: str | None
+    finished_at: str | None
+    manual: str | None = Field(description="A manual step's instructions.")
+
+
+class Waiting(Answer):
+    """What a waiting run needs from an operator."""
+
+    position: int
+    actions: list[Action]
+    prompt: str
+
+
+class Decision(Answer):
+    """An operator's answer to a waiting run, as recorded."""
+
+    at: str | None
+    actor: str
+    action: Action | Literal["cancel"]
+    position: int | None = Field(description="The step it answered (none: a cancel).")
+    note: str
+
+
+class RunSummary(Answer):
+    """A run as lists carry it: without its steps and decisions."""
+
+    id: int
+    runbook: str
+    environment: str
+    status: RunStatus
+    reason: str
+    guided: bool
+    step_through: bool
+    actor: str = Field(description="Who launched it.")
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    variables: dict[str, str] = Field(description="Its values, sensitive ones left out.")
+    sensitive: list[str] = Field(description="The names of its sensitive variables.")
+    step_count: int = Field(description="Steps in its runbook.")
+    waiting: Waiting | None
+
+
+class Run(RunSummary):
+    steps: list[RunStep]
+    decisions: list[Decision]
+
+
+class Skip(Answer):
+    worker: str
+    why: str
+
+
+class PlannedStep(Answer):
+    """What a step would do if the run were launched now (pool figures: none for a
+    manual step, which runs on no worker)."""
+
+    name: str
+    manual: bool
+    pool: str = Field(description="Empty for a manual step.")
+    run_on: Literal["any", "all"]
+    condition: Literal["success", "failure", "always"]
+    healthy: int | None = None
+    workers: int | None = None
+    leased: int | None = None
+    capacity: int | None = None
+    queued: int | None = None
+    would_take: list[str] | None = Field(None, description="The workers it would take now "
+                                                           "(none: it would queue).")
+    would_skip: list[Skip] | None = Field(None, description="Members a run_on = \"all\" "
+                                                            "step would leave out, and why.")
+
+
+class Plan(Answer):
+    runbook: str
+    environment: str
+    variables: dict[str, str]
+    sensitive: list[str]
+    missing: list[str] = Field(description="Variables that need a value and have none.")
+    steps: list[PlannedStep]
+
+
+class LogLine(Answer):
+    seq: int = Field(description="The line's number in its run's log (1 is the first).")
+    at: float = Field(description="Unix time.")
+    step: int = Field(description="The step's position (0: the run's own lines).")
+    worker: str
+    stream: Literal["stdout", "stderr", "workdeck"]
+    text: str
+
+
+class FoundLine(Answer):
+    line: LogLine | None = Field(description="None: no such line.")
+
+
+class EnvironmentCreate(BaseModel):
+    name: str
+
+
+class Environment(Answer):
+    name: str

@@ -1,0 +1,93 @@
+"""The server itself on the wire: its status, its settings, the audit log, the advisor's
+findings, and the machine policy that schedules health checks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from wire.base import Answer
+
+
+class ServerStatus(Answer):
+    version: str
+    pid: int
+    data_dir: str
+    listen: str = Field(description="Where it listens: its socket, and an address if any.")
+    started_at: float = Field(description="Unix time.")
+    uptime_s: float
+    connections: int = Field(description="Open SSH connections.")
+    subscribers: int = Field(description="Consoles following the push stream.")
+    store_fault: str | None = Field(description="Why the store refuses writes now (a full "
+                                                "disk, say); null while it works.")
+    data_dir_bytes: int
+    disk_free_bytes: int | None
+
+
+class Stopping(Answer):
+    stopping: bool
+
+
+class Settings(Answer):
+    builtin_worker: bool = Field(description="The built-in worker runs commands on the "
+                                             "server's own machine.")
+    worker_name_pattern: str = Field(description="The advisor's naming convention (a regex).")
+    pool_name_pattern: str
+    keep_runs_days: float = Field(description="Finished runs older than this are pruned.")
+    keep_runs_gb: float = Field(description="And the oldest beyond this total size.")
+    keep_audit_days: float
+
+
+class SettingsUpdate(BaseModel):
+    """Only what is given changes."""
+
+    builtin_worker: bool | None = None
+    worker_name_pattern: str | None = None  # the advisor's naming conventions (regexes)
+    pool_name_pattern: str | None = None
+    # Retention: finished runs by age and total size, the audit log.
+    keep_runs_days: float | None = Field(None, gt=0, le=36_500)
+    keep_runs_gb: float | None = Field(None, gt=0, le=100_000)
+    keep_audit_days: float | None = Field(None, gt=0, le=36_500)
+
+
+class AuditEvent(Answer):
+    at: str | None
+    actor: str
+    action: str = Field(description="What was done, e.g. worker.add, run.approve.")
+    target: str
+    detail: str
+
+
+class Finding(Answer):
+    """Something in the fleet that goes against the worker recommendations."""
+
+    check: str = Field(description="Which recommendation, e.g. pool-redundancy, "
+                                   "pool-name, builtin-worker, worker-account.")
+    severity: Literal["critical", "warning"]
+    subject: Literal["worker", "pool", "fleet"]
+    name: str = Field(description="The worker or pool concerned.")
+    finding: str
+    advice: str = Field(description="What to do about it.")
+
+
+class Policy(BaseModel):
+    """The machine policy: how often and how strictly workers are checked."""
+
+    interval_s: float = Field(60.0, ge=1, le=86_400, description="Seconds between checks.")
+    timeout_s: float = Field(10.0, ge=1, le=600, description="A check that takes longer "
+                                                             "fails.")
+    disk_free_warning_mb: float = Field(1024.0, ge=0, description="Less free space than "
+                                        "this on `/` or the work folder is a warning.")
+    load_warning_factor: float = Field(2.0, gt=0, description="A 5-minute load above this "
+                                       "many times the CPU count is a warning.")
+    history_size: int = Field(120, ge=1, le=10_000, description="Checks kept per worker.")
+    custom_script: str = Field("", description="A bash script run on every worker: exit 0 "
+                                               "healthy, 1 warning, else unhealthy.")
+
+
+class CheckRequest(BaseModel):
+    """Which workers to check now: these, and every member of these pools (none: all)."""
+
+    workers: list[str] = Field(default_factory=list)
+    pools: list[str] = Field(default_factory=list)
