@@ -24,6 +24,9 @@ def raw(workdeck, method, path, **kwargs):
     ("POST", "/api/pools", {"nmae": "typo"}, 422, "invalid"),
     ("GET", "/api/pools/Default Worker Pool?history_s=-6.3e16", None, 422, "invalid"),
     ("GET", "/api/pools/Default Worker Pool?history_s=nan", None, 422, "invalid"),
+    ("GET", "/api/runs/1346973196277517360562176", None, 422, "invalid"),
+    ("GET", "/api/runs/1/log.txt?after=99999999999999999999", None, 422, "invalid"),
+    ("GET", "/api/audit?limit=-5", None, 422, "invalid"),
     ("GET", "/api/no/such/route", None, 404, "not_found"),
     ("DELETE", "/api/environments", None, 405, "not_allowed"),
 ])

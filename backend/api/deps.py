@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
 from backend.db import for_client
@@ -33,4 +33,10 @@ async def encoded(data: Any, status_code: int = 200) -> Response:
 
 
 BackendDep = Annotated["Backend", Depends(get_backend)]
+# Numbers the store can hold: a larger one is refused with a sentence, never passed to
+# SQLite to overflow (2**53: what every JSON reader keeps exact).
+LARGEST = 2**53
+RunId = Annotated[int, Path(ge=1, le=LARGEST, description="The run's number.")]
+LineNumber = Annotated[int, Query(ge=0, le=LARGEST, description="A line number in the log.")]
+Count = Annotated[int, Query(ge=0, le=LARGEST)]
 ActorDep = Annotated[str, Depends(get_actor)]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from backend import launch, logsearch, logstore
-from backend.api.deps import ActorDep, BackendDep
+from backend.api.deps import ActorDep, BackendDep, Count, LineNumber, RunId
 from backend.errors import InvalidInput
 from backend.models import FINISHED
 from wire.logcodec import Clock, as_text
@@ -35,31 +35,31 @@ async def plan(body: LaunchRequest, backend: BackendDep) -> dict[str, Any]:
 
 
 @router.get("", response_model=list[RunSummary])
-async def list_runs(backend: BackendDep, limit: int = 200,
+async def list_runs(backend: BackendDep, limit: Count = 200,
                     status: str | None = None) -> list[dict[str, Any]]:
     return await asyncio.to_thread(backend.runs.list, min(max(limit, 1), 5000), status)
 
 
 @router.get("/{run_id}", response_model=Run)
-async def show(run_id: int, backend: BackendDep) -> dict[str, Any]:
+async def show(run_id: RunId, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(backend.runs.get, run_id)
 
 
 @router.post("/{run_id}/cancel", response_model=Run)
-async def cancel(run_id: int, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+async def cancel(run_id: RunId, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     return await backend.runs.cancel(run_id, actor)
 
 
 @router.post("/{run_id}/decide", response_model=Run)
-async def decide(run_id: int, body: DecisionRequest, backend: BackendDep,
+async def decide(run_id: RunId, body: DecisionRequest, backend: BackendDep,
                  actor: ActorDep) -> dict[str, Any]:
     return await backend.runs.decide(run_id, body, actor)
 
 
 @router.get("/{run_id}/log/find", response_model=FoundLine)
-async def find_in_log(run_id: int, backend: BackendDep, text: str = "", errors: bool = False,
-                      after: int = 0, before: int | None = None,
-                      step: int | None = None) -> dict[str, Any]:
+async def find_in_log(run_id: RunId, backend: BackendDep, text: str = "", errors: bool = False,
+                      after: LineNumber = 0, before: LineNumber | None = None,
+                      step: Count | None = None) -> dict[str, Any]:
     """The first line after `after` (or the last before `before`) holding `text` (any
     case), or reading as an error with `errors=true`; of step `step` only when given.
     `{"line": {seq, at, step, worker, stream, text}}`, or `{"line": null}`."""
@@ -73,10 +73,10 @@ async def find_in_log(run_id: int, backend: BackendDep, text: str = "", errors: 
 
 
 @router.get("/{run_id}/log")
-async def run_log(run_id: int, request: Request, backend: BackendDep, after: int = 0,
-                  follow: bool = False, tail: int | None = None,
-                  page: int = PAGE, keep: int | None = None,
-                  limit: int | None = None) -> StreamingResponse:
+async def run_log(run_id: RunId, request: Request, backend: BackendDep,
+                  after: LineNumber = 0, follow: bool = False, tail: Count | None = None,
+                  page: Count = PAGE, keep: Count | None = None,
+                  limit: Count | None = None) -> StreamingResponse:
     """Server-Sent Events: `chunks` (see logstore.read), oldest first, then `end`.
 
     While following, `waiting` says when the run starts waiting for a decision
@@ -112,8 +112,8 @@ async def run_log(run_id: int, request: Request, backend: BackendDep, after: int
 
 
 @router.get("/{run_id}/log.txt")
-async def run_log_text(run_id: int, request: Request, backend: BackendDep, after: int = 0,
-                       follow: bool = False) -> StreamingResponse:
+async def run_log_text(run_id: RunId, request: Request, backend: BackendDep,
+                       after: LineNumber = 0, follow: bool = False) -> StreamingResponse:
     """The log as plain text, as `workdeck runs log` prints it (`HH:MM:SS [step:worker]
     text`, stderr marked `! `, Workdeck's own lines `** `), for curl and less;
     `follow=1` keeps streaming until the run ends."""

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from backend import advisor, fleet, retention
-from backend.api.deps import ActorDep, BackendDep
+from backend.api.deps import ActorDep, BackendDep, Count
 from backend.models import BUILTIN_WORKER
 from wire.server import AuditEvent, Finding, ServerStatus, Settings, SettingsUpdate, Stopping
 
@@ -60,5 +60,5 @@ async def advice(backend: BackendDep) -> list[dict[str, Any]]:
 
 
 @router.get("/audit", response_model=list[AuditEvent])
-async def audit(backend: BackendDep, limit: int = 200) -> list[dict[str, Any]]:
+async def audit(backend: BackendDep, limit: Count = 200) -> list[dict[str, Any]]:
     return await asyncio.to_thread(fleet.list_audit, backend.store, min(max(limit, 1), 10_000))
