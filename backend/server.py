@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend import __version__, advisor, fleet, retention
 from backend.api import checks, events, pools, recording, runbooks, runs, server, workers
 from backend.api.limits import BodyLimit
+from backend.api.names import KeepSlashes
 from backend.checker import HealthChecker
 from backend.db import Store
 from backend.errors import WorkdeckError
@@ -254,6 +255,7 @@ def create_app(backend: Backend) -> FastAPI:
     for module in (workers, pools, checks, events, server, runbooks, runs):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
+    app.add_middleware(KeepSlashes)  # outermost: every route sees names whole
     if (record_to := recording.wanted()) is not None:
         app.add_middleware(recording.AnswerRecorder, path=record_to)
 

@@ -103,3 +103,30 @@ def test_the_contract_check_finds_a_broken_answer(workdeck, tmp_path):
     assert "GET /api/workers/w answered 200: at the body: 'port' is a required" in found[0]
     assert "a status its route does not declare" in found[1]
     assert "/api/pools" in found[2]
+
+
+def test_names_with_a_slash_are_one_path_segment(workdeck):
+    # "/" in a name travels as %2F; a literal "/" separates the path's parts.
+    with workdeck.client() as client:
+        for name in ("x", "x/history"):
+            client.post("/api/workers", {"name": name, "host": "127.0.0.1", "port": 9})
+        client.post("/api/pools", {"name": "a/b"})
+        client.post("/api/runbooks", {"toml": 'name = "r/export"\n[[steps]]\nname = "s"\n'
+                                              'script = "true"\n'})
+    assert raw(workdeck, "GET", "/api/workers/x%2Fhistory").json()["name"] == "x/history"
+    assert raw(workdeck, "GET", "/api/workers/x%2fhistory").json()["name"] == "x/history"
+    assert isinstance(raw(workdeck, "GET", "/api/workers/x/history").json(), list)
+    assert raw(workdeck, "GET", "/api/workers/x%2Fhistory/history").status_code == 200
+    assert raw(workdeck, "GET", "/api/pools/a%2Fb").json()["name"] == "a/b"
+    assert raw(workdeck, "GET", "/api/pools/a/b").status_code == 404
+    assert raw(workdeck, "GET", "/api/runbooks/r%2Fexport").json()["name"] == "r/export"
+    refused = raw(workdeck, "GET", "/api/runbooks/r/export")
+    assert refused.status_code == 404 and "'r'" in refused.json()["detail"]
+    assert raw(workdeck, "GET", "/api/runbooks/r%2Fexport/export").text.startswith(
+        'name = "r/export"')
+    assert raw(workdeck, "DELETE", "/api/workers/x%2Fhistory").status_code == 204
+    assert raw(workdeck, "GET", "/api/workers/x").json()["name"] == "x"
+    # The command line quotes names for the user.
+    assert workdeck.cli("worker", "show", "x").code == 0
+    assert workdeck.cli("pool", "show", "a/b").code == 0
+    assert workdeck.cli("runbook", "export", "r/export").out.startswith('name = "r/export"')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from wire.base import Answer
@@ -46,24 +48,33 @@ class Disk(Answer):
     free_mb: float
 
 
+def _unread(value: Any) -> bool:
+    return value is None
+
+
+def _fact(description: str | None = None) -> Any:
+    # A fact not read is left out, as the store keeps it, rather than shown as null.
+    return Field(None, exclude_if=_unread, description=description)
+
+
 class Facts(Answer):
     """What the last full check read on the worker; a key is absent until it was read."""
 
     # Facts are stored as the check read them; a later version may read more.
     model_config = ConfigDict(extra="allow")
 
-    os: str | None = None
-    kernel: str | None = None
-    arch: str | None = None
-    hostname: str | None = None
-    cpus: int | None = None
-    login_shell: str | None = None
-    work_dir: str | None = None
-    uptime_s: float | None = None
-    load: list[float] | None = Field(None, description="The 1, 5 and 15-minute load.")
-    mem_total_mb: float | None = None
-    mem_available_mb: float | None = None
-    disks: list[Disk] | None = Field(None, description="`/` and the work folder.")
+    os: str | None = _fact()
+    kernel: str | None = _fact()
+    arch: str | None = _fact()
+    hostname: str | None = _fact()
+    cpus: int | None = _fact()
+    login_shell: str | None = _fact()
+    work_dir: str | None = _fact()
+    uptime_s: float | None = _fact()
+    load: list[float] | None = _fact("The 1, 5 and 15-minute load.")
+    mem_total_mb: float | None = _fact()
+    mem_available_mb: float | None = _fact()
+    disks: list[Disk] | None = _fact("`/` and the work folder.")
 
 
 class Worker(Answer):

@@ -34,7 +34,7 @@ async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> di
     return pool
 
 
-@router.put("/{name:path}", response_model=Pool)
+@router.put("/{name:name}", response_model=Pool)
 async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
                       actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
@@ -45,7 +45,7 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
     return pool
 
 
-@router.get("/{name:path}", response_model=PoolDetail)
+@router.get("/{name:name}", response_model=PoolDetail)
 async def show_pool(name: str, backend: BackendDep,
                     history_s: Annotated[float, Query(ge=0, le=usage.KEEP_S)] = usage.HISTORY_S
                     ) -> dict[str, Any]:

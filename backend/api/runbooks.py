@@ -76,17 +76,17 @@ async def import_runbooks(body: RunbookImport, backend: BackendDep,
     return saved
 
 
-@router.get("/runbooks/{name:path}/export", response_class=PlainTextResponse)
+@router.get("/runbooks/{name:name}/export", response_class=PlainTextResponse)
 async def export_runbook(name: str, backend: BackendDep) -> str:
     return to_toml(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
-@router.get("/runbooks/{name:path}", response_model=RunbookDef)
+@router.get("/runbooks/{name:name}", response_model=RunbookDef)
 async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
     return runbooks.public(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
-@router.delete("/runbooks/{name:path}", status_code=204, response_class=Response)
+@router.delete("/runbooks/{name:name}", status_code=204, response_class=Response)
 async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(runbooks.remove, backend.store, name, actor)
     backend.bus.publish("runbook.removed", name)

@@ -14,8 +14,8 @@ from backend.api.deps import ActorDep, BackendDep, encoded
 from backend.db import for_client
 from wire.workers import HealthRecord, TrustRequest, Worker, WorkerCreate, WorkerImport
 
-# Worker names may hold "/", which travels %2F-quoted and is decoded before routing: name
-# parameters take the rest of the path, and routes with a suffix come before the bare one.
+# A worker name may hold "/": it travels %2F-quoted as one path segment ({name:name},
+# backend/api/names.py), so "x%2Fhistory" is a worker and "x/history" the history of "x".
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 
 
@@ -46,17 +46,17 @@ async def import_workers(body: WorkerImport, backend: BackendDep,
                          status_code=201)
 
 
-@router.get("/{name:path}/history", response_model=list[HealthRecord])
+@router.get("/{name:name}/history", response_model=list[HealthRecord])
 async def worker_history(name: str, backend: BackendDep) -> list[dict[str, Any]]:
     return await asyncio.to_thread(fleet.worker_history, backend.store, name)
 
 
-@router.get("/{name:path}", response_model=Worker)
+@router.get("/{name:name}", response_model=Worker)
 async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(fleet.get_worker, backend.store, name)
 
 
-@router.delete("/{name:path}", status_code=204, response_class=Response)
+@router.delete("/{name:name}", status_code=204, response_class=Response)
 async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
     await backend.connections.drop(name)
@@ -65,31 +65,31 @@ async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None
     backend.bus.publish("worker.removed", name)
 
 
-@router.post("/{name:path}/enable", response_model=Worker)
+@router.post("/{name:name}/enable", response_model=Worker)
 async def enable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, True, actor)
     return await backend.workers_changed([name], check=True)
 
 
-@router.post("/{name:path}/disable", response_model=Worker)
+@router.post("/{name:name}/disable", response_model=Worker)
 async def disable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, False, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name:path}/drain", response_model=Worker)
+@router.post("/{name:name}/drain", response_model=Worker)
 async def drain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, True, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name:path}/undrain", response_model=Worker)
+@router.post("/{name:name}/undrain", response_model=Worker)
 async def undrain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, False, actor)
     return await backend.workers_changed([name])
 
 
-@router.post("/{name:path}/trust", response_model=Worker)
+@router.post("/{name:name}/trust", response_model=Worker)
 async def trust_worker(name: str, body: TrustRequest, backend: BackendDep,
                        actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.trust_host_key, backend.store, name, body.fingerprint, actor)

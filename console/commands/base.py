@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import click
 
@@ -51,6 +50,3 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def quote_name(name: str) -> str:
-    """A worker or pool name as one URL path segment."""
-    return quote(name, safe="")

@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from console import display, output
-from console.commands.base import Context, pass_ctx, quote_name
+from console.commands.base import Context, pass_ctx
 from console.commands.workers import WORKER_HEADERS, worker_rows
+from wire.paths import segment
 
 
 @click.group()
@@ -34,7 +35,7 @@ def pool_add(ctx: Context, name: str, description: str) -> None:
 def pool_describe(ctx: Context, name: str, description: str) -> None:
     """Set what a pool is for (its workers' reach, who may target it)."""
     with ctx.client() as client:
-        client.put(f"/api/pools/{quote_name(name)}", {"description": description})
+        client.put(f"/api/pools/{segment(name)}", {"description": description})
     output.say(f"Described pool {name}.")
 
 
@@ -67,7 +68,7 @@ def pool_list(ctx: Context, as_json: bool) -> None:
 def pool_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one pool: its workers, the steps on them, the queue, utilization."""
     with ctx.client() as client:
-        p = client.get(f"/api/pools/{quote_name(name)}")
+        p = client.get(f"/api/pools/{segment(name)}")
         members = client.get("/api/workers") if p["members"] else []
     if as_json:
         output.print_json(p)

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from console import display, output
-from console.commands.base import Context, fail, pass_ctx, quote_name
+from console.commands.base import Context, fail, pass_ctx
 from console.errors import ApiError
 from wire.logcodec import Clock, as_json_lines, as_text
+from wire.paths import segment
 
 EXIT_BY_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
 
@@ -78,7 +79,7 @@ def runbook_import(ctx: Context, files: tuple[str, ...]) -> None:
 def runbook_export(ctx: Context, name: str) -> None:
     """Print a runbook as TOML (it imports back to the same runbook)."""
     with ctx.client() as client:
-        response = client.request_raw("GET", f"/api/runbooks/{quote_name(name)}/export")
+        response = client.request_raw("GET", f"/api/runbooks/{segment(name)}/export")
     click.echo(response, nl=False)  # TOML with every invisible character escaped
 
 
@@ -88,7 +89,7 @@ def runbook_export(ctx: Context, name: str) -> None:
 def runbook_remove(ctx: Context, name: str) -> None:
     """Remove a runbook (past runs keep their own copy of it)."""
     with ctx.client() as client:
-        client.delete(f"/api/runbooks/{quote_name(name)}")
+        client.delete(f"/api/runbooks/{segment(name)}")
     output.say(f"Removed runbook {name}.")
 
 
@@ -152,7 +153,7 @@ def _ask_secrets(client: Any, runbook_name: str, values: dict[str, str]) -> None
     """On a terminal, ask for each sensitive variable that has no value, without echo."""
     if not sys.stdin.isatty():
         return
-    book = client.get(f"/api/runbooks/{quote_name(runbook_name)}")
+    book = client.get(f"/api/runbooks/{segment(runbook_name)}")
     for variable in book["variables"]:
         if variable["sensitive"] and variable["name"] not in values:
             values[variable["name"]] = click.prompt(

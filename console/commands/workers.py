@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from console import display, output
-from console.commands.base import Context, fail, pass_ctx, quote_name
+from console.commands.base import Context, fail, pass_ctx
+from wire.paths import segment
 
 WORST_EXIT = {"healthy": 0, "warning": 1, "unhealthy": 2, "unavailable": 2}
 
@@ -128,7 +129,7 @@ def worker_list(ctx: Context, as_json: bool) -> None:
 def worker_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one worker: address, health, facts, host key."""
     with ctx.client() as client:
-        w = client.get(f"/api/workers/{quote_name(name)}")
+        w = client.get(f"/api/workers/{segment(name)}")
     if as_json:
         output.print_json(w)
         return
@@ -169,7 +170,7 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
 def worker_remove(ctx: Context, name: str) -> None:
     """Forget a worker (its pinned key and history too)."""
     with ctx.client() as client:
-        client.delete(f"/api/workers/{quote_name(name)}")
+        client.delete(f"/api/workers/{segment(name)}")
     output.say(f"Removed worker {name}.")
 
 
@@ -179,7 +180,7 @@ def worker_remove(ctx: Context, name: str) -> None:
 def worker_enable(ctx: Context, name: str) -> None:
     """Let a worker take work and be checked again."""
     with ctx.client() as client:
-        client.post(f"/api/workers/{quote_name(name)}/enable")
+        client.post(f"/api/workers/{segment(name)}/enable")
     output.say(f"Enabled worker {name}.")
 
 
@@ -189,7 +190,7 @@ def worker_enable(ctx: Context, name: str) -> None:
 def worker_disable(ctx: Context, name: str) -> None:
     """Stop a worker from taking work or being checked."""
     with ctx.client() as client:
-        w = client.post(f"/api/workers/{quote_name(name)}/disable")
+        w = client.post(f"/api/workers/{segment(name)}/disable")
     output.say(f"Disabled worker {name}." + _still_running(w))
 
 
@@ -199,7 +200,7 @@ def worker_disable(ctx: Context, name: str) -> None:
 def worker_drain(ctx: Context, name: str) -> None:
     """Let a worker finish its running steps but take no new ones."""
     with ctx.client() as client:
-        w = client.post(f"/api/workers/{quote_name(name)}/drain")
+        w = client.post(f"/api/workers/{segment(name)}/drain")
     output.say(f"Draining worker {name}." + (_still_running(w) or " It runs no step now."))
 
 
@@ -209,7 +210,7 @@ def worker_drain(ctx: Context, name: str) -> None:
 def worker_undrain(ctx: Context, name: str) -> None:
     """Let a draining worker take new steps again."""
     with ctx.client() as client:
-        client.post(f"/api/workers/{quote_name(name)}/undrain")
+        client.post(f"/api/workers/{segment(name)}/undrain")
     output.say(f"Worker {name} takes new steps again.")
 
 
@@ -231,7 +232,7 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
     answer (no terminal), it refuses."""
     with ctx.client() as client:
         if fingerprint is None:
-            current = client.get(f"/api/workers/{quote_name(name)}")
+            current = client.get(f"/api/workers/{segment(name)}")
             presented = current.get("presented_host_key")
             if not presented:
                 fail(f"Worker {name} has not presented an untrusted host key; run `workdeck "
@@ -246,7 +247,7 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
             if not click.confirm("Trust it?", default=False):
                 fail("Nothing was trusted.")
             fingerprint = presented
-        w = client.post(f"/api/workers/{quote_name(name)}/trust", {"fingerprint": fingerprint})
+        w = client.post(f"/api/workers/{segment(name)}/trust", {"fingerprint": fingerprint})
     output.say(f"Trusted host key {w['host_key']} for worker {name}.")
 
 

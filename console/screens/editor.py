@@ -18,8 +18,8 @@ from textual.widgets import Footer, Input, Label, ListItem, ListView, Select, St
 
 from console.client import ApiError
 from console.screens.modals import ConfirmDialog
-from console.screens.workers import quoted
 from console.state import plain, safe
+from wire.paths import segment
 from wire.runbook import RunbookDef, RunbookError, from_data, to_toml
 
 NEW_STEP = {"name": "New step", "script": "echo hello\n", "manual": None, "pool": None,
@@ -139,7 +139,7 @@ class RunbookEditor(Screen[None]):
     async def load(self) -> None:
         try:
             book = await self.app.api.get(  # type: ignore[attr-defined]
-                f"/api/runbooks/{quoted(self.runbook_name or '')}")
+                f"/api/runbooks/{segment(self.runbook_name or '')}")
         except ApiError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return

@@ -15,8 +15,8 @@ from textual.timer import Timer
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from console.client import ApiError
-from console.screens.workers import quoted
 from console.state import plain, safe
+from wire.paths import segment
 
 
 class LaunchDialog(ModalScreen[None]):
@@ -66,7 +66,7 @@ class LaunchDialog(ModalScreen[None]):
     async def load_definition(self) -> None:
         try:
             self.definition = await self.app.api.get(  # type: ignore[attr-defined]
-                f"/api/runbooks/{quoted(self.runbook)}")
+                f"/api/runbooks/{segment(self.runbook)}")
         except ApiError as exc:
             self.notify(str(exc), severity="error", markup=False)
             self.dismiss(None)

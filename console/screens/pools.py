@@ -16,9 +16,10 @@ from console.client import ApiError
 from console.display import ago
 from console.screens.base import FleetScreen
 from console.screens.dashboard import pools_table
-from console.screens.workers import WorkerVerbs, drain_note, quoted
+from console.screens.workers import WorkerVerbs, drain_note
 from console.state import matches, meter, safe, sparkline, status_text
 from console.widgets.live_table import LiveTable
+from wire.paths import segment
 
 MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("slots", "Slots", 5),
                   ("reason", "Why", None)]
@@ -156,7 +157,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         if not name:
             return
         try:
-            detail = await self.wapp.api.get(f"/api/pools/{quoted(name)}",
+            detail = await self.wapp.api.get(f"/api/pools/{segment(name)}",
                                              params={"history_s": "0"})
         except ApiError as exc:
             self.query_one("#leases-title", Static).update(Text(str(exc), style="yellow"))

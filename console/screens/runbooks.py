@@ -14,9 +14,9 @@ from textual.widgets import Static
 
 from console.client import ApiError
 from console.screens.base import FleetScreen
-from console.screens.workers import quoted
 from console.state import matches, safe
 from console.widgets.live_table import LiveTable
+from wire.paths import segment
 
 
 class RunbooksScreen(FleetScreen):
@@ -74,7 +74,7 @@ class RunbooksScreen(FleetScreen):
             panel.update("")
             return
         try:
-            book = await self.wapp.api.get(f"/api/runbooks/{quoted(name)}")
+            book = await self.wapp.api.get(f"/api/runbooks/{segment(name)}")
         except ApiError as exc:
             panel.update(Text(str(exc), style="red"))
             return
@@ -101,7 +101,7 @@ class RunbooksScreen(FleetScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.wapp.call_api("Remove runbook", "DELETE", f"/api/runbooks/{quoted(name)}",
+                self.wapp.call_api("Remove runbook", "DELETE", f"/api/runbooks/{segment(name)}",
                                    done=f"Removed runbook {name}.")
 
         self.app.push_screen(ConfirmDialog(

@@ -15,8 +15,9 @@ from textual.widgets import Sparkline, Static
 from console.client import ApiError
 from console.display import ago
 from console.screens.base import FleetScreen
-from console.screens.workers import WorkerVerbs, quoted
+from console.screens.workers import WorkerVerbs
 from console.state import plain, safe, status_text
+from wire.paths import segment
 
 
 def _kv(rows: list[tuple[str, Text | str]]) -> Table:
@@ -81,7 +82,7 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
     async def load_history(self) -> None:
         try:
             self.history = await self.wapp.api.get(
-                f"/api/workers/{quoted(self.worker_name)}/history")
+                f"/api/workers/{segment(self.worker_name)}/history")
         except ApiError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -24,6 +23,7 @@ from console.state import (
     worker_name_text,
 )
 from console.widgets.live_table import LiveTable
+from wire.paths import segment
 
 COLUMNS = [
     ("name", "Name", 26),
@@ -81,8 +81,6 @@ def worker_fields(worker: dict[str, Any]) -> list[Any]:
             "draining" if worker.get("draining") else ""]
 
 
-def quoted(name: str) -> str:
-    return quote(name, safe="")
 
 
 class WorkerVerbs:
@@ -114,7 +112,7 @@ class WorkerVerbs:
         def decided(trust: bool | None) -> None:
             if trust:
                 self.app.call_api(  # type: ignore[attr-defined]
-                    "Trust host key", "POST", f"/api/workers/{quoted(worker['name'])}/trust",
+                    "Trust host key", "POST", f"/api/workers/{segment(worker['name'])}/trust",
                     {"fingerprint": worker["presented_host_key"]},
                     done=f"Trusted {worker['presented_host_key']} for {worker['name']}.")
 
@@ -127,7 +125,7 @@ class WorkerVerbs:
         if not worker:
             return
         name = worker["name"]
-        path = f"/api/workers/{quoted(name)}"
+        path = f"/api/workers/{segment(name)}"
         if not worker["enabled"]:
             self.app.call_api("Enable worker", "POST", f"{path}/enable",  # type: ignore[attr-defined]
                               done=f"Enabled {name}.")
@@ -154,7 +152,7 @@ class WorkerVerbs:
         if not worker:
             return
         name = worker["name"]
-        path = f"/api/workers/{quoted(name)}"
+        path = f"/api/workers/{segment(name)}"
         if worker.get("draining"):
             self.app.call_api("Undrain worker", "POST",  # type: ignore[attr-defined]
                               f"{path}/undrain", done=f"{name} takes new steps again.")
