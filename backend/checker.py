@@ -99,7 +99,8 @@ class HealthChecker:
         self.bus = bus
         self.local = local or LocalRunner()
         self._inflight: dict[int, asyncio.Task[Outcome]] = {}
-        self._inflight_endpoint: dict[int, Endpoint] = {}  # what each running check uses
+        # What each running check started from: its endpoint and the policy then.
+        self._inflight_basis: dict[int, tuple[Endpoint, Policy]] = {}
         self._limit = asyncio.Semaphore(MAX_CHECKS_IN_FLIGHT)
         self._pending: list[Outcome] = []
         self._flush_lock = asyncio.Lock()
@@ -169,9 +170,10 @@ class HealthChecker:
         """Check the named workers (all when None) now and return their stored state."""
         targets = [t for t in await asyncio.to_thread(self.targets, names) if t.enabled]
         # A check already running that started from other settings (a key trusted since,
-        # an address changed) would answer for the old ones: wait for it, then check anew.
+        # an address changed, the policy changed) would answer for the old ones: wait for
+        # it, then check anew.
         stale = [self._inflight[t.id] for t in targets if t.id in self._inflight
-                 and self._inflight_endpoint.get(t.id) != t.endpoint]
+                 and self._inflight_basis.get(t.id) != (t.endpoint, self._policy)]
         if stale:
             await asyncio.gather(*stale, return_exceptions=True)
         await asyncio.gather(*await self._start_all(targets))
@@ -184,7 +186,7 @@ class HealthChecker:
             # A check already running for this worker is joined, never duplicated.
             task = asyncio.create_task(self._check(target))
             self._inflight[target.id] = task
-            self._inflight_endpoint[target.id] = target.endpoint
+            self._inflight_basis[target.id] = (target.endpoint, self._policy)
             task.add_done_callback(self._record_done)
             task.add_done_callback(lambda _t, wid=target.id: self._inflight.pop(wid, None))
         return task

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import json
@@ -12,9 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from console.errors import ApiError, ServerUnavailable
 from wire.datadir import DataDir
@@ -23,6 +20,11 @@ from wire.text import clean_line
 CONNECT_TIMEOUT = 5.0
 BIG_EVENT = 64 * 1024  # characters of an event decoded in a thread rather than inline
 REQUEST_TIMEOUT = 120.0  # a check of a large fleet can take a while; the server bounds it
+
+if TYPE_CHECKING:
+    import httpx
+
+    from console.local_http import Answer
 
 
 def _actor() -> str:
@@ -47,11 +49,17 @@ class Target:
     def describe(self) -> str:
         return self.server_url or str(self.data_dir.socket)
 
-    def _options(self) -> dict[str, Any]:
+    def headers(self) -> dict[str, str]:
         headers = {"X-Workdeck-Actor": _actor()}
         token = os.environ.get("WORKDECK_TOKEN")
         if self.server_url and token:
             headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _options(self) -> dict[str, Any]:
+        import httpx
+
+        headers = self.headers()
         timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT)
         if self.server_url:
             return {"base_url": self.server_url.rstrip("/"), "headers": headers,
@@ -59,19 +67,24 @@ class Target:
         return {"base_url": "http://workdeck", "headers": headers, "timeout": timeout}
 
     def sync_client(self) -> httpx.Client:
+        import httpx
+
         options = self._options()
         if self.local:
             options["transport"] = httpx.HTTPTransport(uds=str(self.data_dir.socket))
         return httpx.Client(**options)
 
     def async_client(self) -> httpx.AsyncClient:
+        import httpx
+
         options = self._options()
         if self.local:
             options["transport"] = httpx.AsyncHTTPTransport(uds=str(self.data_dir.socket))
         return httpx.AsyncClient(**options)
 
 
-def _error_from(response: httpx.Response) -> ApiError:
+def _error_from(response: httpx.Response | Answer) -> ApiError:
+    """The one way both clients read a refusal: its sentence and its code."""
     try:
         body = response.json()
         detail, code = body.get("detail"), body.get("code")
@@ -89,14 +102,26 @@ def _unavailable(target: Target, exc: Exception) -> ServerUnavailable:
 
 
 class Client:
-    """Blocking API calls, for the command line."""
+    """Blocking API calls, for the command line: over the standard library to the local
+    socket (console.local_http), through httpx to a server at a URL."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._http = target.sync_client()
+        self._local = None
+        self._http = None
+        if target.local:
+            from console.local_http import LocalHTTP
+
+            self._local = LocalHTTP(str(target.data_dir.socket), target.headers(),
+                                    REQUEST_TIMEOUT)
+        else:
+            self._http = target.sync_client()
 
     def close(self) -> None:
-        self._http.close()
+        if self._local is not None:
+            self._local.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -104,17 +129,37 @@ class Client:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                httpx.WriteError, FileNotFoundError) as exc:
-            raise _unavailable(self.target, exc) from None
-        except httpx.TimeoutException:
-            raise ApiError(f"The server at {self.target.describe()} did not answer in time.") \
-                from None
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response | Answer:
+        if self._local is not None:
+            from console.local_http import UNAVAILABLE
+
+            try:
+                response: httpx.Response | Answer = self._local.request(method, path,
+                                                                        **kwargs)
+            except TimeoutError:
+                raise self._too_slow() from None
+            except UNAVAILABLE as exc:
+                raise _unavailable(self.target, exc) from None
+        else:
+            import httpx
+
+            assert self._http is not None
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                    httpx.WriteError, FileNotFoundError) as exc:
+                raise _unavailable(self.target, exc) from None
+            except httpx.TimeoutException:
+                raise self._too_slow() from None
         if response.status_code >= 400:
             raise _error_from(response)
+        return response
+
+    def _too_slow(self) -> ApiError:
+        return ApiError(f"The server at {self.target.describe()} did not answer in time.")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
         return response.json() if response.content else None
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -131,17 +176,17 @@ class Client:
 
     def request_raw(self, method: str, path: str, **kwargs: Any) -> str:
         """The response body as text (for non-JSON answers such as a TOML export)."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
-            raise _unavailable(self.target, exc) from None
-        if response.status_code >= 400:
-            raise _error_from(response)
-        return response.text
+        return self._send(method, path, **kwargs).text
 
     def stream_events(self, path: str, params: dict[str, str] | None = None
                       ) -> Iterator[tuple[str, Any]]:
         """Yield (event, data) from a Server-Sent Events stream until it ends."""
+        if self._local is not None:
+            yield from self._stream_local(path, params)
+            return
+        import httpx
+
+        assert self._http is not None
         try:
             with self._http.stream("GET", path, params=params,
                                    timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT)
@@ -151,6 +196,24 @@ class Client:
                     raise _error_from(response)
                 yield from _parse_sse(response.iter_lines())
         except (httpx.ConnectError, FileNotFoundError) as exc:
+            raise _unavailable(self.target, exc) from None
+
+    def _stream_local(self, path: str, params: dict[str, str] | None
+                      ) -> Iterator[tuple[str, Any]]:
+        from console.local_http import UNAVAILABLE, Answer
+
+        assert self._local is not None
+        lines = self._local.stream_lines(path, params)
+        try:
+            first = next(lines)
+        except UNAVAILABLE as exc:
+            raise _unavailable(self.target, exc) from None
+        assert isinstance(first, Answer)
+        if first.status_code >= 400:
+            raise _error_from(first)
+        try:
+            yield from _parse_sse(line for line in lines if isinstance(line, str))
+        except UNAVAILABLE as exc:
             raise _unavailable(self.target, exc) from None
 
     def alive(self) -> bool:
@@ -172,6 +235,8 @@ class AsyncClient:
         await self._http.aclose()
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = await self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
@@ -198,6 +263,10 @@ class AsyncClient:
     async def stream_events(self, path: str, params: dict[str, str] | None = None
                             ) -> AsyncIterator[tuple[str, Any]]:
         """Yield (event, data) from a Server-Sent Events stream until it ends."""
+        import asyncio
+
+        import httpx
+
         try:
             async with self._http.stream("GET", path, params=params,
                                          timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT)

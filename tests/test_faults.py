@@ -482,8 +482,8 @@ def test_trust_without_a_fingerprint_shows_it_and_refuses_unattended(workdeck, s
     assert result.code == 1 and server.fingerprint in result.err
     assert "--fingerprint" in result.err
     assert worker(workdeck, "t-new-local-worker-01")["host_key"] is None
-    with workdeck.client() as client:
-        refused = client._http.post("/api/workers/t-new-local-worker-01/trust", json={})
+    with workdeck.target.sync_client() as http:
+        refused = http.post("/api/workers/t-new-local-worker-01/trust", json={})
     assert refused.status_code == 422 and server.fingerprint in refused.json()["detail"]
 
 

@@ -10,4 +10,4 @@ class Answer(BaseModel):
     schema lists every key there is, and a key the server adds without declaring it fails
     the contract tests instead of reaching clients undocumented."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
