@@ -6,8 +6,8 @@ command would wait for.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 # A status and its symbol: worker health, then run and step states.
 SYMBOLS = {
@@ -101,35 +101,30 @@ def megabytes(mb: float) -> str:
     return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
 
 
-def least_free_disk(worker: dict[str, Any]) -> float | None:
-    """The free megabytes of the worker's fullest disk, if it was measured."""
-    disks = (worker.get("facts") or {}).get("disks") or []
-    return min(d["free_mb"] for d in disks) if disks else None
+def least_free_disk(free_mb: Iterable[float]) -> float | None:
+    """The free megabytes of a worker's fullest disk (its disks' free space), if measured."""
+    return min(free_mb, default=None)
 
 
-def disk_free(worker: dict[str, Any]) -> str:
-    mb = least_free_disk(worker)
+def disk_free(free_mb: Iterable[float]) -> str:
+    mb = least_free_disk(free_mb)
     return "-" if mb is None else megabytes(mb)
 
 
-def load(worker: dict[str, Any]) -> str:
+def load(values: Sequence[float] | None, cpus: int | None) -> str:
     """The 1-minute load over the CPU count: `0.42/4`."""
-    facts = worker.get("facts") or {}
-    values, cpus = facts.get("load"), facts.get("cpus")
     if not values:
         return "-"
     return f"{values[0]:.2f}" + (f"/{cpus}" if cpus else "")
 
 
-def overloaded(worker: dict[str, Any]) -> bool:
+def overloaded(values: Sequence[float] | None, cpus: int | None) -> bool:
     """The 5-minute load above the CPU count."""
-    facts = worker.get("facts") or {}
-    values, cpus = facts.get("load"), facts.get("cpus")
     return bool(values and cpus and values[1] > cpus)
 
 
 BUILTIN = " (built-in)"
 
 
-def worker_label(worker: dict[str, Any]) -> str:
-    return worker["name"] + (BUILTIN if worker.get("builtin") else "")
+def worker_label(name: str, builtin: bool) -> str:
+    return name + (BUILTIN if builtin else "")

@@ -19,7 +19,9 @@ def say(text: Any = "", *, err: bool = False, nl: bool = True) -> None:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    from console.typed import jsonable
+
+    click.echo(json.dumps(jsonable(data), indent=2, sort_keys=False))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

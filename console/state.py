@@ -134,14 +134,17 @@ def latency(value: float | None) -> Text:
 
 
 def load_text(worker: dict[str, Any]) -> Text:
-    shown = display.load(worker)
+    facts = worker.get("facts") or {}
+    values, cpus = facts.get("load"), facts.get("cpus")
+    shown = display.load(values, cpus)
     if shown == "-":
         return Text(shown, style="bright_black")
-    return Text(shown, style="yellow" if display.overloaded(worker) else "")
+    return Text(shown, style="yellow" if display.overloaded(values, cpus) else "")
 
 
 def disk_text(worker: dict[str, Any]) -> Text:
-    mb = display.least_free_disk(worker)
+    mb = display.least_free_disk(d["free_mb"] for d in
+                                 (worker.get("facts") or {}).get("disks") or ())
     if mb is None:
         return Text("-", style="bright_black")
     return Text(display.megabytes(mb),

@@ -134,18 +134,15 @@ def test_size(value, shown):
 
 
 def test_worker_figures():
-    worker = {"name": "web-01", "builtin": False,
-              "facts": {"load": [0.5, 3.0, 1.0], "cpus": 2,
-                        "disks": [{"mount": "/", "free_mb": 2048}, {"mount": "/var",
-                                                                     "free_mb": 300}]}}
-    assert display.load(worker) == "0.50/2" and display.overloaded(worker)
-    assert display.disk_free(worker) == "300 MB"
-    assert display.least_free_disk(worker) == 300
+    load, cpus = [0.5, 3.0, 1.0], 2
+    assert display.load(load, cpus) == "0.50/2" and display.overloaded(load, cpus)
+    assert display.disk_free([2048, 300]) == "300 MB"
+    assert display.least_free_disk(iter([2048, 300])) == 300
     assert display.megabytes(2048) == "2.0 GB"
-    assert display.worker_label(worker) == "web-01"
-    assert display.worker_label({"name": "local", "builtin": True}) == "local (built-in)"
-    bare = {"name": "x", "facts": None}
-    assert display.load(bare) == display.disk_free(bare) == "-" and not display.overloaded(bare)
+    assert display.worker_label("web-01", False) == "web-01"
+    assert display.worker_label("local", True) == "local (built-in)"
+    assert display.load(None, None) == display.disk_free([]) == "-"
+    assert not display.overloaded(None, 4) and not display.overloaded([9, 9, 9], None)
 
 
 def test_statuses_have_one_symbol_each():

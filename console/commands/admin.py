@@ -10,6 +10,7 @@ import click
 
 from console import output
 from console.commands.base import Context, pass_ctx
+from console.typed import as_model
 
 
 @click.command()
@@ -40,17 +41,20 @@ def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str 
     if builtin_worker:
         change["builtin_worker"] = builtin_worker == "on"
     change = {k: v for k, v in change.items() if v is not None}
+    from wire.server import Settings
+
     with ctx.client() as client:
-        current = client.put("/api/settings", change) if change else client.get("/api/settings")
+        current = as_model(Settings, client.put("/api/settings", change) if change
+                           else client.get("/api/settings"), "settings")
     if as_json:
         output.print_json(current)
     else:
-        output.say(f"built-in worker:     {'on' if current['builtin_worker'] else 'off'}")
-        output.say(f"worker name pattern: {current['worker_name_pattern']}")
-        output.say(f"pool name pattern:   {current['pool_name_pattern']}")
-        output.say(f"runs kept:           {current['keep_runs_days']:g} days, at most "
-                   f"{current['keep_runs_gb']:g} GB of logs")
-        output.say(f"audit log kept:      {current['keep_audit_days']:g} days")
+        output.say(f"built-in worker:     {'on' if current.builtin_worker else 'off'}")
+        output.say(f"worker name pattern: {current.worker_name_pattern}")
+        output.say(f"pool name pattern:   {current.pool_name_pattern}")
+        output.say(f"runs kept:           {current.keep_runs_days:g} days, at most "
+                   f"{current.keep_runs_gb:g} GB of logs")
+        output.say(f"audit log kept:      {current.keep_audit_days:g} days")
 
 
 @click.command()
@@ -58,17 +62,19 @@ def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str 
 @pass_ctx
 def advise(ctx: Context, as_json: bool) -> None:
     """What in the fleet goes against the worker recommendations; exit 1 if anything."""
+    from wire.server import Finding
+
     with ctx.client() as client:
-        findings = client.get("/api/advice")
+        findings = client.get_as(list[Finding], "/api/advice")
     if as_json:
         output.print_json(findings)
     elif not findings:
         output.say("No findings: the fleet follows the recommendations.")
     else:
         for finding in findings:
-            output.say(f"{finding['severity'].upper():8}  {finding['finding']}")
-            output.say(f"          {finding['advice']}")
-        critical = sum(1 for f in findings if f["severity"] == "critical")
+            output.say(f"{finding.severity.upper():8}  {finding.finding}")
+            output.say(f"          {finding.advice}")
+        critical = sum(1 for f in findings if f.severity == "critical")
         output.say(f"\n{len(findings)} findings, {critical} critical.")
     sys.exit(1 if findings else 0)
 
@@ -88,24 +94,27 @@ def policy(ctx: Context, interval: float | None, timeout: float | None,
            disk_warning_mb: float | None, load_factor: float | None, script: Any,
            as_json: bool) -> None:
     """Show or change the machine policy for health checks."""
+    from wire.server import Policy
+
     with ctx.client() as client:
-        current = client.get("/api/policy")
+        current = client.get_as(Policy, "/api/policy")
         changes = {"interval_s": interval, "timeout_s": timeout,
                    "disk_free_warning_mb": disk_warning_mb, "load_warning_factor": load_factor}
         changes = {k: v for k, v in changes.items() if v is not None}
         if script is not None:
             changes["custom_script"] = script.read()
         if changes:
-            current = client.put("/api/policy", current | changes)
+            current = as_model(Policy, client.put("/api/policy", current.model_dump() | changes),
+                               "PUT /api/policy")
     if as_json:
         output.print_json(current)
         return
-    output.say(f"interval        {current['interval_s']:g}s (with jitter)")
-    output.say(f"timeout         {current['timeout_s']:g}s")
-    output.say(f"disk warning    below {current['disk_free_warning_mb']:g} MB free")
-    output.say(f"load warning    above {current['load_warning_factor']:g} x CPUs (5-min load)")
-    output.say(f"history         last {current['history_size']} checks per worker")
-    output.say(f"custom script   {'yes' if current['custom_script'].strip() else 'none'}")
+    output.say(f"interval        {current.interval_s:g}s (with jitter)")
+    output.say(f"timeout         {current.timeout_s:g}s")
+    output.say(f"disk warning    below {current.disk_free_warning_mb:g} MB free")
+    output.say(f"load warning    above {current.load_warning_factor:g} x CPUs (5-min load)")
+    output.say(f"history         last {current.history_size} checks per worker")
+    output.say(f"custom script   {'yes' if current.custom_script.strip() else 'none'}")
 
 
 @click.command()
@@ -114,11 +123,13 @@ def policy(ctx: Context, interval: float | None, timeout: float | None,
 @pass_ctx
 def audit(ctx: Context, limit: int, as_json: bool) -> None:
     """Show who changed what, newest first."""
+    from wire.server import AuditEvent
+
     with ctx.client() as client:
-        events = client.get("/api/audit", params={"limit": limit})
+        events = client.get_as(list[AuditEvent], "/api/audit", params={"limit": limit})
     if as_json:
         output.print_json(events)
     else:
         output.table(["WHEN", "WHO", "ACTION", "TARGET", "DETAIL"],
-                     [[e["at"][:19].replace("T", " "), e["actor"], e["action"], e["target"],
-                       e["detail"]] for e in events])
+                     [[(e.at or "")[:19].replace("T", " "), e.actor, e.action, e.target,
+                       e.detail] for e in events])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +10,9 @@ from console import display, output
 from console.commands.base import Context, pass_ctx
 from console.commands.workers import WORKER_HEADERS, worker_rows
 from wire.paths import segment
+
+if TYPE_CHECKING:
+    from wire.pools import Pool
 
 
 @click.group()
@@ -23,9 +26,11 @@ def pool() -> None:
 @pass_ctx
 def pool_add(ctx: Context, name: str, description: str) -> None:
     """Create a worker pool."""
+    from wire.pools import Pool
+
     with ctx.client() as client:
-        created = client.post("/api/pools", {"name": name, "description": description})
-    output.say(f"Added pool {created['name']}.")
+        created = client.post_as(Pool, "/api/pools", {"name": name, "description": description})
+    output.say(f"Added pool {created.name}.")
 
 
 @pool.command("describe")
@@ -42,10 +47,10 @@ def pool_describe(ctx: Context, name: str, description: str) -> None:
 POOL_HEADERS = ["NAME", "HEALTHY", "LEASED", "QUEUED", "UTILIZATION", "DESCRIPTION"]
 
 
-def _pool_row(p: dict[str, Any]) -> list[Any]:
-    return [p["name"] + (" (default)" if p["default"] else ""),
-            f"{p['healthy_workers']}/{p['workers']}", f"{p['leased']}/{p['capacity']}",
-            p["queued"], f"{p['utilization']:.0%}", p["description"]]
+def _pool_row(p: Pool) -> list[object]:
+    return [p.name + (" (default)" if p.default else ""),
+            f"{p.healthy_workers}/{p.workers}", f"{p.leased}/{p.capacity}",
+            p.queued, f"{p.utilization:.0%}", p.description]
 
 
 @pool.command("list")
@@ -53,8 +58,10 @@ def _pool_row(p: dict[str, Any]) -> list[Any]:
 @pass_ctx
 def pool_list(ctx: Context, as_json: bool) -> None:
     """List the pools with their members' health."""
+    from wire.pools import Pool
+
     with ctx.client() as client:
-        pools = client.get("/api/pools")
+        pools = client.get_as(list[Pool], "/api/pools")
     if as_json:
         output.print_json(pools)
     else:
@@ -67,29 +74,31 @@ def pool_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def pool_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one pool: its workers, the steps on them, the queue, utilization."""
+    from wire.pools import PoolDetail
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        p = client.get(f"/api/pools/{segment(name)}")
-        members = client.get("/api/workers") if p["members"] else []
+        p = client.get_as(PoolDetail, f"/api/pools/{segment(name)}")
+        members = client.get_as(list[Worker], "/api/workers") if p.members else []
     if as_json:
         output.print_json(p)
         return
-    output.say(f"{p['name']}{' (default pool)' if p['default'] else ''}")
-    if p["description"]:
-        output.say(p["description"])
-    output.say(f"{p['healthy_workers']} of {p['workers']} workers healthy; {p['leased']} of "
-               f"{p['capacity']} slots leased ({p['utilization']:.0%}), {p['queued']} "
+    output.say(f"{p.name}{' (default pool)' if p.default else ''}")
+    if p.description:
+        output.say(p.description)
+    output.say(f"{p.healthy_workers} of {p.workers} workers healthy; {p.leased} of "
+               f"{p.capacity} slots leased ({p.utilization:.0%}), {p.queued} "
                "steps queued\n")
-    output.table(WORKER_HEADERS, worker_rows([w for w in members if w["name"] in
-                                              p["members"]]))
-    if p["leases"]:
+    output.table(WORKER_HEADERS, worker_rows([w for w in members if w.name in p.members]))
+    if p.leases:
         output.say("\nRunning here")
         output.table(["RUN", "STEP", "WORKER", "SINCE", "WHY"], [
-            [f"{lease['run_id']} {lease['runbook']}", f"{lease['position']}. {lease['step']}",
-             lease["worker"], display.ago(lease["since"]), lease["reason"]]
-            for lease in p["leases"]])
-    if p["queue"]:
+            [f"{lease.run_id} {lease.runbook}", f"{lease.position}. {lease.step}",
+             lease.worker, display.ago(lease.since), lease.reason]
+            for lease in p.leases])
+    if p.queue:
         output.say("\nQueued")
         output.table(["RUN", "STEP", "FOR", "WAITING SINCE"], [
-            [queued["run_id"], f"{queued['position']}. {queued['step']}",
-             queued["worker"] or "any worker", display.ago(queued["since"])]
-            for queued in p["queue"]])
+            [queued.run_id, f"{queued.position}. {queued.step}",
+             queued.worker or "any worker", display.ago(queued.since)]
+            for queued in p.queue])

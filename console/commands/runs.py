@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ from console.commands.base import Context, fail, pass_ctx
 from console.errors import ApiError
 from wire.logcodec import Clock, as_json_lines, as_text
 from wire.paths import segment
+
+if TYPE_CHECKING:
+    from wire.runs import Run
 
 EXIT_BY_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
 
@@ -66,10 +69,12 @@ def runbook_import(ctx: Context, files: tuple[str, ...]) -> None:
                             "source": file})
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"Cannot read {file}: {getattr(exc, 'strerror', None) or exc}.")
+    from wire.runbook import RunbookDef
+
     with ctx.client() as client:
-        saved = client.post("/api/runbooks/import", {"files": uploads})
+        saved = client.post_as(list[RunbookDef], "/api/runbooks/import", {"files": uploads})
     for book, upload in zip(saved, uploads, strict=True):
-        output.say(f"Imported runbook {book['name']!r} ({len(book['steps'])} steps) "
+        output.say(f"Imported runbook {book.name!r} ({len(book.steps)} steps) "
                    f"from {upload['source']}.")
 
 
@@ -98,13 +103,15 @@ def runbook_remove(ctx: Context, name: str) -> None:
 @pass_ctx
 def runbook_list(ctx: Context, as_json: bool) -> None:
     """List the runbooks."""
+    from wire.runbook import RunbookSummary
+
     with ctx.client() as client:
-        books = client.get("/api/runbooks")
+        books = client.get_as(list[RunbookSummary], "/api/runbooks")
     if as_json:
         output.print_json(books)
     else:
         output.table(["NAME", "STEPS", "VARIABLES", "DESCRIPTION"],
-                     [[b["name"], b["steps"], ", ".join(b["variables"]), b["description"]]
+                     [[b.name, b.steps, ", ".join(b.variables), b.description]
                       for b in books])
 
 
@@ -153,11 +160,13 @@ def _ask_secrets(client: Any, runbook_name: str, values: dict[str, str]) -> None
     """On a terminal, ask for each sensitive variable that has no value, without echo."""
     if not sys.stdin.isatty():
         return
-    book = client.get(f"/api/runbooks/{segment(runbook_name)}")
-    for variable in book["variables"]:
-        if variable["sensitive"] and variable["name"] not in values:
-            values[variable["name"]] = click.prompt(
-                f"{variable['name']} (sensitive, not shown)", hide_input=True, err=True)
+    from wire.runbook import RunbookDef
+
+    book = client.get_as(RunbookDef, f"/api/runbooks/{segment(runbook_name)}")
+    for variable in book.variables:
+        if variable.sensitive and variable.name not in values:
+            values[variable.name] = click.prompt(
+                f"{variable.name} (sensitive, not shown)", hide_input=True, err=True)
 
 
 @click.command()
@@ -180,13 +189,15 @@ def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[s
         var_files: tuple[str, ...], follow: bool, guided: bool, step_through: bool,
         as_json: bool) -> None:
     """Launch a runbook; print the run's id (or follow its log)."""
+    from wire.runs import Run
+
     values, inline = _vars(pairs, var_files)
     with ctx.client() as client:
         _ask_secrets(client, runbook_name, values)
-        launched = client.post("/api/runs", {
+        launched = client.post_as(Run, "/api/runs", {
             "runbook": runbook_name, "environment": environment, "variables": values,
             "guided": guided, "step_through": step_through})
-    exposed = sorted(inline & set(launched.get("sensitive", [])))
+    exposed = sorted(inline & set(launched.sensitive))
     if exposed:
         output.say(f"warning: {', '.join(exposed)} {'is' if len(exposed) == 1 else 'are'} "
                    "sensitive, and a value on the command line shows in `ps` and shell "
@@ -196,11 +207,10 @@ def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[s
         if as_json:
             output.print_json(launched)
         else:
-            output.say(launched["id"])
+            output.say(launched.id)
         return
-    output.say(f"run {launched['id']}: {launched['runbook']} on {launched['environment']}",
-               err=True)
-    sys.exit(_follow(ctx, launched["id"], as_json))
+    output.say(f"run {launched.id}: {launched.runbook} on {launched.environment}", err=True)
+    sys.exit(_follow(ctx, launched.id, as_json))
 
 
 def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> int:
@@ -208,8 +218,6 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
 
     Whole chunks are formatted at once and written to stdout's buffer in one call each:
     a million-line log is a few hundred writes, not a million echoes."""
-    import httpx
-
     final: dict[str, Any] = {}
     out = sys.stdout.buffer
     clock = Clock()
@@ -232,8 +240,6 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
         except ApiError as exc:
             if exc.status_code:  # the server refused it (no such run): its own words
                 raise
-            fail(f"The log stream of run {run_id} broke off: {exc}", 4)
-        except httpx.HTTPError as exc:
             fail(f"The log stream of run {run_id} broke off: {exc}", 4)
         except BrokenPipeError:
             # `runs log ID | head`: the reader has what it wanted.
@@ -275,15 +281,17 @@ def runs() -> None:
 @pass_ctx
 def runs_list(ctx: Context, limit: int, status: str | None, as_json: bool) -> None:
     """Recent runs, newest first."""
+    from wire.runs import RunSummary
+
     with ctx.client() as client:
-        items = client.get("/api/runs", params={"limit": limit, **(
+        items = client.get_as(list[RunSummary], "/api/runs", params={"limit": limit, **(
             {"status": status} if status else {})})
     if as_json:
         output.print_json(items)
         return
     output.table(["ID", "RUNBOOK", "ENV", "STATUS", "STARTED", "BY", "REASON"],
-                 [[r["id"], r["runbook"], r["environment"], r["status"],
-                   display.ago(r["started_at"] or r["created_at"]), r["actor"], r["reason"]]
+                 [[r.id, r.runbook, r.environment, r.status,
+                   display.ago(r.started_at or r.created_at), r.actor, r.reason]
                   for r in items])
 
 
@@ -293,25 +301,27 @@ def runs_list(ctx: Context, limit: int, status: str | None, as_json: bool) -> No
 @pass_ctx
 def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
     """One run: its steps, workers and state."""
+    from wire.runs import Run
+
     with ctx.client() as client:
-        item = client.get(f"/api/runs/{run_id}")
+        item = client.get_as(Run, f"/api/runs/{run_id}")
     if as_json:
         output.print_json(item)
         return
-    output.say(f"run {item['id']}: {item['runbook']} on {item['environment']}, "
-               f"{item['status']}" + (f" ({item['reason']})" if item["reason"] else ""))
+    output.say(f"run {item.id}: {item.runbook} on {item.environment}, "
+               f"{item.status}" + (f" ({item.reason})" if item.reason else ""))
     output.table(["#", "STEP", "WORKER", "STATUS", "ATTEMPT", "REASON"],
-                 [[s["position"], s["name"], s["worker"], s["status"], s["attempt"],
-                   s["reason"]] for s in item["steps"]])
-    if item.get("decisions"):
+                 [[s.position, s.name, s.worker, s.status, s.attempt, s.reason]
+                  for s in item.steps])
+    if item.decisions:
         output.say("\ndecisions:")
         output.table(["AT", "BY", "DECIDED", "STEP", "NOTE"],
-                     [[display.ago(d["at"]), d["actor"], d["action"], d["position"] or "",
-                       d["note"]] for d in item["decisions"]])
-    if item["waiting"]:
-        actions = ", ".join(item["waiting"]["actions"])
-        output.say(f"\nwaiting: {item['waiting']['prompt']}\n  {ctx.command} runs decide "
-                   f"{item['id']} ACTION   (ACTION: {actions})")
+                     [[display.ago(d.at), d.actor, d.action, d.position or "", d.note]
+                      for d in item.decisions])
+    if item.waiting:
+        actions = ", ".join(item.waiting.actions)
+        output.say(f"\nwaiting: {item.waiting.prompt}\n  {ctx.command} runs decide "
+                   f"{item.id} ACTION   (ACTION: {actions})")
 
 
 @runs.command("log")
@@ -331,10 +341,12 @@ def runs_log(ctx: Context, run_id: int, follow: bool, as_json: bool) -> None:
 @pass_ctx
 def runs_cancel(ctx: Context, run_id: int) -> None:
     """Cancel a run: its step's processes on the worker are killed."""
+    from wire.runs import Run
+
     with ctx.client() as client:
-        item = client.post(f"/api/runs/{run_id}/cancel")
-    if item["finished_at"]:
-        output.say(f"run {run_id} {item['status']}")
+        item = client.post_as(Run, f"/api/runs/{run_id}/cancel")
+    if item.finished_at:
+        output.say(f"run {run_id} {item.status}")
     else:
         output.say(f"run {run_id}: its step was stopped; its cleanup steps run now "
                    f"(`workdeck runs cancel {run_id}` again stops them too)")
@@ -348,22 +360,25 @@ def runs_cancel(ctx: Context, run_id: int) -> None:
 @pass_ctx
 def runs_decide(ctx: Context, run_id: int, action: str, note: str) -> None:
     """Answer a waiting run: continue/skip/abort, retry/skip/abort, approve/abort."""
+    from wire.runs import Run
+
     with ctx.client() as client:
-        item = client.post(f"/api/runs/{run_id}/decide", {"action": action, "note": note})
+        item = client.post_as(Run, f"/api/runs/{run_id}/decide",
+                              {"action": action, "note": note})
     output.say(f"run {run_id}: {action} recorded; now {_where_it_is(item)}")
 
 
-def _where_it_is(run: dict[str, Any]) -> str:
+def _where_it_is(run: Run) -> str:
     """What a run is doing, in a few words: for the answer to a decision."""
-    if run["finished_at"]:
-        return run["status"] + (f" ({run['reason']})" if run["reason"] else "")
-    if run["waiting"]:
-        return f"waiting: {run['waiting']['prompt']}"
-    busy = [s for s in run["steps"] if s["status"] in ("running", "queued") and
-            (s["status"] == "running" or s["reason"])]
+    if run.finished_at:
+        return run.status + (f" ({run.reason})" if run.reason else "")
+    if run.waiting:
+        return f"waiting: {run.waiting.prompt}"
+    busy = [s for s in run.steps if s.status in ("running", "queued") and
+            (s.status == "running" or s.reason)]
     if busy:
         step = busy[0]
-        workers = ", ".join(s["worker"] for s in busy if s["worker"])
-        return (f"{busy[0]['status']}: step {step['position']} ({step['name']})" +
+        workers = ", ".join(s.worker for s in busy if s.worker)
+        return (f"{step.status}: step {step.position} ({step.name})" +
                 (f" on {workers}" if workers else ""))
-    return run["status"]
+    return run.status

@@ -52,6 +52,7 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
 def server_status(ctx: Context, as_json: bool) -> None:
     """Say whether a server answers, and what it is doing."""
     from console.client import Client
+    from wire.server import ServerStatus
 
     with Client(ctx.target) as client:
         if not client.alive():
@@ -60,18 +61,18 @@ def server_status(ctx: Context, as_json: bool) -> None:
             else:
                 output.say(f"No server is running at {ctx.target.describe()}.")
             sys.exit(3)
-        status = client.get("/api/server")
+        status = client.get_as(ServerStatus, "/api/server")
     if as_json:
-        output.print_json({"running": True, **status})
+        output.print_json({"running": True, **status.model_dump(mode="json")})
         return
-    output.say(f"Workdeck server {status['version']} running, pid {status['pid']}, "
-               f"up {status['uptime_s']:.0f}s, listening on {status['listen']}, "
-               f"{status['connections']} SSH connections, {status['subscribers']} consoles.")
-    free = status.get("disk_free_bytes")
-    output.say(f"Data directory {status['data_dir']}: {display.size(status['data_dir_bytes'])}"
+    output.say(f"Workdeck server {status.version} running, pid {status.pid}, "
+               f"up {status.uptime_s:.0f}s, listening on {status.listen}, "
+               f"{status.connections} SSH connections, {status.subscribers} consoles.")
+    free = status.disk_free_bytes
+    output.say(f"Data directory {status.data_dir}: {display.size(status.data_dir_bytes)}"
                + (f", {display.size(free)} free on its disk" if free is not None else "") + ".")
-    if status.get("store_fault"):
-        output.say(f"PROBLEM: {status['store_fault']}: writes are retried and runs keep their "
+    if status.store_fault:
+        output.say(f"PROBLEM: {status.store_fault}: writes are retried and runs keep their "
                    "output in memory until it is fixed; it works again by itself then.")
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from console import display, output
 from console.commands.base import Context, fail, pass_ctx
 from wire.paths import segment
+
+if TYPE_CHECKING:
+    from wire.workers import Worker
 
 WORST_EXIT = {"healthy": 0, "warning": 1, "unhealthy": 2, "unavailable": 2}
 
@@ -49,14 +52,16 @@ def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
     body = {"name": name, "host": host, "port": port, "user": user, "key_path": _key_path(key),
             "use_agent": agent, "pools": list(pools), "capacity": capacity,
             "work_dir": work_dir, "trust_host_key": trust_host_key}
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        created = client.post("/api/workers", body)
+        created = client.post_as(Worker, "/api/workers", body)
     if as_json:
         output.print_json(created)
     else:
-        output.say(f"Added worker {created['name']} ({created['host']}:{created['port']}) "
-                   f"in {', '.join(created['pools'])}. It is checked now; see "
-                   f"`workdeck worker show {created['name']}`.")
+        output.say(f"Added worker {created.name} ({created.host}:{created.port}) "
+                   f"in {', '.join(created.pools)}. It is checked now; see "
+                   f"`workdeck worker show {created.name}`.")
 
 
 @worker.command("import")
@@ -82,8 +87,10 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
          "pools": list(s.pools)}
         for s in specs
     ]
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        created = client.post("/api/workers/import", {
+        created = client.post_as(list[Worker], "/api/workers/import", {
             "workers": workers, "pools": list(pools), "trust_host_key": trust_host_key})
     if as_json:
         output.print_json(created)
@@ -91,16 +98,17 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
         output.say(f"Imported {len(created)} workers from {file}.")
 
 
-def worker_rows(workers: list[dict[str, Any]]) -> list[list[Any]]:
+def worker_rows(workers: list[Worker]) -> list[list[str]]:
     return [
-        [display.worker_label(w), w["status"] + (" (draining)" if w["draining"] else ""),
-         f"{w['leases']}/{w['capacity']}", ", ".join(w["pools"]),
-         f"{w['user'] + '@' if w['user'] else ''}{w['host']}" + (
-             f":{w['port']}" if w["port"] not in (22, 0) else ""),
-         display.latency(w["latency_ms"]), display.load(w), display.disk_free(w),
-         display.ago(w["checked_at"]),
-         (f"orphan: {w['orphans']} ({w['orphan_reason']}); " if w.get("orphans") else "")
-         + w["reason"]]
+        [display.worker_label(w.name, w.builtin),
+         w.status + (" (draining)" if w.draining else ""),
+         f"{w.leases}/{w.capacity}", ", ".join(w.pools),
+         f"{w.user + '@' if w.user else ''}{w.host}" + (
+             f":{w.port}" if w.port not in (22, 0) else ""),
+         display.latency(w.latency_ms), display.load(w.facts.load, w.facts.cpus),
+         display.disk_free(d.free_mb for d in w.facts.disks or ()),
+         display.ago(w.checked_at),
+         (f"orphan: {w.orphans} ({w.orphan_reason}); " if w.orphans else "") + w.reason]
         for w in workers
     ]
 
@@ -114,8 +122,10 @@ WORKER_HEADERS = ["NAME", "STATUS", "SLOTS", "POOLS", "ADDRESS", "LATENCY", "LOA
 @pass_ctx
 def worker_list(ctx: Context, as_json: bool) -> None:
     """List every worker with its latest health."""
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        workers = client.get("/api/workers")
+        workers = client.get_as(list[Worker], "/api/workers")
     if as_json:
         output.print_json(workers)
     else:
@@ -128,37 +138,39 @@ def worker_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def worker_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one worker: address, health, facts, host key."""
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        w = client.get(f"/api/workers/{segment(name)}")
+        w = client.get_as(Worker, f"/api/workers/{segment(name)}")
     if as_json:
         output.print_json(w)
         return
-    facts = w["facts"]
-    rows = [
-        ("Name", display.worker_label(w)),
-        ("Status", w["status"] + (f": {w['reason']}" if w["reason"] else "")),
-        ("Address", f"{w['user'] or ''}{'@' if w['user'] else ''}{w['host']}:{w['port']}"),
-        ("Pools", ", ".join(w["pools"])),
-        ("Capacity", f"{w['capacity']} slots"),
-        ("Enabled", "yes" if w["enabled"] else "no"),
-        ("Checked", display.ago(w["checked_at"])),
-        ("Latency", f"{display.latency(w['latency_ms'])} command, "
-                    f"{display.latency(w['connect_ms'])} connect"),
-        ("Host key", w["host_key"] or "not pinned"),
+    facts = w.facts
+    rows: list[tuple[str, object]] = [
+        ("Name", display.worker_label(w.name, w.builtin)),
+        ("Status", w.status + (f": {w.reason}" if w.reason else "")),
+        ("Address", f"{w.user or ''}{'@' if w.user else ''}{w.host}:{w.port}"),
+        ("Pools", ", ".join(w.pools)),
+        ("Capacity", f"{w.capacity} slots"),
+        ("Enabled", "yes" if w.enabled else "no"),
+        ("Checked", display.ago(w.checked_at)),
+        ("Latency", f"{display.latency(w.latency_ms)} command, "
+                    f"{display.latency(w.connect_ms)} connect"),
+        ("Host key", w.host_key or "not pinned"),
     ]
-    if w["presented_host_key"]:
-        rows.append(("Presented key", w["presented_host_key"]))
-    for key, label in (("os", "OS"), ("kernel", "Kernel"), ("cpus", "CPUs")):
-        if key in facts:
-            rows.append((label, facts[key]))
-    if "load" in facts:
-        rows.append(("Load", display.load(w)))
-    if "mem_total_mb" in facts:
-        rows.append(("Memory", f"{facts.get('mem_available_mb', 0):.0f} MB available of "
-                               f"{facts['mem_total_mb']:.0f} MB"))
-    for disk in facts.get("disks", []):
-        rows.append((f"Disk {disk['mount']}", f"{disk['free_mb']:.0f} MB free of "
-                                             f"{disk['size_mb']:.0f} MB"))
+    if w.presented_host_key:
+        rows.append(("Presented key", w.presented_host_key))
+    for value, label in ((facts.os, "OS"), (facts.kernel, "Kernel"), (facts.cpus, "CPUs")):
+        if value is not None:
+            rows.append((label, value))
+    if facts.load:
+        rows.append(("Load", display.load(facts.load, facts.cpus)))
+    if facts.mem_total_mb is not None:
+        rows.append(("Memory", f"{facts.mem_available_mb or 0:.0f} MB available of "
+                               f"{facts.mem_total_mb:.0f} MB"))
+    for disk in facts.disks or ():
+        rows.append((f"Disk {disk.mount}", f"{disk.free_mb:.0f} MB free of "
+                                           f"{disk.size_mb:.0f} MB"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         output.say(f"{key.ljust(width)}  {output.clean_line(str(value), 300)}")
@@ -189,8 +201,10 @@ def worker_enable(ctx: Context, name: str) -> None:
 @pass_ctx
 def worker_disable(ctx: Context, name: str) -> None:
     """Stop a worker from taking work or being checked."""
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        w = client.post(f"/api/workers/{segment(name)}/disable")
+        w = client.post_as(Worker, f"/api/workers/{segment(name)}/disable")
     output.say(f"Disabled worker {name}." + _still_running(w))
 
 
@@ -199,8 +213,10 @@ def worker_disable(ctx: Context, name: str) -> None:
 @pass_ctx
 def worker_drain(ctx: Context, name: str) -> None:
     """Let a worker finish its running steps but take no new ones."""
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        w = client.post(f"/api/workers/{segment(name)}/drain")
+        w = client.post_as(Worker, f"/api/workers/{segment(name)}/drain")
     output.say(f"Draining worker {name}." + (_still_running(w) or " It runs no step now."))
 
 
@@ -214,8 +230,8 @@ def worker_undrain(ctx: Context, name: str) -> None:
     output.say(f"Worker {name} takes new steps again.")
 
 
-def _still_running(w: dict[str, Any]) -> str:
-    count = w["leases"]
+def _still_running(w: Worker) -> str:
+    count = w.leases
     return (f" {count} step{'s' if count != 1 else ''} still running on it finish"
             f"{'es' if count == 1 else ''} there." if count else "")
 
@@ -230,10 +246,12 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
 
     Without --fingerprint it shows the presented fingerprint and asks; where nobody can
     answer (no terminal), it refuses."""
+    from wire.workers import Worker
+
     with ctx.client() as client:
         if fingerprint is None:
-            current = client.get(f"/api/workers/{segment(name)}")
-            presented = current.get("presented_host_key")
+            current = client.get_as(Worker, f"/api/workers/{segment(name)}")
+            presented = current.presented_host_key
             if not presented:
                 fail(f"Worker {name} has not presented an untrusted host key; run `workdeck "
                      f"check --worker {name}` to fetch its key first.")
@@ -241,14 +259,15 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
                 fail(f"Worker {name} presents {presented}; nothing was trusted. Check it out "
                      f"of band, then run `workdeck worker trust {name} --fingerprint "
                      f"{presented}`.")
-            changed = f" (it replaces the pinned {current['host_key']})" \
-                if current.get("host_key") else ""
+            changed = f" (it replaces the pinned {current.host_key})" \
+                if current.host_key else ""
             output.say(f"Worker {name} presents the host key {presented}{changed}.")
             if not click.confirm("Trust it?", default=False):
                 fail("Nothing was trusted.")
             fingerprint = presented
-        w = client.post(f"/api/workers/{segment(name)}/trust", {"fingerprint": fingerprint})
-    output.say(f"Trusted host key {w['host_key']} for worker {name}.")
+        w = client.post_as(Worker, f"/api/workers/{segment(name)}/trust",
+                           {"fingerprint": fingerprint})
+    output.say(f"Trusted host key {w.host_key} for worker {name}.")
 
 
 @click.command()
@@ -258,10 +277,13 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
 @pass_ctx
 def check(ctx: Context, pools: tuple[str, ...], workers: tuple[str, ...], as_json: bool) -> None:
     """Health-check workers now; exit 0 all healthy, 1 worst is a warning, 2 worse."""
+    from wire.workers import Worker
+
     with ctx.client() as client:
-        results = client.post("/api/checks", {"workers": list(workers), "pools": list(pools)})
+        results = client.post_as(list[Worker], "/api/checks",
+                                 {"workers": list(workers), "pools": list(pools)})
     if as_json:
         output.print_json(results)
     else:
         output.table(WORKER_HEADERS, worker_rows(results))
-    sys.exit(max((WORST_EXIT.get(w["status"], 0) for w in results), default=0))
+    sys.exit(max((WORST_EXIT.get(w.status, 0) for w in results), default=0))
