@@ -11,18 +11,15 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from console.errors import ApiError, ServerUnavailable
-from console.typed import as_model
 from wire.datadir import DataDir
 from wire.text import clean_line
 
 CONNECT_TIMEOUT = 5.0
 BIG_EVENT = 64 * 1024  # characters of an event decoded in a thread rather than inline
 REQUEST_TIMEOUT = 120.0  # a check of a large fleet can take a while; the server bounds it
-
-T = TypeVar("T")
 
 if TYPE_CHECKING:
     import httpx
@@ -177,13 +174,6 @@ class Client:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
-    def get_as(self, shape: type[T], path: str, **kwargs: Any) -> T:
-        """GET, read as the wire model `shape` (e.g. list[Worker])."""
-        return as_model(shape, self.get(path, **kwargs), f"GET {path}")
-
-    def post_as(self, shape: type[T], path: str, body: Any = None, **kwargs: Any) -> T:
-        return as_model(shape, self.post(path, body, **kwargs), f"POST {path}")
-
     def request_raw(self, method: str, path: str, **kwargs: Any) -> str:
         """The response body as text (for non-JSON answers such as a TOML export)."""
         return self._send(method, path, **kwargs).text
@@ -265,13 +255,6 @@ class AsyncClient:
 
     async def post(self, path: str, body: Any = None) -> Any:
         return await self.request("POST", path, json=body)
-
-    async def get_as(self, shape: type[T], path: str, **kwargs: Any) -> T:
-        """GET, read as the wire model `shape` (e.g. PoolDetail)."""
-        return as_model(shape, await self.get(path, **kwargs), f"GET {path}")
-
-    async def post_as(self, shape: type[T], path: str, body: Any = None) -> T:
-        return as_model(shape, await self.post(path, body), f"POST {path}")
 
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
         """Yield (event, data) from the server's push stream until it ends."""

@@ -1,43 +1,49 @@
-"""The API's answers as the wire models say they are (wire/), for both clients.
+"""The API's answers read as the wire models (wire/) declare them.
 
-An answer that does not fit its model is refused with a sentence rather than read half
-right: it means the client and the server are of different versions."""
+The command line reads answers through a `View`: attribute access that the type checker
+holds to the wire models (`workers: list[Worker] = view(client.get("/api/workers"))`),
+with nothing imported, validated or copied at run time, because importing pydantic and
+the models costs 0.13 s where the whole command takes 0.12 s. The server builds its
+answers through the same models, and the contract tests check every answer against
+them (tests/contract.py)."""
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any, TypeVar
-
-from console.errors import ApiError
-
-T = TypeVar("T")
+from typing import Any
 
 
-@cache
-def _adapter(shape: Any) -> Any:
-    # pydantic is imported on first use: commands that read no answer never pay for it.
-    from pydantic import TypeAdapter
+class View:
+    """A JSON object read as its model: `worker.facts.load` for worker["facts"]["load"].
+    A key the server left out (a fact not read yet) reads as None, as in the model."""
 
-    return TypeAdapter(shape)
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return view(self._data.get(name))
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"View({self._data!r})"
 
 
-def as_model(shape: type[T], data: Any, what: str) -> T:
-    from pydantic import ValidationError
-
-    try:
-        return _adapter(shape).validate_python(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "the answer"
-        raise ApiError(f"The server's answer to {what} is not what this client expects "
-                       f"(at {where}: {first['msg']}); are the client and the server the "
-                       "same version?") from None
+def view(data: Any) -> Any:
+    """JSON data from the API as typed objects (annotate what it is read as)."""
+    if isinstance(data, dict):
+        return View(data)
+    if isinstance(data, list) and data and isinstance(data[0], dict | list):
+        return [view(item) for item in data]
+    return data
 
 
 def jsonable(value: Any) -> Any:
-    """Models back into JSON data, for --json (the same keys the server sent)."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
+    """Views back into JSON data, for --json (the keys the server sent)."""
+    if isinstance(value, View):
+        return value.model_dump()
     if isinstance(value, list):
-        return [jsonable(v) for v in value]
+        return [jsonable(item) for item in value]
     return value

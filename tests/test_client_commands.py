@@ -149,3 +149,25 @@ def test_statuses_have_one_symbol_each():
     assert display.status("healthy") == "● healthy"
     assert display.status("failed") == "✖ failed"
     assert display.status("something new") == "? something new"
+
+
+def test_the_command_line_reads_answers_as_their_models(tmp_path):
+    # Commands read answers through views annotated with the wire models: a type checker
+    # holds every attribute they read to the models, so a renamed key cannot slip by.
+    checked = ["console/commands", "console/typed.py", "console/display.py", "wire"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--ignore-missing-imports",
+         "--no-error-summary", "--cache-dir", str(tmp_path / "cache"), *checked],
+        capture_output=True, text=True, timeout=240,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # And the check would catch one: a misspelt attribute of a Worker.
+    probe = tmp_path / "probe.py"
+    probe.write_text("from wire.workers import Worker\n"
+                     "def slots(w: Worker) -> int:\n    return w.leasez\n")
+    caught = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--no-error-summary",
+         "--cache-dir", str(tmp_path / "cache"), str(probe)],
+        capture_output=True, text=True, timeout=240,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert caught.returncode == 1 and "leasez" in caught.stdout

@@ -4,13 +4,16 @@ the audit log."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from console import output
 from console.commands.base import Context, pass_ctx
-from console.typed import as_model
+from console.typed import view
+
+if TYPE_CHECKING:
+    from wire.server import AuditEvent, Finding, Policy, Settings
 
 
 @click.command()
@@ -41,11 +44,10 @@ def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str 
     if builtin_worker:
         change["builtin_worker"] = builtin_worker == "on"
     change = {k: v for k, v in change.items() if v is not None}
-    from wire.server import Settings
 
     with ctx.client() as client:
-        current = as_model(Settings, client.put("/api/settings", change) if change
-                           else client.get("/api/settings"), "settings")
+        current: Settings = view(client.put("/api/settings", change) if change
+                          else client.get("/api/settings"))
     if as_json:
         output.print_json(current)
     else:
@@ -62,10 +64,9 @@ def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str 
 @pass_ctx
 def advise(ctx: Context, as_json: bool) -> None:
     """What in the fleet goes against the worker recommendations; exit 1 if anything."""
-    from wire.server import Finding
 
     with ctx.client() as client:
-        findings = client.get_as(list[Finding], "/api/advice")
+        findings: list[Finding] = view(client.get("/api/advice"))
     if as_json:
         output.print_json(findings)
     elif not findings:
@@ -94,18 +95,17 @@ def policy(ctx: Context, interval: float | None, timeout: float | None,
            disk_warning_mb: float | None, load_factor: float | None, script: Any,
            as_json: bool) -> None:
     """Show or change the machine policy for health checks."""
-    from wire.server import Policy
 
     with ctx.client() as client:
-        current = client.get_as(Policy, "/api/policy")
+        current: Policy = view(client.get("/api/policy"))
         changes = {"interval_s": interval, "timeout_s": timeout,
                    "disk_free_warning_mb": disk_warning_mb, "load_warning_factor": load_factor}
         changes = {k: v for k, v in changes.items() if v is not None}
         if script is not None:
             changes["custom_script"] = script.read()
         if changes:
-            current = as_model(Policy, client.put("/api/policy", current.model_dump() | changes),
-                               "PUT /api/policy")
+            current = view(client.put("/api/policy",
+                                                 current.model_dump() | changes))
     if as_json:
         output.print_json(current)
         return
@@ -123,10 +123,9 @@ def policy(ctx: Context, interval: float | None, timeout: float | None,
 @pass_ctx
 def audit(ctx: Context, limit: int, as_json: bool) -> None:
     """Show who changed what, newest first."""
-    from wire.server import AuditEvent
 
     with ctx.client() as client:
-        events = client.get_as(list[AuditEvent], "/api/audit", params={"limit": limit})
+        events: list[AuditEvent] = view(client.get("/api/audit", params={"limit": limit}))
     if as_json:
         output.print_json(events)
     else:

@@ -9,10 +9,12 @@ import click
 from console import display, output
 from console.commands.base import Context, pass_ctx
 from console.commands.workers import WORKER_HEADERS, worker_rows
+from console.typed import view
 from wire.paths import segment
 
 if TYPE_CHECKING:
-    from wire.pools import Pool
+    from wire.pools import Pool, PoolDetail
+    from wire.workers import Worker
 
 
 @click.group()
@@ -26,10 +28,9 @@ def pool() -> None:
 @pass_ctx
 def pool_add(ctx: Context, name: str, description: str) -> None:
     """Create a worker pool."""
-    from wire.pools import Pool
 
     with ctx.client() as client:
-        created = client.post_as(Pool, "/api/pools", {"name": name, "description": description})
+        created: Pool = view(client.post("/api/pools", {"name": name, "description": description}))
     output.say(f"Added pool {created.name}.")
 
 
@@ -58,10 +59,9 @@ def _pool_row(p: Pool) -> list[object]:
 @pass_ctx
 def pool_list(ctx: Context, as_json: bool) -> None:
     """List the pools with their members' health."""
-    from wire.pools import Pool
 
     with ctx.client() as client:
-        pools = client.get_as(list[Pool], "/api/pools")
+        pools: list[Pool] = view(client.get("/api/pools"))
     if as_json:
         output.print_json(pools)
     else:
@@ -74,12 +74,10 @@ def pool_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def pool_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one pool: its workers, the steps on them, the queue, utilization."""
-    from wire.pools import PoolDetail
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        p = client.get_as(PoolDetail, f"/api/pools/{segment(name)}")
-        members = client.get_as(list[Worker], "/api/workers") if p.members else []
+        p: PoolDetail = view(client.get(f"/api/pools/{segment(name)}"))
+        members: list[Worker] = view(client.get("/api/workers")) if p.members else []
     if as_json:
         output.print_json(p)
         return

@@ -11,11 +11,13 @@ import click
 from console import display, output
 from console.commands.base import Context, fail, pass_ctx
 from console.errors import ApiError
+from console.typed import view
 from wire.logcodec import Clock, as_json_lines, as_text
 from wire.paths import segment
 
 if TYPE_CHECKING:
-    from wire.runs import Run
+    from wire.runbook import RunbookDef, RunbookSummary
+    from wire.runs import Run, RunSummary
 
 EXIT_BY_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
 
@@ -69,10 +71,9 @@ def runbook_import(ctx: Context, files: tuple[str, ...]) -> None:
                             "source": file})
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"Cannot read {file}: {getattr(exc, 'strerror', None) or exc}.")
-    from wire.runbook import RunbookDef
 
     with ctx.client() as client:
-        saved = client.post_as(list[RunbookDef], "/api/runbooks/import", {"files": uploads})
+        saved: list[RunbookDef] = view(client.post("/api/runbooks/import", {"files": uploads}))
     for book, upload in zip(saved, uploads, strict=True):
         output.say(f"Imported runbook {book.name!r} ({len(book.steps)} steps) "
                    f"from {upload['source']}.")
@@ -103,10 +104,9 @@ def runbook_remove(ctx: Context, name: str) -> None:
 @pass_ctx
 def runbook_list(ctx: Context, as_json: bool) -> None:
     """List the runbooks."""
-    from wire.runbook import RunbookSummary
 
     with ctx.client() as client:
-        books = client.get_as(list[RunbookSummary], "/api/runbooks")
+        books: list[RunbookSummary] = view(client.get("/api/runbooks"))
     if as_json:
         output.print_json(books)
     else:
@@ -160,9 +160,8 @@ def _ask_secrets(client: Any, runbook_name: str, values: dict[str, str]) -> None
     """On a terminal, ask for each sensitive variable that has no value, without echo."""
     if not sys.stdin.isatty():
         return
-    from wire.runbook import RunbookDef
 
-    book = client.get_as(RunbookDef, f"/api/runbooks/{segment(runbook_name)}")
+    book: RunbookDef = view(client.get(f"/api/runbooks/{segment(runbook_name)}"))
     for variable in book.variables:
         if variable.sensitive and variable.name not in values:
             values[variable.name] = click.prompt(
@@ -189,14 +188,13 @@ def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[s
         var_files: tuple[str, ...], follow: bool, guided: bool, step_through: bool,
         as_json: bool) -> None:
     """Launch a runbook; print the run's id (or follow its log)."""
-    from wire.runs import Run
 
     values, inline = _vars(pairs, var_files)
     with ctx.client() as client:
         _ask_secrets(client, runbook_name, values)
-        launched = client.post_as(Run, "/api/runs", {
+        launched: Run = view(client.post("/api/runs", {
             "runbook": runbook_name, "environment": environment, "variables": values,
-            "guided": guided, "step_through": step_through})
+            "guided": guided, "step_through": step_through}))
     exposed = sorted(inline & set(launched.sensitive))
     if exposed:
         output.say(f"warning: {', '.join(exposed)} {'is' if len(exposed) == 1 else 'are'} "
@@ -281,11 +279,10 @@ def runs() -> None:
 @pass_ctx
 def runs_list(ctx: Context, limit: int, status: str | None, as_json: bool) -> None:
     """Recent runs, newest first."""
-    from wire.runs import RunSummary
 
     with ctx.client() as client:
-        items = client.get_as(list[RunSummary], "/api/runs", params={"limit": limit, **(
-            {"status": status} if status else {})})
+        items: list[RunSummary] = view(client.get("/api/runs", params={"limit": limit, **(
+            {"status": status} if status else {})}))
     if as_json:
         output.print_json(items)
         return
@@ -301,10 +298,9 @@ def runs_list(ctx: Context, limit: int, status: str | None, as_json: bool) -> No
 @pass_ctx
 def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
     """One run: its steps, workers and state."""
-    from wire.runs import Run
 
     with ctx.client() as client:
-        item = client.get_as(Run, f"/api/runs/{run_id}")
+        item: Run = view(client.get(f"/api/runs/{run_id}"))
     if as_json:
         output.print_json(item)
         return
@@ -341,10 +337,9 @@ def runs_log(ctx: Context, run_id: int, follow: bool, as_json: bool) -> None:
 @pass_ctx
 def runs_cancel(ctx: Context, run_id: int) -> None:
     """Cancel a run: its step's processes on the worker are killed."""
-    from wire.runs import Run
 
     with ctx.client() as client:
-        item = client.post_as(Run, f"/api/runs/{run_id}/cancel")
+        item: Run = view(client.post(f"/api/runs/{run_id}/cancel"))
     if item.finished_at:
         output.say(f"run {run_id} {item.status}")
     else:
@@ -360,11 +355,10 @@ def runs_cancel(ctx: Context, run_id: int) -> None:
 @pass_ctx
 def runs_decide(ctx: Context, run_id: int, action: str, note: str) -> None:
     """Answer a waiting run: continue/skip/abort, retry/skip/abort, approve/abort."""
-    from wire.runs import Run
 
     with ctx.client() as client:
-        item = client.post_as(Run, f"/api/runs/{run_id}/decide",
-                              {"action": action, "note": note})
+        item: Run = view(client.post(f"/api/runs/{run_id}/decide",
+                              {"action": action, "note": note}))
     output.say(f"run {run_id}: {action} recorded; now {_where_it_is(item)}")
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from console import display, output
 from console.commands.base import Context, fail, pass_ctx
+from console.typed import view
+
+if TYPE_CHECKING:
+    from wire.server import ServerStatus
 
 
 @click.group(invoke_without_command=True)
@@ -52,7 +57,6 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
 def server_status(ctx: Context, as_json: bool) -> None:
     """Say whether a server answers, and what it is doing."""
     from console.client import Client
-    from wire.server import ServerStatus
 
     with Client(ctx.target) as client:
         if not client.alive():
@@ -61,9 +65,9 @@ def server_status(ctx: Context, as_json: bool) -> None:
             else:
                 output.say(f"No server is running at {ctx.target.describe()}.")
             sys.exit(3)
-        status = client.get_as(ServerStatus, "/api/server")
+        status: ServerStatus = view(client.get("/api/server"))
     if as_json:
-        output.print_json({"running": True, **status.model_dump(mode="json")})
+        output.print_json({"running": True, **status.model_dump()})
         return
     output.say(f"Workdeck server {status.version} running, pid {status.pid}, "
                f"up {status.uptime_s:.0f}s, listening on {status.listen}, "

@@ -11,6 +11,7 @@ import click
 
 from console import display, output
 from console.commands.base import Context, fail, pass_ctx
+from console.typed import view
 from wire.paths import segment
 
 if TYPE_CHECKING:
@@ -52,10 +53,9 @@ def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
     body = {"name": name, "host": host, "port": port, "user": user, "key_path": _key_path(key),
             "use_agent": agent, "pools": list(pools), "capacity": capacity,
             "work_dir": work_dir, "trust_host_key": trust_host_key}
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        created = client.post_as(Worker, "/api/workers", body)
+        created: Worker = view(client.post("/api/workers", body))
     if as_json:
         output.print_json(created)
     else:
@@ -87,11 +87,10 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
          "pools": list(s.pools)}
         for s in specs
     ]
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        created = client.post_as(list[Worker], "/api/workers/import", {
-            "workers": workers, "pools": list(pools), "trust_host_key": trust_host_key})
+        created: list[Worker] = view(client.post("/api/workers/import", {
+            "workers": workers, "pools": list(pools), "trust_host_key": trust_host_key}))
     if as_json:
         output.print_json(created)
     else:
@@ -122,10 +121,9 @@ WORKER_HEADERS = ["NAME", "STATUS", "SLOTS", "POOLS", "ADDRESS", "LATENCY", "LOA
 @pass_ctx
 def worker_list(ctx: Context, as_json: bool) -> None:
     """List every worker with its latest health."""
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        workers = client.get_as(list[Worker], "/api/workers")
+        workers: list[Worker] = view(client.get("/api/workers"))
     if as_json:
         output.print_json(workers)
     else:
@@ -138,10 +136,9 @@ def worker_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def worker_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one worker: address, health, facts, host key."""
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        w = client.get_as(Worker, f"/api/workers/{segment(name)}")
+        w: Worker = view(client.get(f"/api/workers/{segment(name)}"))
     if as_json:
         output.print_json(w)
         return
@@ -172,8 +169,8 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
         rows.append((f"Disk {disk.mount}", f"{disk.free_mb:.0f} MB free of "
                                            f"{disk.size_mb:.0f} MB"))
     width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        output.say(f"{key.ljust(width)}  {output.clean_line(str(value), 300)}")
+    for key, shown in rows:
+        output.say(f"{key.ljust(width)}  {output.clean_line(str(shown), 300)}")
 
 
 @worker.command("remove")
@@ -201,10 +198,9 @@ def worker_enable(ctx: Context, name: str) -> None:
 @pass_ctx
 def worker_disable(ctx: Context, name: str) -> None:
     """Stop a worker from taking work or being checked."""
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        w = client.post_as(Worker, f"/api/workers/{segment(name)}/disable")
+        w: Worker = view(client.post(f"/api/workers/{segment(name)}/disable"))
     output.say(f"Disabled worker {name}." + _still_running(w))
 
 
@@ -213,10 +209,9 @@ def worker_disable(ctx: Context, name: str) -> None:
 @pass_ctx
 def worker_drain(ctx: Context, name: str) -> None:
     """Let a worker finish its running steps but take no new ones."""
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        w = client.post_as(Worker, f"/api/workers/{segment(name)}/drain")
+        w: Worker = view(client.post(f"/api/workers/{segment(name)}/drain"))
     output.say(f"Draining worker {name}." + (_still_running(w) or " It runs no step now."))
 
 
@@ -246,11 +241,10 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
 
     Without --fingerprint it shows the presented fingerprint and asks; where nobody can
     answer (no terminal), it refuses."""
-    from wire.workers import Worker
 
     with ctx.client() as client:
         if fingerprint is None:
-            current = client.get_as(Worker, f"/api/workers/{segment(name)}")
+            current: Worker = view(client.get(f"/api/workers/{segment(name)}"))
             presented = current.presented_host_key
             if not presented:
                 fail(f"Worker {name} has not presented an untrusted host key; run `workdeck "
@@ -265,8 +259,8 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
             if not click.confirm("Trust it?", default=False):
                 fail("Nothing was trusted.")
             fingerprint = presented
-        w = client.post_as(Worker, f"/api/workers/{segment(name)}/trust",
-                           {"fingerprint": fingerprint})
+        w: Worker = view(client.post(f"/api/workers/{segment(name)}/trust",
+                           {"fingerprint": fingerprint}))
     output.say(f"Trusted host key {w.host_key} for worker {name}.")
 
 
@@ -277,11 +271,10 @@ def worker_trust(ctx: Context, name: str, fingerprint: str | None) -> None:
 @pass_ctx
 def check(ctx: Context, pools: tuple[str, ...], workers: tuple[str, ...], as_json: bool) -> None:
     """Health-check workers now; exit 0 all healthy, 1 worst is a warning, 2 worse."""
-    from wire.workers import Worker
 
     with ctx.client() as client:
-        results = client.post_as(list[Worker], "/api/checks",
-                                 {"workers": list(workers), "pools": list(pools)})
+        results: list[Worker] = view(client.post("/api/checks",
+                                 {"workers": list(workers), "pools": list(pools)}))
     if as_json:
         output.print_json(results)
     else:
