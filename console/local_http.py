@@ -13,12 +13,22 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
+READ_BUFFER = 1 << 20
 # What a broken connection looks like here, for the client's "no server answers".
 UNAVAILABLE = (ConnectionError, FileNotFoundError, http.client.HTTPException,
                socket.gaierror)
 
 
+class _Response(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        # A log streams megabytes: read it in large pieces, not 8 KB ones.
+        self.fp = sock.makefile("rb", buffering=READ_BUFFER)
+
+
 class _UnixConnection(http.client.HTTPConnection):
+    response_class = _Response
+
     def __init__(self, path: str, timeout: float | None) -> None:
         super().__init__("workdeck", timeout=timeout)
         self.socket_path = path

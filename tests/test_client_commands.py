@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_runs import import_runbook, launch, wait_run
 
 from console import display
@@ -91,6 +93,33 @@ def test_the_log_as_text_and_as_json_lines_says_what_expand_says():
     assert [line["seq"] for line in decoded] == [7, 8, 9, 10]
     own = {**chunk, "worker": "", "stream": "workdeck", "lines": "1700000000\tstarted"}
     assert as_text(own, clock) == f"{stamp} [2] ** started\n"
+
+
+def text_line_by_line(chunk, clock, at=0.0):
+    """The plain reading of a chunk, one line at a time: what as_text must print."""
+    tail = f" [{chunk['step']}:{chunk['worker']}] " if chunk["worker"] else \
+        f" [{chunk['step']}] "
+    prefix, out = clock(at) + tail, []
+    for part in chunk["lines"].split("\n"):
+        stamp, tab, text = part.partition("\t")
+        if tab:
+            prefix = clock(float(stamp)) + tail
+        out.append(prefix + (text if tab else part))
+    return "\n".join(out) + "\n"
+
+
+line_texts = st.text(st.characters(blacklist_characters="\t\n\r"), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.none() | st.floats(1.7e9, 1.8e9), line_texts), min_size=1,
+                max_size=12), st.floats(0, 1.8e9))
+def test_the_log_as_text_prefixes_every_line_as_read_one_by_one(lines, at):
+    chunk = {"first_seq": 1, "last_seq": len(lines), "step": 3, "worker": "w",
+             "stream": "stdout", "lines": "\n".join(
+                 (f"{stamp:.3f}\t{text}" if stamp is not None else text)
+                 for stamp, text in lines)}
+    assert as_text(chunk, Clock(), at) == text_line_by_line(chunk, Clock(), at)
 
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
