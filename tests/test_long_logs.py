@@ -16,6 +16,9 @@ pool = "Web Pool"
 script = '''
 seq 1 {LINES} | awk '{{ if ($1 == 9 || $1 == 50000 || $1 == 150001)
   print "ERROR: boom at " $1; else print "line " $1 }}'
+# stdout and stderr are two pipes, with no order between them: under load the stderr
+# line could overtake stdout still in flight and be numbered among it. Let it drain.
+sleep 1
 echo "fatal: on stderr near the end" >&2
 '''
 """
