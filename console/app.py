@@ -72,7 +72,8 @@ class WorkdeckApp(App[None]):
         from console.screens.runs import RunsScreen
         from console.screens.workers import WorkersScreen
 
-        self.MODES = {
+        # Set here, not on the class, so that importing the app loads no screen yet.
+        self.MODES = {  # type: ignore[misc]
             "dashboard": DashboardScreen,
             "workers": WorkersScreen,
             "pools": PoolsScreen,

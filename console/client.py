@@ -293,7 +293,7 @@ class SSEParser:
     """Server-Sent Events, one line at a time: a complete event comes out on its blank line."""
 
     def __init__(self, *, decode: bool = True) -> None:
-        self.event, self.data = "message", []
+        self.event, self.data = "message", list[str]()
         self.decode = decode
 
     def feed(self, line: str) -> tuple[str, Any] | None:

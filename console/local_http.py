@@ -23,7 +23,7 @@ class _Response(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
         # A log streams megabytes: read it in large pieces, not 8 KB ones.
-        self.fp = sock.makefile("rb", buffering=READ_BUFFER)
+        self.fp = sock.makefile("rb", buffering=READ_BUFFER)  # type: ignore[assignment]
 
 
 class _UnixConnection(http.client.HTTPConnection):

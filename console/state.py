@@ -68,7 +68,8 @@ class Fleet:
         """Apply a batch of events; return the names of the workers and pools touched."""
         touched: set[str] = set()
         for change in changes:
-            kind, key, data = change["type"], change["key"], change.get("data")
+            kind, key = change["type"], change["key"]
+            data: Any = change.get("data")  # the event's payload, as its kind says
             touched.add(key)
             if kind == "worker":
                 self.workers[key] = data
@@ -195,13 +196,13 @@ def sparkline(points: Iterable[list[float]], now: float, width: int = 20,
     index = 0
     for slot in range(width):
         slot_end = start + (slot + 1) * step
-        best = last
+        best: float | None = last
         while index < len(ordered) and ordered[index][0] < slot_end:
             at, leased, capacity = ordered[index][:3]
-            value = leased / capacity if capacity else 0.0
+            share = leased / capacity if capacity else 0.0
             if at >= start + slot * step:
-                best = value if best is None else max(best, value)
-            last = value
+                best = share if best is None else max(best, share)
+            last = share
             index += 1
         values[slot] = best if best is not None else last
     text = Text()

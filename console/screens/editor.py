@@ -20,7 +20,7 @@ from console.client import ApiError
 from console.screens.modals import ConfirmDialog
 from console.state import plain, safe
 from wire.paths import segment
-from wire.runbook import RunbookDef, RunbookError, from_data, to_toml
+from wire.runbook import RunbookDef, RunbookError, Step, from_data, to_toml
 
 NEW_STEP = {"name": "New step", "script": "echo hello\n", "manual": None, "pool": None,
             "timeout": 3600, "container": None, "retries": 0, "run_on": "any",
@@ -40,7 +40,7 @@ VARIABLES_HELP = """\
 def _variables_toml(book: dict[str, Any]) -> str:
     """The variables and pools of a runbook as the TOML an operator edits."""
     definition = RunbookDef(name="x", variables=book.get("variables", []),
-                            pools=book.get("pools", {}), steps=[NEW_STEP])
+                            pools=book.get("pools", {}), steps=[Step.model_validate(NEW_STEP)])
     text = to_toml(definition)
     body = text.split("\n[[steps]]", 1)[0].split("\n", 2)[2].strip()
     return (body + "\n") if body else VARIABLES_HELP

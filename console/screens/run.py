@@ -99,10 +99,10 @@ class RunScreen(FleetScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "decide":
-            waiting = (self.run or {}).get("waiting")
-            return bool(waiting) and parameters[0] in waiting["actions"]
+            waiting = self.run["waiting"] if self.run else None
+            return waiting is not None and parameters[0] in waiting["actions"]
         if action == "cancel_run":
-            return bool(self.run) and self.run["finished_at"] is None
+            return self.run is not None and self.run["finished_at"] is None
         return super().check_action(action, parameters)
 
     # -------------------------------------------------------- data

@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widgets import Static
 
 from console.display import ago
 from console.screens.base import FleetScreen
@@ -85,6 +86,8 @@ def worker_fields(worker: dict[str, Any]) -> list[Any]:
 
 class WorkerVerbs:
     """The verbs on a selected worker, shared by the Workers view and the worker details."""
+
+    app: Any  # the WorkdeckApp of the screen this is mixed into
 
     def selected_worker(self) -> dict[str, Any] | None:
         """The worker the verbs act on; each view says where its selection is."""
@@ -250,7 +253,7 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
 
     def _update_subtitle(self) -> None:
         shown, total = self.table.row_count, len(self.wapp.fleet.workers)
-        self.query_one("#view-title").update(Text.assemble(
+        self.query_one("#view-title", Static).update(Text.assemble(
             ("Workers", "bold"), (f"  {shown}/{total}" if shown != total else f"  {total}",
                                   "bright_black")))
 

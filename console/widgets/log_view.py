@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from rich.style import Style
 from rich.text import Text
@@ -258,8 +258,8 @@ class LogView(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         total = len(self._rows) + self._top
         if (self._top and index == 0) or (self._bottom and index == total):
-            strip = Strip(list(self._marker(index == 0).render(self.app.console)))
-            return strip.crop(0, width).extend_cell_length(width, self.rich_style)
+            marker = Strip(list(self._marker(index == 0).render(self.app.console)))
+            return marker.crop(0, width).extend_cell_length(width, self.rich_style)
         index -= self._top
         if index >= len(self._rows) or index < 0:
             return Strip.blank(width, self.rich_style)
@@ -269,7 +269,8 @@ class LogView(ScrollView, can_focus=True):
                int(self.scroll_offset.x), self.timestamps, marked)
         strip = self._strips.get(key)
         if strip is None:
-            text = header if entry is None else self.render_entry(entry)
+            # A row is a piece of a line, or a header (a step's title) with no line.
+            text = cast(Text, header) if entry is None else self.render_entry(entry)
             if marked:
                 text.stylize("reverse")
             if self.wrap:
