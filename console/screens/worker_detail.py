@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -17,7 +17,11 @@ from console.display import ago
 from console.screens.base import FleetScreen
 from console.screens.workers import WorkerVerbs
 from console.state import plain, safe, status_text
+from console.typed import view
 from wire.paths import segment
+
+if TYPE_CHECKING:
+    from wire.workers import HealthRecord, Worker
 
 
 def _kv(rows: list[tuple[str, Text | str]]) -> Table:
@@ -52,7 +56,7 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.worker_name = name
-        self.history: list[dict[str, Any]] = []
+        self.history: list[HealthRecord] = []
         self._last_checked: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -81,8 +85,8 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
     @work(exclusive=True, group="history", exit_on_error=False)
     async def load_history(self) -> None:
         try:
-            self.history = await self.wapp.api.get(
-                f"/api/workers/{segment(self.worker_name)}/history")
+            self.history = view(await self.wapp.api.get(
+                f"/api/workers/{segment(self.worker_name)}/history"))
         except ApiError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return
@@ -97,71 +101,71 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
             self.query_one("#detail-headline", Static).update(
                 Text(f"{plain(self.worker_name, 100)} was removed.", style="bold red"))
             return
-        self._show_worker(worker)
-        if worker["checked_at"] != self._last_checked:
+        shown: Worker = view(worker)
+        self._show_worker(shown)
+        if shown.checked_at != self._last_checked:
             if self._last_checked is not None:
                 self.load_history()
-            self._last_checked = worker["checked_at"]
+            self._last_checked = shown.checked_at
 
-    def _show_worker(self, w: dict[str, Any]) -> None:
+    def _show_worker(self, w: Worker) -> None:
         self.query_one("#view-title", Static).update(Text.assemble(
-            ("Worker ", "bold"), safe(w["name"], 100)))
+            ("Worker ", "bold"), safe(w.name, 100)))
         headline = Text()
-        headline.append_text(safe(w["name"], 100))
-        if w.get("builtin"):
+        headline.append_text(safe(w.name, 100))
+        if w.builtin:
             headline.append(" (built-in: runs on the server's machine)", style="italic")
         headline.append("   ")
-        headline.append_text(status_text(w["status"]))
-        headline.append(f"   checked {ago(w['checked_at'])}", style="bright_black")
-        if w["reason"]:
+        headline.append_text(status_text(w.status))
+        headline.append(f"   checked {ago(w.checked_at)}", style="bright_black")
+        if w.reason:
             headline.append("\n")
-            headline.append_text(safe(w["reason"], 500))
+            headline.append_text(safe(w.reason, 500))
         self.query_one("#detail-headline", Static).update(headline)
 
-        host_key = Text(w["host_key"] or "not pinned",
-                        style="" if w["host_key"] else "yellow")
+        host_key = Text(w.host_key or "not pinned", style="" if w.host_key else "yellow")
         rows: list[tuple[str, Text | str]] = [
-            ("Address", "this machine" if w.get("builtin") else f"{w['host']}:{w['port']}"),
-            ("User", w["user"] or "(the server's account)"),
-            ("Key", "-" if w.get("builtin") else
-             w["key_path"] or ("ssh-agent" if w["use_agent"] else "default keys")),
-            ("Host key", "-" if w.get("builtin") else host_key),
+            ("Address", "this machine" if w.builtin else f"{w.host}:{w.port}"),
+            ("User", w.user or "(the server's account)"),
+            ("Key", "-" if w.builtin else
+             w.key_path or ("ssh-agent" if w.use_agent else "default keys")),
+            ("Host key", "-" if w.builtin else host_key),
         ]
-        if w.get("presented_host_key"):
-            rows.append(("Presented", Text(w["presented_host_key"], style="bold yellow")))
+        if w.presented_host_key:
+            rows.append(("Presented", Text(w.presented_host_key, style="bold yellow")))
             rows.append(("", Text("press t to review and trust it", style="bright_black")))
         rows += [
-            ("Pools", ", ".join(w["pools"])),
-            ("Capacity", f"{w['capacity']} slots"),
-            ("Enabled", "yes" if w["enabled"] else "no (d to enable)"),
-            ("Work folder", w["work_dir"]),
+            ("Pools", ", ".join(w.pools)),
+            ("Capacity", f"{w.capacity} slots"),
+            ("Enabled", "yes" if w.enabled else "no (d to enable)"),
+            ("Work folder", w.work_dir),
         ]
         self.query_one("#detail-connection", Static).update(_kv(rows))
 
-        f = w["facts"] or {}
+        f = w.facts
         fact_rows: list[tuple[str, Text | str]] = [
-            ("OS", f.get("os", "-")),
-            ("Kernel", f"{f.get('kernel', '-')} {f.get('arch', '')}".strip()),
-            ("Host name", f.get("hostname", "-")),
-            ("CPUs", str(f.get("cpus", "-"))),
-            ("Uptime", _uptime(f.get("uptime_s"))),
-            ("Load 1/5/15", " ".join(f"{v:.2f}" for v in f["load"]) if f.get("load") else "-"),
+            ("OS", f.os or "-"),
+            ("Kernel", f"{f.kernel or '-'} {f.arch or ''}".strip()),
+            ("Host name", f.hostname or "-"),
+            ("CPUs", str(f.cpus if f.cpus is not None else "-")),
+            ("Uptime", _uptime(f.uptime_s)),
+            ("Load 1/5/15", " ".join(f"{v:.2f}" for v in f.load) if f.load else "-"),
         ]
-        if "mem_total_mb" in f:
-            fact_rows.append(("Memory", f"{f.get('mem_available_mb', 0) / 1024:.1f} GB free "
-                                        f"of {f['mem_total_mb'] / 1024:.1f} GB"))
-        for disk in f.get("disks", []):
-            fact_rows.append((f"Disk {disk['mount']}"[:14],
-                              f"{disk['free_mb'] / 1024:.1f} GB free of "
-                              f"{disk['size_mb'] / 1024:.1f} GB"))
-        latency = w["latency_ms"]
+        if f.mem_total_mb is not None:
+            fact_rows.append(("Memory", f"{(f.mem_available_mb or 0) / 1024:.1f} GB free "
+                                        f"of {f.mem_total_mb / 1024:.1f} GB"))
+        for disk in f.disks or ():
+            fact_rows.append((f"Disk {disk.mount}"[:14],
+                              f"{disk.free_mb / 1024:.1f} GB free of "
+                              f"{disk.size_mb / 1024:.1f} GB"))
+        latency = w.latency_ms
         fact_rows.append(("Latency", f"{latency:.1f} ms command" if latency is not None else "-"))
-        if w["connect_ms"] is not None:
-            fact_rows.append(("", f"{w['connect_ms']:.1f} ms to connect"))
+        if w.connect_ms is not None:
+            fact_rows.append(("", f"{w.connect_ms:.1f} ms to connect"))
         self.query_one("#detail-facts", Static).update(_kv(fact_rows))
 
     def _show_history(self) -> None:
-        points = [h["latency_ms"] for h in self.history if h["latency_ms"] is not None]
+        points = [h.latency_ms for h in self.history if h.latency_ms is not None]
         self.query_one("#latency-sparkline", Sparkline).data = points or [0.0]
         title = Text("Latency history", style="bold")
         if points:
@@ -176,14 +180,15 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
         # Show status changes, newest first: what an operator asks is "since when".
         changes = []
         for h in self.history:
-            if h["status"] != previous:
+            if h.status != previous:
                 changes.append(h)
-                previous = h["status"]
+                previous = h.status
         for h in reversed(changes[-8:]):
-            recent.append(f"{h['checked_at'][:19].replace('T', ' ')}  ", style="bright_black")
-            recent.append_text(status_text(h["status"]))
-            if h["reason"]:
+            recent.append(f"{(h.checked_at or '')[:19].replace('T', ' ')}  ",
+                          style="bright_black")
+            recent.append_text(status_text(h.status))
+            if h.reason:
                 recent.append("  ")
-                recent.append_text(safe(h["reason"], 200))
+                recent.append_text(safe(h.reason, 200))
             recent.append("\n")
         self.query_one("#history-list", Static).update(recent)
