@@ -27,6 +27,12 @@ class View:
     def model_dump(self, mode: str = "python") -> dict[str, Any]:
         return self._data
 
+    def __eq__(self, other: object) -> bool:
+        # Equal data, equal views: a table redraws a row only when its data changed.
+        return isinstance(other, View) and self._data == other._data
+
+    __hash__ = None  # type: ignore[assignment]  # mutable data, as a dict's
+
     def __repr__(self) -> str:
         return f"View({self._data!r})"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -15,16 +15,20 @@ from console.client import ApiError
 from console.display import plural
 from console.screens.base import FleetScreen
 from console.state import matches, safe
+from console.typed import view
 from console.widgets.live_table import LiveTable
+
+if TYPE_CHECKING:
+    from wire.server import Finding
 
 SEVERITY_STYLE = {"critical": ("✖ critical", "bold red"), "warning": ("▲ warning", "yellow")}
 ORDER = {"critical": 0, "warning": 1}
 
 
-def finding_cells(finding: dict[str, Any]) -> list[Text]:
-    label, style = SEVERITY_STYLE.get(finding["severity"], (finding["severity"], ""))
-    return [Text(label, style=style), Text(finding["check"], style="bright_black"),
-            safe(finding["name"], 80), safe(finding["finding"], 300)]
+def finding_cells(finding: Finding) -> list[Text]:
+    label, style = SEVERITY_STYLE.get(finding.severity, (finding.severity, ""))
+    return [Text(label, style=style), Text(finding.check, style="bright_black"),
+            safe(finding.name, 80), safe(finding.finding, 300)]
 
 
 class AdvisorScreen(FleetScreen):
@@ -37,14 +41,14 @@ class AdvisorScreen(FleetScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.findings: list[dict[str, Any]] = []
+        self.findings: list[Finding] = []
         self._counts: dict[str, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
         with Vertical(id="advisor-body"):
             table = LiveTable(id="findings-table", fill="finding",
-                              sort_key=lambda key, f: (ORDER.get(f["severity"], 9),
+                              sort_key=lambda key, f: (ORDER.get(f.severity, 9),
                                                        int(key.split(":")[0])),
                               cells=lambda _key, finding: finding_cells(finding))
             table.set_columns([("severity", "Severity", 10), ("check", "Check", 16),
@@ -83,7 +87,7 @@ class AdvisorScreen(FleetScreen):
     @work(exclusive=True, group="advice", exit_on_error=False)
     async def load(self) -> None:
         try:
-            self.findings = await self.wapp.api.get("/api/advice")
+            self.findings = view(await self.wapp.api.get("/api/advice"))
         except ApiError as exc:
             self.query_one("#finding-detail", Static).update(Text(str(exc), style="yellow"))
             return
@@ -94,10 +98,10 @@ class AdvisorScreen(FleetScreen):
 
     def _show(self) -> None:
         text = self.filter_text
-        self.table.sync({f"{index}:{f['check']}:{f['name']}": f
+        self.table.sync({f"{index}:{f.check}:{f.name}": f
                          for index, f in enumerate(self.findings)
-                         if matches(text, f["severity"], f["check"], f["name"], f["finding"])})
-        critical = sum(1 for f in self.findings if f["severity"] == "critical")
+                         if matches(text, f.severity, f.check, f.name, f.finding)})
+        critical = sum(1 for f in self.findings if f.severity == "critical")
         self.query_one("#view-title", Static).update(Text.assemble(
             ("Advisor", "bold"), (f"  {plural(len(self.findings), 'finding')}, {critical} critical",
                                   "bright_black")))
@@ -107,19 +111,19 @@ class AdvisorScreen(FleetScreen):
         detail = self.query_one("#finding-detail", Static)
         key = self.table.selected_key
         finding = next((f for i, f in enumerate(self.findings)
-                        if f"{i}:{f['check']}:{f['name']}" == key), None)
+                        if f"{i}:{f.check}:{f.name}" == key), None)
         if finding is None:
             detail.update(Text("✓ Nothing to advise: the fleet follows the worker "
                                "recommendations.", style="green") if not self.findings
                           else "")
             return
         text = Text()
-        text.append_text(safe(finding["finding"], 300))
+        text.append_text(safe(finding.finding, 300))
         text.stylize("bold")
         text.append("\n")
-        text.append_text(safe(finding["advice"], 600))
-        if finding["subject"] in ("worker", "pool"):
-            text.append(f"\nenter: open the {finding['subject']}", style="bright_black")
+        text.append_text(safe(finding.advice, 600))
+        if finding.subject in ("worker", "pool"):
+            text.append(f"\nenter: open the {finding.subject}", style="bright_black")
         detail.update(text)
 
     def on_live_table_row_highlighted(self, _event: LiveTable.RowHighlighted) -> None:
@@ -131,15 +135,15 @@ class AdvisorScreen(FleetScreen):
     def action_open(self) -> None:
         key = self.table.selected_key
         finding = next((f for i, f in enumerate(self.findings)
-                        if f"{i}:{f['check']}:{f['name']}" == key), None)
+                        if f"{i}:{f.check}:{f.name}" == key), None)
         if finding is None:
             return
-        if finding["subject"] == "worker" and finding["name"] in self.wapp.fleet.workers:
+        if finding.subject == "worker" and finding.name in self.wapp.fleet.workers:
             from console.screens.worker_detail import WorkerDetailScreen
 
-            self.app.push_screen(WorkerDetailScreen(finding["name"]))
-        elif finding["subject"] == "pool":
+            self.app.push_screen(WorkerDetailScreen(finding.name))
+        elif finding.subject == "pool":
             self.app.switch_mode("pools")
             screen = self.app.screen
             if hasattr(screen, "select_pool"):
-                screen.select_pool(finding["name"])
+                screen.select_pool(finding.name)

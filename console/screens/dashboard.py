@@ -17,7 +17,7 @@ from console import display
 from console.display import ago, plural
 from console.screens.base import FleetScreen
 from console.screens.runs import COLUMNS as RUN_COLUMNS
-from console.screens.runs import run_cells
+from console.screens.runs import fleet_runs, run_cells
 from console.screens.workers import attention_rank
 from console.state import (
     STATUS_ORDER,
@@ -146,16 +146,17 @@ class DashboardScreen(FleetScreen):
         now = datetime.now(UTC)
         # Running or waiting runs and the last day's failures (what an operator acts on),
         # then the latest runs whatever they did, so the panel is never a blank on a calm day.
-        active = {key: run for key, run in fleet.runs.items()
-                  if run["status"] in ("queued", "running", "waiting")
-                  or (run["status"] in ("failed", "interrupted") and run["finished_at"]
-                      and (now - datetime.fromisoformat(run["finished_at"])).days < 1)}
-        for key in sorted(fleet.runs, key=int, reverse=True)[:RECENT_RUNS]:
-            active.setdefault(key, fleet.runs[key])
+        runs = fleet_runs(self)
+        active = {key: run for key, run in runs.items()
+                  if run.status in ("queued", "running", "waiting")
+                  or (run.status in ("failed", "interrupted") and run.finished_at
+                      and (now - datetime.fromisoformat(run.finished_at)).days < 1)}
+        for key in sorted(runs, key=int, reverse=True)[:RECENT_RUNS]:
+            active.setdefault(key, runs[key])
         self.query_one("#dashboard-runs", LiveTable).sync(
             {key: run_cells(run, now) for key, run in active.items()})
-        running = sum(1 for r in active.values() if r["finished_at"] is None)
-        failed = sum(1 for r in active.values() if r["status"] in ("failed", "interrupted"))
+        running = sum(1 for r in active.values() if r.finished_at is None)
+        failed = sum(1 for r in active.values() if r.status in ("failed", "interrupted"))
         self.query_one("#runs-title", Static).update(Text.assemble(
             ("Runs", "bold"), (f"  {running} running or waiting · {failed} failed recently",
                                "bright_black")))

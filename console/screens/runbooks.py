@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -15,8 +15,12 @@ from textual.widgets import Static
 from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.state import matches, safe
+from console.typed import view
 from console.widgets.live_table import LiveTable
 from wire.paths import segment
+
+if TYPE_CHECKING:
+    from wire.runbook import RunbookDef, RunbookSummary
 
 
 class RunbooksScreen(FleetScreen):
@@ -56,11 +60,13 @@ class RunbooksScreen(FleetScreen):
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
         text = self.filter_text
+        books: dict[str, RunbookSummary] = {
+            name: view(book) for name, book in self.wapp.fleet.runbooks.items()}
         self.table.sync({
-            name: [safe(name, 100), Text(str(book["steps"])),
-                   safe(", ".join(book["variables"]), 100), safe(book["description"], 300)]
-            for name, book in self.wapp.fleet.runbooks.items()
-            if matches(text, name, book["description"])
+            name: [safe(name, 100), Text(str(book.steps)),
+                   safe(", ".join(book.variables), 100), safe(book.description, 300)]
+            for name, book in books.items()
+            if matches(text, name, book.description)
         })
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
@@ -74,7 +80,7 @@ class RunbooksScreen(FleetScreen):
             panel.update("")
             return
         try:
-            book = await self.wapp.api.get(f"/api/runbooks/{segment(name)}")
+            book: RunbookDef = view(await self.wapp.api.get(f"/api/runbooks/{segment(name)}"))
         except ApiError as exc:
             panel.update(Text(str(exc), style="red"))
             return
@@ -117,7 +123,7 @@ class RunbooksScreen(FleetScreen):
             self.app.push_screen(LaunchDialog(name))
 
 
-def runbook_summary(book: dict[str, Any]) -> Table:
+def runbook_summary(book: RunbookDef) -> Table:
     table = Table(box=None, show_header=True, header_style="bold", padding=(0, 1),
                   expand=True)
     table.add_column("#", width=3)
@@ -125,12 +131,12 @@ def runbook_summary(book: dict[str, Any]) -> Table:
     table.add_column("Pool", ratio=2)
     table.add_column("Runs on", ratio=1)
     table.add_column("When", ratio=1)
-    for position, step in enumerate(book["steps"], 1):
-        kind = "manual" if step["manual"] is not None else (
-            "every worker" if step["run_on"] == "all" else "one worker")
-        pool = step["pool"] or "(default pool)"
-        if step["pool"] in book["pools"]:
-            pool = f"{step['pool']} (by environment)"
-        table.add_row(str(position), safe(step["name"], 100), safe(pool, 100), kind,
-                      step["condition"])
+    for position, step in enumerate(book.steps, 1):
+        kind = "manual" if step.manual is not None else (
+            "every worker" if step.run_on == "all" else "one worker")
+        pool = step.pool or "(default pool)"
+        if step.pool in book.pools:
+            pool = f"{step.pool} (by environment)"
+        table.add_row(str(position), safe(step.name, 100), safe(pool, 100), kind,
+                      step.condition)
     return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,20 +13,29 @@ from console.display import duration
 from console.display import started as started_at
 from console.screens.base import FleetScreen
 from console.state import matches, run_status_text, safe
+from console.typed import view
 from console.widgets.live_table import LiveTable
+
+if TYPE_CHECKING:
+    from wire.runs import RunSummary
 
 COLUMNS = [("id", "Run", 6), ("runbook", "Runbook", 30), ("environment", "Environment", 13),
            ("status", "Status", 14), ("started", "Started", 16), ("duration", "Duration", 9),
            ("actor", "By", 18), ("reason", "Reason", None)]
 
 
-def run_cells(run: dict[str, Any], now: datetime) -> list[Text]:
-    started = run["started_at"] or run["created_at"]
-    return [Text(str(run["id"])), safe(run["runbook"], 100), safe(run["environment"], 60),
-            run_status_text(run["status"]),
+def run_cells(run: RunSummary, now: datetime) -> list[Text]:
+    started = run.started_at or run.created_at
+    return [Text(str(run.id)), safe(run.runbook, 100), safe(run.environment, 60),
+            run_status_text(run.status),
             Text(started_at(started, now), style="bright_black"),
-            Text(duration(run["started_at"], run["finished_at"], now)),
-            safe(run["actor"], 60), safe(run["reason"], 300)]
+            Text(duration(run.started_at, run.finished_at, now)),
+            safe(run.actor, 60), safe(run.reason, 300)]
+
+
+def fleet_runs(screen: Any) -> dict[str, RunSummary]:
+    """The runs the console knows (from the push stream), read as their model."""
+    return {key: view(run) for key, run in screen.wapp.fleet.runs.items()}
 
 
 class RunsScreen(FleetScreen):
@@ -59,18 +68,17 @@ class RunsScreen(FleetScreen):
     def _tick(self) -> None:
         # Durations of running runs move; everything else changes by push.
         now = datetime.now(UTC)
-        runs = self.wapp.fleet.runs
+        runs = fleet_runs(self)
         self.table.upsert({key: run_cells(runs[key], now) for key in self.table.row_keys()
-                           if key in runs and runs[key]["finished_at"] is None})
+                           if key in runs and runs[key].finished_at is None})
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
         now = datetime.now(UTC)
         text = self.filter_text
-        runs = self.wapp.fleet.runs
-        self.table.sync({key: run_cells(run, now) for key, run in runs.items()
-                         if matches(text, run["id"], run["runbook"], run["environment"],
-                                    run["status"], run["actor"], run["reason"])})
+        self.table.sync({key: run_cells(run, now) for key, run in fleet_runs(self).items()
+                         if matches(text, run.id, run.runbook, run.environment,
+                                    run.status, run.actor, run.reason)})
 
     def on_live_table_row_selected(self, _event: LiveTable.RowSelected) -> None:
         self.action_open()
@@ -91,13 +99,13 @@ class RunsScreen(FleetScreen):
 def confirm_cancel(screen: Any, run_id: int) -> None:
     from console.screens.modals import ConfirmDialog
 
-    run = screen.wapp.fleet.runs.get(str(run_id))
-    if run and run["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
-        screen.notify(f"Run {run_id} already {run['status']}.")
+    run = fleet_runs(screen).get(str(run_id))
+    if run and run.status in ("succeeded", "failed", "cancelled", "interrupted"):
+        screen.notify(f"Run {run_id} already {run.status}.")
         return
 
     # A run already cancelled once is running its cleanup steps: this cancel stops those.
-    cleaning = bool(run) and run["reason"].startswith("cancelled by")
+    cleaning = run is not None and run.reason.startswith("cancelled by")
 
     def decided(yes: bool | None) -> None:
         if yes:

@@ -23,6 +23,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from console.typed import View
+
 Cells = Sequence[Text]
 PADDING = 1  # spaces each side of a cell
 STRIP_CACHE = 2000  # drawn rows kept
@@ -162,7 +164,7 @@ class LiveTable(ScrollView, can_focus=True):
             return False
         self._data[key] = data
         self._sorts[key] = self._sort_key(key, data)
-        changed = not isinstance(data, dict | list | tuple) or old != data
+        changed = not isinstance(data, dict | list | tuple | View) or old != data
         if old is not _MISSING and changed:
             self._made.pop(key, None)
         return old is _MISSING
