@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -18,8 +18,12 @@ from console.screens.base import FleetScreen
 from console.screens.dashboard import pools_table
 from console.screens.workers import WorkerVerbs, drain_note
 from console.state import matches, meter, safe, sparkline, status_text
+from console.typed import view
 from console.widgets.live_table import LiveTable
 from wire.paths import segment
+
+if TYPE_CHECKING:
+    from wire.pools import PoolDetail
 
 MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("slots", "Slots", 5),
                   ("reason", "Why", None)]
@@ -157,8 +161,8 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         if not name:
             return
         try:
-            detail = await self.wapp.api.get(f"/api/pools/{segment(name)}",
-                                             params={"history_s": "0"})
+            detail: PoolDetail = view(await self.wapp.api.get(
+                f"/api/pools/{segment(name)}", params={"history_s": "0"}))
         except ApiError as exc:
             self.query_one("#leases-title", Static).update(Text(str(exc), style="yellow"))
             return
@@ -166,28 +170,28 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
             return
         self._show_work(detail)
 
-    def _show_work(self, detail: dict[str, Any]) -> None:
-        leases = detail.get("leases", [])
+    def _show_work(self, detail: PoolDetail) -> None:
+        leases = detail.leases
         self.query_one("#leases-title", Static).update(Text.assemble(
             ("Running here", "bold"), (f"  {len(leases)} leases", "bright_black")))
         self.query_one("#leases-table", LiveTable).sync({
-            f"{lease['run_id']}:{lease['position']}:{lease['worker']}": [
-                safe(f"{lease['run_id']} {lease['runbook']}", 100),
-                safe(f"{lease['position']}. {lease['step']}", 100), safe(lease["worker"], 60),
-                Text(ago(lease["since"]), style="bright_black"),
-                safe((f"orphan: {lease['orphan']}; " if lease.get("orphan") else "")
-                     + lease["reason"] + (f" (taken through {lease['pool']})"
-                                          if lease["pool"] != detail["name"] else ""), 300)]
+            f"{lease.run_id}:{lease.position}:{lease.worker}": [
+                safe(f"{lease.run_id} {lease.runbook}", 100),
+                safe(f"{lease.position}. {lease.step}", 100), safe(lease.worker, 60),
+                Text(ago(lease.since), style="bright_black"),
+                safe((f"orphan: {lease.orphan}; " if lease.orphan else "")
+                     + lease.reason + (f" (taken through {lease.pool})"
+                                       if lease.pool != detail.name else ""), 300)]
             for lease in leases})
-        queue = detail.get("queue", [])
+        queue = detail.queue
         self.query_one("#queue-title", Static).update(Text.assemble(
             ("Queued", "bold"), (f"  {len(queue)} waiting for a slot, first come first "
                                  "served", "bright_black")))
         self.query_one("#queue-table", LiveTable).sync({
-            f"{index}:{item['run_id']}:{item['position']}": [
-                Text(str(item["run_id"])), safe(f"{item['position']}. {item['step']}", 100),
-                safe(item["worker"] or "any worker", 60),
-                Text(ago(item["since"]), style="yellow")]
+            f"{index}:{item.run_id}:{item.position}": [
+                Text(str(item.run_id)), safe(f"{item.position}. {item.step}", 100),
+                safe(item.worker or "any worker", 60),
+                Text(ago(item.since), style="yellow")]
             for index, item in enumerate(queue)})
 
     # -------------------------------------------------------- keys
@@ -195,7 +199,9 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         if event.data_table.id == "pools-table":
             self._show_pool()
-            self._show_work({"name": event.row_key, "leases": [], "queue": []})
+            # Nothing running or queued shown until the pool's own answer comes.
+            loading: PoolDetail = view({"name": event.row_key, "leases": [], "queue": []})
+            self._show_work(loading)
             self.load_detail()
 
     def select_pool(self, name: str) -> None:
