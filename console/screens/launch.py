@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +16,12 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from console.client import ApiError
 from console.state import plain, safe
+from console.typed import view
 from wire.paths import segment
+
+if TYPE_CHECKING:
+    from wire.runbook import RunbookDef
+    from wire.runs import Plan, Run
 
 
 class LaunchDialog(ModalScreen[None]):
@@ -30,7 +35,7 @@ class LaunchDialog(ModalScreen[None]):
     def __init__(self, runbook: str) -> None:
         super().__init__()
         self.runbook = runbook
-        self.definition: dict[str, Any] | None = None
+        self.definition: RunbookDef | None = None
         self._replan: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -65,30 +70,31 @@ class LaunchDialog(ModalScreen[None]):
     @work(exclusive=True, group="launch-definition", exit_on_error=False)
     async def load_definition(self) -> None:
         try:
-            self.definition = await self.app.api.get(  # type: ignore[attr-defined]
-                f"/api/runbooks/{segment(self.runbook)}")
+            definition: RunbookDef = view(await self.app.api.get(  # type: ignore[attr-defined]
+                f"/api/runbooks/{segment(self.runbook)}"))
         except ApiError as exc:
             self.notify(str(exc), severity="error", markup=False)
             self.dismiss(None)
             return
+        self.definition = definition
         box = self.query_one("#launch-variables", VerticalScroll)
-        for var in self.definition["variables"]:
+        for var in definition.variables:
             row = Horizontal(classes="field")
             await box.mount(row)
-            label = var["name"] + (" (sensitive)" if var["sensitive"] else "")
+            label = var.name + (" (sensitive)" if var.sensitive else "")
             await row.mount(Label(safe(label, 100), classes="label"))
             # Not selected on focus: a typed letter must not silently replace a default.
-            await row.mount(Input(value=var["default"] or "", password=var["sensitive"],
-                                  placeholder=plain(var["description"], 200) or "required",
-                                  id=f"var-{var['name']}", select_on_focus=False))
+            await row.mount(Input(value=var.default or "", password=var.sensitive,
+                                  placeholder=plain(var.description, 200) or "required",
+                                  id=f"var-{var.name}", select_on_focus=False))
         self.query_one("#launch-env", Select).focus()
         self.refresh_plan()
 
     def _request(self) -> dict[str, Any]:
         env = self.query_one("#launch-env", Select).value
         variables = {}
-        for var in (self.definition or {}).get("variables", []):
-            variables[var["name"]] = self.query_one(f"#var-{var['name']}", Input).value
+        for var in self.definition.variables if self.definition else ():
+            variables[var.name] = self.query_one(f"#var-{var.name}", Input).value
         return {"runbook": self.runbook,
                 "environment": None if env is Select.NULL else env,
                 "variables": variables,
@@ -111,8 +117,8 @@ class LaunchDialog(ModalScreen[None]):
         # An empty required value would only make the plan fail: plan without it.
         request["variables"] = {k: v for k, v in request["variables"].items() if v}
         try:
-            plan = await self.app.api.request(  # type: ignore[attr-defined]
-                "POST", "/api/runs/plan", json=request)
+            plan: Plan = view(await self.app.api.request(  # type: ignore[attr-defined]
+                "POST", "/api/runs/plan", json=request))
         except ApiError as exc:
             panel.update(Text(str(exc), style="yellow"))
             return
@@ -122,29 +128,28 @@ class LaunchDialog(ModalScreen[None]):
         table.add_column("Pool", ratio=3)
         table.add_column("Would take", ratio=2)
         table.add_column("Pool health", ratio=2)
-        if plan.get("missing"):
+        if plan.missing:
             table.caption = Text("still needed before launching: " +
-                                 ", ".join(plan["missing"]), style="yellow")
-        for position, step in enumerate(plan["steps"], 1):
-            if step["manual"]:
-                table.add_row(str(position), safe(step["name"]), "-", "an operator", "")
+                                 ", ".join(plan.missing), style="yellow")
+        for position, step in enumerate(plan.steps, 1):
+            if step.manual:
+                table.add_row(str(position), safe(step.name), "-", "an operator", "")
                 continue
-            healthy, total = step["healthy"], step["workers"]
+            healthy, total = step.healthy or 0, step.workers or 0
             health = Text(f"{healthy}/{total} healthy",
                           style="red" if healthy == 0 else "yellow" if healthy < 2 else "green")
-            health.append(f" · {step['leased']}/{step['capacity']} slots", style="bright_black")
-            if step["queued"]:
-                health.append(f" · {step['queued']} queued", style="yellow")
-            if step["would_take"]:
-                taking = ", ".join(step["would_take"])
-                skipping = step.get("would_skip") or []
-                if skipping:  # an "all" step: say who it would leave out
-                    taking += f" (not {', '.join(s['worker'] for s in skipping)})"
+            health.append(f" · {step.leased}/{step.capacity} slots", style="bright_black")
+            if step.queued:
+                health.append(f" · {step.queued} queued", style="yellow")
+            if step.would_take:
+                taking = ", ".join(step.would_take)
+                if step.would_skip:  # an "all" step: say who it would leave out
+                    taking += f" (not {', '.join(s.worker for s in step.would_skip)})"
             elif healthy:
                 taking = "queues: every slot is taken"
             else:
                 taking = "nobody healthy now"
-            table.add_row(str(position), safe(step["name"]), safe(step["pool"]),
+            table.add_row(str(position), safe(step.name), safe(step.pool),
                           safe(taking), health)
         panel.update(table)
 
@@ -166,11 +171,11 @@ class LaunchDialog(ModalScreen[None]):
         from console.screens.run import RunScreen
 
         try:
-            run = await self.app.api.request(  # type: ignore[attr-defined]
-                "POST", "/api/runs", json=self._request())
+            run: Run = view(await self.app.api.request(  # type: ignore[attr-defined]
+                "POST", "/api/runs", json=self._request()))
         except ApiError as exc:
             self.notify(str(exc), title="Not launched", severity="error", markup=False,
                         timeout=8)
             return
         self.dismiss(None)
-        self.app.push_screen(RunScreen(run["id"]))
+        self.app.push_screen(RunScreen(run.id))
