@@ -47,7 +47,9 @@ def test_a_fuzz_of_the_api_finds_nothing():
         done = subprocess.run(
             [schemathesis, "run", f"http://127.0.0.1:{port}/openapi.json",
              "--header", f"Authorization: Bearer {token}", "--checks", CHECKS,
-             "--max-time", str(BUDGET_S), "--seed", "1", "--workers", "2",
+             # One worker: CPython 3.11 can fail parsing source in two threads at once
+             # (hypothesis reads its strategies' source), a runtime error of the fuzzer.
+             "--max-time", str(BUDGET_S), "--seed", "1", "--workers", "1",
              "--request-timeout", "20", "--no-color",
              *[arg for path in EXCLUDED for arg in ("--exclude-path", path)]],
             capture_output=True, text=True, timeout=BUDGET_S * 3 + 120)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
+from console import typed
 from console.client import ApiError
 from console.display import ago, duration
 from console.screens.base import FleetScreen
@@ -22,6 +23,9 @@ from console.state import plain, run_status_text, safe
 from console.widgets.live_table import LiveTable
 from console.widgets.log_view import MAX_LINES, LogView
 from wire.logcodec import expand, stamp_before
+
+if TYPE_CHECKING:
+    from wire.runs import Run
 
 TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
 BACK_PAGE = 5000  # earlier lines brought in when the reader reaches the window's top
@@ -59,6 +63,7 @@ class RunScreen(FleetScreen):
     def __init__(self, run_id: int) -> None:
         super().__init__()
         self.run_id = run_id
+        # The run as the server last said, its push events merged in; read as `shown`.
         self.run: dict[str, Any] | None = None
         self._match_seq: int | None = None
         self._ended: dict[str, Any] | None = None  # how the log stream ended, once it has
@@ -99,10 +104,10 @@ class RunScreen(FleetScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "decide":
-            waiting = self.run["waiting"] if self.run else None
-            return waiting is not None and parameters[0] in waiting["actions"]
+            waiting = self.shown.waiting if self.shown else None
+            return waiting is not None and parameters[0] in waiting.actions
         if action == "cancel_run":
-            return self.run is not None and self.run["finished_at"] is None
+            return self.shown is not None and self.shown.finished_at is None
         return super().check_action(action, parameters)
 
     # -------------------------------------------------------- data
@@ -213,7 +218,7 @@ class RunScreen(FleetScreen):
                 lines = await self._window(after, AROUND)
                 view.following = False
                 view.replace(lines, attached=bool(lines) and lines[-1]["seq"] >= view.newest
-                             and self.run is not None and self.run["finished_at"] is not None)
+                             and self.shown is not None and self.shown.finished_at is not None)
             view.following = False
             if top:
                 view.show_top()
@@ -242,31 +247,36 @@ class RunScreen(FleetScreen):
         self._show_run()
 
     def _tick(self) -> None:
-        if self.run and self.run["finished_at"] is None:
+        if self.shown and self.shown.finished_at is None:
             self._show_run()
 
+    @property
+    def shown(self) -> Run | None:
+        """The run, read as its model."""
+        return typed.view(self.run) if self.run is not None else None
+
     def _show_run(self) -> None:
-        run = self.run
+        run = self.shown
         if run is None:
             return
-        self.query_one("#view-title", Static).update(Text(f"Run {run['id']}", style="bold"))
+        self.query_one("#view-title", Static).update(Text(f"Run {run.id}", style="bold"))
         headline = Text()
-        headline.append_text(safe(run["runbook"], 100))
+        headline.append_text(safe(run.runbook, 100))
         headline.append(" on ")
-        headline.append(plain(run["environment"], 100), style="bold")
+        headline.append(plain(run.environment, 100), style="bold")
         headline.append("   ")
-        headline.append_text(run_status_text(run["status"]))
-        headline.append(f"   {duration(run['started_at'], run['finished_at'])}",
+        headline.append_text(run_status_text(run.status))
+        headline.append(f"   {duration(run.started_at, run.finished_at)}",
                         style="bright_black")
-        headline.append(f"   by {plain(run['actor'], 100)}", style="bright_black")
-        modes = [m for m, on in (("guided failure", run["guided"]),
-                                 ("step-through", run["step_through"])) if on]
+        headline.append(f"   by {plain(run.actor, 100)}", style="bright_black")
+        modes = [m for m, on in (("guided failure", run.guided),
+                                 ("step-through", run.step_through)) if on]
         if modes:
             headline.append(f"   ({', '.join(modes)})", style="bright_black")
-        if run["reason"]:
+        if run.reason:
             headline.append("\n")
-            headline.append_text(safe(run["reason"], 300))
-        decisions = run.get("decisions") or []
+            headline.append_text(safe(run.reason, 300))
+        decisions = run.decisions or []
         if decisions:
             # The latest few, newest last: who decided what, when, and why.
             headline.append("\n")
@@ -277,28 +287,28 @@ class RunScreen(FleetScreen):
             for index, decision in enumerate(decisions[-SHOWN_DECISIONS:]):
                 if index:
                     headline.append(" · ", style="bright_black")
-                headline.append(decision["action"], style="bold")
-                where = f" step {decision['position']}" if decision["position"] else ""
-                headline.append(f"{where} by {plain(decision['actor'], 60)} "
-                                f"{ago(decision['at'])}", style="bright_black")
-                if decision["note"]:
+                headline.append(decision.action, style="bold")
+                where = f" step {decision.position}" if decision.position else ""
+                headline.append(f"{where} by {plain(decision.actor, 60)} "
+                                f"{ago(decision.at)}", style="bright_black")
+                if decision.note:
                     headline.append(": ")
-                    headline.append_text(safe(decision["note"], 120))
-        if run["waiting"]:
-            keys = "  ".join(f"[{DECISION_KEYS[a]}] {a}" for a in run["waiting"]["actions"])
+                    headline.append_text(safe(decision.note, 120))
+        if run.waiting:
+            keys = "  ".join(f"[{DECISION_KEYS[a]}] {a}" for a in run.waiting.actions)
             headline.append("\n")
             headline.append(f"⏸ {keys}", style="bold yellow")
         self.query_one("#run-headline", Static).update(headline)
         now = datetime.now(UTC)
         self.steps.sync({
-            f"{s['position']}:{s['worker']}": [
-                Text(str(s["position"])), safe(s["name"], 100), safe(s["worker"] or "-", 60),
-                run_status_text(s["status"]), Text(str(s["attempt"])),
-                Text(duration(s["started_at"], s["finished_at"], now)),
-                safe(s["reason"], 300)]
-            for s in run["steps"]})
+            f"{s.position}:{s.worker}": [
+                Text(str(s.position)), safe(s.name, 100), safe(s.worker or "-", 60),
+                run_status_text(s.status), Text(str(s.attempt)),
+                Text(duration(s.started_at, s.finished_at, now)),
+                safe(s.reason, 300)]
+            for s in run.steps})
         # Only when the keys on offer change: the footer rebuilds itself on every call.
-        offered = (tuple((run["waiting"] or {}).get("actions", ())), run["finished_at"] is None)
+        offered = (tuple(run.waiting.actions if run.waiting else ()), run.finished_at is None)
         if offered != self._offered:
             self._offered = offered
             self.refresh_bindings()
@@ -449,15 +459,17 @@ class RunScreen(FleetScreen):
             # Never one stray key: an approval is confirmed, with a note if one is due.
             from console.screens.modals import NoteDialog
 
-            waiting = (self.run or {}).get("waiting") or {}
-            where = f" on {self.run['environment']}" if self.run else ""
+            run = self.shown
+            waiting = run.waiting if run else None
+            where = f" on {run.environment}" if run else ""
 
             def approved(note: str | None) -> None:
                 if note is not None:
                     self._send_decision("approve", note)
 
             self.app.push_screen(NoteDialog(
-                f"Approve step {waiting.get('position', '?')} of run {self.run_id}{where}?",
+                f"Approve step {waiting.position if waiting else '?'} of run {self.run_id}"
+                f"{where}?",
                 "A note for the record (optional); enter approves"), approved)
             return
         if action == "abort":

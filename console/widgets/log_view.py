@@ -304,6 +304,16 @@ class LogView(ScrollView, can_focus=True):
             self.pending = 0
             self._to_end()
 
+    def action_page_up(self) -> None:
+        # A key up is the reader's own intent: it pauses following even when the scroll it
+        # makes lands while the view is moving itself to new lines (as under load).
+        self.following = False
+        super().action_page_up()
+
+    def action_scroll_up(self) -> None:
+        self.following = False
+        super().action_scroll_up()
+
     def action_live_end(self) -> None:
         if self.attached:
             self.following = True
