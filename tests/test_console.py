@@ -344,6 +344,15 @@ async def test_runs_view_lists_history_and_opens_a_finished_log(workdeck, ssh_se
         assert "log complete" in shown(app.screen.query_one("#log-status"))
 
 
+async def new_runbook(app, pilot):
+    """The runbook editor on a new runbook, opened as an operator would (b, then n)."""
+    from console.screens.editor import RunbookEditor
+
+    await pilot.press("b", "n")
+    await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
+    return app.screen
+
+
 async def test_write_a_runbook_in_the_editor_then_edit_it(workdeck, tmp_path):
     from textual.widgets import Input, TextArea
 
@@ -353,9 +362,7 @@ async def test_write_a_runbook_in_the_editor_then_edit_it(workdeck, tmp_path):
     app = WorkdeckApp(workdeck.target)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.fleet_loaded)
-        await pilot.press("b", "n")
-        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
-        editor = app.screen
+        editor = await new_runbook(app, pilot)
         editor.query_one("#edit-name", Input).value = "Flush caches"
         editor.query_one("#edit-description", Input).value = "clears the CDN"
         editor.query_one("#edit-variables", TextArea).text = (
@@ -418,9 +425,7 @@ async def test_the_editor_never_overwrites_another_runbook_and_d_removes_one(
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.fleet_loaded)
         # A new runbook under a taken name is refused, the other one untouched.
-        await pilot.press("b", "n")
-        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
-        editor = app.screen
+        editor = await new_runbook(app, pilot)
         editor.query_one("#edit-name", Input).value = "Two steps"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "already exists" in shown(
@@ -471,9 +476,7 @@ async def test_the_editor_closes_with_esc_from_any_box_and_tab_moves_between_fie
     app = WorkdeckApp(workdeck.target)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.fleet_loaded)
-        await pilot.press("b", "n")
-        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
-        editor = app.screen
+        editor = await new_runbook(app, pilot)
         script = editor.query_one("#step-script", TextArea)
         # Nothing changed: esc from the script box closes the editor at once.
         script.focus()
@@ -627,9 +630,7 @@ async def test_help_lists_each_key_once_as_it_really_works_and_ctrl_c_quits(work
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("escape")
         # ctrl+c quits, after asking when the editor holds unsaved changes.
-        await pilot.press("b", "n")
-        await until(pilot, lambda: isinstance(app.screen, RunbookEditor))
-        app.screen.query_one("#edit-name", Input).value = "Unsaved"
+        (await new_runbook(app, pilot)).query_one("#edit-name", Input).value = "Unsaved"
         await pilot.press("ctrl+c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("n")
