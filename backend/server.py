@@ -25,7 +25,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__, advisor, fleet, retention
-from backend.api import checks, events, pools, recording, runbooks, runs, server, workers
+from backend.api import (
+    checks,
+    events,
+    pools,
+    recording,
+    runbooks,
+    runs,
+    server,
+    streams,
+    workers,
+)
 from backend.api.limits import BodyLimit
 from backend.api.names import KeepSlashes
 from backend.checker import HealthChecker
@@ -82,7 +92,8 @@ class Backend:
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self.token: str | None = None  # required of every request when serving over TCP
         self._advice_wake = asyncio.Event()
-        self.advice_counts: dict[str, int] = {}  # the advisor's last count, for snapshots
+        # The advisor's last count, for snapshots (None until it has counted once).
+        self.advice_counts: dict[str, int] | None = None
         self.data_dir_bytes = 0
         self.disk_free_bytes: int | None = None
 
@@ -252,8 +263,9 @@ def create_app(backend: Backend) -> FastAPI:
                                      "(set WORKDECK_TOKEN).", "code": "unauthorized"},
                                     status_code=401)
             return await call_next(request)
-    for module in (workers, pools, checks, events, server, runbooks, runs):
-        app.include_router(module.router)
+    routers = [m.router for m in (workers, pools, checks, events, server, runbooks, runs)]
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(BodyLimit)
     app.add_middleware(KeepSlashes)  # outermost: every route sees names whole
     if (record_to := recording.wanted()) is not None:
@@ -291,20 +303,22 @@ def create_app(backend: Backend) -> FastAPI:
         return JSONResponse({"detail": "The server failed on this request (its log says "
                                        "why).", "code": "internal"}, status_code=500)
 
-    _document_errors(app)
+    _document(app, [route for router in routers for route in router.routes])
 
     return app
 
 
-def _document_errors(app: FastAPI) -> None:
+def _document(app: FastAPI, routes: list[Any]) -> None:
     """The OpenAPI document tells the truth about refusals: every route may answer with
-    the one error shape (not FastAPI's validation list), under the statuses it uses."""
+    the one error shape (not FastAPI's validation list), under the statuses it uses; and
+    about the events of the streams."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        streams.document(schema, routes)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas["ErrorBody"] = ErrorBody.model_json_schema()
         schemas.pop("HTTPValidationError", None)

@@ -8,7 +8,7 @@ import gc
 import signal
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -20,10 +20,13 @@ from textual.worker import Worker, WorkerState
 
 from console.client import ApiError, AsyncClient, ServerUnavailable, Target, start_server
 from console.state import Fleet, plain
+from console.typed import view
+
+if TYPE_CHECKING:  # textual's Worker is the other one here
+    from wire import workers as wire_workers
 
 RECONNECT_MAX_S = 5.0
 CHANGES_HZ = 10  # view updates a second, at most, however busy the fleet
-
 
 
 # The views, as the command palette offers them: (title, what it shows, mode).
@@ -283,14 +286,14 @@ class WorkdeckApp(App[None]):
     @work(exit_on_error=False, group="api")
     async def _check(self, names: list[str] | None) -> None:
         try:
-            checked = await self.api.request("POST", "/api/checks",
-                                             json={"workers": names or []})
+            checked: list[wire_workers.Worker] = view(await self.api.request(
+                "POST", "/api/checks", json={"workers": names or []}))
         except ApiError as exc:
             self.notify(plain(exc, 500), title="Check", severity="error", markup=False,
                         timeout=8)
             return
         self.notify(plain(check_summary(checked), 500), markup=False,
-                    severity="information" if all(w["status"] == "healthy" for w in checked)
+                    severity="information" if all(w.status == "healthy" for w in checked)
                     else "warning", timeout=8)
 
     def action_help(self) -> None:
@@ -337,7 +340,7 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def check_summary(checked: list[dict[str, Any]]) -> str:
+def check_summary(checked: list[wire_workers.Worker]) -> str:
     """What a check found, in a sentence: counts by status, and the first one not healthy."""
     from collections import Counter
 
@@ -347,13 +350,13 @@ def check_summary(checked: list[dict[str, Any]]) -> str:
         return "Nothing was checked: no such enabled worker."
     if len(checked) == 1:
         worker = checked[0]
-        return f"{worker['name']}: {worker['status']}" + (
-            f" ({worker['reason']})" if worker.get("reason") else "")
-    counts = Counter(w["status"] for w in checked)
+        return f"{worker.name}: {worker.status}" + (
+            f" ({worker.reason})" if worker.reason else "")
+    counts = Counter(w.status for w in checked)
     text = f"Checked {plural(len(checked), 'worker')}: " + ", ".join(
         f"{count} {status}" for status, count in counts.most_common())
-    sick = next((w for w in checked if w["status"] != "healthy"), None)
+    sick = next((w for w in checked if w.status != "healthy"), None)
     if sick is not None:
-        text += f"; {sick['name']}: {sick['status']}" + (
-            f" ({sick['reason']})" if sick.get("reason") else "")
+        text += f"; {sick.name}: {sick.status}" + (
+            f" ({sick.reason})" if sick.reason else "")
     return text

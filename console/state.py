@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
 from console import display
+from console.typed import view
 from wire.constants import HISTORY_S
 from wire.text import clean_line
+
+if TYPE_CHECKING:  # read as these models, never imported at run time (console/typed.py)
+    from wire.events import AdviceCounts, Change, Snapshot, Usage
+    from wire.pools import HistoryPoint, Pool
+    from wire.runbook import RunbookSummary
+    from wire.runs import RunSummary
+    from wire.server import ServerStatus
+    from wire.workers import Worker
 
 # Worst first: the order in which problems are listed.
 SEVERITY = {"unhealthy": 0, "unavailable": 1, "warning": 2, "unknown": 3, "healthy": 4,
@@ -30,85 +39,88 @@ STATUS_ORDER = ("healthy", "warning", "unhealthy", "unavailable", "unknown", "di
 
 @dataclass
 class Fleet:
-    """Workers and pools by name, as the server last said."""
+    """Workers, pools, runs and runbooks by name, as the push stream last said (its events
+    are declared in wire/events.py), each read as its wire model."""
 
-    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
-    server: dict[str, Any] = field(default_factory=dict)
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # keyed by str(id)
-    runbooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    pools: dict[str, Pool] = field(default_factory=dict)
+    server: ServerStatus | None = None
+    runs: dict[str, RunSummary] = field(default_factory=dict)  # keyed by str(id)
+    runbooks: dict[str, RunbookSummary] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
     # Per pool, [unix time, leased, capacity, queued] over the last HISTORY_S, oldest first.
-    usage_history: dict[str, deque[list[float]]] = field(default_factory=dict)
-    advice: dict[str, int] = field(default_factory=dict)  # the advisor's counts
+    usage_history: dict[str, deque[HistoryPoint]] = field(default_factory=dict)
+    advice: AdviceCounts | None = None  # None until the advisor has counted once
     # Goes up with every change to a worker: views redo per-worker work only then.
     worker_version: int = 0
     _counts: Counter[str] | None = None
     _counted_version: int = -1
 
-    def load(self, snapshot: dict[str, Any]) -> None:
-        if "worker_rows" in snapshot:  # rows under one list of columns (the server's form)
-            columns = snapshot["worker_columns"]
-            name = columns.index("name") if columns else 0
-            self.workers = {row[name]: dict(zip(columns, row, strict=True))
-                            for row in snapshot["worker_rows"]}
-        else:
-            self.workers = {w["name"]: w for w in snapshot.get("workers", [])}
+    def load(self, data: dict[str, Any]) -> None:
+        """The stream's first event."""
+        snapshot: Snapshot = view(data)
+        columns = snapshot.worker_columns
+        # Rows zipped with their columns: a dict each, read as a Worker.
+        self.workers = {worker.name: worker for worker in
+                        (view(dict(zip(columns, row, strict=True)))
+                         for row in data["worker_rows"])}
         self.worker_version += 1
-        self.pools = {p["name"]: p for p in snapshot.get("pools", [])}
+        self.pools = {p.name: p for p in snapshot.pools}
         self.usage_history = {name: deque(points) for name, points
-                              in snapshot.get("usage_history", {}).items()}
-        self.advice = snapshot.get("advice", {})
-        self.server = snapshot.get("server", {})
-        self.runs = {str(r["id"]): r for r in snapshot.get("runs", [])}
-        self.runbooks = {b["name"]: b for b in snapshot.get("runbooks", [])}
-        self.environments = list(snapshot.get("environments", []))
+                              in snapshot.usage_history.items()}
+        self.advice = snapshot.advice
+        self.server = snapshot.server
+        self.runs = {str(r.id): r for r in snapshot.runs}
+        self.runbooks = {b.name: b for b in snapshot.runbooks}
+        self.environments = list(snapshot.environments)
 
-    def apply(self, changes: list[dict[str, Any]]) -> set[str]:
-        """Apply a batch of events; return the names of the workers and pools touched."""
+    def apply(self, data: list[dict[str, Any]]) -> set[str]:
+        """Apply a batch of changes; return the names of the objects touched."""
         touched: set[str] = set()
+        changes: list[Change] = view(data)
         for change in changes:
-            kind, key = change["type"], change["key"]
-            data: Any = change.get("data")  # the event's payload, as its kind says
+            key = change.key
             touched.add(key)
-            if kind == "worker":
-                self.workers[key] = data
+            if change.type == "worker":
+                self.workers[key] = change.data
                 self.worker_version += 1
-            elif kind == "worker.removed":
+            elif change.type == "worker.removed":
                 self.workers.pop(key, None)
                 self.worker_version += 1
-            elif kind == "pool":
-                self.pools[key] = data
-            elif kind == "pool.removed":
-                self.pools.pop(key, None)
-            elif kind == "usage":
-                self.pools[key] = {**self.pools.get(key, {"name": key}), **data}
-                self._remember_usage(key, data)
-            elif kind == "advice":
-                self.advice = data
-            elif kind == "run":
-                self.runs[key] = data
-            elif kind == "runbook":
-                self.runbooks[key] = data
-            elif kind == "runbook.removed":
+            elif change.type == "pool":
+                self.pools[key] = change.data
+            elif change.type == "usage":
+                pool = self.pools.get(key)
+                if pool is not None:  # its figures; the rest of the pool stays
+                    shown, figures = pool.model_dump(), change.data.model_dump()
+                    self.pools[key] = view({**shown, **{k: v for k, v in figures.items()
+                                                        if k in shown}})
+                self._remember_usage(key, change.data)
+            elif change.type == "advice":
+                self.advice = change.data
+            elif change.type == "run":
+                self.runs[key] = change.data
+            elif change.type == "runbook":
+                self.runbooks[key] = change.data
+            elif change.type == "runbook.removed":
                 self.runbooks.pop(key, None)
-            elif kind == "server":
-                self.server = data
-            elif kind == "environment" and key not in self.environments:
+            elif change.type == "server":
+                self.server = change.data
+            elif change.type == "environment" and key not in self.environments:
                 self.environments = sorted([*self.environments, key])
         return touched
 
-    def _remember_usage(self, pool: str, figure: dict[str, Any]) -> None:
+    def _remember_usage(self, pool: str, figure: Usage) -> None:
         points = self.usage_history.setdefault(pool, deque())
-        points.append([figure["at"], figure["leased"], figure["capacity"], figure["queued"]])
+        points.append((figure.at, figure.leased, figure.capacity, figure.queued))
         # Keep one point from before the window: it says what the window started at.
-        while len(points) > 1 and points[1][0] < figure["at"] - HISTORY_S:
+        while len(points) > 1 and points[1][0] < figure.at - HISTORY_S:
             points.popleft()
 
     def counts(self) -> Counter[str]:
         """Workers by status (counted again only after a worker changed)."""
         if self._counts is None or self._counted_version != self.worker_version:
-            self._counts = Counter(w["status"] for w in self.workers.values())
+            self._counts = Counter(w.status for w in self.workers.values())
             self._counted_version = self.worker_version
         return self._counts
 
@@ -134,28 +146,26 @@ def latency(value: float | None) -> Text:
     return Text(display.latency(value), style=style)
 
 
-def load_text(worker: dict[str, Any]) -> Text:
-    facts = worker.get("facts") or {}
-    values, cpus = facts.get("load"), facts.get("cpus")
+def load_text(worker: Worker) -> Text:
+    values, cpus = worker.facts.load, worker.facts.cpus
     shown = display.load(values, cpus)
     if shown == "-":
         return Text(shown, style="bright_black")
     return Text(shown, style="yellow" if display.overloaded(values, cpus) else "")
 
 
-def disk_text(worker: dict[str, Any]) -> Text:
-    mb = display.least_free_disk(d["free_mb"] for d in
-                                 (worker.get("facts") or {}).get("disks") or ())
+def disk_text(worker: Worker) -> Text:
+    mb = display.least_free_disk(d.free_mb for d in worker.facts.disks or ())
     if mb is None:
         return Text("-", style="bright_black")
     return Text(display.megabytes(mb),
-                style="yellow" if worker["status"] == "warning" and "free on" in
-                worker.get("reason", "") else "")
+                style="yellow" if worker.status == "warning" and "free on" in
+                worker.reason else "")
 
 
-def worker_name_text(worker: dict[str, Any]) -> Text:
-    text = safe(worker["name"], 100)
-    if worker.get("builtin"):
+def worker_name_text(worker: Worker) -> Text:
+    text = safe(worker.name, 100)
+    if worker.builtin:
         text.append(display.BUILTIN, style="italic bright_black")
     return text
 
@@ -168,16 +178,16 @@ def utilization_style(utilization: float, queued: int = 0) -> str:
         else "green"
 
 
-def meter(pool: dict[str, Any], width: int = 12) -> Text:
+def meter(pool: Pool, width: int = 12) -> Text:
     """A pool's slots in use as a bar and a percentage, coloured by how full it is."""
-    capacity, leased = pool.get("capacity", 0), pool.get("leased", 0)
+    capacity, leased = pool.capacity, pool.leased
     if not capacity:
         return Text("no slots".ljust(width + 5), style="bright_black")
     share = min(1.0, leased / capacity)
     filled = round(share * width)
     if leased and not filled:
         filled = 1  # one step on one slot of many is not "nothing"
-    style = utilization_style(share, pool.get("queued", 0))
+    style = utilization_style(share, pool.queued)
     text = Text()
     text.append("█" * filled, style=style)
     text.append("░" * (width - filled), style="bright_black")
@@ -185,7 +195,7 @@ def meter(pool: dict[str, Any], width: int = 12) -> Text:
     return text
 
 
-def sparkline(points: Iterable[list[float]], now: float, width: int = 20,
+def sparkline(points: Iterable[HistoryPoint], now: float, width: int = 20,
               span: float = HISTORY_S) -> Text:
     """The busiest utilization in each of `width` slices of the last `span` seconds."""
     step = span / width

@@ -9,6 +9,7 @@ them (tests/contract.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -26,6 +27,35 @@ class View:
 
     def model_dump(self, mode: str = "python") -> dict[str, Any]:
         return self._data
+
+    # A field the model types as a mapping (`dict[str, ...]`, say a run's variables) is a
+    # JSON object too: it reads as the mapping it is. A model is always true, as pydantic's.
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return ((key, view(value)) for key, value in self._data.items())
+
+    def keys(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def values(self) -> Iterator[Any]:
+        return (view(value) for value in self._data.values())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return view(self._data.get(key, default))
+
+    def __getitem__(self, key: str) -> Any:
+        return view(self._data[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __bool__(self) -> bool:
+        return True
 
     def __eq__(self, other: object) -> bool:
         # Equal data, equal views: a table redraws a row only when its data changed.

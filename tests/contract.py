@@ -1,5 +1,6 @@
 """Every answer the suite provoked, checked against what the API's OpenAPI document says
-its route answers (the server records them: backend/api/recording.py)."""
+its route answers (the server records them: backend/api/recording.py), every event of
+the push stream and the log stream included."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 
 class Contract:
@@ -39,9 +41,17 @@ class Contract:
         response = operation["responses"].get(str(answer["status"]))
         if response is None:
             return f"{where}, a status its route does not declare"
-        schema = response.get("content", {}).get("application/json", {}).get("schema")
-        if schema is None:
-            return f"{where} with JSON its route does not declare"
+        event = answer.get("event")
+        if event is not None:  # one event of a stream, its data as JSON
+            where = f"{where}, event {event}"
+            declared = response.get("content", {}).get("text/event-stream", {})
+            schema = declared.get("x-events", {}).get(event)
+            if schema is None:
+                return f"{where}, an event its route does not declare"
+        else:
+            schema = response.get("content", {}).get("application/json", {}).get("schema")
+            if schema is None:
+                return f"{where} with JSON its route does not declare"
         key = json.dumps(schema, sort_keys=True)
         validator = self._validators.get(key)
         if validator is None:
@@ -51,7 +61,12 @@ class Contract:
             body = json.loads(answer["body"])
         except ValueError:
             return f"{where} with a body that is not JSON"
-        error = next(iter(validator.iter_errors(body)), None)
+        error = best_match(validator.iter_errors(body))
+        while error is not None and error.context:
+            # Of a union's branches, the one whose discriminator matched: its error says
+            # what is wrong, where the others only say the type was another.
+            error = max(error.context, key=lambda e: (e.validator not in ("const", "enum"),
+                                                     len(e.absolute_path)))
         if error is None:
             return None
         at = "/".join(str(p) for p in error.absolute_path) or "the body"

@@ -41,15 +41,14 @@ def worker(name: str, pools: list[str], status: str = "healthy", reason: str = "
         "latency_ms": 12.4 if status in ("healthy", "warning") else None, "connect_ms": 38.0,
         "facts": FACTS if status in ("healthy", "warning", "unhealthy") else {},
         "host_key": "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXx", "presented_host_key":
-        None, "draining": False, "leases": 0, **extra,
+        None, "draining": False, "leases": 0, "orphans": 0, "orphan_reason": "", **extra,
     }
 
 
 WEB = "Azure Central US Production Worker Pool"
 DB = "Omaha Production Database Worker Pool"
 DEV = "Omaha Development Worker Pool"
-SNAPSHOT = {
-    "workers": [
+WORKERS = [
         {**worker("built-in-worker", ["Default Worker Pool"]), "builtin": True,
          "host": "localhost", "port": 0, "leases": 1},
         worker("p-web-azure-worker-01", [WEB], leases=3),
@@ -63,21 +62,30 @@ SNAPSHOT = {
                "custom health check failed: docker daemon not running"),
         worker("d-app-omaha-worker-02", [DEV], "disabled"),
         worker("d-app-omaha-worker-03", [DEV], "unknown"),
-    ],
-    "pools": [
-        pool("Default Worker Pool", "Where steps run when they name no pool", 1, 4, 0, 1, 1,
-             default=True),
-        pool(WEB, "Web deployments to Azure Central US", 3, 4, 0, 1, 2),
-        pool(DB, "Schema migrations in the Omaha data center", 4, 4, 2, 1, 2),
-        pool(DEV, "Development builds and tests", 0, 0, 0, 0, 3),
-    ],
-    "advice": {"findings": 3, "critical": 1},
-    "server": {},
-}
+]
+POOLS = [
+    pool("Default Worker Pool", "Where steps run when they name no pool", 1, 4, 0, 1, 1,
+         default=True),
+    pool(WEB, "Web deployments to Azure Central US", 3, 4, 0, 1, 2),
+    pool(DB, "Schema migrations in the Omaha data center", 4, 4, 2, 1, 2),
+    pool(DEV, "Development builds and tests", 0, 0, 0, 0, 3),
+]
+for _pool in POOLS:
+    _pool["members"] = sorted(w["name"] for w in WORKERS if _pool["name"] in w["pools"])
+SERVER = {"version": "0.1.0", "pid": 4242, "data_dir": "/srv/workdeck",
+          "listen": "/srv/workdeck/server.sock", "started_at": 1_700_000_000.0,
+          "uptime_s": 86_400.0, "connections": 6, "subscribers": 1, "store_fault": None,
+          "data_dir_bytes": 48_000_000, "disk_free_bytes": 80_000_000_000}
 
-for _pool in SNAPSHOT["pools"]:  # type: ignore[union-attr]
-    _pool["members"] = sorted(w["name"] for w in SNAPSHOT["workers"]  # type: ignore[index]
-                              if _pool["name"] in w["pools"])
+
+def snapshot(usage_history: dict[str, list[list[float]]]) -> dict[str, Any]:
+    """The push stream's first event, as the server sends it (wire.events.Snapshot)."""
+    columns = list(WORKERS[0])
+    return {"worker_columns": columns,
+            "worker_rows": [[w[c] for c in columns] for w in WORKERS],
+            "pools": POOLS, "usage_history": usage_history, "runs": [],
+            "advice": {"findings": 3, "critical": 1}, "runbooks": [],
+            "environments": ["Development", "Production", "Test"], "server": SERVER}
 
 HISTORY = [
     {"checked_at": f"2026-01-15T09:{i:02d}:00+00:00",
@@ -167,7 +175,7 @@ class FixedFleetApp(WorkdeckApp):
             DB: [[now - 585 + 30 * i, min(4, i // 3), 4, max(0, i // 3 - 4)]
                  for i in range(20)],
         }
-        self.fleet.load({**SNAPSHOT, "usage_history": history})
+        self.fleet.load(snapshot(history))
         self.fleet_loaded = True
         self.connected = True
         self.connection_note = ""

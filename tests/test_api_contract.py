@@ -99,10 +99,60 @@ def test_the_contract_check_finds_a_broken_answer(workdeck, tmp_path):
     ]
     recorded.write_text("".join(json.dumps(a) + "\n" for a in answers))
     found = api.violations(recorded)
-    assert len(found) == 3, found
+    events = [
+        {"method": "GET", "path": "/api/events", "status": 200, "event": "changes",
+         "body": json.dumps([{"type": "worker", "key": "w", "data": worker}])},
+        {"method": "GET", "path": "/api/events", "status": 200, "event": "surprise",
+         "body": "{}"},
+        {"method": "GET", "path": "/api/runs/7/log", "status": 200, "event": "end",
+         "body": json.dumps({"status": "succeeded", "reason": ""})},
+    ]
+    recorded.write_text("".join(json.dumps(a) + "\n" for a in answers + events))
+    found = api.violations(recorded)
+    assert len(found) == 5, found
     assert "GET /api/workers/w answered 200: at the body: 'port' is a required" in found[0]
     assert "a status its route does not declare" in found[1]
     assert "/api/pools" in found[2]
+    assert "event changes: at 0/data: 'port' is a required" in found[3]
+    assert "event surprise, an event its route does not declare" in found[4]
+
+
+def test_the_streams_keep_their_contract(workdeck):
+    """Every change the push stream sends is declared in the OpenAPI document (the
+    fixture checks each event sent during the suite); here each kind is provoked once,
+    and the snapshot's worker rows read as workers."""
+    from wire.events import CHANGES, Snapshot
+    from wire.workers import Worker
+
+    with workdeck.client() as client:
+        client.put("/api/settings", {"builtin_worker": True})
+        stream = client.stream_events("/api/events")
+        event, data = next(stream)
+        assert event == "snapshot"
+        snapshot = Snapshot.model_validate(data)
+        rows = [Worker.model_validate(dict(zip(snapshot.worker_columns, row, strict=True)))
+                for row in snapshot.worker_rows]
+        assert [w.name for w in rows] == ["built-in-worker"] and rows[0].builtin
+        client.post("/api/pools", {"name": "Streamed", "description": "seen live"})
+        client.post("/api/workers", {"name": "gone", "host": "127.0.0.1", "port": 9})
+        client.delete("/api/workers/gone")
+        client.post("/api/environments", {"name": "Staging"})
+        client.post("/api/runbooks", {"toml": 'name = "Hello"\n[[steps]]\nname = "s"\n'
+                                              'script = "echo hi"\n'})
+        run = client.post("/api/runs", {"runbook": "Hello", "environment": "Staging"})
+        client.delete("/api/runbooks/Hello")
+        seen: set[str] = set()
+        for event, data in stream:
+            if event != "changes":
+                continue
+            for change in CHANGES.validate_python(data):
+                seen.add(change.type)
+                if change.type == "run":
+                    assert change.data.id == run["id"] and change.data.steps
+            if {"pool", "worker", "worker.removed", "environment", "runbook",
+                    "runbook.removed", "run", "usage"} <= seen and \
+                    client.get(f"/api/runs/{run['id']}")["finished_at"]:
+                break
 
 
 def test_names_with_a_slash_are_one_path_segment(workdeck):

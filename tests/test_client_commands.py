@@ -201,3 +201,16 @@ def test_the_command_line_reads_answers_as_their_models(tmp_path):
         capture_output=True, text=True, timeout=240,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert caught.returncode == 1 and "leasez" in caught.stdout
+
+
+def test_a_view_reads_objects_as_models_and_mappings_as_mappings():
+    from console.typed import View, jsonable, view
+
+    run = view({"id": 7, "variables": {"region": "eu"}, "steps": [{"name": "a"}],
+                "waiting": None, "facts": {}})
+    assert run.id == 7 and run.steps[0].name == "a" and run.waiting is None
+    assert run.not_sent is None  # a key the server left out reads as the model's None
+    assert dict(run.variables.items()) == {"region": "eu"} and "region" in run.variables
+    assert run.variables["region"] == "eu" and run.variables.get("zone", "-") == "-"
+    assert run.facts and len(run.facts) == 0  # a model is true even with nothing in it
+    assert run == View(jsonable(run)) and run != view({"id": 8})

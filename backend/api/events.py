@@ -13,7 +13,9 @@ from fastapi.responses import StreamingResponse
 
 from backend import launch, runbooks, usage
 from backend.api.deps import BackendDep
+from backend.api.streams import ANSWER, sends
 from backend.db import for_client
+from wire.events import Change, Snapshot
 
 router = APIRouter(prefix="/api", tags=["events"])
 
@@ -73,7 +75,8 @@ def _snapshot(workers: tuple[list[str], str], rest: dict[str, Any]) -> bytes:
     return f'event: snapshot\ndata: {{"worker_rows":{rows},{body[1:]}\n\n'.encode()
 
 
-@router.get("/events")
+@router.get("/events", response_class=StreamingResponse, responses=ANSWER)
+@sends(snapshot=Snapshot, changes=list[Change])
 async def events(request: Request, backend: BackendDep) -> StreamingResponse:
     # Subscribe before reading the snapshot, so no change falls between the two; a
     # change seen twice is harmless because every event carries the whole object.

@@ -1,6 +1,7 @@
 """Every JSON answer written to a file, for the contract tests: they check each answer the
 whole suite provoked against the model its route declares (WORKDECK_RECORD_ANSWERS names
-the file; without it this middleware is not installed)."""
+the file; without it this middleware is not installed). Each event of the push stream is
+recorded too, as its event name and its data."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 
 ENV = "WORKDECK_RECORD_ANSWERS"
 MAX_BODY = 8 * 1024 * 1024  # larger answers are left out rather than held in memory
+# Of each kind of event, a stream records this many: a million-line log streamed to a
+# test is then a sample, not a gigabyte of records to check.
+EVENTS_OF_A_KIND = 50
 
 
 def wanted() -> str | None:
@@ -18,7 +22,7 @@ def wanted() -> str | None:
 
 
 class AnswerRecorder:
-    """Pure ASGI middleware: streams (the push stream, logs) pass through unrecorded."""
+    """Pure ASGI middleware: log streams pass through unrecorded."""
 
     def __init__(self, app: Any, path: str) -> None:
         self.app = app
@@ -30,14 +34,24 @@ class AnswerRecorder:
             return
         status = 0
         json_body: bytearray | None = None
+        events = False
+        recorded: dict[str, int] = {}  # of this stream's events, how many of each kind
 
         async def recording_send(message: dict[str, Any]) -> None:
-            nonlocal status, json_body
+            nonlocal status, json_body, events
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = dict(message.get("headers") or [])
-                if headers.get(b"content-type", b"").startswith(b"application/json"):
+                kind = headers.get(b"content-type", b"")
+                if kind.startswith(b"application/json"):
                     json_body = bytearray()
+                events = kind.startswith(b"text/event-stream")
+            elif message["type"] == "http.response.body" and events:
+                await send(message)
+                # The server sends whole events, one or more per message.
+                for frame in message.get("body", b"").decode("utf-8", "replace").split("\n\n"):
+                    self._write_event(scope, status, frame, recorded)
+                return
             elif message["type"] == "http.response.body" and json_body is not None:
                 json_body += message.get("body", b"")
                 if len(json_body) > MAX_BODY:
@@ -50,10 +64,25 @@ class AnswerRecorder:
 
         await self.app(scope, receive, recording_send)
 
-    def _write(self, scope: dict[str, Any], status: int, body: bytes) -> None:
+    def _write_event(self, scope: dict[str, Any], status: int, frame: str,
+                     recorded: dict[str, int]) -> None:
+        fields = dict(line.split(": ", 1) for line in frame.splitlines()
+                      if ": " in line and not line.startswith(":"))
+        event = fields.get("event")
+        if event is None or recorded.get(event, 0) >= EVENTS_OF_A_KIND:
+            return
+        recorded[event] = recorded.get(event, 0) + 1
+        if len(fields.get("data", "")) <= MAX_BODY:
+            self._write(scope, status, fields.get("data", "").encode(), event)
+
+    def _write(self, scope: dict[str, Any], status: int, body: bytes,
+               event: str | None = None) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
-        line = json.dumps({"method": scope["method"], "path": raw.decode("latin-1"),
-                           "status": status, "body": body.decode("utf-8", "replace")})
+        answer = {"method": scope["method"], "path": raw.decode("latin-1"),
+                  "status": status, "body": body.decode("utf-8", "replace")}
+        if event is not None:
+            answer["event"] = event
+        line = json.dumps(answer)
         # The answer was sent first, and a record that cannot be written (a test that
         # fills the disk) is left out: recording never changes what a client gets.
         with contextlib.suppress(OSError), open(self.path, "a", encoding="utf-8") as file:

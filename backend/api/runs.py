@@ -12,8 +12,10 @@ from fastapi.responses import StreamingResponse
 
 from backend import launch, logsearch, logstore
 from backend.api.deps import ActorDep, BackendDep, Count, LineNumber, RunId
+from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
 from backend.models import FINISHED
+from wire.events import LogChunk, LogEnd, Skipped, WaitingNow
 from wire.logcodec import Clock, as_text
 from wire.runs import DecisionRequest, FoundLine, LaunchRequest, Plan, Run, RunSummary
 
@@ -72,7 +74,8 @@ async def find_in_log(run_id: RunId, backend: BackendDep, text: str = "", errors
     return {"line": line}
 
 
-@router.get("/{run_id}/log")
+@router.get("/{run_id}/log", response_class=StreamingResponse, responses=ANSWER)
+@sends(chunks=list[LogChunk], skipped=Skipped, waiting=WaitingNow | None, end=LogEnd)
 async def run_log(run_id: RunId, request: Request, backend: BackendDep,
                   after: LineNumber = 0, follow: bool = False, tail: Count | None = None,
                   page: Count = PAGE, keep: Count | None = None,

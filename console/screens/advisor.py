@@ -19,6 +19,7 @@ from console.typed import view
 from console.widgets.live_table import LiveTable
 
 if TYPE_CHECKING:
+    from wire.events import AdviceCounts
     from wire.server import Finding
 
 SEVERITY_STYLE = {"critical": ("✖ critical", "bold red"), "warning": ("▲ warning", "yellow")}
@@ -42,7 +43,8 @@ class AdvisorScreen(FleetScreen):
     def __init__(self) -> None:
         super().__init__()
         self.findings: list[Finding] = []
-        self._counts: dict[str, int] | None = None
+        self._counts: AdviceCounts | None = None
+        self._counted = False  # whether _counts says what the server counted
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -76,9 +78,9 @@ class AdvisorScreen(FleetScreen):
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
         counts = self.wapp.fleet.advice
-        if counts != self._counts and self._counts is not None:
+        if counts != self._counts and self._counted:
             self.load()  # the server counted differently: the findings changed
-        self._counts = counts
+        self._counts, self._counted = counts, True
         self._show()
 
     def filter_changed(self) -> None:

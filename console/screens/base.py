@@ -85,7 +85,7 @@ class FleetScreen(Screen):
     def connection_changed(self) -> None:
         app = self.wapp
         bar = self.query_one("#connection", Static)
-        fault = app.fleet.server.get("store_fault") if app.connected else None
+        fault = app.fleet.server.store_fault if app.connected and app.fleet.server else None
         if fault:
             bar.update(Text(f"⚠ server: {plain(fault, 120)}; runs keep their output in "
                             "memory until it is fixed", style="bold"))

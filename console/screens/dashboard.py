@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -30,13 +30,20 @@ from console.state import (
 )
 from console.widgets.live_table import LiveTable
 
+if TYPE_CHECKING:
+    from console.state import Fleet
+    from wire.pools import HistoryPoint, Pool
+    from wire.workers import Worker
+
 NEEDS_ATTENTION = {"unhealthy", "unavailable", "warning", "unknown"}
 
 
-def attention_cells(worker: dict[str, Any]) -> list[Text]:
-    return [status_text(worker["status"]), worker_name_text(worker),
-            Text(ago(worker["checked_at"], datetime.now(UTC)), style="bright_black"),
-            safe(worker["reason"], 300)]
+def attention_cells(worker: Worker) -> list[Text]:
+    return [status_text(worker.status), worker_name_text(worker),
+            Text(ago(worker.checked_at, datetime.now(UTC)), style="bright_black"),
+            safe(worker.reason, 300)]
+
+
 RECENT_RUNS = 5
 
 
@@ -45,17 +52,17 @@ POOL_COLUMNS = [("pool", "Pool", 38), ("utilization", "Utilization", 18),
                 ("history", "Last 10 minutes", 20), ("description", "Description", None)]
 
 
-def pool_cells(pool: dict[str, Any], history: Iterable[list[float]],
+def pool_cells(pool: Pool, history: Iterable[HistoryPoint],
                now: float | None = None) -> list[Text]:
     """A pool at a glance: how full, what waits, how healthy, how it went lately."""
-    healthy, workers = pool.get("healthy_workers", 0), pool.get("workers", 0)
-    queued = pool.get("queued", 0)
-    name = safe(pool.get("name", ""), 100)
-    if pool.get("default"):
+    healthy, workers = pool.healthy_workers, pool.workers
+    queued = pool.queued
+    name = safe(pool.name, 100)
+    if pool.default:
         name.append(" (default)", style="italic bright_black")
-    leased = Text(f"{pool.get('leased', 0)}/{pool.get('capacity', 0)}")
-    if pool.get("draining_workers"):
-        leased.append(f" ⇣{pool['draining_workers']}", style="yellow")
+    leased = Text(f"{pool.leased}/{pool.capacity}")
+    if pool.draining_workers:
+        leased.append(f" ⇣{pool.draining_workers}", style="yellow")
     return [
         name,
         meter(pool),
@@ -64,11 +71,11 @@ def pool_cells(pool: dict[str, Any], history: Iterable[list[float]],
         Text(f"{healthy}/{workers}",
              style="red" if healthy == 0 and workers else "yellow" if healthy < 2 else ""),
         sparkline(history, now or time.time()),
-        safe(pool.get("description", ""), 200),
+        safe(pool.description, 200),
     ]
 
 
-def pools_table(table_id: str, fleet: Any) -> LiveTable:
+def pools_table(table_id: str, fleet: Fleet) -> LiveTable:
     table = LiveTable(id=table_id, sort_key=lambda key, _pool: key.lower(), fill="description",
                       cells=lambda name, pool: pool_cells(pool, fleet.usage_history.get(name, ())))
     table.set_columns(POOL_COLUMNS)
@@ -113,7 +120,7 @@ class DashboardScreen(FleetScreen):
         yield from self.compose_bottom()
 
     @staticmethod
-    def _attention_order(_key: str, worker: dict[str, Any]) -> Any:
+    def _attention_order(_key: str, worker: Worker) -> Any:
         return attention_rank(worker)
 
     _attention_version = -1
@@ -164,7 +171,7 @@ class DashboardScreen(FleetScreen):
             return  # no worker changed: the attention list is as it was
         self._attention_version = fleet.worker_version
         attention = {name: w for name, w in fleet.workers.items()
-                     if w["status"] in NEEDS_ATTENTION}
+                     if w.status in NEEDS_ATTENTION}
         table = self.query_one("#attention-table", LiveTable)
         table.sync(attention)
         all_clear = self.query_one("#all-clear", Static)
@@ -178,11 +185,10 @@ class DashboardScreen(FleetScreen):
 
     def _show_pool_totals(self) -> None:
         pools = self.wapp.fleet.pools.values()
-        leased = sum(p.get("leased", 0) for p in pools)
-        capacity = sum(p.get("capacity", 0) for p in pools)
-        queued = sum(p.get("queued", 0) for p in pools)
-        busy = sum(1 for p in pools if p.get("capacity") and
-                   p.get("leased", 0) / p["capacity"] >= 0.9)
+        leased = sum(p.leased for p in pools)
+        capacity = sum(p.capacity for p in pools)
+        queued = sum(p.queued for p in pools)
+        busy = sum(1 for p in pools if p.capacity and p.leased / p.capacity >= 0.9)
         title = Text.assemble(("Pools", "bold"), (f"  {len(self.wapp.fleet.pools)} · "
                                                   f"{leased}/{capacity} slots leased",
                                                   "bright_black"))
@@ -195,17 +201,17 @@ class DashboardScreen(FleetScreen):
     def _show_advice(self) -> None:
         advice = self.wapp.fleet.advice
         line = self.query_one("#advisor-line", Static)
-        if not advice:
+        if advice is None:
             line.update("")
-        elif not advice.get("findings"):
+        elif not advice.findings:
             line.update(Text("✓ Advisor: the fleet follows the worker recommendations.",
                              style="green"))
         else:
-            critical = advice.get("critical", 0)
+            critical = advice.critical
             line.update(Text.assemble(
                 ("⚑ Advisor: ", "bold red" if critical else "bold yellow"),
-                plural(advice["findings"], "finding") + (f", {critical} critical" if critical
-                                                     else ""),
+                plural(advice.findings, "finding") + (f", {critical} critical" if critical
+                                                  else ""),
                 ("  (a to see them)", "bright_black")))
 
     def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +13,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Static
 
 from console.state import plain, safe
+
+if TYPE_CHECKING:
+    from wire.workers import Worker
 
 
 class CommandLine(ModalScreen[str | None]):
@@ -119,23 +122,23 @@ class TrustDialog(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape,n", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Trust")]
 
-    def __init__(self, worker: dict[str, Any]) -> None:
+    def __init__(self, worker: Worker) -> None:
         super().__init__()
         self.worker = worker
 
     def compose(self) -> ComposeResult:
         w = self.worker
-        changed = bool(w.get("host_key"))
+        changed = bool(w.host_key)
         body = Text()
         body.append("Worker       ")
-        body.append_text(safe(w["name"]))
+        body.append_text(safe(w.name))
         body.append("\nAddress      ")
-        body.append_text(safe(f"{w['host']}:{w['port']}"))
+        body.append_text(safe(f"{w.host}:{w.port}"))
         body.append("\nPresented    ")
-        body.append(w["presented_host_key"] or "-", style="bold")
-        if changed:
+        body.append(w.presented_host_key or "-", style="bold")
+        if w.host_key:
             body.append("\nPinned now   ")
-            body.append(w["host_key"], style="bold")
+            body.append(w.host_key, style="bold")
             body.append("\n\nTHE HOST KEY CHANGED. Someone may be intercepting this "
                         "connection (man-in-the-middle), or the worker was rebuilt. Trust "
                         "the new key only after confirming it out of band.", style="bold red")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -24,6 +24,7 @@ from wire.paths import segment
 
 if TYPE_CHECKING:
     from wire.pools import PoolDetail
+    from wire.workers import Worker
 
 MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("slots", "Slots", 5),
                   ("reason", "Why", None)]
@@ -34,14 +35,14 @@ QUEUE_COLUMNS = [("run", "Run", 8), ("step", "Step", 22), ("for", "For", 24),
 DETAIL_REFRESH_S = 2.0  # leases and the queue are read again at least this often
 
 
-def member_cells(worker: dict[str, Any]) -> list[Text]:
-    status = status_text(worker["status"])
-    if worker.get("draining"):
+def member_cells(worker: Worker) -> list[Text]:
+    status = status_text(worker.status)
+    if worker.draining:
         status.append(" ⇣", style="yellow")
-    leases = worker.get("leases", 0)
-    return [safe(worker["name"], 100), status,
-            Text(f"{leases}/{worker['capacity']}", style="bold" if leases else "bright_black"),
-            drain_note(worker) + safe(worker["reason"], 300)]
+    leases = worker.leases
+    return [safe(worker.name, 100), status,
+            Text(f"{leases}/{worker.capacity}", style="bold" if leases else "bright_black"),
+            drain_note(worker) + safe(worker.reason, 300)]
 
 
 class PoolsScreen(WorkerVerbs, FleetScreen):
@@ -110,7 +111,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         fleet = self.wapp.fleet
         text = self.filter_text
         self.pools_table.sync({name: pool for name, pool in fleet.pools.items()
-                               if matches(text, name, pool.get("description", ""))})
+                               if matches(text, name, pool.description)})
         selected = self.pools_table.selected_key
         if changed is None or selected in changed or changed & set(self._member_names()):
             self._show_pool()
@@ -118,8 +119,8 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
                 self.load_detail()  # leases or the queue may have moved with the figures
 
     def _member_names(self) -> list[str]:
-        pool = self.wapp.fleet.pools.get(self.pools_table.selected_key or "", {})
-        return pool.get("members", [])
+        pool = self.wapp.fleet.pools.get(self.pools_table.selected_key or "")
+        return pool.members if pool else []
 
     def _show_pool(self) -> None:
         fleet = self.wapp.fleet
@@ -131,27 +132,26 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
             self.members_table.sync({})
             return
         text = Text()
-        text.append_text(safe(pool["name"], 100))
+        text.append_text(safe(pool.name, 100))
         text.stylize("bold")
-        if pool.get("description"):
+        if pool.description:
             text.append(" · ", style="bright_black")
-            text.append_text(safe(pool["description"], 200))
+            text.append_text(safe(pool.description, 200))
         text.append("\n")
         text.append_text(meter(pool, 24))
-        text.append(f"   {pool.get('leased', 0)} of {pool.get('capacity', 0)} slots leased · ")
-        queued = pool.get("queued", 0)
+        text.append(f"   {pool.leased} of {pool.capacity} slots leased · ")
+        queued = pool.queued
         text.append(f"{queued} queued", style="bold red" if queued else "")
-        text.append(f" · {pool.get('healthy_workers', 0)} of {pool.get('workers', 0)} "
-                    "workers healthy")
-        if pool.get("draining_workers"):
-            text.append(f" · {pool['draining_workers']} draining", style="yellow")
+        text.append(f" · {pool.healthy_workers} of {pool.workers} workers healthy")
+        if pool.draining_workers:
+            text.append(f" · {pool.draining_workers} draining", style="yellow")
         text.append("\nLast 10 minutes  ", style="bright_black")
-        text.append_text(sparkline(fleet.usage_history.get(pool["name"], ()), time.time(),
+        text.append_text(sparkline(fleet.usage_history.get(pool.name, ()), time.time(),
                                    width=60))
         headline.update(text)
-        members = {n: fleet.workers[n] for n in pool.get("members", []) if n in fleet.workers}
+        members = {n: fleet.workers[n] for n in pool.members if n in fleet.workers}
         self.members_table.sync(members)
-        busy = sum(1 for w in members.values() if w.get("leases"))
+        busy = sum(1 for w in members.values() if w.leases)
         self.query_one("#members-title", Static).update(Text.assemble(
             ("Members", "bold"), (f"  {len(members)} · {busy} running steps", "bright_black")))
 
@@ -211,7 +211,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
             self._show_pool()
             self.load_detail()
 
-    def selected_worker(self) -> dict[str, Any] | None:
+    def selected_worker(self) -> Worker | None:
         if self.focused is not self.members_table:
             return None
         key = self.members_table.selected_key
@@ -226,7 +226,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
 
             worker = self.selected_worker()
             if worker:
-                self.app.push_screen(WorkerDetailScreen(worker["name"]))
+                self.app.push_screen(WorkerDetailScreen(worker.name))
         elif self.focused is self.pools_table and self.members_table.row_count:
             self.members_table.focus()
 

@@ -235,9 +235,10 @@ class RunScreen(FleetScreen):
         key = str(self.run_id)
         if changed is not None and key not in changed:
             return
-        run = self.wapp.fleet.runs.get(key)
-        if run is None:
+        known = self.wapp.fleet.runs.get(key)
+        if known is None:
             return
+        run = known.model_dump()
         if "steps" not in run:
             # A run as lists carry it (a snapshot): its steps are the ones shown already.
             if self.run is None:

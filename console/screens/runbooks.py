@@ -20,7 +20,7 @@ from console.widgets.live_table import LiveTable
 from wire.paths import segment
 
 if TYPE_CHECKING:
-    from wire.runbook import RunbookDef, RunbookSummary
+    from wire.runbook import RunbookDef
 
 
 class RunbooksScreen(FleetScreen):
@@ -60,8 +60,7 @@ class RunbooksScreen(FleetScreen):
     def fleet_changed(self, changed: set[str] | None) -> None:
         super().fleet_changed(changed)
         text = self.filter_text
-        books: dict[str, RunbookSummary] = {
-            name: view(book) for name, book in self.wapp.fleet.runbooks.items()}
+        books = self.wapp.fleet.runbooks
         self.table.sync({
             name: [safe(name, 100), Text(str(book.steps)),
                    safe(", ".join(book.variables), 100), safe(book.description, 300)]

@@ -13,7 +13,6 @@ from console.display import duration
 from console.display import started as started_at
 from console.screens.base import FleetScreen
 from console.state import matches, run_status_text, safe
-from console.typed import view
 from console.widgets.live_table import LiveTable
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ def run_cells(run: RunSummary, now: datetime) -> list[Text]:
 
 def fleet_runs(screen: Any) -> dict[str, RunSummary]:
     """The runs the console knows (from the push stream), read as their model."""
-    return {key: view(run) for key, run in screen.wapp.fleet.runs.items()}
+    return screen.wapp.fleet.runs
 
 
 class RunsScreen(FleetScreen):

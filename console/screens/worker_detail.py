@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -76,7 +76,7 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
         super().on_mount()
         self.load_history()
 
-    def selected_worker(self) -> dict[str, Any] | None:
+    def selected_worker(self) -> Worker | None:
         return self.wapp.fleet.workers.get(self.worker_name)
 
     def action_back(self) -> None:
@@ -101,12 +101,11 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
             self.query_one("#detail-headline", Static).update(
                 Text(f"{plain(self.worker_name, 100)} was removed.", style="bold red"))
             return
-        shown: Worker = view(worker)
-        self._show_worker(shown)
-        if shown.checked_at != self._last_checked:
+        self._show_worker(worker)
+        if worker.checked_at != self._last_checked:
             if self._last_checked is not None:
                 self.load_history()
-            self._last_checked = shown.checked_at
+            self._last_checked = worker.checked_at
 
     def _show_worker(self, w: Worker) -> None:
         self.query_one("#view-title", Static).update(Text.assemble(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -26,6 +26,10 @@ from console.state import (
 from console.widgets.live_table import LiveTable
 from wire.paths import segment
 
+if TYPE_CHECKING:
+    from console.app import WorkdeckApp
+    from wire.workers import Worker
+
 COLUMNS = [
     ("name", "Name", 26),
     ("status", "Status", 15),
@@ -39,64 +43,64 @@ COLUMNS = [
 ]
 
 
-def worker_cells(worker: dict[str, Any], now: datetime | None = None) -> list[Text]:
+def worker_cells(worker: Worker, now: datetime | None = None) -> list[Text]:
     now = now or datetime.now(UTC)
-    status = status_text(worker["status"])
-    if worker.get("draining"):
+    status = status_text(worker.status)
+    if worker.draining:
         status.append(" ⇣", style="yellow")
     return [
         worker_name_text(worker),
         status,
-        Text(f"{worker.get('leases', 0)}/{worker['capacity']}",
-             style="bold" if worker.get("leases") else "bright_black"),
-        safe(", ".join(worker["pools"]), 120),
-        latency(worker["latency_ms"]),
+        Text(f"{worker.leases}/{worker.capacity}",
+             style="bold" if worker.leases else "bright_black"),
+        safe(", ".join(worker.pools), 120),
+        latency(worker.latency_ms),
         load_text(worker),
         disk_text(worker),
-        Text(ago(worker["checked_at"], now), style="bright_black"),
-        drain_note(worker) + safe(worker["reason"], 300),
+        Text(ago(worker.checked_at, now), style="bright_black"),
+        drain_note(worker) + safe(worker.reason, 300),
     ]
 
 
-def drain_note(worker: dict[str, Any]) -> Text:
+def drain_note(worker: Worker) -> Text:
     """What holds a worker's slots or keeps it from new steps (orphaned steps, draining),
     said before anything else about it."""
     text = Text()
-    orphans = worker.get("orphans", 0)
+    orphans = worker.orphans
     if orphans:
         text.append(f"orphan: {orphans} ", style="bold red")
-        text.append_text(safe(f"({worker.get('orphan_reason', '')})", 200))
-        text.append("; " if worker["reason"] or worker.get("draining") else "")
-    if worker.get("draining"):
-        leases = worker.get("leases", 0)
+        text.append_text(safe(f"({worker.orphan_reason})", 200))
+        text.append("; " if worker.reason or worker.draining else "")
+    if worker.draining:
+        leases = worker.leases
         note = (f"draining: {leases} step{'s' if leases != 1 else ''} left" if leases
                 else "drained: takes no new steps")
-        text.append(note + ("; " if worker["reason"] else ""), style="yellow")
+        text.append(note + ("; " if worker.reason else ""), style="yellow")
     return text
 
 
-def worker_fields(worker: dict[str, Any]) -> list[Any]:
+def worker_fields(worker: Worker) -> list[Any]:
     """What a filter looks in."""
-    return [worker["name"], worker["status"], worker["host"], " ".join(worker["pools"]),
-            worker["reason"], "built-in" if worker.get("builtin") else "",
-            "draining" if worker.get("draining") else ""]
-
-
+    return [worker.name, worker.status, worker.host, " ".join(worker.pools),
+            worker.reason, "built-in" if worker.builtin else "",
+            "draining" if worker.draining else ""]
 
 
 class WorkerVerbs:
     """The verbs on a selected worker, shared by the Workers view and the worker details."""
 
-    app: Any  # the WorkdeckApp of the screen this is mixed into
+    if TYPE_CHECKING:
+        @property
+        def wapp(self) -> WorkdeckApp: ...  # the app of the screen this is mixed into
 
-    def selected_worker(self) -> dict[str, Any] | None:
+    def selected_worker(self) -> Worker | None:
         """The worker the verbs act on; each view says where its selection is."""
         return None
 
     def action_check(self) -> None:
         worker = self.selected_worker()
         if worker:
-            self.app.check_workers([worker["name"]])  # type: ignore[attr-defined]
+            self.wapp.check_workers([worker.name])
 
     def action_trust(self) -> None:
         from console.screens.modals import TrustDialog
@@ -104,22 +108,22 @@ class WorkerVerbs:
         worker = self.selected_worker()
         if not worker:
             return
-        if worker.get("builtin"):
-            self.app.notify("The built-in worker runs locally and has no host key.")
+        if worker.builtin:
+            self.wapp.notify("The built-in worker runs locally and has no host key.")
             return
-        if not worker.get("presented_host_key"):
-            self.app.notify(plain(f"{worker['name']} has not presented an untrusted host key."),
+        if not worker.presented_host_key:
+            self.wapp.notify(plain(f"{worker.name} has not presented an untrusted host key."),
                             markup=False)
             return
 
         def decided(trust: bool | None) -> None:
             if trust:
-                self.app.call_api(  # type: ignore[attr-defined]
-                    "Trust host key", "POST", f"/api/workers/{segment(worker['name'])}/trust",
-                    {"fingerprint": worker["presented_host_key"]},
-                    done=f"Trusted {worker['presented_host_key']} for {worker['name']}.")
+                self.wapp.call_api(
+                    "Trust host key", "POST", f"/api/workers/{segment(worker.name)}/trust",
+                    {"fingerprint": worker.presented_host_key},
+                    done=f"Trusted {worker.presented_host_key} for {worker.name}.")
 
-        self.app.push_screen(TrustDialog(worker), decided)
+        self.wapp.push_screen(TrustDialog(worker), decided)
 
     def action_toggle_enabled(self) -> None:
         from console.screens.modals import ConfirmDialog
@@ -127,53 +131,53 @@ class WorkerVerbs:
         worker = self.selected_worker()
         if not worker:
             return
-        name = worker["name"]
+        name = worker.name
         path = f"/api/workers/{segment(name)}"
-        if not worker["enabled"]:
-            self.app.call_api("Enable worker", "POST", f"{path}/enable",  # type: ignore[attr-defined]
+        if not worker.enabled:
+            self.wapp.call_api("Enable worker", "POST", f"{path}/enable",
                               done=f"Enabled {name}.")
             return
 
         def decided(yes: bool | None) -> None:
             if yes:
-                self.app.call_api("Disable worker", "POST",  # type: ignore[attr-defined]
+                self.wapp.call_api("Disable worker", "POST",
                                   f"{path}/disable", done=f"Disabled {name}.")
 
-        running = worker.get("leases", 0)
+        running = worker.leases
         body = ("It will take no new work and will not be health-checked until enabled "
                 "again.")
         if running:
             body = (f"{running} step{'s are' if running != 1 else ' is'} running on it now "
                     f"and will go on to the end there. {body}")
-            if not worker.get("draining"):
+            if not worker.draining:
                 body += " To let it finish first and then stand idle, drain it instead (d)."
-        self.app.push_screen(ConfirmDialog(f"Disable {name}?", body, confirm="Disable"),
+        self.wapp.push_screen(ConfirmDialog(f"Disable {name}?", body, confirm="Disable"),
                              decided)
 
     def action_toggle_drain(self) -> None:
         worker = self.selected_worker()
         if not worker:
             return
-        name = worker["name"]
+        name = worker.name
         path = f"/api/workers/{segment(name)}"
-        if worker.get("draining"):
-            self.app.call_api("Undrain worker", "POST",  # type: ignore[attr-defined]
+        if worker.draining:
+            self.wapp.call_api("Undrain worker", "POST",
                               f"{path}/undrain", done=f"{name} takes new steps again.")
             return
         from console.screens.modals import ConfirmDialog
 
-        running = worker.get("leases", 0)
+        running = worker.leases
         then = (f"its {running} running step{'s' if running != 1 else ''} finish there"
                 if running else "it is idle")
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.call_api(  # type: ignore[attr-defined]
+                self.wapp.call_api(
                     "Drain worker", "POST", f"{path}/drain",
                     done=f"Draining {name}: {then}; no new steps start there.")
 
         # A drain takes a worker out of every pool it serves: asked, never one stray key.
-        self.app.push_screen(ConfirmDialog(
+        self.wapp.push_screen(ConfirmDialog(
             f"Drain {name}?", f"{then.capitalize()}, and no new step starts there until "
             "it is undrained (d again).", confirm="Drain"), answered)
 
@@ -261,7 +265,7 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
         # "Checked 5s ago" moves on with the clock: the rows on screen are drawn again.
         self.table.refresh_cells()
 
-    def selected_worker(self) -> dict[str, Any] | None:
+    def selected_worker(self) -> Worker | None:
         key = self.table.selected_key
         return self.wapp.fleet.workers.get(key) if key else None
 
@@ -273,12 +277,12 @@ class WorkersScreen(WorkerVerbs, FleetScreen):
 
         worker = self.selected_worker()
         if worker:
-            self.app.push_screen(WorkerDetailScreen(worker["name"]))
+            self.app.push_screen(WorkerDetailScreen(worker.name))
 
     def action_check_all(self) -> None:
         names = self.table.row_keys() if self.filter_text else None
         self.wapp.check_workers(names)
 
 
-def attention_rank(worker: dict[str, Any]) -> tuple[int, str]:
-    return SEVERITY.get(worker["status"], 9), worker["name"].lower()
+def attention_rank(worker: Worker) -> tuple[int, str]:
+    return SEVERITY.get(worker.status, 9), worker.name.lower()
