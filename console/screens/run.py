@@ -25,7 +25,7 @@ from console.widgets.log_view import MAX_LINES, LogView
 from wire.logcodec import expand, stamp_before
 
 if TYPE_CHECKING:
-    from wire.runs import Run
+    from wire.runs import FoundLine, Run
 
 TAIL = 5000  # lines shown when a long log opens; the rest is a scroll or a search away
 BACK_PAGE = 5000  # earlier lines brought in when the reader reaches the window's top
@@ -402,16 +402,18 @@ class RunScreen(FleetScreen):
             else:
                 params["after"] = str(here if self._match_seq is not None else here - 1)
         try:
-            found = (await self.wapp.api.get(f"/api/runs/{self.run_id}/log/find",
-                                             params=params))["line"]
+            answer: FoundLine = typed.view(await self.wapp.api.get(
+                f"/api/runs/{self.run_id}/log/find", params=params))
+            found = answer.line
             went_from_start = params.get("after") == "0"
             if found is None and not errors and not went_from_start:
                 # Nothing further that way: go round from the other end, as `less` does.
                 params.pop("after", None)
                 if params.pop("before", None) is not None:
                     params["before"] = str(view.newest + 1)
-                found = (await self.wapp.api.get(f"/api/runs/{self.run_id}/log/find",
-                                                 params=params))["line"]
+                answer = typed.view(await self.wapp.api.get(
+                    f"/api/runs/{self.run_id}/log/find", params=params))
+                found = answer.line
                 if found is not None:
                     self.notify("The search went round from the " +
                                 ("end." if backwards else "top."))
@@ -423,12 +425,12 @@ class RunScreen(FleetScreen):
                               f"No {'earlier' if backwards else 'later'} line has "
                               f"{needle!r}."), markup=False)
             return
-        self._match_seq = found["seq"]
-        view.marked = found["seq"]
-        self.load_around(found["seq"])
+        self._match_seq = found.seq
+        view.marked = found.seq
+        self.load_around(found.seq)
         if errors:
-            self.notify(plain(f"Line {found['seq']:,}, step {found['step']}: "
-                              f"{found['text']}", 160), markup=False)
+            self.notify(plain(f"Line {found.seq:,}, step {found.step}: {found.text}", 160),
+                        markup=False)
 
     def action_next_match(self) -> None:
         self._find(backwards=False)
