@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import bindparam, delete, func, insert, update
 from sqlmodel import Session, select
 
 from backend import fleet, health
@@ -76,6 +76,12 @@ class _Remembered:
     disks: list[dict[str, Any]] = field(default_factory=list)
     checks: int = 0
     since_disk: int = 0
+    # Where this worker starts in the cycles of slow facts (the worker's id): a fleet
+    # first checked in one sweep would otherwise read every disk in the same sweep, one
+    # in five, ever after (a `df` forked on each worker at once); staggered, each sweep
+    # reads a fifth of them.
+    phase: int = 0
+    started: bool = False
 
     def free_mb(self) -> float | None:
         return min((d["free_mb"] for d in self.disks), default=None)
@@ -83,12 +89,16 @@ class _Remembered:
     def remember(self, facts: dict[str, Any], *, full: bool, disk: bool) -> None:
         if full:
             self.static = {k: facts[k] for k in health.STATIC_FACTS if k in facts}
-            self.checks = 0
+            self.checks = 0 if self.started else self.phase % STATIC_REFRESH_EVERY
         if disk:
             self.disks = facts.get("disks", [])
-            self.since_disk = 0
+            self.since_disk = 0 if self.started else self.phase % health.DISK_EVERY
+        self.started = True
         self.checks += 1
         self.since_disk += 1
+
+
+_UPDATE_WORKER = update(Worker.__table__).where(Worker.__table__.c.id == bindparam("worker"))
 
 
 class HealthChecker:
@@ -178,7 +188,13 @@ class HealthChecker:
             await asyncio.gather(*stale, return_exceptions=True)
         await asyncio.gather(*await self._start_all(targets))
         await self.flush()
-        return await asyncio.to_thread(fleet.list_workers, self.store, names)
+        latest = self.bus.latest.get("worker")
+        if latest is None or "worker" not in self.bus.seeded:
+            return await asyncio.to_thread(fleet.list_workers, self.store, names)
+        # Every change to a worker is published, so what was published is each one as the
+        # store has it now, by name, as list_workers orders them: nothing to read back.
+        return [latest[name] for name in sorted(latest if names is None else set(names))
+                if name in latest]
 
     def _start(self, target: Target) -> asyncio.Task[Outcome]:
         task = self._inflight.get(target.id)
@@ -194,7 +210,9 @@ class HealthChecker:
     async def _check(self, target: Target) -> Outcome:
         async with self._limit:
             policy = self._policy
-            memory = self._memory.setdefault(target.id, _Remembered())
+            memory = self._memory.get(target.id)
+            if memory is None:
+                memory = self._memory[target.id] = _Remembered(phase=target.id)
             full = not memory.static or memory.checks >= STATIC_REFRESH_EVERY
             disk = full or health.disk_due(memory.since_disk, memory.free_mb(), policy)
             script = health.script(target.work_dir, full=full, disk=disk,
@@ -311,14 +329,20 @@ class HealthChecker:
                 if o.facts:
                     row["facts"] = json.dumps(o.facts)
                 rows.append(row)
-            # Rows with the same keys go together: one executemany per shape.
+            # Rows with the same keys go together: one executemany per shape. Core
+            # statements, not the ORM's bulk forms: a sweep's rows are plain values, and
+            # the ORM's bookkeeping per row was most of the write's time.
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for row in rows:
                 shapes.setdefault(tuple(sorted(row)), []).append(row)
+            connection = session.connection()
             for same in shapes.values():
-                session.execute(update(Worker), same)
+                # The SET clause is the rows' other keys; the row's id goes to WHERE.
+                connection.execute(_UPDATE_WORKER, [
+                    {**{k: v for k, v in row.items() if k != "id"}, "worker": row["id"]}
+                    for row in same])
             if batch:
-                session.execute(insert(HealthCheck), [
+                connection.execute(insert(HealthCheck.__table__), [
                     {"worker_id": o.worker_id, "checked_at": now, "status": o.status,
                      "reason": o.reason, "latency_ms": o.latency_ms,
                      "connect_ms": o.connect_ms, "load1": o.load1,

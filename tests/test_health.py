@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from backend import health
 from backend.local import LocalRunner
@@ -25,6 +26,39 @@ def test_full_check_gathers_every_fact(tmp_path):
         assert key in facts, key
     assert {d["mount"] for d in facts["disks"]} >= {"/"}
     assert (tmp_path / "work").is_dir()
+    # One `uname` for three facts, and the CPUs from /sys without a process.
+    machine = os.uname()
+    assert facts["kernel"] == f"{machine.sysname} {machine.release}"
+    assert (facts["hostname"], facts["arch"]) == (machine.nodename, machine.machine)
+    assert facts["cpus"] == len(os.sched_getaffinity(0)) or facts["cpus"] == os.cpu_count()
+
+
+def test_cpu_lists_and_the_fallback_count():
+    for listed, count in (("0", 1), ("0-3", 4), ("0-3,8,10-11", 7), ("", None), ("x", None)):
+        facts, _, _ = health.parse_facts(f"cpus_online={listed}\n".encode())
+        assert facts.get("cpus") == count, listed
+    assert health.parse_facts(b"cpus=12\n")[0]["cpus"] == 12  # getconf, without /sys
+
+
+def test_a_fleet_checked_at_once_reads_its_disks_a_fifth_at_a_time():
+    # Disks are read one check in DISK_EVERY; workers start at their own point of that
+    # cycle, so a sweep of the whole fleet never forks `df` on every worker at once.
+    from backend.checker import _Remembered
+
+    fleet = [_Remembered(phase=worker_id) for worker_id in range(1, 101)]
+    per_sweep = []
+    for _sweep in range(3 * health.DISK_EVERY):
+        reading = 0
+        for memory in fleet:
+            disk = health.disk_due(memory.since_disk, memory.free_mb(), Policy(
+                disk_free_warning_mb=0))
+            reading += disk
+            memory.remember({"disks": [{"mount": "/", "free_mb": 1e5, "size_mb": 2e5}]},
+                            full=False, disk=disk)
+        per_sweep.append(reading)
+    assert per_sweep[0] == 100  # the first check of each reads everything
+    assert max(per_sweep[1:]) <= 100 // health.DISK_EVERY + 1, per_sweep
+    assert sum(per_sweep[1:]) >= 100 * (len(per_sweep) - 2) // health.DISK_EVERY
 
 
 def test_routine_check_skips_static_facts_and_keeps_earlier_ones(tmp_path):

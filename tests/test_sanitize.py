@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from wire.text import clean_line, clean_text
 
 
@@ -41,3 +44,11 @@ def test_long_lines_are_cut_with_a_marker():
 
 def test_newlines_become_spaces_in_a_line():
     assert clean_line("one\ntwo") == "one two"
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8")) | st.text())
+def test_text_with_nothing_to_clean_is_returned_as_it_is(text):
+    # clean_text skips the regexes for printable text: the same answer either way.
+    from wire.text import _cleaned
+
+    assert clean_text(text) == _cleaned(text)

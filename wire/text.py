@@ -37,6 +37,14 @@ def clean_text(data: bytes | str) -> str:
     not an overwrite: the line is kept.
     """
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if text.isprintable():
+        # Most text: no escape, control, tab, carriage return or invisible format
+        # character (each of those is not printable), so nothing to take out.
+        return text
+    return _cleaned(text)
+
+
+def _cleaned(text: str) -> str:
     text = _ESCAPES.sub("", text)
     text = text.replace("\r\n", "\n")
     if "\r" in text:
