@@ -224,7 +224,8 @@ class HealthChecker:
                                                   timeout=policy.timeout_s)
                 else:
                     result = await self.connections.run_script(
-                        target.name, target.endpoint, script, timeout=policy.timeout_s)
+                        target.name, target.endpoint, script.call, timeout=policy.timeout_s,
+                        definitions=script.definitions)
             except HostKeyRefused as exc:
                 return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
                                presented_key=exc.presented_key, key_changed=exc.changed)

@@ -28,11 +28,21 @@ class CheckShell:
         self._stderr: deque[bytes] = deque(maxlen=64)
         self._drain = asyncio.ensure_future(self._drain_stderr())
         self.dead = False
+        self._definitions: set[str] = set()  # shell functions this shell has been given
 
     @classmethod
     async def open(cls, conn: asyncssh.SSHClientConnection) -> CheckShell:
         # Through the login shell, whatever it is (fish, csh, sh): all know `exec`.
-        return cls(await conn.create_process("exec /bin/sh", encoding=None))
+        shell = cls(await conn.create_process("exec /bin/sh", encoding=None))
+        shell.process.stdin.write(b"__wd_shell=1\n")
+        return shell
+
+    def _defined(self, definitions: str) -> bytes:
+        """The definitions to send first: none once this shell has them."""
+        if not definitions or definitions in self._definitions:
+            return b""
+        self._definitions.add(definitions)
+        return definitions.encode() + b"\n"
 
     async def _drain_stderr(self) -> None:
         # Read stderr as it comes so a chatty script cannot stall the channel's window.
@@ -40,14 +50,22 @@ class CheckShell:
             while chunk := await self.process.stderr.read(65536):
                 self._stderr.append(chunk)
 
-    async def run(self, script: str) -> tuple[int | None, bytes, bytes, bool]:
-        """Run `script`; return its last exit status, output, error output, truncation."""
+    async def run(self, script: str, definitions: str = ""
+                  ) -> tuple[int | None, bytes, bytes, bool]:
+        """Run `script` (the functions it calls in `definitions`, sent to this shell once);
+        return its last exit status, output, error output, truncation.
+
+        A script may leave its output in the variable `__wd_o` rather than write it (the
+        shell sets `__wd_shell` to say it may): the end marker writes it, so the output
+        of a whole check is one write on the worker and one SSH packet."""
         token = secrets.token_hex(12)  # output cannot fake a marker it cannot guess
         marker = f"\n@@workdeck-end {token} ".encode()
         self._stderr.clear()
         try:
             self.process.stdin.write(
-                script.encode() + f"\nprintf '\\n@@workdeck-end {token} %d\\n' \"$?\"\n".encode())
+                self._defined(definitions) + script.encode()
+                + f"\nprintf '%s\\n@@workdeck-end {token} %d\\n' \"${{__wd_o-}}\" \"$?\"; "
+                  "__wd_o=\n".encode())
         except (BrokenPipeError, asyncssh.Error, OSError) as exc:
             self.close()
             raise ShellGone(str(exc)) from None

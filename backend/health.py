@@ -14,12 +14,12 @@ from wire.text import clean_line
 # One POSIX sh script, one SSH session per check. Static facts (OS, kernel, CPUs) and
 # free disk are gathered only when asked, and the rest is read with shell builtins, so
 # that a routine check forks nothing on the worker beyond the shell itself.
-FACTS_SCRIPT = r"""
-# Output is gathered and written once: each write to stdout would wake sshd on the
-# worker for an SSH packet of its own, to be decrypted by the server.
+FACTS_FUNCTION = r"""
+__wd_check() {
+# Output is gathered in __wd_o and written once: each write to stdout would wake sshd on
+# the worker for an SSH packet of its own, to be decrypted by the server. In a check
+# shell (__wd_shell set) it is left for the shell's end marker to write with it.
 __wd_o=""
-say() { __wd_o="$__wd_o$1
-"; }
 w="$1"; case "$w" in /*) ;; *) w="$HOME/$w" ;; esac
 [ -d "$w" ] || mkdir -p "$w" 2>/dev/null
 if [ "$2" = 1 ]; then
@@ -46,8 +46,8 @@ if [ "$4" = 1 ]; then
   say "$(df -Pk / "$w" 2>/dev/null | { read header; while read fs size used avail pct mnt; do
     echo "df=$avail $size $mnt"; done; })"
 fi
-printf '%s' "$__wd_o"
 if [ -n "$3" ]; then
+  printf '%s' "$__wd_o"; __wd_o=""  # before what the custom script writes itself
   echo "@@custom"
   if ! command -v bash >/dev/null 2>&1; then echo "bash is not installed"; __wd_rc=1
   elif command -v setsid >/dev/null 2>&1; then
@@ -66,6 +66,10 @@ if [ -n "$3" ]; then
   echo "@@custom_exit=$__wd_rc"
   unset __wd_p __wd_w __wd_rc
 fi
+[ -n "${__wd_shell-}" ] || { printf '%s' "$__wd_o"; __wd_o=""; }
+}
+say() { __wd_o="$__wd_o$1
+"; }
 """
 
 TIMED_OUT = -1  # the custom script's "exit status" when its watchdog killed it
@@ -79,19 +83,32 @@ def custom_limit(timeout_s: float) -> float:
     return round(max(0.5, timeout_s * 0.75), 2)
 
 
+@dataclass(frozen=True)
+class CheckScript:
+    """A check as a call of a shell function, and the functions it needs: a check shell
+    is sent the definitions once and then only the call, not 2 KB to send, encrypt,
+    decrypt and parse again for every check."""
+
+    definitions: str
+    call: str
+
+    def whole(self) -> str:
+        return self.definitions + self.call
+
+
 @functools.lru_cache(maxsize=4096)  # a fleet has few work folders: made once, not per check
 def script(work_dir: str, *, full: bool, custom_script: str = "", disk: bool = True,
-           custom_timeout_s: float = 7.5) -> str:
-    """The check as a script for a POSIX sh that is already running (the worker's check
-    shell); it leaves nothing behind in that shell but a few variables."""
+           custom_timeout_s: float = 7.5) -> CheckScript:
+    """The check for a POSIX sh (the worker's check shell, or a shell of its own); it
+    leaves nothing behind in that shell but its functions and a few variables."""
     args = [work_dir, "1" if full else "0", custom_script, "1" if disk else "0",
             f"{custom_timeout_s:g}"]
-    return "set -- " + " ".join(shlex.quote(a) for a in args) + "\n" + FACTS_SCRIPT
+    return CheckScript(FACTS_FUNCTION, "__wd_check " + " ".join(shlex.quote(a) for a in args))
 
 
-def command(script: str) -> str:
-    """A check script as one command line for any login shell (fish, csh and sh alike)."""
-    return "exec /bin/sh -c " + shlex.quote(script)
+def command(script: CheckScript) -> str:
+    """A check as one command line for any login shell (fish, csh and sh alike)."""
+    return "exec /bin/sh -c " + shlex.quote(script.whole())
 
 
 def disk_due(checks_since: int, last_free_mb: float | None, policy: Policy) -> bool:

@@ -31,6 +31,28 @@ PREFERRED_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
                      "chacha20-poly1305@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"]
 
 
+def _log_packets_only_when_asked() -> None:
+    # asyncssh describes every packet it sends or receives (names, sizes, notes) before
+    # its logger looks at the debug level, which is below packet level unless someone
+    # raised it: a twentieth of the server's time in a sweep of open connections went
+    # there. Described only when they will be logged.
+    from asyncssh.logging import SSHLogger
+    from asyncssh.packet import SSHPacketLogger
+
+    describe = getattr(SSHPacketLogger, "_log_packet", None)
+    if describe is None or not hasattr(SSHLogger, "_debug_level"):
+        return  # another asyncssh: left as it is
+
+    def _log_packet(self: SSHPacketLogger, *args: object) -> None:
+        if SSHLogger._debug_level >= 3:
+            describe(self, *args)  # type: ignore[arg-type]
+
+    SSHPacketLogger._log_packet = _log_packet  # type: ignore[method-assign]
+
+
+_log_packets_only_when_asked()
+
+
 class SSHFailure(Exception):
     """A worker could not be reached or used; `str()` is one sentence for the operator."""
 
@@ -86,10 +108,10 @@ class _Connection:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     shell: CheckShell | None = None
 
-    async def run_script(self, script: str) -> CommandResult:
+    async def run_script(self, script: str, definitions: str = "") -> CommandResult:
         if self.shell is None or self.shell.dead:
             self.shell = await CheckShell.open(self.conn)
-        status, stdout, stderr, truncated = await self.shell.run(script)
+        status, stdout, stderr, truncated = await self.shell.run(script, definitions)
         return CommandResult(status, stdout, stderr, 0.0, truncated=truncated)
 
     def close_shell(self) -> None:
@@ -331,9 +353,11 @@ class ConnectionPool:
         return found[0]
 
     async def run_script(self, key: object, endpoint: Endpoint, script: str, *,
-                         timeout: float) -> CommandResult:
-        """Run a sh script in the worker's check shell (see checkshell.py)."""
-        return await self._bounded(key, endpoint, timeout, lambda c: c.run_script(script),
+                         timeout: float, definitions: str = "") -> CommandResult:
+        """Run a sh script in the worker's check shell (see checkshell.py), the functions
+        it calls in `definitions`."""
+        return await self._bounded(key, endpoint, timeout,
+                                   lambda c: c.run_script(script, definitions),
                                    on_timeout=_Connection.close_shell)
 
     async def _bounded(self, key: object, endpoint: Endpoint, timeout: float,

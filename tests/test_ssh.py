@@ -107,6 +107,23 @@ async def test_check_shell_is_reused_and_keeps_no_state(server, pool, client_key
     assert server.sessions == 1
 
 
+async def test_check_shell_gets_its_functions_once_and_writes_kept_output(
+        server, pool, client_key):
+    # A check sends its functions to a shell once and then only the call; output a script
+    # leaves in __wd_o goes out with the end marker, as one write.
+    target = endpoint(server, client_key)
+    definitions = 'n=$((${n:-0} + 1)); f() { __wd_o="defined $n time(s) in a shell:$__wd_shell"; }'
+    results = [await pool.run_script("w", target, "f", timeout=10, definitions=definitions)
+               for _ in range(3)]
+    assert [r.stdout for r in results] == [b"defined 1 time(s) in a shell:1"] * 3
+    plain = await pool.run_script("w", target, "echo plain", timeout=10)
+    assert plain.stdout == b"plain\n"  # nothing kept from the last check
+    with pytest.raises(SSHFailure, match="lost"):
+        await pool.run_script("w", target, "exit 0", timeout=10)
+    again = await pool.run_script("w", target, "f", timeout=10, definitions=definitions)
+    assert again.stdout == b"defined 1 time(s) in a shell:1"  # a new shell is given them
+
+
 async def test_check_shell_output_cannot_fake_the_end(server, pool, client_key):
     target = endpoint(server, client_key)
     result = await pool.run_script(
