@@ -385,7 +385,8 @@ def _insert(store: Store, rows: list[dict[str, Any]]) -> None:
     from sqlalchemy import insert
 
     with store.write() as session:
-        session.execute(insert(LogChunk), rows)
+        # Core, not the ORM's bulk insert: the rows are plain values already.
+        session.connection().execute(insert(LogChunk.__table__), rows)
 
 
 def read(store: Store, run_id: int, after: int = 0, limit: int = 50_000

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import os
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from console.errors import ApiError, ServerUnavailable
+from wire import jsontext
 from wire.datadir import DataDir
 from wire.text import clean_line
 
@@ -281,8 +281,8 @@ class AsyncClient:
                         event, raw = item
                         # A big event (a flood of log lines) is decoded off the event loop,
                         # so the console keeps answering keys meanwhile.
-                        data = (await asyncio.to_thread(json.loads, raw)
-                                if len(raw) > BIG_EVENT else json.loads(raw))
+                        data = (await asyncio.to_thread(jsontext.loads, raw)
+                                if len(raw) > BIG_EVENT else jsontext.loads(raw))
                         yield event, data
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
                 FileNotFoundError) as exc:
@@ -301,7 +301,7 @@ class SSEParser:
             return None
         if not line:
             raw = "\n".join(self.data)
-            item = (self.event, json.loads(raw) if self.decode else raw) if self.data \
+            item = (self.event, jsontext.loads(raw) if self.decode else raw) if self.data \
                 else None
             self.event, self.data = "message", []
             return item

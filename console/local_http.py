@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from wire import jsontext
+
 READ_BUFFER = 1 << 20
 # What a broken connection looks like here, for the client's "no server answers".
 UNAVAILABLE = (ConnectionError, FileNotFoundError, http.client.HTTPException,
@@ -57,7 +59,7 @@ class Answer:
         return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return jsontext.loads(self.content)
 
 
 class LocalHTTP:

@@ -214,3 +214,19 @@ def test_a_view_reads_objects_as_models_and_mappings_as_mappings():
     assert run.variables["region"] == "eu" and run.variables.get("zone", "-") == "-"
     assert run.facts and len(run.facts) == 0  # a model is true even with nothing in it
     assert run == View(jsonable(run)) and run != view({"id": 8})
+
+
+def test_json_is_compact_utf8_and_takes_what_orjson_refuses():
+    from wire import jsontext
+
+    assert jsontext.dumps({"a": [1, "é\n"], 2: None}) == '{"a":[1,"é\\n"],"2":null}'.encode()
+    # A lone surrogate (a file name that is not UTF-8) and an integer past 64 bits: the
+    # standard library's JSON, as before.
+    assert jsontext.loads(jsontext.dumps({"path": "/srv/\udcff"})) == {"path": "/srv/\udcff"}
+    assert jsontext.loads(jsontext.dumps(2**70)) == 2**70
+    assert jsontext.loads(b'{"x": NaN}')["x"] != 0
+    # Line ends other than \n, which line readers such as httpx's split at, are escaped:
+    # an event of the push stream stays one line.
+    text = "old\x85text\u2028that\u2029broke"
+    encoded = jsontext.dumps({"reason": text})
+    assert len(encoded.decode().splitlines()) == 1 and jsontext.loads(encoded)["reason"] == text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request
@@ -10,6 +9,7 @@ from fastapi.responses import Response
 
 from backend.db import for_client
 from backend.validation import free_text
+from wire import jsontext
 
 if TYPE_CHECKING:
     from backend.server import Backend
@@ -28,7 +28,7 @@ async def encoded(data: Any, status_code: int = 200) -> Response:
     """An answer as big as the fleet (ten thousand workers), encoded in a thread: on the
     event loop it would stall every console for a good part of a second. (A Response
     bypasses the route's own status, so a 201 is given here.)"""
-    body = await for_client(lambda: json.dumps(data, separators=(",", ":")).encode())
+    body = await for_client(lambda: jsontext.dumps(data))
     return Response(body, status_code=status_code, media_type="application/json")
 
 

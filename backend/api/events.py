@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +14,7 @@ from backend import launch, runbooks, usage
 from backend.api.deps import BackendDep
 from backend.api.streams import ANSWER, sends
 from backend.db import for_client
+from wire import jsontext
 from wire.events import Change, Snapshot
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -24,7 +24,7 @@ BIG_BATCH = 200  # changes in one event past which it is encoded in a thread
 
 
 def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + event.encode() + b"\ndata: " + jsontext.dumps(data) + b"\n\n"
 
 
 class _Encoded:
@@ -58,7 +58,7 @@ class _Encoded:
             known = made.get(name)
             if known is None or known[0] is not worker:
                 row = [worker.get(column) for column in columns]
-                known = made[name] = (worker, json.dumps(row, separators=(",", ":")))
+                known = made[name] = (worker, jsontext.dumps(row).decode())
             parts.append(known[1])
         if len(made) > len(latest):
             for gone in set(made) - set(latest):
@@ -71,7 +71,7 @@ _ENCODED = _Encoded()
 
 def _snapshot(workers: tuple[list[str], str], rest: dict[str, Any]) -> bytes:
     columns, rows = workers
-    body = json.dumps({"worker_columns": columns, **rest}, separators=(",", ":"))
+    body = jsontext.dumps({"worker_columns": columns, **rest}).decode()
     return f'event: snapshot\ndata: {{"worker_rows":{rows},{body[1:]}\n\n'.encode()
 
 

@@ -66,7 +66,8 @@ class AnswerRecorder:
 
     def _write_event(self, scope: dict[str, Any], status: int, frame: str,
                      recorded: dict[str, int]) -> None:
-        fields = dict(line.split(": ", 1) for line in frame.splitlines()
+        # Lines end at \n alone in Server-Sent Events, not at every str.splitlines break.
+        fields = dict(line.split(": ", 1) for line in frame.split("\n")
                       if ": " in line and not line.startswith(":"))
         event = fields.get("event")
         if event is None or recorded.get(event, 0) >= EVENTS_OF_A_KIND:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from backend.api.deps import ActorDep, BackendDep, Count, LineNumber, RunId
 from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
 from backend.models import FINISHED
+from wire import jsontext
 from wire.events import LogChunk, LogEnd, Skipped, WaitingNow
 from wire.logcodec import Clock, as_text
 from wire.runs import DecisionRequest, FoundLine, LaunchRequest, Plan, Run, RunSummary
@@ -203,4 +203,4 @@ def _at_most(chunks: list[dict[str, Any]], lines: int) -> list[dict[str, Any]]:
 
 
 def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + event.encode() + b"\ndata: " + jsontext.dumps(data) + b"\n\n"
