@@ -277,7 +277,7 @@ name = "Long"
 [[steps]]
 name = "Sleepy"
 pool = "Web Pool"
-script = "echo started; sleep 300 & sleep 301; echo never"
+script = "echo started; sleep 397 & sleep 398; echo never"
 """)
     run = launch(workdeck, "Long")
     wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
@@ -288,7 +288,8 @@ script = "echo started; sleep 300 & sleep 301; echo never"
     assert done["status"] == "cancelled" and done["steps"][0]["status"] == "cancelled"
     import subprocess
 
-    left = subprocess.run(["pgrep", "-f", "sleep 30[01]"], capture_output=True, text=True)
+    # Durations no other test uses: a step another test left behind is not this one's.
+    left = subprocess.run(["pgrep", "-f", "sleep 39[78]"], capture_output=True, text=True)
     assert left.stdout.strip() == "", "the step's processes outlived the cancel"
     follow = workdeck.cli("runs", "log", str(run["id"]), "--follow")
     assert follow.code == 3 and "started" in follow.out
