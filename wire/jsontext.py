@@ -30,7 +30,7 @@ def dumps(data: Any) -> bytes:
         text = orjson.dumps(data, option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(data, separators=(",", ":")).encode()
-    if b"\xc2\x85" in text or b"\xe2\x80\xa8" in text or b"\xe2\x80\xa9" in text:
+    if not text.isascii():  # one quick pass; most logs are ASCII
         for raw, escaped in _LINE_ENDS:
             text = text.replace(raw, escaped)
     return text
