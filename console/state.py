@@ -59,11 +59,11 @@ class Fleet:
     def load(self, data: dict[str, Any]) -> None:
         """The stream's first event."""
         snapshot: Snapshot = view(data)
-        columns = snapshot.worker_columns
+        columns = data["worker_columns"]
+        name = columns.index("name") if columns else 0
         # Rows zipped with their columns: a dict each, read as a Worker.
-        self.workers = {worker.name: worker for worker in
-                        (view(dict(zip(columns, row, strict=True)))
-                         for row in data["worker_rows"])}
+        self.workers = {row[name]: view(dict(zip(columns, row, strict=True)))
+                        for row in data["worker_rows"]}
         self.worker_version += 1
         self.pools = {p.name: p for p in snapshot.pools}
         self.usage_history = {name: deque(points) for name, points

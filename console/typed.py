@@ -23,7 +23,12 @@ class View:
         self._data = data
 
     def __getattr__(self, name: str) -> Any:
-        return view(self._data.get(name))
+        value = self._data.get(name)
+        # Most fields are scalars: returned at once (ten thousand workers are counted,
+        # sorted and searched by their fields).
+        if value.__class__ is dict or value.__class__ is list:
+            return view(value)
+        return value
 
     def model_dump(self, mode: str = "python") -> dict[str, Any]:
         return self._data
