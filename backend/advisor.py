@@ -15,9 +15,9 @@ from typing import Any
 from sqlmodel import select
 
 from backend import fleet, validation
-from backend.db import Store
 from backend.errors import InvalidInput
-from backend.models import BUILTIN_WORKER, Pool, Worker
+from backend.store.db import Store
+from backend.store.models import BUILTIN_WORKER, Pool, Worker
 
 # In the seed's spirit: `p-db-omaha-worker-01` is environment letter, purpose, location,
 # "worker", number; `Azure Central US Production Worker Pool` ends in "Worker Pool".

@@ -17,12 +17,12 @@ from sqlalchemy import bindparam, delete, func, insert, update
 from sqlmodel import Session, select
 
 from backend import fleet, health
-from backend.db import Store
 from backend.events import EventBus
 from backend.hostkeys import fingerprint_of
 from backend.local import LocalRunner
-from backend.models import DISABLED, UNAVAILABLE, HealthCheck, HostKey, Worker, utcnow
 from backend.ssh import ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
+from backend.store.db import Store
+from backend.store.models import DISABLED, UNAVAILABLE, HealthCheck, HostKey, Worker, utcnow
 from wire.server import Policy
 
 log = logging.getLogger(__name__)

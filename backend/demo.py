@@ -13,8 +13,8 @@ from sqlmodel import select
 
 from backend import fleet, launch, runbooks
 from backend.localssh import LocalSSHServer
-from backend.models import HostKey, Pool, Worker
 from backend.server import Backend
+from backend.store.models import HostKey, Pool, Worker
 from wire.datadir import DataDir
 from wire.runbook import parse_toml
 from wire.server import Policy

@@ -13,10 +13,10 @@ from sqlalchemy import delete, func, text
 from sqlmodel import Session, select
 
 from backend import validation
-from backend.db import Store
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.hostkeys import fingerprint_of
-from backend.models import (
+from backend.store.db import Store
+from backend.store.models import (
     BUILTIN_WORKER,
     DEFAULT_POOL,
     DISABLED,

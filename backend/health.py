@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.models import HEALTHY, UNAVAILABLE, UNHEALTHY, WARNING
+from backend.store.models import HEALTHY, UNAVAILABLE, UNHEALTHY, WARNING
 from wire.server import Policy
 from wire.text import clean_line
 

@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
-from backend.db import Store, write_retrying
 from backend.errors import InvalidInput
 from backend.fleet import iso
-from backend.models import HEALTHY, Lease, Pool, PoolMember, Run, Worker, utcnow
 from backend.remote import StepProcess
+from backend.store.db import Store, write_retrying
+from backend.store.models import HEALTHY, Lease, Pool, PoolMember, Run, Worker, utcnow
 
 log = logging.getLogger(__name__)
 

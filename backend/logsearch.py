@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from backend.db import Store
 from backend.logstore import read, read_back
+from backend.store.db import Store
 from wire.logcodec import expand, is_error, may_hold_error
 
 PAGE = 50_000  # lines read at a time

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import select
 
-from backend.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of
-from backend.models import LogChunk
+from backend.store.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of
+from backend.store.models import LogChunk
 from wire.logcodec import stamp_before
 from wire.text import MAX_LINE, clean_line
 

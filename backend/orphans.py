@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend.db import Store, write_retrying
 from backend.events import EventBus
 from backend.fleet import audit
 from backend.leases import Leases
-from backend.models import Lease, Worker
 from backend.remote import StepProcess, Transport, kill_group
+from backend.store.db import Store, write_retrying
+from backend.store.models import Lease, Worker
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from sqlalchemy import delete, func
 from sqlmodel import select
 
 from backend import fleet
-from backend.db import Store
-from backend.models import FINISHED, AuditEvent, Lease, Run, utcnow
+from backend.store.db import Store
+from backend.store.models import FINISHED, AuditEvent, Lease, Run, utcnow
 
 log = logging.getLogger(__name__)
 

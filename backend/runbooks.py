@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend.db import Store
 from backend.errors import NotFound
 from backend.fleet import audit, iso
-from backend.models import Runbook as RunbookRow
-from backend.models import utcnow
+from backend.store.db import Store
+from backend.store.models import Runbook as RunbookRow
+from backend.store.models import utcnow
 from wire.runbook import RunbookDef
 
 

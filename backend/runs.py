@@ -22,14 +22,25 @@ from typing import Any
 from sqlmodel import select
 
 from backend import fleet
-from backend.db import DATA_DIR_FULL, Store, write_retrying
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.events import EventBus
 from backend.fleet import audit, iso
 from backend.launch import prepare, resolve_pool
 from backend.leases import Granted, Leases, NoWorker
 from backend.logstore import LogHub, LogStoreFull, RunLog, last_seq
-from backend.models import (
+from backend.remote import (
+    LocalTransport,
+    SSHTransport,
+    StepProcess,
+    StepResult,
+    Transport,
+    new_marker,
+    run_step,
+    script_text,
+)
+from backend.ssh import ConnectionPool, SSHFailure
+from backend.store.db import DATA_DIR_FULL, Store, write_retrying
+from backend.store.models import (
     CANCELLED,
     FAILED,
     FINISHED,
@@ -45,17 +56,6 @@ from backend.models import (
     RunStep,
     utcnow,
 )
-from backend.remote import (
-    LocalTransport,
-    SSHTransport,
-    StepProcess,
-    StepResult,
-    Transport,
-    new_marker,
-    run_step,
-    script_text,
-)
-from backend.ssh import ConnectionPool, SSHFailure
 from backend.validation import free_text
 from backend.vault import Vault
 from wire.runbook import RunbookDef, Step

@@ -39,13 +39,13 @@ from backend.api import (
 from backend.api.limits import BodyLimit
 from backend.api.names import KeepSlashes
 from backend.checker import HealthChecker
-from backend.db import Store
 from backend.errors import WorkdeckError
 from backend.events import EventBus
 from backend.logstore import LogHub
 from backend.orphans import Reaper
 from backend.runs import RunEngine
 from backend.ssh import ConnectionPool
+from backend.store.db import Store
 from backend.usage import Usage
 from backend.vault import Vault
 from wire.datadir import DataDir

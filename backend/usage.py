@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import DateTime, bindparam, func, insert, text
 from sqlmodel import select
 
-from backend.db import Store, for_client
 from backend.events import EventBus
 from backend.leases import Leases
-from backend.models import Lease, PoolSample
+from backend.store.db import Store, for_client
+from backend.store.models import Lease, PoolSample
 from wire.constants import HISTORY_S
 
 log = logging.getLogger(__name__)

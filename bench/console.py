@@ -193,10 +193,10 @@ def console_probe(data_dir: str, pools: int) -> None:
 def server_costs(database: Path, workers: int) -> dict[str, float]:
     """The server's own work at this size, timed in this process on a copy of the store."""
     from backend.checker import HealthChecker, Outcome
-    from backend.db import Store
     from backend.events import EventBus
     from backend.leases import Leases
     from backend.ssh import ConnectionPool
+    from backend.store.db import Store
     from backend.usage import Usage
 
     copy = database.parent / "copy.db"

@@ -310,7 +310,7 @@ def run_store(tmp_path):
     """A real store holding run 1, for tests of a run's log without a server."""
     import sqlite3
 
-    from backend.db import Store
+    from backend.store.db import Store
 
     store = Store(tmp_path / "runs.db")
     with sqlite3.connect(tmp_path / "runs.db") as conn:

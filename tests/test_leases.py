@@ -11,10 +11,10 @@ from sqlmodel import select
 from waiting import eventually_async
 
 from backend import fleet, usage
-from backend.db import Store
 from backend.events import EventBus
 from backend.leases import Leases, NoWorker
-from backend.models import HEALTHY, UNAVAILABLE, Lease, Pool, PoolSample, Run, Worker
+from backend.store.db import Store
+from backend.store.models import HEALTHY, UNAVAILABLE, Lease, Pool, PoolSample, Run, Worker
 from wire.workers import WorkerCreate
 
 POOL = "Web Pool"

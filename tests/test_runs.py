@@ -491,8 +491,8 @@ def subprocess_ok(args):
 
 
 async def test_the_output_limit_truncates_with_a_marker(tmp_path):
-    from backend.db import Store
     from backend.logstore import LogHub, RunLog, read
+    from backend.store.db import Store
     from wire.logcodec import expand
 
     store = Store(tmp_path / "limit.db")

@@ -8,9 +8,9 @@ import stat
 import pytest
 from sqlmodel import SQLModel
 
-from backend import models  # noqa: F401 - registers the tables on SQLModel.metadata
-from backend.db import Store, StoreError
-from backend.migrations import LATEST, SchemaTooNewError, migrate
+from backend.store import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from backend.store.db import Store, StoreError
+from backend.store.migrations import LATEST, SchemaTooNewError, migrate
 from wire.datadir import DataDir
 
 

@@ -6,7 +6,7 @@ import json
 
 from waiting import eventually
 
-from backend.models import BUILTIN_WORKER
+from backend.store.models import BUILTIN_WORKER
 
 
 def add(workdeck, name, server, key, *extra):

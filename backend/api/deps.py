@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
-from backend.db import for_client
+from backend.store.db import for_client
 from backend.validation import free_text
 from wire import jsontext
 

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from backend import launch, runbooks, usage
 from backend.api.deps import BackendDep
 from backend.api.streams import ANSWER, sends
-from backend.db import for_client
+from backend.store.db import for_client
 from wire import jsontext
 from wire.events import Change, Snapshot
 

@@ -10,8 +10,8 @@ from fastapi.responses import Response
 
 from backend import fleet, usage
 from backend.api.deps import ActorDep, BackendDep, encoded
-from backend.db import for_client
 from backend.leases import leases_of
+from backend.store.db import for_client
 from wire.pools import Pool, PoolCreate, PoolDetail, PoolUpdate
 
 router = APIRouter(prefix="/api/pools", tags=["pools"])

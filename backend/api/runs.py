@@ -13,7 +13,7 @@ from backend import launch, logsearch, logstore
 from backend.api.deps import ActorDep, BackendDep, Count, LineNumber, RunId
 from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
-from backend.models import FINISHED
+from backend.store.models import FINISHED
 from wire import jsontext
 from wire.events import LogChunk, LogEnd, Skipped, WaitingNow
 from wire.logcodec import Clock, as_text

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from backend import advisor, fleet, retention
 from backend.api.deps import ActorDep, BackendDep, Count
-from backend.models import BUILTIN_WORKER
+from backend.store.models import BUILTIN_WORKER
 from wire.server import AuditEvent, Finding, ServerStatus, Settings, SettingsUpdate, Stopping
 
 router = APIRouter(prefix="/api", tags=["server"])

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from backend import fleet
 from backend.api.deps import ActorDep, BackendDep, encoded
-from backend.db import for_client
+from backend.store.db import for_client
 from wire.workers import HealthRecord, TrustRequest, Worker, WorkerCreate, WorkerImport
 
 # A worker name may hold "/": it travels %2F-quoted as one path segment ({name:name},

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
-from backend.migrations import migrate
+from backend.store.migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 PAGE_SIZE = 65_536

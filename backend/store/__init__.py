@@ -1,0 +1,1 @@
+"""The store: its engine and sessions (db), its tables (models), their migrations."""
