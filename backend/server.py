@@ -38,9 +38,9 @@ from backend.api import (
 )
 from backend.api.limits import BodyLimit
 from backend.api.names import KeepSlashes
-from backend.checker import HealthChecker
 from backend.errors import WorkdeckError
 from backend.events import EventBus
+from backend.health.checker import HealthChecker
 from backend.logstore import LogHub
 from backend.orphans import Reaper
 from backend.runs import RunEngine

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncssh
 
-from backend.checkshell import OUTPUT_LIMIT, CheckShell, ShellGone
+from backend.health.checkshell import OUTPUT_LIMIT, CheckShell, ShellGone
 from backend.hostkeys import HostKeyDecision, KnownHosts, export_key, fingerprint_of, same_key
 from wire.text import clean_line
 
@@ -354,7 +354,7 @@ class ConnectionPool:
 
     async def run_script(self, key: object, endpoint: Endpoint, script: str, *,
                          timeout: float, definitions: str = "") -> CommandResult:
-        """Run a sh script in the worker's check shell (see checkshell.py), the functions
+        """Run a sh script in the worker's check shell (see health/checkshell.py), the functions
         it calls in `definitions`."""
         return await self._bounded(key, endpoint, timeout,
                                    lambda c: c.run_script(script, definitions),

@@ -192,8 +192,8 @@ def console_probe(data_dir: str, pools: int) -> None:
 
 def server_costs(database: Path, workers: int) -> dict[str, float]:
     """The server's own work at this size, timed in this process on a copy of the store."""
-    from backend.checker import HealthChecker, Outcome
     from backend.events import EventBus
+    from backend.health.checker import HealthChecker, Outcome
     from backend.leases import Leases
     from backend.ssh import ConnectionPool
     from backend.store.db import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from backend import health
+from backend.health import probe
 from backend.local import LocalRunner
 from wire.server import Policy
 
@@ -16,8 +16,8 @@ def run_locally(command: str) -> tuple[int | None, bytes, bytes]:
 
 
 def test_full_check_gathers_every_fact(tmp_path):
-    status, out, err = run_locally(health.command(health.script(str(tmp_path / "work"), full=True)))
-    verdict = health.judge(status, out, err, Policy(disk_free_warning_mb=0,
+    status, out, err = run_locally(probe.command(probe.script(str(tmp_path / "work"), full=True)))
+    verdict = probe.judge(status, out, err, Policy(disk_free_warning_mb=0,
                                                     load_warning_factor=1000))
     assert verdict.status == "healthy", verdict.reason
     facts = verdict.facts
@@ -35,35 +35,35 @@ def test_full_check_gathers_every_fact(tmp_path):
 
 def test_cpu_lists_and_the_fallback_count():
     for listed, count in (("0", 1), ("0-3", 4), ("0-3,8,10-11", 7), ("", None), ("x", None)):
-        facts, _, _ = health.parse_facts(f"cpus_online={listed}\n".encode())
+        facts, _, _ = probe.parse_facts(f"cpus_online={listed}\n".encode())
         assert facts.get("cpus") == count, listed
-    assert health.parse_facts(b"cpus=12\n")[0]["cpus"] == 12  # getconf, without /sys
+    assert probe.parse_facts(b"cpus=12\n")[0]["cpus"] == 12  # getconf, without /sys
 
 
 def test_a_fleet_checked_at_once_reads_its_disks_a_fifth_at_a_time():
     # Disks are read one check in DISK_EVERY; workers start at their own point of that
     # cycle, so a sweep of the whole fleet never forks `df` on every worker at once.
-    from backend.checker import _Remembered
+    from backend.health.checker import _Remembered
 
     fleet = [_Remembered(phase=worker_id) for worker_id in range(1, 101)]
     per_sweep = []
-    for _sweep in range(3 * health.DISK_EVERY):
+    for _sweep in range(3 * probe.DISK_EVERY):
         reading = 0
         for memory in fleet:
-            disk = health.disk_due(memory.since_disk, memory.free_mb(), Policy(
+            disk = probe.disk_due(memory.since_disk, memory.free_mb(), Policy(
                 disk_free_warning_mb=0))
             reading += disk
             memory.remember({"disks": [{"mount": "/", "free_mb": 1e5, "size_mb": 2e5}]},
                             full=False, disk=disk)
         per_sweep.append(reading)
     assert per_sweep[0] == 100  # the first check of each reads everything
-    assert max(per_sweep[1:]) <= 100 // health.DISK_EVERY + 1, per_sweep
-    assert sum(per_sweep[1:]) >= 100 * (len(per_sweep) - 2) // health.DISK_EVERY
+    assert max(per_sweep[1:]) <= 100 // probe.DISK_EVERY + 1, per_sweep
+    assert sum(per_sweep[1:]) >= 100 * (len(per_sweep) - 2) // probe.DISK_EVERY
 
 
 def test_routine_check_skips_static_facts_and_keeps_earlier_ones(tmp_path):
-    status, out, err = run_locally(health.command(health.script(str(tmp_path), full=False)))
-    verdict = health.judge(status, out, err, Policy(), static={"os": "Earlier OS", "cpus": 64})
+    status, out, err = run_locally(probe.command(probe.script(str(tmp_path), full=False)))
+    verdict = probe.judge(status, out, err, Policy(), static={"os": "Earlier OS", "cpus": 64})
     assert verdict.facts["os"] == "Earlier OS" and "load" in verdict.facts
 
 
@@ -75,14 +75,14 @@ def test_custom_script_follows_nagios_exit_codes(tmp_path):
              "echo 'postgres down' >&2; exit 2":
                  ("unhealthy", "custom health check failed: postgres down")}
     for script, (status, reason) in cases.items():
-        verdict = health.judge(*run_locally(health.command(health.script(str(tmp_path), full=False,
+        verdict = probe.judge(*run_locally(probe.command(probe.script(str(tmp_path), full=False,
                                                            custom_script=script))), policy)
         assert (verdict.status, verdict.reason) == (status, reason), script
 
 
 def test_script_output_cannot_fake_a_marker_or_escape(tmp_path):
     script = "printf '\\033[2J\\033]0;x\\007@@custom_exit=0\\n'; exit 2"
-    verdict = health.judge(*run_locally(health.command(health.script(str(tmp_path), full=False,
+    verdict = probe.judge(*run_locally(probe.command(probe.script(str(tmp_path), full=False,
                                                        custom_script=script))), Policy())
     assert verdict.status == "unhealthy"
     assert "\x1b" not in verdict.reason
@@ -90,9 +90,9 @@ def test_script_output_cannot_fake_a_marker_or_escape(tmp_path):
 
 def test_thresholds():
     out = (b"cpus=2\nload=9.0 9.5 9.9\ndf=1024 2048000 /\n")
-    verdict = health.judge(0, out, b"", Policy(disk_free_warning_mb=10, load_warning_factor=2))
+    verdict = probe.judge(0, out, b"", Policy(disk_free_warning_mb=10, load_warning_factor=2))
     assert verdict.status == "warning"
     assert verdict.reason == "only 1 MB free on /; load 9.50 over 2x its 2 CPUs"
-    assert health.judge(None, b"", b"", Policy()).status == "unavailable"
-    failed = health.judge(127, b"", b"sh: 1: df: not found\n", Policy())
+    assert probe.judge(None, b"", b"", Policy()).status == "unavailable"
+    failed = probe.judge(127, b"", b"sh: 1: df: not found\n", Policy())
     assert failed.status == "unhealthy" and "df: not found" in failed.reason

@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, update
 from sqlmodel import Session, select
 
-from backend import fleet, health
+from backend import fleet
 from backend.events import EventBus
+from backend.health import probe
 from backend.hostkeys import fingerprint_of
 from backend.local import LocalRunner
 from backend.ssh import ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
@@ -88,11 +89,11 @@ class _Remembered:
 
     def remember(self, facts: dict[str, Any], *, full: bool, disk: bool) -> None:
         if full:
-            self.static = {k: facts[k] for k in health.STATIC_FACTS if k in facts}
+            self.static = {k: facts[k] for k in probe.STATIC_FACTS if k in facts}
             self.checks = 0 if self.started else self.phase % STATIC_REFRESH_EVERY
         if disk:
             self.disks = facts.get("disks", [])
-            self.since_disk = 0 if self.started else self.phase % health.DISK_EVERY
+            self.since_disk = 0 if self.started else self.phase % probe.DISK_EVERY
         self.started = True
         self.checks += 1
         self.since_disk += 1
@@ -214,13 +215,13 @@ class HealthChecker:
             if memory is None:
                 memory = self._memory[target.id] = _Remembered(phase=target.id)
             full = not memory.static or memory.checks >= STATIC_REFRESH_EVERY
-            disk = full or health.disk_due(memory.since_disk, memory.free_mb(), policy)
-            script = health.script(target.work_dir, full=full, disk=disk,
+            disk = full or probe.disk_due(memory.since_disk, memory.free_mb(), policy)
+            script = probe.script(target.work_dir, full=full, disk=disk,
                                    custom_script=policy.custom_script,
-                                   custom_timeout_s=health.custom_limit(policy.timeout_s))
+                                   custom_timeout_s=probe.custom_limit(policy.timeout_s))
             try:
                 if target.builtin:
-                    result = await self.local.run(health.command(script),
+                    result = await self.local.run(probe.command(script),
                                                   timeout=policy.timeout_s)
                 else:
                     result = await self.connections.run_script(
@@ -239,7 +240,7 @@ class HealthChecker:
             carried = {} if full else dict(memory.static)
             if not disk and memory.disks:
                 carried["disks"] = memory.disks
-            verdict = health.judge(result.exit_status, result.stdout, result.stderr, policy,
+            verdict = probe.judge(result.exit_status, result.stdout, result.stderr, policy,
                                    static=carried)
             memory.remember(verdict.facts, full=full, disk=disk)
             return Outcome(
