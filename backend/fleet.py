@@ -14,7 +14,6 @@ from sqlmodel import Session, select
 
 from backend import validation
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.hostkeys import fingerprint_of
 from backend.store.db import Store
 from backend.store.models import (
     BUILTIN_WORKER,
@@ -30,6 +29,7 @@ from backend.store.models import (
     Worker,
     utcnow,
 )
+from backend.transport.hostkeys import fingerprint_of
 from wire.server import Policy
 from wire.workers import WorkerCreate
 

@@ -22,9 +22,9 @@ from sqlmodel import Session, select
 
 from backend.errors import InvalidInput
 from backend.fleet import iso
-from backend.remote import StepProcess
 from backend.store.db import Store, write_retrying
 from backend.store.models import HEALTHY, Lease, Pool, PoolMember, Run, Worker, utcnow
+from backend.transport.remote import StepProcess
 
 log = logging.getLogger(__name__)
 

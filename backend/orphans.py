@@ -20,9 +20,9 @@ from sqlmodel import select
 from backend.events import EventBus
 from backend.fleet import audit
 from backend.leases import Leases
-from backend.remote import StepProcess, Transport, kill_group
 from backend.store.db import Store, write_retrying
 from backend.store.models import Lease, Worker
+from backend.transport.remote import StepProcess, Transport, kill_group
 
 log = logging.getLogger(__name__)
 

@@ -28,17 +28,6 @@ from backend.fleet import audit, iso
 from backend.launch import prepare, resolve_pool
 from backend.leases import Granted, Leases, NoWorker
 from backend.logstore import LogHub, LogStoreFull, RunLog, last_seq
-from backend.remote import (
-    LocalTransport,
-    SSHTransport,
-    StepProcess,
-    StepResult,
-    Transport,
-    new_marker,
-    run_step,
-    script_text,
-)
-from backend.ssh import ConnectionPool, SSHFailure
 from backend.store.db import DATA_DIR_FULL, Store, write_retrying
 from backend.store.models import (
     CANCELLED,
@@ -56,6 +45,17 @@ from backend.store.models import (
     RunStep,
     utcnow,
 )
+from backend.transport.remote import (
+    LocalTransport,
+    SSHTransport,
+    StepProcess,
+    StepResult,
+    Transport,
+    new_marker,
+    run_step,
+    script_text,
+)
+from backend.transport.ssh import ConnectionPool, SSHFailure
 from backend.validation import free_text
 from backend.vault import Vault
 from wire.runbook import RunbookDef, Step

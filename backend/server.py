@@ -44,8 +44,8 @@ from backend.health.checker import HealthChecker
 from backend.logstore import LogHub
 from backend.orphans import Reaper
 from backend.runs import RunEngine
-from backend.ssh import ConnectionPool
 from backend.store.db import Store
+from backend.transport.ssh import ConnectionPool
 from backend.usage import Usage
 from backend.vault import Vault
 from wire.datadir import DataDir

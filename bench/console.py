@@ -195,8 +195,8 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
     from backend.events import EventBus
     from backend.health.checker import HealthChecker, Outcome
     from backend.leases import Leases
-    from backend.ssh import ConnectionPool
     from backend.store.db import Store
+    from backend.transport.ssh import ConnectionPool
     from backend.usage import Usage
 
     copy = database.parent / "copy.db"

@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from backend.health import probe
-from backend.local import LocalRunner
+from backend.transport.local import LocalRunner
 from wire.server import Policy
 
 

@@ -9,7 +9,7 @@ from conftest import public_key
 from waiting import eventually_async
 
 from backend.localssh import LocalSSHServer
-from backend.ssh import OUTPUT_LIMIT, ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
+from backend.transport.ssh import OUTPUT_LIMIT, ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
 
 
 @pytest.fixture

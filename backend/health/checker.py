@@ -19,11 +19,11 @@ from sqlmodel import Session, select
 from backend import fleet
 from backend.events import EventBus
 from backend.health import probe
-from backend.hostkeys import fingerprint_of
-from backend.local import LocalRunner
-from backend.ssh import ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
 from backend.store.db import Store
 from backend.store.models import DISABLED, UNAVAILABLE, HealthCheck, HostKey, Worker, utcnow
+from backend.transport.hostkeys import fingerprint_of
+from backend.transport.local import LocalRunner
+from backend.transport.ssh import ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
 from wire.server import Policy
 
 log = logging.getLogger(__name__)

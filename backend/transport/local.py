@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from backend.ssh import CommandResult, SSHFailure, read_bounded
+from backend.transport.ssh import CommandResult, SSHFailure, read_bounded
 
 
 class LocalRunner:

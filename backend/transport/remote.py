@@ -340,7 +340,7 @@ class LocalTransport:
 
     async def run(self, command: str, timeout: float) -> tuple[int | None, bytes]:
         # The health checks' runner: bounded output, and a timeout that kills, not leaks.
-        from backend.local import LocalRunner
+        from backend.transport.local import LocalRunner
 
         result = await LocalRunner().run(command, timeout=timeout)
         return result.exit_status, result.stdout

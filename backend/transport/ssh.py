@@ -21,7 +21,13 @@ from pathlib import Path
 import asyncssh
 
 from backend.health.checkshell import OUTPUT_LIMIT, CheckShell, ShellGone
-from backend.hostkeys import HostKeyDecision, KnownHosts, export_key, fingerprint_of, same_key
+from backend.transport.hostkeys import (
+    HostKeyDecision,
+    KnownHosts,
+    export_key,
+    fingerprint_of,
+    same_key,
+)
 from wire.text import clean_line
 
 # AES-GCM first: asyncssh runs it in OpenSSL, where its chacha20-poly1305 spends part of
