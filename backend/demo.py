@@ -11,8 +11,9 @@ from pathlib import Path
 import asyncssh
 from sqlmodel import select
 
-from backend import fleet, launch, runbooks
+from backend import fleet
 from backend.localssh import LocalSSHServer
+from backend.runs import launch, runbooks
 from backend.server import Backend
 from backend.store.models import HostKey, Pool, Worker
 from wire.datadir import DataDir

@@ -41,13 +41,13 @@ from backend.api.names import KeepSlashes
 from backend.errors import WorkdeckError
 from backend.events import EventBus
 from backend.health.checker import HealthChecker
-from backend.logstore import LogHub
-from backend.orphans import Reaper
-from backend.runs import RunEngine
+from backend.runs.engine import RunEngine
+from backend.runs.logstore import LogHub
+from backend.runs.orphans import Reaper
+from backend.runs.vault import Vault
 from backend.store.db import Store
 from backend.transport.ssh import ConnectionPool
 from backend.usage import Usage
-from backend.vault import Vault
 from wire.datadir import DataDir
 from wire.errors import ErrorBody, code_for
 from wire.serverlock import AlreadyRunning, ServerLock

@@ -15,7 +15,7 @@ from sqlalchemy import DateTime, bindparam, func, insert, text
 from sqlmodel import select
 
 from backend.events import EventBus
-from backend.leases import Leases
+from backend.runs.leases import Leases
 from backend.store.db import Store, for_client
 from backend.store.models import Lease, PoolSample
 from wire.constants import HISTORY_S

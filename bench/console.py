@@ -194,7 +194,7 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
     """The server's own work at this size, timed in this process on a copy of the store."""
     from backend.events import EventBus
     from backend.health.checker import HealthChecker, Outcome
-    from backend.leases import Leases
+    from backend.runs.leases import Leases
     from backend.store.db import Store
     from backend.transport.ssh import ConnectionPool
     from backend.usage import Usage

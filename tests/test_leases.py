@@ -12,7 +12,7 @@ from waiting import eventually_async
 
 from backend import fleet, usage
 from backend.events import EventBus
-from backend.leases import Leases, NoWorker
+from backend.runs.leases import Leases, NoWorker
 from backend.store.db import Store
 from backend.store.models import HEALTHY, UNAVAILABLE, Lease, Pool, PoolSample, Run, Worker
 from wire.workers import WorkerCreate

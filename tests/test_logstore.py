@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from backend import logstore
-from backend.logstore import LogHub, RunLog, read
+from backend.runs import logstore
+from backend.runs.logstore import LogHub, RunLog, read
 from wire.logcodec import expand
 
 

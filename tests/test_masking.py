@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from test_runs import import_runbook, launch, setup_fleet, wait_run
 
-from backend.logstore import MAX_LINE, LogHub, RunLog, read
+from backend.runs.logstore import MAX_LINE, LogHub, RunLog, read
 from wire.logcodec import expand
 
 SECRET = "s3cr3t-Value"

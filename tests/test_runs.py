@@ -491,7 +491,7 @@ def subprocess_ok(args):
 
 
 async def test_the_output_limit_truncates_with_a_marker(tmp_path):
-    from backend.logstore import LogHub, RunLog, read
+    from backend.runs.logstore import LogHub, RunLog, read
     from backend.store.db import Store
     from wire.logcodec import expand
 

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from backend import fleet, usage
 from backend.api.deps import ActorDep, BackendDep, encoded
-from backend.leases import leases_of
+from backend.runs.leases import leases_of
 from backend.store.db import for_client
 from wire.pools import Pool, PoolCreate, PoolDetail, PoolUpdate
 

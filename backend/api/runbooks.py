@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 
-from backend import launch, runbooks
 from backend.api.deps import ActorDep, BackendDep
 from backend.errors import Conflict, InvalidInput
+from backend.runs import launch, runbooks
 from wire.runbook import (
     RunbookDef,
     RunbookError,

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import launch, logsearch, logstore
 from backend.api.deps import ActorDep, BackendDep, Count, LineNumber, RunId
 from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
+from backend.runs import launch, logsearch, logstore
 from backend.store.models import FINISHED
 from wire import jsontext
 from wire.events import LogChunk, LogEnd, Skipped, WaitingNow

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from backend.events import EventBus
 from backend.fleet import audit
-from backend.leases import Leases
+from backend.runs.leases import Leases
 from backend.store.db import Store, write_retrying
 from backend.store.models import Lease, Worker
 from backend.transport.remote import StepProcess, Transport, kill_group

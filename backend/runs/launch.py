@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend import fleet, runbooks, validation
+from backend import fleet, validation
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.fleet import audit
-from backend.leases import Leases
-from backend.logstore import MIN_MASKED
+from backend.runs import runbooks
+from backend.runs.leases import Leases
+from backend.runs.logstore import MIN_MASKED
 from backend.store.db import Store
 from backend.store.models import DEFAULT_POOL, Environment, Pool
 from wire.runbook import RunbookDef, Step

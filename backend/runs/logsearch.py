@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from backend.logstore import read, read_back
+from backend.runs.logstore import read, read_back
 from backend.store.db import Store
 from wire.logcodec import expand, is_error, may_hold_error
 

@@ -25,9 +25,10 @@ from backend import fleet
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.events import EventBus
 from backend.fleet import audit, iso
-from backend.launch import prepare, resolve_pool
-from backend.leases import Granted, Leases, NoWorker
-from backend.logstore import LogHub, LogStoreFull, RunLog, last_seq
+from backend.runs.launch import prepare, resolve_pool
+from backend.runs.leases import Granted, Leases, NoWorker
+from backend.runs.logstore import LogHub, LogStoreFull, RunLog, last_seq
+from backend.runs.vault import Vault
 from backend.store.db import DATA_DIR_FULL, Store, write_retrying
 from backend.store.models import (
     CANCELLED,
@@ -57,7 +58,6 @@ from backend.transport.remote import (
 )
 from backend.transport.ssh import ConnectionPool, SSHFailure
 from backend.validation import free_text
-from backend.vault import Vault
 from wire.runbook import RunbookDef, Step
 from wire.runs import DecisionRequest, LaunchRequest
 
