@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 # (inventory is first-party or third-party depending on where ruff runs; keep it last either way.)
-from backend.inventory import (
+from console.inventory import (
     InventoryError,
     WorkerSpec,
     load_inventory,

@@ -74,7 +74,7 @@ def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
 def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_key: bool,
                   as_json: bool) -> None:
     """Register workers from an Ansible INI/YAML inventory or an ssh_config file."""
-    from backend.inventory import InventoryError, load_inventory
+    from console.inventory import InventoryError, load_inventory
 
     try:
         specs = load_inventory(file)
