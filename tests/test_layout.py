@@ -1,0 +1,24 @@
+"""Where things live: the route modules depend on the backend's parts, never on the
+server module that assembles them (no import circle between routes and server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_route_modules_never_import_the_server_module():
+    routes = sorted(p.stem for p in (ROOT / "backend" / "api").glob("*.py")
+                    if p.stem != "__init__")
+    assert {"workers", "pools", "runs", "events"} <= set(routes)
+    probe = ("import importlib, sys\n"
+             f"for name in {routes!r}:\n"
+             "    importlib.import_module('backend.api.' + name)\n"
+             "print('backend.server' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", "a route module imports backend.server"
