@@ -1,0 +1,143 @@
+"""Pools in the store: their members, their figures (slots, leases, queue), changes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from backend import validation
+from backend.errors import Conflict, NotFound
+from backend.fleet.audit import audit
+from backend.store.db import Store
+from backend.store.models import (
+    Pool,
+    PoolMember,
+    Worker,
+)
+
+
+def _pool(session: Session, name: str) -> Pool:
+    pool = session.exec(select(Pool).where(Pool.name == name)).first()
+    if pool is None:
+        raise NotFound(f"No pool is named {name!r}.")
+    return pool
+
+
+def ensure_pools(session: Session, names: Iterable[str], actor: str) -> list[Pool]:
+    pools = []
+    for raw in names:
+        name = validation.pool_name(raw)
+        pool = session.exec(select(Pool).where(Pool.name == name)).first()
+        if pool is None:
+            pool = Pool(name=name)
+            session.add(pool)
+            session.flush()
+            audit(session, actor, "pool.add", name, "created for a new worker")
+        pools.append(pool)
+    return pools
+
+
+_FIGURES = """
+SELECT p.name,
+       COUNT(w.id) AS workers,
+       COALESCE(SUM(w.enabled AND w.status = 'healthy'), 0) AS healthy,
+       COALESCE(SUM(CASE WHEN w.enabled AND w.status = 'healthy' AND NOT w.draining
+                         THEN w.capacity ELSE COALESCE(l.n, 0) END), 0) AS capacity,
+       COALESCE(SUM(l.n), 0) AS leased,
+       COALESCE(SUM(w.draining), 0) AS draining,
+       p.id
+FROM pool p
+LEFT JOIN pool_member pm ON pm.pool_id = p.id
+LEFT JOIN worker w ON w.id = pm.worker_id
+LEFT JOIN (SELECT worker_id, COUNT(*) AS n FROM lease GROUP BY worker_id) l
+       ON l.worker_id = w.id
+{where}
+GROUP BY p.id
+"""
+_ALL_FIGURES = text(_FIGURES.format(where=""))
+_ONE_FIGURES = text(_FIGURES.format(where="WHERE p.name = :name"))
+
+
+def pool_figures(store: Store, queued: Mapping[str, int] | None = None,
+                 name: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every pool's slots now (or one pool's): {name: {capacity, leased, queued,
+    utilization, ...}}.
+
+    A pool's capacity is what its members can hold: each healthy, enabled worker that
+    takes new leases counts its capacity; any other member (draining, disabled, gone
+    unhealthy) counts the slots its running steps still hold. So `leased` never exceeds
+    `capacity`, and no slot is shown taken by nothing.
+    """
+    queued = queued or {}
+    with store.read() as session:
+        connection = session.connection()
+        rows = (connection.execute(_ALL_FIGURES) if name is None
+                else connection.execute(_ONE_FIGURES, {"name": name})).all()
+    return {
+        pool: {"capacity": capacity, "leased": leased, "queued": queued.get(pool, 0),
+               "utilization": round(leased / capacity, 3) if capacity else 0.0,
+               "healthy_workers": healthy, "workers": workers, "draining_workers": draining,
+               "pool_id": pool_id}
+        for pool, workers, healthy, capacity, leased, draining, pool_id in rows
+    }
+
+
+def pool_public(pool: Pool, members: list[str], figure: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": pool.name,
+        "description": pool.description,
+        "default": pool.is_default,
+        "members": members,
+        **{k: v for k, v in figure.items() if k != "pool_id"},
+    }
+
+
+def list_pools(store: Store, queued: Mapping[str, int] | None = None,
+               name: str | None = None) -> list[dict[str, Any]]:
+    """Every pool (or the one named) with its members' names and its figures."""
+    figures = pool_figures(store, queued, name)
+    with store.read() as session:
+        query = select(Pool).order_by(Pool.name)
+        members_query = (select(PoolMember.pool_id, Worker.name)
+                         .join(Worker, Worker.id == PoolMember.worker_id).order_by(Worker.name))
+        if name is not None:
+            query = query.where(Pool.name == name)
+            members_query = members_query.join(Pool, Pool.id == PoolMember.pool_id).where(
+                Pool.name == name)
+        pools = session.exec(query).all()
+        members: dict[int, list[str]] = defaultdict(list)
+        for pool_id, member in session.exec(members_query):
+            members[pool_id].append(member)
+        return [pool_public(p, members.get(p.id, []), figures[p.name]) for p in pools]
+
+
+def get_pool(store: Store, name: str, queued: Mapping[str, int] | None = None
+             ) -> dict[str, Any]:
+    found = list_pools(store, queued, name)
+    if not found:
+        raise NotFound(f"No pool is named {name!r}.")
+    return found[0]
+
+
+def add_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
+    name = validation.pool_name(name)
+    description = validation.free_text(description, 500, one_line=True)
+    with store.write() as session:
+        if session.exec(select(Pool).where(Pool.name == name)).first():
+            raise Conflict(f"A pool named {name!r} already exists.")
+        session.add(Pool(name=name, description=description))
+        audit(session, actor, "pool.add", name, description)
+    return get_pool(store, name)
+
+
+def describe_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
+    with store.write() as session:
+        pool = _pool(session, name)
+        pool.description = validation.free_text(description, 500, one_line=True)
+        session.add(pool)
+        audit(session, actor, "pool.describe", name, pool.description)
+    return get_pool(store, name)
