@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import __version__, advisor, fleet, retention
+from backend import __version__, fleet
 from backend.api import (
     checks,
     events,
@@ -40,14 +40,16 @@ from backend.api.limits import BodyLimit
 from backend.api.names import KeepSlashes
 from backend.errors import WorkdeckError
 from backend.events import EventBus
+from backend.fleet import advisor
+from backend.fleet.usage import Usage
 from backend.health.checker import HealthChecker
 from backend.runs.engine import RunEngine
 from backend.runs.logstore import LogHub
 from backend.runs.orphans import Reaper
 from backend.runs.vault import Vault
+from backend.store import retention
 from backend.store.db import Store
 from backend.transport.ssh import ConnectionPool
-from backend.usage import Usage
 from wire.datadir import DataDir
 from wire.errors import ErrorBody, code_for
 from wire.serverlock import AlreadyRunning, ServerLock

@@ -193,11 +193,11 @@ def console_probe(data_dir: str, pools: int) -> None:
 def server_costs(database: Path, workers: int) -> dict[str, float]:
     """The server's own work at this size, timed in this process on a copy of the store."""
     from backend.events import EventBus
+    from backend.fleet.usage import Usage
     from backend.health.checker import HealthChecker, Outcome
     from backend.runs.leases import Leases
     from backend.store.db import Store
     from backend.transport.ssh import ConnectionPool
-    from backend.usage import Usage
 
     copy = database.parent / "copy.db"
     shutil.copy(database, copy)
@@ -224,7 +224,7 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
             sweeps.append(time.perf_counter() - started)
             await subscription.next_batch(0)
         from backend import fleet as fleet_store
-        from backend import usage as usage_store
+        from backend.fleet import usage as usage_store
 
         for name, read in (("pools", lambda: fleet_store.list_pools(store)),
                            ("history", lambda: usage_store.history(store)),

@@ -10,8 +10,9 @@ from sqlalchemy import func, update
 from sqlmodel import select
 from waiting import eventually_async
 
-from backend import fleet, usage
+from backend import fleet
 from backend.events import EventBus
+from backend.fleet import usage
 from backend.runs.leases import Leases, NoWorker
 from backend.store.db import Store
 from backend.store.models import HEALTHY, UNAVAILABLE, Lease, Pool, PoolSample, Run, Worker

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
+from backend.fleet.validation import free_text
 from backend.store.db import for_client
-from backend.validation import free_text
 from wire import jsontext
 
 if TYPE_CHECKING:

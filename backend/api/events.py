@@ -10,9 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend import usage
 from backend.api.deps import BackendDep
 from backend.api.streams import ANSWER, sends
+from backend.fleet import usage
 from backend.runs import launch, runbooks
 from backend.store.db import for_client
 from wire import jsontext

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from backend import fleet, usage
+from backend import fleet
 from backend.api.deps import ActorDep, BackendDep, encoded
+from backend.fleet import usage
 from backend.runs.leases import leases_of
 from backend.store.db import for_client
 from wire.pools import Pool, PoolCreate, PoolDetail, PoolUpdate

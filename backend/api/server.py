@@ -7,8 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend import advisor, fleet, retention
+from backend import fleet
 from backend.api.deps import ActorDep, BackendDep, Count
+from backend.fleet import advisor
+from backend.store import retention
 from backend.store.models import BUILTIN_WORKER
 from wire.server import AuditEvent, Finding, ServerStatus, Settings, SettingsUpdate, Stopping
 

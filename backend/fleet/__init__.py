@@ -1,5 +1,7 @@
 """The fleet in the store: workers, pools, settings and the audit log, each in its own
-module; what the rest of the backend calls is named here, as `fleet.list_workers`."""
+module, what is valid in them (validation), the recommendations they are held to
+(advisor) and pools' utilization over time (usage). What the rest of the backend calls
+of the first four is named here, as `fleet.list_workers`."""
 
 from backend.fleet.audit import audit, iso, list_audit
 from backend.fleet.pools import add_pool, describe_pool, get_pool, list_pools, pool_figures

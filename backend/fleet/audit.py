@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from backend import validation
+from backend.fleet import validation
 from backend.store.db import Store
 from backend.store.models import AuditEvent
 

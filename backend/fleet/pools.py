@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from backend import validation
 from backend.errors import Conflict, NotFound
+from backend.fleet import validation
 from backend.fleet.audit import audit
 from backend.store.db import Store
 from backend.store.models import (

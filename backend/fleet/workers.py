@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
-from backend import validation
 from backend.errors import Conflict, InvalidInput, NotFound
+from backend.fleet import validation
 from backend.fleet.audit import audit, iso
 from backend.fleet.pools import ensure_pools
 from backend.fleet.settings import get_setting, put_setting

@@ -25,6 +25,7 @@ from backend import fleet
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.events import EventBus
 from backend.fleet import audit, iso
+from backend.fleet.validation import free_text
 from backend.runs.launch import prepare, resolve_pool
 from backend.runs.leases import Granted, Leases, NoWorker
 from backend.runs.logstore import LogHub, LogStoreFull, RunLog, last_seq
@@ -57,7 +58,6 @@ from backend.transport.remote import (
     script_text,
 )
 from backend.transport.ssh import ConnectionPool, SSHFailure
-from backend.validation import free_text
 from wire.runbook import RunbookDef, Step
 from wire.runs import DecisionRequest, LaunchRequest
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend import fleet, validation
+from backend import fleet
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.fleet import audit
+from backend.fleet import audit, validation
 from backend.runs import runbooks
 from backend.runs.leases import Leases
 from backend.runs.logstore import MIN_MASKED

@@ -1,1 +1,3 @@
-"""The store: its engine and sessions (db), its tables (models), their migrations."""
+"""The store: its engine and sessions (db), its tables (models), their migrations, and
+what is kept how long (retention).
+"""

@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend import fleet, validation
+from backend import fleet
 from backend.errors import InvalidInput
+from backend.fleet import validation
 from backend.store.db import Store
 from backend.store.models import BUILTIN_WORKER, Pool, Worker
 
