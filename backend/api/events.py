@@ -30,7 +30,7 @@ def _sse(event: str, data: Any) -> bytes:
 
 class _Encoded:
     """Each worker's JSON, made once per version of it: a snapshot of ten thousand workers
-    is then a join of strings, not megabytes encoded again for every console.
+    is then a join of bytes, not megabytes encoded again for every console.
 
     Workers go as rows under one list of column names (`worker_columns`): their keys
     repeated ten thousand times were half of the snapshot, and of the time a console
@@ -38,16 +38,16 @@ class _Encoded:
     """
 
     def __init__(self) -> None:
-        self._made: dict[str, tuple[Any, str]] = {}
+        self._made: dict[str, tuple[Any, bytes]] = {}
         self._columns: list[str] = []
         self._lock = threading.Lock()  # two consoles may connect at once
 
-    def workers(self, latest: dict[str, dict[str, Any]]) -> tuple[list[str], str]:
+    def workers(self, latest: dict[str, dict[str, Any]]) -> tuple[list[str], bytes]:
         """(columns, the JSON list of rows) of every worker, sorted by name."""
         with self._lock:
             return self._workers(latest)
 
-    def _workers(self, latest: dict[str, dict[str, Any]]) -> tuple[list[str], str]:
+    def _workers(self, latest: dict[str, dict[str, Any]]) -> tuple[list[str], bytes]:
         columns = list(next(iter(latest.values()))) if latest else []
         if columns != self._columns:
             self._made.clear()  # the shape changed (a new version): encode everything
@@ -59,21 +59,21 @@ class _Encoded:
             known = made.get(name)
             if known is None or known[0] is not worker:
                 row = [worker.get(column) for column in columns]
-                known = made[name] = (worker, jsontext.dumps(row).decode())
+                known = made[name] = (worker, jsontext.dumps(row))
             parts.append(known[1])
         if len(made) > len(latest):
             for gone in set(made) - set(latest):
                 del made[gone]
-        return columns, "[" + ",".join(parts) + "]"
+        return columns, b"[" + b",".join(parts) + b"]"
 
 
 _ENCODED = _Encoded()
 
 
-def _snapshot(workers: tuple[list[str], str], rest: dict[str, Any]) -> bytes:
+def _snapshot(workers: tuple[list[str], bytes], rest: dict[str, Any]) -> bytes:
     columns, rows = workers
-    body = jsontext.dumps({"worker_columns": columns, **rest}).decode()
-    return f'event: snapshot\ndata: {{"worker_rows":{rows},{body[1:]}\n\n'.encode()
+    body = jsontext.dumps({"worker_columns": columns, **rest})
+    return b'event: snapshot\ndata: {"worker_rows":' + rows + b"," + body[1:] + b"\n\n"
 
 
 @router.get("/events", response_class=StreamingResponse, responses=ANSWER)

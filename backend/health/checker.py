@@ -324,7 +324,8 @@ class HealthChecker:
             batch = [o for o in batch if o.worker_id in live]
             rows = []
             for o in batch:
-                row = {"id": o.worker_id, "status": o.status, "reason": o.reason,
+                # `worker` is the WHERE clause's id; the other keys are what is SET.
+                row = {"worker": o.worker_id, "status": o.status, "reason": o.reason,
                        "checked_at": now, "latency_ms": o.latency_ms}
                 if o.connect_ms is not None:
                     row["connect_ms"] = o.connect_ms
@@ -339,10 +340,7 @@ class HealthChecker:
                 shapes.setdefault(tuple(sorted(row)), []).append(row)
             connection = session.connection()
             for same in shapes.values():
-                # The SET clause is the rows' other keys; the row's id goes to WHERE.
-                connection.execute(_UPDATE_WORKER, [
-                    {**{k: v for k, v in row.items() if k != "id"}, "worker": row["id"]}
-                    for row in same])
+                connection.execute(_UPDATE_WORKER, same)
             if batch:
                 connection.execute(insert(HealthCheck.__table__), [
                     {"worker_id": o.worker_id, "checked_at": now, "status": o.status,
