@@ -12,9 +12,9 @@ import asyncssh
 from sqlmodel import select
 
 from backend import fleet
+from backend.core import Backend
 from backend.localssh import LocalSSHServer
 from backend.runs import launch, runbooks
-from backend.server import Backend
 from backend.store.models import HostKey, Pool, Worker
 from wire.datadir import DataDir
 from wire.runbook import parse_toml
@@ -113,8 +113,9 @@ async def _start_fleet(backend: Backend, servers: list[LocalSSHServer]) -> None:
         if state == "maintenance":
             (root / ".maintenance").write_text("kernel upgrade scheduled by alice")
     await asyncio.to_thread(_register, backend, servers, str(key_path))
-    await backend.checker.reload_policy()
-    await backend.resync()
+    await backend.changed("policy")
+    await backend.changed("worker")
+    await backend.changed("pool")
     log.info("demo fleet of %d SSH workers listening on loopback", len(servers))
 
 

@@ -47,5 +47,5 @@ async def get_policy(backend: BackendDep) -> Policy:
 @router.put("/policy")
 async def set_policy(policy: Policy, backend: BackendDep, actor: ActorDep) -> Policy:
     await asyncio.to_thread(fleet.set_policy, backend.store, policy, actor)
-    await backend.checker.reload_policy()
+    await backend.changed("policy")
     return policy

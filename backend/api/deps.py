@@ -12,7 +12,7 @@ from backend.store.db import for_client
 from wire import jsontext
 
 if TYPE_CHECKING:
-    from backend.server import Backend
+    from backend.core import Backend
 
 
 def get_backend(request: Request) -> Backend:

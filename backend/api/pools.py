@@ -28,11 +28,7 @@ async def list_pools(backend: BackendDep) -> Response:
 async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.add_pool, backend.store, body.name, body.description,
                                    actor)
-    backend.bus.publish("pool", pool["name"], pool)
-    backend.usage.figures.reread()
-    backend.usage.wake()
-    backend.advice_due()
-    return pool
+    return (await backend.changed("pool", [pool["name"]]))[0]
 
 
 @router.put("/{name:name}", response_model=Pool)
@@ -40,10 +36,7 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
                       actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
                                    actor)
-    backend.usage.figures.reread()
-    backend.bus.publish("pool", pool["name"], pool)
-    backend.advice_due()
-    return pool
+    return (await backend.changed("pool", [pool["name"]]))[0]
 
 
 @router.get("/{name:name}", response_model=PoolDetail)

@@ -41,9 +41,7 @@ async def import_runbook(body: RunbookUpload, backend: BackendDep,
         raise Conflict(f"A runbook named {definition.name!r} already exists: give this one "
                        f"another name{kept}, or edit that one.")
     saved = await asyncio.to_thread(runbooks.save, backend.store, definition, actor)
-    listed = await asyncio.to_thread(runbooks.list_all, backend.store)
-    backend.bus.publish("runbook", definition.name,
-                        next(b for b in listed if b["name"] == definition.name))
+    await backend.changed("runbook", [definition.name])
     return saved
 
 
@@ -70,9 +68,7 @@ async def import_runbooks(body: RunbookImport, backend: BackendDep,
         raise InvalidInput(" ".join(refusals) + (" Nothing was imported." if
                                                   len(body.files) > 1 else ""))
     saved = await asyncio.to_thread(runbooks.save_all, backend.store, definitions, actor)
-    listed = {b["name"]: b for b in await asyncio.to_thread(runbooks.list_all, backend.store)}
-    for definition in definitions:
-        backend.bus.publish("runbook", definition.name, listed[definition.name])
+    await backend.changed("runbook", [d.name for d in definitions])
     return saved
 
 
@@ -89,7 +85,7 @@ async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
 @router.delete("/runbooks/{name:name}", status_code=204, response_class=Response)
 async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(runbooks.remove, backend.store, name, actor)
-    backend.bus.publish("runbook.removed", name)
+    await backend.changed("runbook", [name])
 
 
 @router.get("/environments", response_model=list[str])
@@ -101,5 +97,5 @@ async def list_environments(backend: BackendDep) -> list[str]:
 async def add_environment(body: EnvironmentCreate, backend: BackendDep,
                           actor: ActorDep) -> dict[str, Any]:
     created = await asyncio.to_thread(launch.add_environment, backend.store, body.name, actor)
-    backend.bus.publish("environment", created["name"], created)
+    await backend.changed("environment", [created["name"]])
     return created

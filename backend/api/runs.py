@@ -33,7 +33,7 @@ async def launch_run(body: LaunchRequest, backend: BackendDep,
 
 @router.post("/plan", response_model=Plan)
 async def plan(body: LaunchRequest, backend: BackendDep) -> dict[str, Any]:
-    return await asyncio.to_thread(launch.plan, backend.store, backend.runs.leases, body)
+    return await asyncio.to_thread(launch.plan, backend.store, backend.leases, body)
 
 
 @router.get("", response_model=list[RunSummary])

@@ -39,9 +39,7 @@ async def put_settings(body: SettingsUpdate, backend: BackendDep,
     if body.builtin_worker is not None:
         await asyncio.to_thread(fleet.set_builtin_worker, backend.store, body.builtin_worker,
                                 actor)
-        if not body.builtin_worker:
-            backend.bus.publish("worker.removed", BUILTIN_WORKER)
-        await backend.resync()
+        await backend.changed("worker", [BUILTIN_WORKER])
     if body.worker_name_pattern is not None or body.pool_name_pattern is not None:
         await asyncio.to_thread(advisor.set_naming, backend.store, actor,
                                 worker=body.worker_name_pattern, pool=body.pool_name_pattern)
@@ -51,7 +49,7 @@ async def put_settings(body: SettingsUpdate, backend: BackendDep,
         current = await asyncio.to_thread(retention.get, backend.store)
         changed = current.model_copy(update={k: v for k, v in kept.items() if v is not None})
         await asyncio.to_thread(retention.put, backend.store, changed, actor)
-    backend.advice_due()
+    await backend.changed("settings")
     return await asyncio.to_thread(backend.settings)
 
 

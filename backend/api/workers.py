@@ -27,7 +27,7 @@ async def list_workers(backend: BackendDep) -> Response:
 @router.post("", status_code=201, response_model=Worker)
 async def add_worker(spec: WorkerCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.add_workers, backend.store, [spec], actor)
-    return await backend.workers_changed([spec.name], check=True)
+    return (await backend.changed("worker", [spec.name], check=True))[0]
 
 
 @router.post("/import", status_code=201, response_model=list[Worker])
@@ -41,9 +41,7 @@ async def import_workers(body: WorkerImport, backend: BackendDep,
         for w in body.workers
     ]
     names = await asyncio.to_thread(fleet.add_workers, backend.store, specs, actor)
-    await backend.workers_changed(names)
-    return await encoded(await asyncio.to_thread(fleet.list_workers, backend.store, names),
-                         status_code=201)
+    return await encoded(await backend.changed("worker", names), status_code=201)
 
 
 @router.get("/{name:name}/history", response_model=list[HealthRecord])
@@ -59,38 +57,35 @@ async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
 @router.delete("/{name:name}", status_code=204, response_class=Response)
 async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
-    await backend.connections.drop(name)
-    backend.checker.invalidate()
-    backend.usage.figures.reread()
-    backend.bus.publish("worker.removed", name)
+    await backend.changed("worker", [name])
 
 
 @router.post("/{name:name}/enable", response_model=Worker)
 async def enable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, True, actor)
-    return await backend.workers_changed([name], check=True)
+    return (await backend.changed("worker", [name], check=True))[0]
 
 
 @router.post("/{name:name}/disable", response_model=Worker)
 async def disable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, False, actor)
-    return await backend.workers_changed([name])
+    return (await backend.changed("worker", [name]))[0]
 
 
 @router.post("/{name:name}/drain", response_model=Worker)
 async def drain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, True, actor)
-    return await backend.workers_changed([name])
+    return (await backend.changed("worker", [name]))[0]
 
 
 @router.post("/{name:name}/undrain", response_model=Worker)
 async def undrain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, False, actor)
-    return await backend.workers_changed([name])
+    return (await backend.changed("worker", [name]))[0]
 
 
 @router.post("/{name:name}/trust", response_model=Worker)
 async def trust_worker(name: str, body: TrustRequest, backend: BackendDep,
                        actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.trust_host_key, backend.store, name, body.fingerprint, actor)
-    return await backend.workers_changed([name], check=True)
+    return (await backend.changed("worker", [name], check=True))[0]

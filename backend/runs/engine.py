@@ -184,14 +184,14 @@ def run_public(run: Run, steps: list[RunStep], waiting: _Waiting | None = None,
 
 class RunEngine:
     def __init__(self, store: Store, connections: ConnectionPool, bus: EventBus, vault: Vault,
-                 hub: LogHub, checker: Any) -> None:
+                 hub: LogHub, checker: Any, leases: Leases) -> None:
         self.store = store
         self.connections = connections
         self.bus = bus
         self.vault = vault
         self.hub = hub
         self.checker = checker
-        self.leases = Leases(store)
+        self.leases = leases
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._waits: dict[int, _Waiting] = {}
         self._states: dict[int, _RunState] = {}  # runs under way

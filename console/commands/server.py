@@ -30,7 +30,8 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
         return
     import logging
 
-    from backend.server import Backend, ServerError, serve
+    from backend.core import Backend
+    from backend.server import ServerError, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prepare = None

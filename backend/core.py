@@ -1,0 +1,236 @@
+"""The Backend: every part one running server holds, and how a change reaches them.
+
+Routes change the store, then say so with one call, `backend.changed(kind, names)`:
+it publishes the new state of what changed to every console and wakes each part whose
+work depends on that kind of thing. What depends on what is written once, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from backend import __version__, fleet
+from backend.events import EventBus
+from backend.fleet import advisor
+from backend.fleet.usage import Usage
+from backend.health.checker import HealthChecker
+from backend.runs import launch, runbooks
+from backend.runs.engine import RunEngine
+from backend.runs.leases import Leases
+from backend.runs.logstore import LogHub
+from backend.runs.orphans import Reaper
+from backend.runs.vault import Vault
+from backend.store import retention
+from backend.store.db import Store
+from backend.transport.ssh import ConnectionPool
+from wire.datadir import DataDir
+
+log = logging.getLogger("workdeck.server")
+
+ADVICE_EVERY_S = 30.0  # health changes the advisor's findings too, without telling it
+ADVICE_MIN_GAP_S = 10.0  # at most one pass this often: it reads the whole fleet
+STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, or takes them
+
+# The kinds of thing a route may change (the push stream's topics, plus two that have
+# no row of their own to push).
+KINDS = ("worker", "pool", "runbook", "environment", "settings", "policy")
+
+
+class Backend:
+    """Everything one running server holds, shared by the API routes."""
+
+    def __init__(self, data_dir: DataDir, *, listen: str, store: Store) -> None:
+        self.data_dir = data_dir
+        self.listen = listen
+        self.store = store
+        self.bus = EventBus(retain=("worker",))
+        self.connections = ConnectionPool()
+        self.checker = HealthChecker(store, self.connections, self.bus)
+        self.hub = LogHub()
+        self.leases = Leases(store)
+        self.runs = RunEngine(store, self.connections, self.bus, Vault(data_dir.secret_key),
+                              self.hub, self.checker, self.leases)
+        self.reaper = Reaper(store, self.leases, self.bus, self.runs.transport_for,
+                             self.runs.publish_worker)
+        self.usage = Usage(store, self.leases, self.bus)
+        # Parts that change what others see, without a route in between: a lease turned
+        # orphan wants the reaper; new health results may free a slot for a queued step,
+        # and change the pools and the advisor's findings.
+        self.leases.orphan_listeners.append(self.reaper.wake)
+        self.checker.listeners.append(self.leases.wake)
+        self.checker.health_listeners.append(self.advice_due)
+        self.checker.health_listeners.append(self.usage.figures.invalidate)
+        # What depends on each kind of change a route makes.
+        self._dependents: dict[str, list[Callable[[], object]]] = {
+            # How each worker is reached and checked, the pools' figures, which worker a
+            # queued step may take, the findings about names, pools and capacity.
+            "worker": [self.checker.invalidate, self.usage.figures.reread, self.leases.wake,
+                       self.advice_due],
+            "pool": [self.usage.figures.reread, self.usage.wake, self.leases.wake,
+                     self.advice_due],
+            "runbook": [],
+            "environment": [],
+            "settings": [self.advice_due],
+            "policy": [self.checker.reload_policy, self.advice_due],
+        }
+        self.started = time.time()
+        self.stop_callback: Callable[[], None] | None = None
+        self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
+        self.token: str | None = None  # required of every request when serving over TCP
+        self._advice_wake = asyncio.Event()
+        # The advisor's last count, for snapshots (None until it has counted once).
+        self.advice_counts: dict[str, int] | None = None
+        self.data_dir_bytes = 0
+        self.disk_free_bytes: int | None = None
+
+    # ------------------------------------------------------------ changes
+
+    async def changed(self, kind: str, names: Iterable[str] | None = None, *,
+                      check: bool = False) -> list[dict[str, Any]]:
+        """Things of `kind` changed in the store (`names`: which ones; None: any of them).
+
+        Wakes every part that depends on that kind, and publishes the current state of
+        each named thing to every console, or its removal when it is gone. Answers the
+        current state, in the order of `names`. `check`: check the named workers now, in
+        the background.
+        """
+        if kind not in self._dependents:
+            raise ValueError(f"unknown kind of change {kind!r}")
+        for dependent in self._dependents[kind]:
+            if inspect.isawaitable(woken := dependent()):
+                await woken
+        wanted = None if names is None else list(dict.fromkeys(names))
+        current = await asyncio.to_thread(self._current, kind, wanted)
+        if current is None:  # settings, policy: nothing of their own to push
+            return []
+        for name, data in current.items():
+            self.bus.publish(kind, name, data)
+        gone = wanted if wanted is not None else list(self.bus.latest.get(kind, {}))
+        for name in gone:
+            if name not in current:
+                self.bus.publish(f"{kind}.removed", name)
+                if kind == "worker":
+                    await self.connections.drop(name)
+        if kind == "worker" and check and wanted:
+            task = asyncio.create_task(self.checker.check_now(wanted))
+            task.add_done_callback(_log_failure)
+        if wanted is None:
+            return list(current.values())
+        return [current[name] for name in wanted if name in current]
+
+    def _current(self, kind: str, names: list[str] | None) -> dict[str, dict[str, Any]] | None:
+        """The current state of the named things of `kind` (all when None), by name."""
+        if kind == "worker":
+            found = fleet.list_workers(self.store, names)
+        elif kind == "pool":
+            queued = self.leases.queued_by_pool()
+            found = ([p for name in names for p in fleet.list_pools(self.store, queued, name)]
+                     if names is not None and len(names) < 8
+                     else fleet.list_pools(self.store, queued))
+        elif kind == "runbook":
+            found = runbooks.list_all(self.store)
+        elif kind == "environment":
+            found = [{"name": name} for name in launch.environments(self.store)]
+        else:
+            return None
+        by_name = {item["name"]: item for item in found}
+        if names is None:
+            return by_name
+        return {name: by_name[name] for name in names if name in by_name}
+
+    # ------------------------------------------------------------ status and settings
+
+    def status(self) -> dict[str, Any]:
+        self.measure_data_dir()  # a few files and one statvfs: cheap enough to do here
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "data_dir": str(self.data_dir.root),
+            "listen": self.listen,
+            "started_at": self.started,
+            "uptime_s": round(time.time() - self.started, 1),
+            "connections": len(self.connections),
+            "subscribers": self.bus.subscriber_count,
+            # Why the store refuses writes now (e.g. "the data directory is full").
+            "store_fault": self.store.fault,
+            "data_dir_bytes": self.data_dir_bytes,
+            "disk_free_bytes": self.disk_free_bytes,
+        }
+
+    def measure_data_dir(self) -> None:
+        """The data directory's size and the free space beside it."""
+        total = 0
+        for entry in os.scandir(self.data_dir.root):
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+        self.data_dir_bytes = total
+        with contextlib.suppress(OSError):
+            stats = os.statvfs(self.data_dir.root)
+            self.disk_free_bytes = stats.f_bavail * stats.f_frsize
+
+    async def watch_store_forever(self) -> None:
+        """Tell every console when the store starts or stops refusing writes."""
+        said: str | None = None
+        while True:
+            if self.store.fault != said:
+                said = self.store.fault
+                self.bus.publish("server", "status", self.status())
+            await asyncio.sleep(STORE_WATCH_S)
+
+    def settings(self) -> dict[str, Any]:
+        with self.store.read() as session:
+            builtin = fleet.get_setting(session, "builtin_worker", True)
+        kept = retention.get(self.store)
+        return {"builtin_worker": builtin, **advisor.naming(self.store),
+                "keep_runs_days": kept.runs_days, "keep_runs_gb": kept.runs_gb,
+                "keep_audit_days": kept.audit_days}
+
+    # ------------------------------------------------------------ the advisor's count
+
+    def advice_due(self) -> None:
+        """The fleet changed in a way the advisor looks at: count its findings again soon."""
+        self._advice_wake.set()
+
+    async def count_advice_forever(self) -> None:
+        """Keep every console's count of the advisor's findings current."""
+        last: dict[str, int] | None = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advice_wake.wait(), ADVICE_EVERY_S)
+            self._advice_wake.clear()
+            try:
+                counts = advisor.summary(await asyncio.to_thread(advisor.advise, self.store))
+            except Exception:  # the count must not stop for good over one bad pass
+                log.exception("the advisor failed")
+                counts = None
+            if counts is not None and counts != last:
+                self.advice_counts = counts
+                self.bus.publish("advice", "fleet", counts)
+                last = counts
+            await asyncio.sleep(ADVICE_MIN_GAP_S)
+
+    # ------------------------------------------------------------ life
+
+    def forever(self) -> list[Callable[[], Awaitable[None]]]:
+        """What runs for as long as the server does."""
+        return [self.checker.run_schedule, self.usage.run_forever, self.count_advice_forever,
+                self.reaper.run_forever, self.watch_store_forever,
+                lambda: retention.prune_forever(self.store), *self.extra_tasks]
+
+    def request_stop(self, actor: str) -> None:
+        log.info("stop requested by %s", actor)
+        if self.stop_callback:
+            self.stop_callback()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background check failed: %s", task.exception())
