@@ -24,12 +24,12 @@ from backend.health.checker import HealthChecker
 from backend.runs import launch, runbooks
 from backend.runs.engine import RunEngine
 from backend.runs.leases import Leases
-from backend.runs.logstore import LogHub
+from backend.runs.loghub import LogHub
 from backend.runs.orphans import Reaper
 from backend.runs.vault import Vault
 from backend.store import retention
 from backend.store.db import Store
-from backend.transport.ssh import ConnectionPool
+from backend.transport.connections import ConnectionPool
 from wire.datadir import DataDir
 
 log = logging.getLogger("workdeck.server")

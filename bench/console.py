@@ -50,7 +50,7 @@ import httpx  # noqa: E402
 from conftest import LoopThread  # noqa: E402
 from health import raise_fd_limit  # noqa: E402
 
-from backend.localssh import LocalSSHServer  # noqa: E402
+from backend.demo.sshd import LocalSSHServer  # noqa: E402
 from console.client import Target, start_server  # noqa: E402
 from console.demo import stop_server  # noqa: E402
 from wire.datadir import DataDir  # noqa: E402
@@ -194,10 +194,11 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
     """The server's own work at this size, timed in this process on a copy of the store."""
     from backend.events import EventBus
     from backend.fleet.usage import Usage
-    from backend.health.checker import HealthChecker, Outcome
+    from backend.health.checker import HealthChecker
+    from backend.health.results import Outcome
     from backend.runs.leases import Leases
     from backend.store.db import Store
-    from backend.transport.ssh import ConnectionPool
+    from backend.transport.connections import ConnectionPool
 
     copy = database.parent / "copy.db"
     shutil.copy(database, copy)

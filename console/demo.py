@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from backend.demo import DEMO_PREFIX
+from backend.demo.fleet import DEMO_PREFIX
 from console.client import ApiError, Client, Target, start_server
 from wire.datadir import DataDir
 

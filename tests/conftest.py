@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from contract import Contract
 from openssh import OpenSSHServer, find_sshd
 
-from backend.localssh import LocalSSHServer
+from backend.demo.sshd import LocalSSHServer
 from console.cli import cli
 from console.client import Client, Target
 from wire.datadir import DataDir

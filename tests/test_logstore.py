@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from backend.runs import logstore
-from backend.runs.logstore import LogHub, RunLog, read
+from backend.runs.loghub import LogHub
+from backend.runs.logstore import RunLog, read
 from wire.logcodec import expand
 
 

@@ -8,8 +8,10 @@ import sqlite3
 import pytest
 from test_runs import import_runbook, launch, setup_fleet, wait_run
 
-from backend.runs.logstore import MAX_LINE, LogHub, RunLog, read
+from backend.runs.loghub import LogHub
+from backend.runs.logstore import RunLog, read
 from wire.logcodec import expand
+from wire.text import MAX_LINE
 
 SECRET = "s3cr3t-Value"
 

@@ -491,7 +491,8 @@ def subprocess_ok(args):
 
 
 async def test_the_output_limit_truncates_with_a_marker(tmp_path):
-    from backend.runs.logstore import LogHub, RunLog, read
+    from backend.runs.loghub import LogHub
+    from backend.runs.logstore import RunLog, read
     from backend.store.db import Store
     from wire.logcodec import expand
 

@@ -8,8 +8,10 @@ import pytest
 from conftest import public_key
 from waiting import eventually_async
 
-from backend.localssh import LocalSSHServer
-from backend.transport.ssh import OUTPUT_LIMIT, ConnectionPool, Endpoint, HostKeyRefused, SSHFailure
+from backend.demo.sshd import LocalSSHServer
+from backend.health.checkshell import OUTPUT_LIMIT
+from backend.transport.connections import ConnectionPool
+from backend.transport.ssh import Endpoint, HostKeyRefused, SSHFailure
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
-"""Health checks: scheduling and recording them (checker), what a check runs on a
-worker and how its output is judged (probe), the long-lived shell it runs in (checkshell).
+"""Health checks: scheduling them (checker), storing and publishing what they found
+(results), what a check runs on a worker and how its output is judged (probe), the
+long-lived shell it runs in (checkshell).
 """

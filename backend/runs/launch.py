@@ -12,7 +12,7 @@ from backend.errors import Conflict, InvalidInput, NotFound
 from backend.fleet import audit, validation
 from backend.runs import runbooks
 from backend.runs.leases import Leases
-from backend.runs.logstore import MIN_MASKED
+from backend.runs.logtext import MIN_MASKED
 from backend.store.db import Store
 from backend.store.models import DEFAULT_POOL, Environment, Pool
 from wire.runbook import RunbookDef, Step

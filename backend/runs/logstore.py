@@ -10,20 +10,20 @@ bounded however long the log or slow the follower.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import select
 
+from backend.runs.loghub import LogHub
+from backend.runs.logtext import MASK, Masker, Splitter, clean_block, masked_pieces
 from backend.store.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of
 from backend.store.models import LogChunk
 from wire.logcodec import stamp_before
-from wire.text import MAX_LINE, clean_line
+from wire.text import clean_line
 
 log = logging.getLogger(__name__)
 
@@ -32,83 +32,7 @@ FLUSH_LINES = 5000
 MAX_PENDING_LINES = 50_000
 HELD_LINES = 500_000  # lines kept in memory while the store refuses them (about 40 MB)
 READ_ROWS = 64
-RECENT_LINES = 200_000  # lines of each running run kept in memory for its followers
-RECENT_AFTER_END_S = 5.0  # followers still catching up on a finished run read memory
 OUTPUT_LIMIT = 100 * 1024 * 1024  # bytes of output kept per run; the rest is discarded
-MASK = "********"
-MASK_BYTES = MASK.encode()
-
-
-_PLAIN = bytes(range(0x20, 0x7F)) + b"\n"  # printable ASCII and newlines
-CARRY_LIMIT = MAX_LINE * 4  # bytes of an unfinished line held while waiting for its end
-
-
-@dataclass
-class _Splitter:
-    """Cuts a byte stream into blocks of whole lines; an unfinished line waits, bounded."""
-
-    carry: bytes = b""
-    dropped: int = 0
-
-    def feed(self, data: bytes) -> bytes | None:
-        data = self.carry + data if self.carry else data
-        last = data.rfind(b"\n")
-        if last < 0:
-            self._hold(data)
-            return None
-        block, rest = data[:last], data[last + 1:]
-        if self.dropped:
-            # The first line of the block is the long one whose middle was dropped.
-            first, _, others = block.partition(b"\n")
-            block = self._cut(first) + (b"\n" + others if others or b"\n" in block else b"")
-        self.carry = b""
-        self._hold(rest)
-        return block
-
-    def _hold(self, data: bytes) -> None:
-        if len(data) > CARRY_LIMIT:
-            self.dropped += len(data) - CARRY_LIMIT
-            data = data[:CARRY_LIMIT]
-        self.carry = data
-
-    def _cut(self, line: bytes) -> bytes:
-        dropped, self.dropped = self.dropped, 0
-        return line + f" [... {dropped} more bytes cut]".encode()
-
-    def finish(self) -> bytes | None:
-        if not self.carry and not self.dropped:
-            return None
-        line = self._cut(self.carry) if self.dropped else self.carry
-        self.carry = b""
-        return line
-
-
-def clean_block(block: bytes) -> str:
-    """A block of lines, cleaned, still one line per `\\n`.
-
-    Plain ASCII with no overlong line (the common case) is taken whole: a million-line
-    log must not pay for a Python step per line.
-    """
-    if not block.translate(None, _PLAIN) and not _has_long_line(block):
-        return block.decode("ascii")
-    return "\n".join(clean_line(line) for line in block.split(b"\n"))
-
-
-def _has_long_line(block: bytes) -> bool:
-    # Any MAX_LINE + 1 bytes in a row hold one of these probes, one every MAX_LINE bytes,
-    # so an overlong line is found by looking around each probe; there are few of them.
-    for probe in range(0, len(block), MAX_LINE):
-        low = max(0, probe - MAX_LINE - 1)
-        newline = block.rfind(b"\n", low, probe)
-        if newline < 0 and low > 0:
-            return True
-        start = newline + 1 if newline >= 0 else 0
-        end = block.find(b"\n", probe, probe + MAX_LINE + 1)
-        if end < 0:
-            end = min(len(block), probe + MAX_LINE + 1)
-        if end - start > MAX_LINE:
-            return True
-    return False
 
 
 @dataclass
@@ -119,69 +43,6 @@ class _Chunk:
     first_seq: int
     parts: list[str] = field(default_factory=list)  # one per arrival: "ts\t" + its lines
     count: int = 0
-
-
-# Bytes by how often they appear in output, most common first (text, then the rest).
-_COMMON = b" etaoinsrhldcumfpgwybvkxjqz\n0123456789ETAOINSRHLDCUMFPGWYBVKXJQZ.,:/-_=()'\"[]"
-
-
-def _commonness(byte: int) -> int:
-    found = _COMMON.find(bytes([byte]))
-    return -1 if found < 0 else len(_COMMON) - found  # unlisted bytes are the rarest
-
-
-class _Masker:
-    """Masks secrets in a raw byte stream, before it is split into lines or cleaned.
-
-    The end of each piece that could be the start of a secret is held back until the
-    next piece shows whether it is: a secret split across two reads, across lines, with
-    a tab, or at the line cut is masked all the same.
-    """
-
-    def __init__(self, secrets: list[bytes]) -> None:
-        self.secrets = secrets  # longest first, so a secret inside another is masked whole
-        # Each secret's rarest byte: where it is missing (a one-byte scan, at memory speed)
-        # the secret cannot be, and the full search is skipped.
-        self.rare = [min(secret, key=_commonness).to_bytes(1, "big") for secret in secrets]
-        self.held = b""
-
-    def feed(self, data: bytes) -> bytes:
-        if self.held:
-            data, self.held = self.held + data, b""
-        for secret, rare in zip(self.secrets, self.rare, strict=True):
-            if rare in data and secret in data:
-                data = data.replace(secret, MASK_BYTES)
-        keep = 0
-        last = data[-1:]
-        for secret in self.secrets:
-            if last not in secret:
-                continue  # the piece cannot end with the start of this secret
-            for size in range(min(len(secret) - 1, len(data)), keep, -1):
-                if data.endswith(secret[:size]):
-                    keep = size
-                    break
-        if keep:
-            self.held = data[-keep:]
-            return data[:-keep]
-        return data
-
-    def finish(self) -> bytes:
-        held, self.held = self.held, b""
-        return held
-
-
-MIN_MASKED = 4  # shorter values would mask every such letter, revealing them
-
-
-def masked_pieces(secrets: list[str]) -> set[str]:
-    """What to mask for these secrets: each whole, and each line of a multi-line one (a
-    key printed line by line, indented or through `sed`, is still the key)."""
-    pieces = {s for s in secrets if s}
-    for secret in secrets:
-        if "\n" in secret:
-            pieces.update(line.strip() for line in secret.splitlines()
-                          if len(line.strip()) >= MIN_MASKED)
-    return pieces
 
 
 class LogStoreFull(Exception):
@@ -210,8 +71,8 @@ class RunLog:
         self.limit_reached = False
         self._pending: list[_Chunk] = []
         self._pending_lines = 0
-        self._splitters: dict[tuple[int, str, str], _Splitter] = {}
-        self._maskers: dict[tuple[int, str, str], _Masker] = {}
+        self._splitters: dict[tuple[int, str, str], Splitter] = {}
+        self._maskers: dict[tuple[int, str, str], Masker] = {}
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._early: asyncio.Future[bool] | None = None  # a flush for a burst of lines
@@ -262,11 +123,11 @@ class RunLog:
         if self._secret_bytes:
             masker = self._maskers.get(key)
             if masker is None:
-                masker = self._maskers[key] = _Masker(self._secret_bytes)
+                masker = self._maskers[key] = Masker(self._secret_bytes)
             data = masker.feed(data)
         splitter = self._splitters.get(key)
         if splitter is None:
-            splitter = self._splitters[key] = _Splitter()
+            splitter = self._splitters[key] = Splitter()
         block = splitter.feed(data)
         if block is not None:
             self._lines(position, worker, stream, clean_block(block))
@@ -282,7 +143,7 @@ class RunLog:
         if masker is not None:
             held = masker.finish()
             if held:
-                splitter = splitter or _Splitter()
+                splitter = splitter or Splitter()
                 block = splitter.feed(held)
                 if block is not None:
                     self._lines(*key, clean_block(block))
@@ -470,69 +331,3 @@ def last_seq(store: Store, run_id: int) -> int:
         value = session.exec(select(func.max(LogChunk.last_seq))
                              .where(LogChunk.run_id == run_id)).one()
     return value or 0
-
-
-class LogHub:
-    """Wakes the followers of a run when new lines are stored or the run ends.
-
-    It also holds the batches stored last (a bounded number of lines), so that a
-    follower close behind takes them from memory; one further behind reads the store.
-    """
-
-    def __init__(self) -> None:
-        self._events: dict[int, asyncio.Event] = {}
-        self._recent: dict[int, deque[dict[str, Any]]] = {}
-        self._recent_lines: dict[int, int] = {}
-
-    def stored(self, run_id: int, chunks: list[dict[str, Any]]) -> None:
-        recent = self._recent.setdefault(run_id, deque())
-        count = self._recent_lines.get(run_id, 0)
-        for chunk in chunks:
-            recent.append(chunk)
-            count += chunk["last_seq"] - chunk["first_seq"] + 1
-        while recent and count - (recent[0]["last_seq"] - recent[0]["first_seq"] + 1) \
-                >= RECENT_LINES:
-            oldest = recent.popleft()
-            count -= oldest["last_seq"] - oldest["first_seq"] + 1
-        self._recent_lines[run_id] = count
-        self.notify(run_id)
-
-    def latest_after(self, run_id: int, seen: int, limit: int) -> list[dict[str, Any]] | None:
-        """Recent chunks starting right after line `seen` (about `limit` lines), or None
-        when they are not in memory any more."""
-        taken: list[dict[str, Any]] = []
-        total = 0
-        for chunk in self._recent.get(run_id, ()):
-            if chunk["last_seq"] <= seen:
-                continue
-            if not taken and chunk["first_seq"] != seen + 1:
-                return None
-            taken.append(chunk)
-            total += chunk["last_seq"] - chunk["first_seq"] + 1
-            if total >= limit:
-                break
-        return taken or None
-
-    def newest(self, run_id: int) -> int:
-        """The last line number stored for a run being written (0 when none or unknown)."""
-        recent = self._recent.get(run_id)
-        return recent[-1]["last_seq"] if recent else 0
-
-    def forget(self, run_id: int, after: float = RECENT_AFTER_END_S) -> None:
-        """Drop a run's recent batches, after a while: its followers are often a little
-        behind when it ends, and finish faster from memory than from the store."""
-        if after > 0:
-            asyncio.get_running_loop().call_later(after, self.forget, run_id, 0)
-            return
-        self._recent.pop(run_id, None)
-        self._recent_lines.pop(run_id, None)
-
-    def notify(self, run_id: int) -> None:
-        event = self._events.pop(run_id, None)
-        if event:
-            event.set()
-
-    async def wait(self, run_id: int, timeout: float) -> None:
-        event = self._events.setdefault(run_id, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)

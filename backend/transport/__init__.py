@@ -1,3 +1,4 @@
-"""How commands reach a worker: SSH connections and their check shells (ssh), host keys
-(hostkeys), running a step over SSH or on the server itself (remote, local).
+"""How commands reach a worker: one SSH connection and its check shell (ssh), the pool
+of them, one per worker (connections), host keys (hostkeys), running a step over SSH or
+on the server itself (remote, local).
 """

@@ -36,7 +36,7 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prepare = None
     if demo_fleet:
-        from backend.demo import prepare_demo
+        from backend.demo.fleet import prepare_demo
 
         def prepare(backend: Backend) -> None:
             prepare_demo(backend, exit_with=exit_with)
@@ -47,7 +47,7 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
         fail(str(exc))
     finally:
         if demo_fleet and exit_with is not None:
-            from backend.demo import remove_demo_files
+            from backend.demo.fleet import remove_demo_files
 
             remove_demo_files(ctx.target.data_dir)
 

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from backend import fleet
 from backend.core import Backend
-from backend.localssh import LocalSSHServer
+from backend.demo.sshd import LocalSSHServer
 from backend.runs import launch, runbooks
 from backend.store.models import HostKey, Pool, Worker
 from wire.datadir import DataDir
@@ -50,7 +50,7 @@ FLEET = [
 
 # Nagios-style custom check: exit 1 is a warning. A demo worker in maintenance shows it.
 ENVIRONMENTS = ["Development", "Test", "Production"]
-RUNBOOKS = Path(__file__).with_name("demo_runbooks")
+RUNBOOKS = Path(__file__).with_name("runbooks")
 
 DEMO_HEALTH_SCRIPT = """\
 if [ -e "$HOME/.maintenance" ]; then
