@@ -18,6 +18,7 @@ from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from console import views
 from console.client import ApiError, AsyncClient, ServerUnavailable, Target, start_server
 from console.state import Fleet, plain
 from console.typed import view
@@ -28,14 +29,6 @@ if TYPE_CHECKING:  # textual's Worker is the other one here
 RECONNECT_MAX_S = 5.0
 CHANGES_HZ = 10  # view updates a second, at most, however busy the fleet
 
-
-# The views, as the command palette offers them: (title, what it shows, mode).
-VIEWS = [("Dashboard", "Fleet health at a glance", "dashboard"),
-         ("Workers", "Every worker, live", "workers"),
-         ("Pools", "Worker pools and their members", "pools"),
-         ("Runbooks", "Launch a runbook", "runbooks"),
-         ("Runs", "Run history, live", "runs"),
-         ("Advisor", "What goes against the worker recommendations", "advisor")]
 
 class WorkdeckApp(App[None]):
     """Views are modes; the fleet arrives as a push stream and each view updates in place."""
@@ -50,12 +43,7 @@ class WorkdeckApp(App[None]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
         Binding("colon", "command_line", ":cmd", id="command_line"),
         Binding("question_mark", "help", "Help", id="help"),
-        Binding("h", "view('dashboard')", "Dashboard", show=False, id="dashboard"),
-        Binding("w", "view('workers')", "Workers", show=False, id="workers"),
-        Binding("p", "view('pools')", "Pools", show=False, id="pools"),
-        Binding("b", "view('runbooks')", "Runbooks", show=False, id="runbooks"),
-        Binding("u", "view('runs')", "Runs", show=False, id="runs"),
-        Binding("a", "view('advisor')", "Advisor", show=False, id="advisor"),
+        *views.bindings(),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -68,22 +56,8 @@ class WorkdeckApp(App[None]):
     connection_note: reactive[str] = reactive("connecting…")
 
     def __init__(self, target: Target, *, autostart_args: list[str] | None = None) -> None:
-        from console.screens.advisor import AdvisorScreen
-        from console.screens.dashboard import DashboardScreen
-        from console.screens.pools import PoolsScreen
-        from console.screens.runbooks import RunbooksScreen
-        from console.screens.runs import RunsScreen
-        from console.screens.workers import WorkersScreen
-
         # Set here, not on the class, so that importing the app loads no screen yet.
-        self.MODES = {  # type: ignore[misc]
-            "dashboard": DashboardScreen,
-            "workers": WorkersScreen,
-            "pools": PoolsScreen,
-            "runbooks": RunbooksScreen,
-            "advisor": AdvisorScreen,
-            "runs": RunsScreen,
-        }
+        self.MODES = views.modes()  # type: ignore[misc]
         super().__init__()
         self.target = target
         self.autostart_args = autostart_args
@@ -96,7 +70,7 @@ class WorkdeckApp(App[None]):
     # ------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
-        self.switch_mode("dashboard")
+        self.switch_mode(views.FIRST)
         self.follow_events()
         # A closed terminal (SIGHUP) or a polite kill ends the console the normal way, so
         # whoever started it (the demo, say) gets to clean up behind it.
@@ -252,14 +226,9 @@ class WorkdeckApp(App[None]):
             return
         word, _, rest = line.strip().lstrip(":").partition(" ")
         word = word.lower()
-        views = {"d": "dashboard", "dash": "dashboard", "dashboard": "dashboard",
-                 "w": "workers", "worker": "workers", "workers": "workers",
-                 "p": "pools", "pool": "pools", "pools": "pools",
-                 "b": "runbooks", "rb": "runbooks", "runbook": "runbooks",
-                 "runbooks": "runbooks", "u": "runs", "runs": "runs", "a": "advisor",
-                 "advice": "advisor", "advisor": "advisor"}
-        if word in views:
-            await self.action_view(views[word])
+        opens = views.by_word()
+        if word in opens:
+            await self.action_view(opens[word])
             screen = self.screen
             if hasattr(screen, "set_filter"):
                 screen.set_filter(rest.strip())
@@ -274,9 +243,9 @@ class WorkdeckApp(App[None]):
 
             self.push_screen(RunScreen(int(rest.strip())))
         else:
-            self.notify(f"Unknown command {plain(word, 40)!r}: try :dashboard, :workers [filter], "
-                        ":pools [filter], :runbooks, :runs [filter], :advisor, :run ID, "
-                        ":check [worker...], :quit.", severity="warning", markup=False)
+            self.notify(f"Unknown command {plain(word, 40)!r}: try {views.command_help()}, "
+                        ":run ID, :check [worker...], :quit.", severity="warning",
+                        markup=False)
 
     def check_workers(self, names: list[str] | None) -> None:
         label = ", ".join(names) if names else "every worker"
@@ -303,9 +272,9 @@ class WorkdeckApp(App[None]):
             self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for title, help_text, mode in VIEWS:
-            yield SystemCommand(title, help_text,
-                                lambda mode=mode: self.run_action(f"view({mode!r})"))
+        for shown in views.VIEWS:
+            yield SystemCommand(shown.title, shown.about,
+                                lambda mode=shown.mode: self.run_action(f"view({mode!r})"))
         # The view's own verbs, as its keys run them (on its selected row): declared once,
         # in the bindings, for the keys, the footer, the help and here.
         title = getattr(screen, "VIEW_NAME", "")

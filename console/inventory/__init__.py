@@ -5,7 +5,8 @@ import re
 
 import yaml
 
-from .ansible import _yaml_document, parse_ansible_ini, parse_ansible_yaml
+from .ansible_ini import parse_ansible_ini
+from .ansible_yaml import _yaml_document, parse_ansible_yaml
 from .common import InventoryError, WorkerSpec
 from .ssh_config import _SSH_LINE, parse_ssh_config
 

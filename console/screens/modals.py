@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Static
 
+from console import views
 from console.state import plain, safe
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(keys, Text(description, style="" if enabled else "bright_black"))
         table.add_row("ctrl+p", "Command palette")
         table.add_row("", "")
-        table.add_row(":workers web", "Jump to a view, filtered (also :pools, :runbooks, "
-                                      ":runs, :advisor, :dashboard)")
+        others = ", ".join(f":{v.mode}" for v in views.VIEWS if v.mode != "workers")
+        table.add_row(":workers web", f"Jump to a view, filtered (also {others})")
         table.add_row(":run ID", "Open a run")
         table.add_row(":check NAME", "Health-check workers now")
         title = getattr(self.under, "VIEW_NAME", "") or "Workdeck"

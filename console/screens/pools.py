@@ -16,7 +16,8 @@ from console.client import ApiError
 from console.display import ago
 from console.screens.base import FleetScreen
 from console.screens.dashboard import pools_table
-from console.screens.workers import WorkerVerbs, drain_note
+from console.screens.worker_verbs import WORKER_VERBS, WorkerVerbs
+from console.screens.workers import drain_note
 from console.state import matches, meter, safe, sparkline, status_text
 from console.typed import view
 from console.widgets.live_table import LiveTable
@@ -52,10 +53,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         Binding("n", "new_pool", "New pool", id="new_pool"),
         Binding("enter", "open", "Open", id="open"),
         Binding("tab", "app.focus_next", "Next panel", id="switch_panel"),
-        Binding("c", "check", "Check", id="check"),
-        Binding("t", "trust", "Trust key", id="trust"),
-        Binding("d", "toggle_drain", "Drain/undrain", id="toggle_drain"),
-        Binding("e", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
+        *WORKER_VERBS,
     ]
 
     def compose(self) -> ComposeResult:

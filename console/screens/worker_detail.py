@@ -15,7 +15,7 @@ from textual.widgets import Sparkline, Static
 from console.client import ApiError
 from console.display import ago
 from console.screens.base import FleetScreen
-from console.screens.workers import WorkerVerbs
+from console.screens.worker_verbs import WORKER_VERBS, WorkerVerbs
 from console.state import plain, safe, status_text
 from console.typed import view
 from wire.paths import segment
@@ -47,10 +47,7 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
-        Binding("c", "check", "Check", id="check"),
-        Binding("t", "trust", "Trust key", id="trust"),
-        Binding("d", "toggle_drain", "Drain/undrain", id="toggle_drain"),
-        Binding("e", "toggle_enabled", "Disable/enable", id="toggle_enabled"),
+        *WORKER_VERBS,
     ]
 
     def __init__(self, name: str) -> None:
