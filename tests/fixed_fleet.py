@@ -32,17 +32,19 @@ def pool(name: str, description: str, leased: int, capacity: int, queued: int,
 
 def worker(name: str, pools: list[str], status: str = "healthy", reason: str = "",
            **extra: Any) -> dict[str, Any]:
-    return {
+    shown = {
         "name": name, "host": f"10.20.0.{len(name) % 250}", "port": 22, "user": "deploy",
         "key_path": "/home/ops/.ssh/id_ed25519", "use_agent": False, "pools": pools,
         "enabled": status != "disabled", "builtin": False, "capacity": 4,
-        "work_dir": ".workdeck/work", "status": status, "health": status, "reason": reason,
+        "work_dir": ".workdeck/work", "status": status, "check_status": status, "reason": reason,
         "checked_at": TWO_DAYS_AGO if status != "unknown" else None,
         "latency_ms": 12.4 if status in ("healthy", "warning") else None, "connect_ms": 38.0,
         "facts": FACTS if status in ("healthy", "warning", "unhealthy") else {},
         "host_key": "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXx", "presented_host_key":
-        None, "draining": False, "leases": 0, "orphans": 0, "orphan_reason": "", **extra,
+        None, "draining": False, "leased": 0, "orphans": 0, "orphan_reason": "", **extra,
     }
+    # The names of one release ago, as the server sends them too.
+    return {**shown, "leases": shown["leased"], "health": shown["check_status"]}
 
 
 WEB = "Azure Central US Production Worker Pool"
@@ -50,10 +52,10 @@ DB = "Omaha Production Database Worker Pool"
 DEV = "Omaha Development Worker Pool"
 WORKERS = [
         {**worker("built-in-worker", ["Default Worker Pool"]), "builtin": True,
-         "host": "localhost", "port": 0, "leases": 1},
-        worker("p-web-azure-worker-01", [WEB], leases=3),
+         "host": "localhost", "port": 0, "leased": 1, "leases": 1},
+        worker("p-web-azure-worker-01", [WEB], leased=3),
         worker("p-web-azure-worker-02", [WEB], "warning", "only 812 MB free on /"),
-        worker("p-db-omaha-worker-01", [DB], leases=4),
+        worker("p-db-omaha-worker-01", [DB], leased=4),
         worker("p-db-omaha-worker-02", [DB], "unavailable",
                "HOST KEY CHANGED: presented SHA256:Zx9... but SHA256:q1w2... is pinned; this "
                "may be a man-in-the-middle attack, connection refused",
@@ -99,11 +101,11 @@ HISTORY = [
 DB_DETAIL = {
     "name": DB,
     "leases": [{"run_id": 40 + i, "runbook": "Migrate database", "position": 2,
-                "step": "Apply migrations", "worker": "p-db-omaha-worker-01", "pool": DB,
+                "step_name": "Apply migrations", "worker": "p-db-omaha-worker-01", "pool": DB,
                 "since": TWO_DAYS_AGO,
-                "reason": f"p-db-omaha-worker-01: healthy, {i} of 4 slots in use, the fewest "
-                          f"of 1 with a free slot in {DB}"} for i in range(4)],
-    "queue": [{"run_id": 44 + i, "position": 2, "step": "Apply migrations", "pool": DB,
+                "worker_reason": f"p-db-omaha-worker-01: healthy, {i} of 4 slots in use, the "
+                                 f"fewest of 1 with a free slot in {DB}"} for i in range(4)],
+    "queue": [{"run_id": 44 + i, "position": 2, "step_name": "Apply migrations", "pool": DB,
                "worker": None, "since": TWO_DAYS_AGO} for i in range(2)],
 }
 
@@ -116,6 +118,8 @@ LONG_RUN = {
     "waiting": None, "decisions": [],
     "steps": [{"position": 1, "name": "Dump everything", "worker": "p-web-azure-worker-01",
                "status": "failed", "reason": "exit status 1: ERROR: disk full",
+               "worker_reason": "p-web-azure-worker-01: healthy, 0 of 4 slots in use, the "
+                                "fewest of 2 with a free slot in " + WEB,
                "attempt": 1, "exit_status": 1, "started_at": TWO_DAYS_AGO,
                "finished_at": TWO_DAYS_AGO, "manual": None}],
 }
@@ -126,7 +130,7 @@ def _long_chunk(first: int, last: int) -> dict[str, Any]:
     lines = [f"1700000000.000\tline {first}"] + [
         "ERROR: disk full" if seq == LONG_LINES else f"line {seq}"
         for seq in range(first + 1, last + 1)]
-    return {"first_seq": first, "last_seq": last, "step": 1,
+    return {"first_seq": first, "last_seq": last, "position": 1, "step": 1,
             "worker": "p-web-azure-worker-01", "stream": "stdout", "lines": "\n".join(lines)}
 
 

@@ -180,3 +180,34 @@ def test_names_with_a_slash_are_one_path_segment(workdeck):
     assert workdeck.cli("worker", "show", "x").code == 0
     assert workdeck.cli("pool", "show", "a/b").code == 0
     assert workdeck.cli("runbook", "export", "r/export").out.startswith('name = "r/export"')
+
+
+# Keys renamed for one name per idea, kept under their old names for one release
+# (README, "Changed"): where they are, (new name, old name).
+RENAMED = {
+    "Worker": [("leased", "leases"), ("check_status", "health")],
+    "PoolMember": [("leased", "leases")],
+    "Lease": [("step_name", "step"), ("worker_reason", "reason")],  # live: test_pools_live
+    "QueuedStep": [("step_name", "step")],
+}
+
+
+def test_renamed_keys_still_come_back_under_their_old_names(workdeck):
+    with workdeck.client() as client:
+        client.post("/api/workers", {"name": "w1", "host": "127.0.0.1", "port": 9,
+                                     "pools": ["P"]})
+        worker = client.get("/api/workers/w1")
+        [listed] = [w for w in client.get("/api/workers") if w["name"] == "w1"]
+        member = client.get("/api/pools/P")["member_workers"][0]
+        schemas = client.get("/openapi.json")["components"]["schemas"]
+    for shown in (worker, listed):
+        for new, old in RENAMED["Worker"]:
+            assert shown[old] == shown[new], (new, old)
+    for new, old in RENAMED["PoolMember"]:
+        assert member[old] == member[new]
+    # /docs says which names are the old ones.
+    for model, pairs in RENAMED.items():
+        properties = schemas[model]["properties"]
+        for new, old in pairs:
+            assert properties[old].get("deprecated") is True, (model, old)
+            assert not properties[new].get("deprecated"), (model, new)

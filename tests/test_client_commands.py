@@ -79,7 +79,7 @@ script = "echo hello"
 
 
 def test_the_log_as_text_and_as_json_lines_says_what_expand_says():
-    chunk = {"first_seq": 7, "last_seq": 10, "step": 2, "worker": "web-01",
+    chunk = {"first_seq": 7, "last_seq": 10, "position": 2, "worker": "web-01",
              "stream": "stderr",
              "lines": "1700000000.250\tfirst\nsecond \u00e9\n1700000003.5\tthird \"q\"\n"}
     clock = Clock()
@@ -89,6 +89,8 @@ def test_the_log_as_text_and_as_json_lines_says_what_expand_says():
         f"{stamp} [2:web-01] ! first", f"{stamp} [2:web-01] ! second \u00e9",
         f"{later} [2:web-01] ! third \"q\"", f"{later} [2:web-01] ! "]
     decoded = [json.loads(line) for line in as_json_lines(chunk).splitlines()]
+    # `step`: the name of `position` one release ago, still given (README, "Changed").
+    assert all(line.pop("step") == line["position"] for line in decoded)
     assert decoded == expand(chunk)
     assert [line["seq"] for line in decoded] == [7, 8, 9, 10]
     own = {**chunk, "worker": "", "stream": "workdeck", "lines": "1700000000\tstarted"}
@@ -97,8 +99,8 @@ def test_the_log_as_text_and_as_json_lines_says_what_expand_says():
 
 def text_line_by_line(chunk, clock, at=0.0):
     """The plain reading of a chunk, one line at a time: what as_text must print."""
-    tail = f" [{chunk['step']}:{chunk['worker']}] " if chunk["worker"] else \
-        f" [{chunk['step']}] "
+    tail = f" [{chunk['position']}:{chunk['worker']}] " if chunk["worker"] else \
+        f" [{chunk['position']}] "
     prefix, out = clock(at) + tail, []
     for part in chunk["lines"].split("\n"):
         stamp, tab, text = part.partition("\t")
@@ -115,7 +117,7 @@ line_texts = st.text(st.characters(blacklist_characters="\t\n\r"), max_size=5)
 @given(st.lists(st.tuples(st.none() | st.floats(1.7e9, 1.8e9), line_texts), min_size=1,
                 max_size=12), st.floats(0, 1.8e9))
 def test_the_log_as_text_prefixes_every_line_as_read_one_by_one(lines, at):
-    chunk = {"first_seq": 1, "last_seq": len(lines), "step": 3, "worker": "w",
+    chunk = {"first_seq": 1, "last_seq": len(lines), "position": 3, "worker": "w",
              "stream": "stdout", "lines": "\n".join(
                  (f"{stamp:.3f}\t{text}" if stamp is not None else text)
                  for stamp, text in lines)}

@@ -33,7 +33,7 @@ async def until(pilot, predicate, timeout=15.0):
 
 def add(workdeck, name, server, key, *extra):
     result = workdeck.cli("worker", "add", name, "--host", server.host, "--port",
-                          str(server.port), "--key", str(key), *extra)
+                          str(server.port), "--key-path", str(key), *extra)
     assert result.code == 0, result.err
 
 

@@ -48,7 +48,7 @@ def test_no_slow_callback_during_a_million_line_flood(workdeck, ssh_servers, cli
                                                       tmp_path):
     server = ssh_servers()
     workdeck.cli("worker", "add", "t-flood-local-worker-01", "--host", server.host, "--port",
-                 str(server.port), "--key", str(client_key), "--pool", "Flood Pool",
+                 str(server.port), "--key-path", str(client_key), "--pool", "Flood Pool",
                  "--trust-host-key")
     assert workdeck.cli("check").code == 0
     workdeck.cli("env", "add", "Test")

@@ -143,7 +143,7 @@ def kill_and_restart(workdeck, run_id, marker, worker_name):
 
     def settled():
         alive = len(processes(f"sleep 8{marker}"))
-        held = worker(workdeck, worker_name)["leases"]
+        held = worker(workdeck, worker_name)["leased"]
         seen.append((alive, held))
         return alive == 0 and held == 0
 
@@ -329,7 +329,7 @@ def partitioned_step(workdeck, openssh, netns_host, tmp_path, cut, heal):
         pytest.fail("nftables (nft) is needed for the network fault tests")
     sshd = openssh(host=netns_host.address, netns=netns_host.namespace)
     workdeck.cli("worker", "add", "t-ns-remote-worker-01", "--host", sshd.host, "--port",
-                 str(sshd.port), "--key", str(sshd.client_key), "--pool", "Web Pool",
+                 str(sshd.port), "--key-path", str(sshd.client_key), "--pool", "Web Pool",
                  "--trust-host-key")
     assert workdeck.cli("check").code == 0
     workdeck.cli("env", "add", "Test")
@@ -350,12 +350,12 @@ script = "echo started; sleep 9{marker}"
     # Cut off, the step's processes may live on: its slot is held, and the worker says so.
     held = eventually(lambda: (w := worker(workdeck, "t-ns-remote-worker-01"))["orphans"] == 1
                       and w, what="the orphan shown on the worker")
-    assert held["leases"] == 1 and held["orphan_reason"]
+    assert held["leased"] == 1 and held["orphan_reason"]
     assert "orphan: 1" in workdeck.cli("worker", "list").out
     assert processes(f"sleep 9{marker}")
     heal()
     eventually(lambda: not processes(f"sleep 9{marker}")
-               and worker(workdeck, "t-ns-remote-worker-01")["leases"] == 0, timeout=90,
+               and worker(workdeck, "t-ns-remote-worker-01")["leased"] == 0, timeout=90,
                what="the orphan killed once the worker is reachable")
 
 
@@ -390,7 +390,7 @@ script = "sleep 30"
     wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
     refused = workdeck.cli("worker", "remove", "t-web-local-worker-01")
     assert refused.code == 1 and "drain it" in refused.err and refused.err.count("\n") == 1
-    assert worker(workdeck, "t-web-local-worker-01")["leases"] == 1
+    assert worker(workdeck, "t-web-local-worker-01")["leased"] == 1
     workdeck.cli("runs", "cancel", str(run["id"]))
     wait_run(workdeck, run["id"], lambda r: r["finished_at"])
     eventually(lambda: workdeck.cli("worker", "remove", "t-web-local-worker-01").code == 0,
@@ -476,7 +476,7 @@ def test_trust_without_a_fingerprint_shows_it_and_refuses_unattended(workdeck, s
                                                                      client_key):
     server = ssh_servers()
     workdeck.cli("worker", "add", "t-new-local-worker-01", "--host", server.host, "--port",
-                 str(server.port), "--key", str(client_key))
+                 str(server.port), "--key-path", str(client_key))
     workdeck.cli("check")
     result = workdeck.cli("worker", "trust", "t-new-local-worker-01")
     assert result.code == 1 and server.fingerprint in result.err

@@ -140,7 +140,7 @@ async def test_every_view_shows_markup_as_typed_and_stored_text_inert(workdeck, 
     server = ssh_servers()
     pool = MARKUP["pool"]
     assert workdeck.cli("worker", "add", "t-web-local-worker-01", "--host", server.host,
-                        "--port", str(server.port), "--key", str(client_key), "--pool", pool,
+                        "--port", str(server.port), "--key-path", str(client_key), "--pool", pool,
                         "--trust-host-key").code == 0
     assert workdeck.cli("check").code == 0
     for env in (MARKUP["environment"], MARKUP["environment2"]):

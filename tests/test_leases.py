@@ -38,7 +38,7 @@ def fleet_of(store: Store, workers: int, capacity: int) -> list[str]:
 
 def set_status(store: Store, names: list[str], status: str) -> None:
     with store.write() as session:
-        session.exec(update(Worker).where(Worker.name.in_(names)).values(status=status))
+        session.exec(update(Worker).where(Worker.name.in_(names)).values(check_status=status))
 
 
 def new_run(store: Store) -> int:
@@ -64,7 +64,7 @@ async def test_contending_steps_never_exceed_capacity_and_are_served_in_order(st
 
     async def step(position: int) -> None:
         nonlocal busy, most
-        granted = await leases.acquire(POOL, run_id, position, step=f"step {position}")
+        granted = await leases.acquire(POOL, run_id, position, step_name=f"step {position}")
         order.append(position)
         busy += 1
         most = max(most, busy)
@@ -90,7 +90,7 @@ async def test_the_fewest_leased_worker_is_chosen_and_the_reason_kept(store):
     first = await leases.acquire(POOL, run_id, 1)
     second = await leases.acquire(POOL, run_id, 2)
     assert {first.worker, second.worker} == set(names[:2])  # spread, not stacked
-    assert "0 of 4 slots in use, the fewest of 3" in first.reason
+    assert "0 of 4 slots in use, the fewest of 3" in first.worker_reason
     rows = fleet.pool_figures(store)[POOL]
     assert (rows["leased"], rows["capacity"], rows["utilization"]) == (2, 12, round(2 / 12, 3))
 
@@ -135,7 +135,7 @@ async def test_a_draining_worker_takes_no_new_leases(store):
     figures = fleet.pool_figures(store)[POOL]
     # The draining worker's running step still counts; its free slot does not.
     assert (figures["leased"], figures["capacity"], figures["draining_workers"]) == (3, 3, 1)
-    assert fleet.get_worker(store, names[0])["leases"] == 1
+    assert fleet.get_worker(store, names[0])["leased"] == 1
     fleet.set_draining(store, names[1], True, "test")
     with pytest.raises(NoWorker, match="2 draining"):
         await leases.acquire(POOL, run_id, 4)

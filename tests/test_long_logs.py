@@ -57,7 +57,10 @@ def test_the_server_finds_in_the_whole_log_and_serves_any_window(workdeck, long_
     assert find(workdeck, long_run, text="BOOM AT 150001")["seq"] == 150_002
     assert find(workdeck, long_run, text="boom", before=150_002)["seq"] == 50_001
     assert find(workdeck, long_run, text="no such text anywhere") is None
-    assert find(workdeck, long_run, text="line 5", step=2) is None  # no step 2
+    assert find(workdeck, long_run, text="line 5", position=2) is None  # no step 2
+    # `step`: the name of `position` one release ago, still understood and given.
+    assert find(workdeck, long_run, text="line 5", step=2) is None
+    assert find(workdeck, long_run, text="line 5", step=1)["step"] == 1
     lines = window(workdeck, long_run, after=99_990, limit=20)
     assert [line["seq"] for line in lines] == list(range(99_991, 100_011))
     assert lines[0]["text"] == "line 99990" and lines[0]["at"] > 0  # stamped mid-chunk

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.openssh
 
 def add(workdeck, name, sshd, *extra):
     result = workdeck.cli("worker", "add", name, "--host", sshd.host, "--port", str(sshd.port),
-                          "--user", sshd.user, "--key", str(sshd.client_key), *extra)
+                          "--user", sshd.user, "--key-path", str(sshd.client_key), *extra)
     assert result.code == 0, result.err
     return result
 
@@ -97,7 +97,7 @@ def test_hung_host_times_out(workdeck, client_key):
     set_timeout(workdeck, 2)
     with HungServer() as hung:
         workdeck.cli("worker", "add", "t-hung-local-worker-01", "--host", hung.host, "--port",
-                     str(hung.port), "--key", str(client_key))
+                     str(hung.port), "--key-path", str(client_key))
         code, worker = check_one(workdeck, "t-hung-local-worker-01")
     assert code == 2
     assert worker["status"] == "unavailable"

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.openssh
 def add_worker(workdeck, sshd, user):
     """An OpenSSH worker logged into as `user`, checked healthy, and a Test environment."""
     workdeck.cli("worker", "add", "t-ssh-local-worker-01", "--host", sshd.host, "--port",
-                 str(sshd.port), "--user", user, "--key", str(sshd.client_key), "--pool",
+                 str(sshd.port), "--user", user, "--key-path", str(sshd.client_key), "--pool",
                  "Web Pool", "--trust-host-key")
     check = workdeck.cli("check")
     assert check.code == 0, check.out

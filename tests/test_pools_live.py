@@ -49,8 +49,10 @@ def test_leases_queue_and_drain_through_the_api_and_cli(workdeck, ssh_servers, c
     assert [q["run_id"] for q in shown["queue"]] == runs[8:]  # in the order they came
     assert len(shown["leases"]) == 8
     lease = shown["leases"][0]
-    assert lease["step"] == "Hold a slot" and "fewest" in lease["reason"]
-    assert {m["leases"] for m in shown["member_workers"]} == {4}
+    assert lease["step_name"] == "Hold a slot" and "fewest" in lease["worker_reason"]
+    # Their names of one release ago come too (README, "Changed").
+    assert (lease["step"], lease["reason"]) == (lease["step_name"], lease["worker_reason"])
+    assert {m["leased"] for m in shown["member_workers"]} == {4}
     out = workdeck.cli("pool", "show", "Web Pool").out
     assert "8 of 8 slots leased (100%), 2 steps queued" in out and "Queued" in out
 
@@ -58,7 +60,7 @@ def test_leases_queue_and_drain_through_the_api_and_cli(workdeck, ssh_servers, c
     result = workdeck.cli("worker", "drain", "t-web-local-worker-01")
     assert result.code == 0 and "4 steps still running on it finish there" in result.out
     worker = json.loads(workdeck.cli("worker", "show", "t-web-local-worker-01", "--json").out)
-    assert worker["draining"] and worker["leases"] == 4
+    assert worker["draining"] and worker["leased"] == 4
     drained_runs = {lease["run_id"] for lease in pool(workdeck)["leases"]
                     if lease["worker"] == "t-web-local-worker-01"}
     for run_id in drained_runs:  # its steps end: its slots go, not to the queue
@@ -108,7 +110,7 @@ def test_the_advisor_flags_each_recommendation_broken(workdeck, ssh_servers, cli
 
     def add(name, *extra):
         result = workdeck.cli("worker", "add", name, "--host", server.host, "--port",
-                              str(server.port), "--key", str(client_key), *extra)
+                              str(server.port), "--key-path", str(client_key), *extra)
         assert result.code == 0, result.err
 
     workdeck.cli("pool", "add", "Lonely Test Worker Pool")  # no description
@@ -149,7 +151,7 @@ def test_a_fleet_that_follows_the_recommendations_has_no_findings(workdeck, ssh_
     workdeck.cli("pool", "add", "Local Test Web Worker Pool", "--description", "web, Test")
     for index, server in enumerate(servers, 1):
         result = workdeck.cli("worker", "add", f"t-web-local-worker-0{index}", "--host",
-                              server.host, "--port", str(server.port), "--key",
+                              server.host, "--port", str(server.port), "--key-path",
                               str(client_key), "--user", "deploy", "--pool",
                               "Local Test Web Worker Pool", "--trust-host-key")
         assert result.code == 0, result.err
@@ -161,7 +163,7 @@ def test_a_fleet_that_follows_the_recommendations_has_no_findings(workdeck, ssh_
     third = ssh_servers()
     for index, server in ((3, third), (4, servers[0])):
         workdeck.cli("worker", "add", f"t-any-local-worker-0{index}", "--host", server.host,
-                     "--port", str(server.port), "--key", str(client_key), "--user", "deploy",
+                     "--port", str(server.port), "--key-path", str(client_key), "--user", "deploy",
                      "--pool", "Default Worker Pool", "--trust-host-key")
     workdeck.cli("check")
     result = workdeck.cli("advise")
@@ -198,7 +200,7 @@ async def test_dashboard_meters_and_the_pools_view(workdeck, ssh_servers, client
         assert queue.get_cell(key, "run").plain == str(runs[4])
         assert "fewest" in leases.get_cell(leases.row_keys()[0], "reason").plain
         members = screen.query_one("#members-table", LiveTable)
-        assert members.get_cell("t-web-local-worker-01", "slots").plain == "4/4"
+        assert members.get_cell("t-web-local-worker-01", "leased").plain == "4/4"
         # d drains the selected member, once confirmed; the view says so.
         from console.screens.modals import ConfirmDialog
 

@@ -16,7 +16,7 @@ def test_many_runs_onto_few_slots_keep_every_log_line(workdeck, ssh_servers, cli
     for i in range(2):
         server = ssh_servers(f"slot{i}")
         assert workdeck.cli("worker", "add", f"t-slot-worker-0{i + 1}", "--host",
-                            server.host, "--port", str(server.port), "--key",
+                            server.host, "--port", str(server.port), "--key-path",
                             str(client_key), "--pool", "Slots", "--capacity", "1",
                             "--trust-host-key").code == 0
     assert workdeck.cli("check").code == 0
@@ -232,7 +232,7 @@ def test_a_worker_disabled_while_an_all_step_waits_fails_only_its_own_row(
         # worker-01 has one slot and is in a pool of its own too, where a run holds it.
         extra = ["--pool", "Solo", "--capacity", "1"] if i == 1 else []
         assert workdeck.cli("worker", "add", f"t-web-local-worker-0{i}", "--host",
-                            server.host, "--port", str(server.port), "--key", str(client_key),
+                            server.host, "--port", str(server.port), "--key-path", str(client_key),
                             "--pool", "Web Pool", *extra, "--trust-host-key").code == 0
     assert workdeck.cli("check").code == 0
     workdeck.cli("env", "add", "Test")
@@ -352,7 +352,7 @@ script = "echo done on $WORKDECK_WORKER"
     assert done["status"] == "succeeded", done
     [row] = done["steps"]
     assert row["worker"] == "t-web-local-worker-02" and row["attempt"] == 2
-    assert "not t-web-local-worker-01, where it just failed" in row["reason"]
+    assert "not t-web-local-worker-01, where it just failed" in row["worker_reason"]
     down = json.loads(workdeck.cli("worker", "show", "t-web-local-worker-01", "--json").out)
     assert down["status"] == "unavailable"  # the failed step had it checked again
     texts = [line["text"] for line in log_lines(workdeck, run["id"])]

@@ -49,7 +49,7 @@ def setup_fleet(workdeck, ssh_servers, client_key, count=2, pool="Web Pool"):
     for i in range(count):
         server = ssh_servers(f"w{i}")
         result = workdeck.cli("worker", "add", f"t-web-local-worker-0{i + 1}", "--host",
-                              server.host, "--port", str(server.port), "--key",
+                              server.host, "--port", str(server.port), "--key-path",
                               str(client_key), "--pool", pool, "--trust-host-key")
         assert result.code == 0, result.err
         servers.append(server)
@@ -118,12 +118,13 @@ def test_three_steps_follow_exit_codes_and_masking(workdeck, ssh_servers, client
     steps = run["steps"]
     assert [s["position"] for s in steps] == [1, 2, 2, 3]
     assert all(s["status"] == "succeeded" for s in steps)
-    assert "fewest" in steps[0]["reason"]  # why this worker was chosen is recorded
+    assert "fewest" in steps[0]["worker_reason"]  # why this worker was chosen is recorded
+    assert steps[0]["reason"] == ""  # it went well: nothing more to say
     # A finished run's log is all there, numbered without gaps, with stream and step.
     lines = log_lines(workdeck, run["id"])
     assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
     stderr = [line for line in lines if line["stream"] == "stderr"]
-    assert [line["text"] for line in stderr] == ["to stderr"] and stderr[0]["step"] == 1
+    assert [line["text"] for line in stderr] == ["to stderr"] and stderr[0]["position"] == 1
     # The sensitive value is in neither the log nor the database file.
     for path in workdeck.data_dir.root.glob("workdeck.db*"):
         assert b"s3cr3t-Value" not in path.read_bytes()
@@ -382,7 +383,7 @@ def test_capacity_makes_steps_wait_not_fail(workdeck, ssh_servers, client_key, t
         client.delete("/api/workers/t-web-local-worker-01")
     server = ssh_servers("solo")
     workdeck.cli("worker", "add", "t-solo-local-worker-01", "--host", server.host, "--port",
-                 str(server.port), "--key", str(client_key), "--pool", "Web Pool",
+                 str(server.port), "--key-path", str(client_key), "--pool", "Web Pool",
                  "--capacity", "1", "--trust-host-key")
     workdeck.cli("check")
     import_runbook(workdeck, tmp_path, """

@@ -85,7 +85,7 @@ async def test_an_unpinned_key_is_refused_with_its_fingerprint(server, pool, cli
 
 async def test_trust_on_first_use_pins_what_was_presented(server, pool, client_key):
     target = Endpoint(host=server.host, port=server.port, key_path=str(client_key),
-                      trust_first=True)
+                      trust_host_key=True)
     result = await pool.run("w", target, "true", timeout=10)
     assert result.accepted_from == "first use"
     assert result.accepted_key == server.host_public_key

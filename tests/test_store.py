@@ -10,7 +10,7 @@ from sqlmodel import SQLModel
 
 from backend.store import models  # noqa: F401 - registers the tables on SQLModel.metadata
 from backend.store.db import Store, StoreError
-from backend.store.migrations import LATEST, SchemaTooNewError, migrate
+from backend.store.migrations import LATEST, MIGRATIONS, SchemaTooNewError, migrate
 from wire.datadir import DataDir
 
 
@@ -47,7 +47,11 @@ def test_a_database_from_any_older_version_opens(tmp_path, start):
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=start)
     if start >= 1:
-        conn.execute("INSERT INTO pool (name, description, is_default, created_at) "
+        # The column was renamed once (one name per idea): as it was called then.
+        renamed = next(version for version, (_about, steps) in enumerate(MIGRATIONS, 1)
+                       if any("is_default TO" in step for step in steps))
+        default = '"default"' if start >= renamed else "is_default"
+        conn.execute(f"INSERT INTO pool (name, description, {default}, created_at) "
                      "VALUES ('Old Pool', 'kept', 0, '2025-01-01 00:00:00')")
     conn.close()
     store = Store(path)
@@ -73,3 +77,37 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     with pytest.raises(StoreError, match="Cannot open the database"):
         Store(path)
     assert path.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_renamed_columns_keep_their_values(tmp_path):
+    """One name per idea renamed columns in place: a store from before keeps every value,
+    and a step that went well keeps why its worker was chosen, under its own name."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    first = next(version for version, (_about, steps) in enumerate(MIGRATIONS, 1)
+                 if any("status TO check_status" in step for step in steps))
+    migrate(conn, target=first - 1)
+    then = "'2025-01-01 00:00:00'"
+    conn.execute("INSERT INTO worker (name, host, created_at, status, presented_key, "
+                 f"trust_next_key) VALUES ('w', 'h', {then}, 'warning', 'KEY', 1)")
+    conn.execute(f"INSERT INTO pool (name, is_default, created_at) VALUES ('P', 1, {then})")
+    conn.execute("INSERT INTO run (runbook, environment, definition, created_at) "
+                 f"VALUES ('r', 'e', '{{}}', {then})")
+    conn.execute("INSERT INTO run_step (run_id, position, name, worker, status, reason) "
+                 "VALUES (1, 1, 'a', 'w', 'succeeded', 'w: healthy, the fewest'), "
+                 "(1, 2, 'b', 'w', 'failed', 'exit status 1'), "
+                 "(1, 3, 'c', '', 'skipped', 'not run: the run failed')")
+    conn.execute("INSERT INTO lease (worker_id, run_id, position, since, reason, step) "
+                 f"VALUES (1, 1, 2, {then}, 'w: healthy', 'b')")
+    conn.close()
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT check_status, presented_host_key, trust_host_key FROM worker"
+                        ).fetchone() == ("warning", "KEY", 1)
+    assert conn.execute('SELECT "default" FROM pool').fetchone() == (1,)
+    assert conn.execute("SELECT position, reason, worker_reason FROM run_step ORDER BY position"
+                        ).fetchall() == [(1, "", "w: healthy, the fewest"),
+                                         (2, "exit status 1", ""),
+                                         (3, "not run: the run failed", "")]
+    assert conn.execute("SELECT step_name, worker_reason FROM lease").fetchone() == \
+        ("b", "w: healthy")

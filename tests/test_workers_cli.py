@@ -11,7 +11,7 @@ from backend.store.models import BUILTIN_WORKER
 
 def add(workdeck, name, server, key, *extra):
     return workdeck.cli("worker", "add", name, "--host", server.host, "--port",
-                        str(server.port), "--key", str(key), *extra)
+                        str(server.port), "--key-path", str(key), *extra)
 
 
 def wait_for(predicate, timeout=10.0):
@@ -118,7 +118,7 @@ def test_exit_codes_follow_the_worst_status(workdeck, ssh_servers, client_key):
     assert workdeck.cli("check").code == 0
     script = server.root.parent / "health.sh"
     script.write_text('test -e "$HOME/flag" && { echo "flag is up"; exit 1; }; exit 0\n')
-    result = workdeck.cli("policy", "--script", str(script))
+    result = workdeck.cli("policy", "--custom-script", str(script))
     assert result.code == 0 and "custom script   yes" in result.out
     (server.root / "flag").write_text("x")
     check = workdeck.cli("check", "--json")
@@ -166,7 +166,7 @@ def test_bad_input_gets_one_sentence_and_changes_nothing(workdeck, ssh_servers, 
     cases = [
         (["worker", "add", "w-2", "--host", "not a host"], "is not a valid host"),
         (["worker", "add", "w-2", "--host", "h", "--port", "0"], "between 1 and 65535"),
-        (["worker", "add", "w-2", "--host", "h", "--key", str(tmp_path / "nope")],
+        (["worker", "add", "w-2", "--host", "h", "--key-path", str(tmp_path / "nope")],
          "does not exist"),
         (["worker", "add", "w 2", "--host", "h"], "contains a space"),
         (["worker", "add", "w-1", "--host", "h"], "already exists"),
@@ -177,7 +177,7 @@ def test_bad_input_gets_one_sentence_and_changes_nothing(workdeck, ssh_servers, 
     ]
     bad_key = tmp_path / "not-a-key"
     bad_key.write_text("hello")
-    cases.append((["worker", "add", "w-2", "--host", "h", "--key", str(bad_key)],
+    cases.append((["worker", "add", "w-2", "--host", "h", "--key-path", str(bad_key)],
                   "is not an SSH private key"))
     for args, expected in cases:
         result = workdeck.cli(*args)
@@ -221,8 +221,8 @@ def test_unreachable_hosts_say_why(workdeck, client_key, ssh_servers):
     server = ssh_servers()
     ssh_servers.stop(server)  # nothing listens on its port any more
     workdeck.cli("worker", "add", "w-refused", "--host", "127.0.0.1", "--port",
-                 str(server.port), "--key", str(client_key))
-    workdeck.cli("worker", "add", "w-dns", "--host", "no-such-host.invalid", "--key",
+                 str(server.port), "--key-path", str(client_key))
+    workdeck.cli("worker", "add", "w-dns", "--host", "no-such-host.invalid", "--key-path",
                  str(client_key))
     check = workdeck.cli("check", "--json")
     assert check.code == 2
@@ -238,7 +238,7 @@ def test_wrong_credentials_say_login_refused(workdeck, ssh_servers, tmp_path):
     other = tmp_path / "other_key"
     asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(other))
     workdeck.cli("worker", "add", "w-auth", "--host", server.host, "--port", str(server.port),
-                 "--key", str(other), "--trust-host-key")
+                 "--key-path", str(other), "--trust-host-key")
     [worker] = json.loads(workdeck.cli("check", "--json").out)
     assert worker["status"] == "unavailable" and "login refused" in worker["reason"]
 
@@ -335,3 +335,27 @@ def test_tcp_api_requires_the_token(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_renamed_flags_still_work_and_help_shows_only_the_new_names(workdeck, ssh_servers,
+                                                                    client_key, tmp_path):
+    # Flags renamed for one name per idea keep their old names for one release (README,
+    # "Changed"), unlisted in --help.
+    server = ssh_servers()
+    assert workdeck.cli("worker", "add", "w-old", "--host", server.host, "--port",
+                        str(server.port), "--key", str(client_key)).code == 0
+    with workdeck.client() as client:
+        assert client.get("/api/workers/w-old")["key_path"] == str(client_key)
+    script = tmp_path / "check.sh"
+    script.write_text("exit 0\n")
+    result = workdeck.cli("policy", "--disk-warning-mb", "123", "--load-factor", "7",
+                          "--script", str(script), "--json")
+    assert result.code == 0, result.err
+    policy = json.loads(result.out)
+    assert (policy["disk_free_warning_mb"], policy["load_warning_factor"],
+            policy["custom_script"]) == (123, 7, "exit 0\n")
+    shown = workdeck.cli("policy", "--help").out + workdeck.cli("worker", "add", "--help").out
+    for new, old in (("--disk-free-warning-mb", "--disk-warning-mb"),
+                     ("--load-warning-factor", "--load-factor"),
+                     ("--custom-script", "--script"), ("--key-path", "--key ")):
+        assert new in shown and old not in shown, (new, old)

@@ -11,3 +11,8 @@ class Answer(BaseModel):
     the contract tests instead of reaching clients undocumented."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+def renamed(new: str) -> str:
+    """The deprecation note of a key kept under its old name for one release."""
+    return f"Renamed `{new}`; this name is kept for one release (README, \"Changed\")."

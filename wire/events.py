@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from wire.base import Answer
+from wire.base import Answer, renamed
 from wire.pools import HistoryPoint, Pool
 from wire.runbook import RunbookSummary
 from wire.runs import Run, RunSummary
@@ -125,11 +125,13 @@ class LogChunk(Answer):
 
     first_seq: int
     last_seq: int
-    step: int = Field(description="The step's position in its run.")
+    position: int = Field(description="The step's position in its run (0: the run's own "
+                                      "lines).")
     worker: str
     stream: Literal["stdout", "stderr", "workdeck"] = Field(
         description="`workdeck`: what the run engine itself said.")
     lines: str
+    step: int = Field(deprecated=renamed("position"))
 
 
 class Skipped(Answer):

@@ -1,7 +1,7 @@
 """A run log on the wire: chunks of lines, and the text and JSON Lines made of them.
 
-A chunk is {first_seq, last_seq, step, worker, stream, lines}: `step` is the step's
-position in the run, `lines` one line per `\\n`. The first line of each read from the
+A chunk is {first_seq, last_seq, position, worker, stream, lines}: `position` is the
+step's position in the run, `lines` one line per `\\n`. The first line of each read from the
 worker is `<unix time>\\t<text>`; the lines after it, with no tab (cleaned text has
 none), came at that time too. A million lines go through here on every `runs log`, so
 whole chunks are formatted at once, never an object per line.
@@ -33,7 +33,7 @@ def may_hold_error(chunk: dict[str, Any]) -> bool:
 
 def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 0,
            at: float = 0.0) -> list[dict[str, Any]]:
-    """A chunk's lines as {seq, at, step, worker, stream, text}; or only `parts`, its
+    """A chunk's lines as {seq, at, position, worker, stream, text}; or only `parts`, its
     already split lines from `offset` on (`at`: the time of the line before them)."""
     if parts is None:
         parts = chunk["lines"].split("\n")
@@ -44,7 +44,7 @@ def expand(chunk: dict[str, Any], parts: list[str] | None = None, offset: int = 
             at = float(stamp)
         else:
             text = part
-        result.append({"seq": index, "at": at, "step": chunk["step"],
+        result.append({"seq": index, "at": at, "position": chunk["position"],
                        "worker": chunk["worker"], "stream": chunk["stream"], "text": text})
     return result
 
@@ -74,8 +74,9 @@ class Clock:
 
 
 def where(chunk: dict[str, Any]) -> str:
-    """`step:worker`, or only the step for the run's own lines."""
-    return f"{chunk['step']}:{chunk['worker']}" if chunk["worker"] else f"{chunk['step']}"
+    """`position:worker`, or only the position for the run's own lines."""
+    position = chunk["position"]
+    return f"{position}:{chunk['worker']}" if chunk["worker"] else f"{position}"
 
 
 def as_text(chunk: dict[str, Any], clock: Clock, at: float = 0.0) -> str:
@@ -108,8 +109,9 @@ def _prefixed(prefix: str, lines: str) -> str:
 
 def as_json_lines(chunk: dict[str, Any], at: float = 0.0) -> str:
     """The chunk as JSON Lines, one object per line with the keys of `expand`."""
-    fields = json.dumps({"step": chunk["step"], "worker": chunk["worker"],
-                         "stream": chunk["stream"]})[1:-1]
+    # `step`: the name of `position` one release ago (README, "Changed").
+    fields = json.dumps({"position": chunk["position"], "worker": chunk["worker"],
+                         "stream": chunk["stream"], "step": chunk["position"]})[1:-1]
     dumps = json.dumps
     out = []
     stamp_text = dumps(at)

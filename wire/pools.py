@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from wire.base import Answer
+from wire.base import Answer, renamed
 from wire.statuses import WorkerStatus
 
 
@@ -41,8 +41,9 @@ class PoolMember(Answer):
     enabled: bool
     draining: bool
     capacity: int
-    leases: int = Field(description="Slots in use on it.")
+    leased: int = Field(description="Slots in use on it.")
     reason: str
+    leases: int = Field(deprecated=renamed("leased"))
 
 
 class Lease(Answer):
@@ -51,13 +52,15 @@ class Lease(Answer):
     run_id: int
     runbook: str
     position: int = Field(description="The step's position in its run (1 is the first).")
-    step: str = Field(description="The step's name.")
+    step_name: str
     worker: str
     pool: str = Field(description="The pool it was taken through.")
     since: str | None
-    reason: str = Field(description="Why this worker was chosen.")
+    worker_reason: str = Field(description="Why this worker was chosen.")
     orphan: str = Field(description="Why the slot is still held after the step ended "
                                     "(empty: the step runs).")
+    step: str = Field(deprecated=renamed("step_name"))
+    reason: str = Field(deprecated=renamed("worker_reason"))
 
 
 class QueuedStep(Answer):
@@ -65,10 +68,11 @@ class QueuedStep(Answer):
 
     run_id: int
     position: int
-    step: str
+    step_name: str
     pool: str
     worker: str | None = Field(description="Set when it waits for one worker (run_on all).")
     since: str | None
+    step: str = Field(deprecated=renamed("step_name"))
 
 
 # [unix time, leased, capacity, queued]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from wire.base import Answer
+from wire.base import Answer, renamed
 from wire.statuses import Action, RunStatus, StepStatus
 
 
@@ -36,7 +36,8 @@ class RunStep(Answer):
     worker: str = Field(description="Empty until a worker was chosen.")
     status: StepStatus
     reason: str = Field(description="Why it is in its status: why it failed or was skipped, "
-                                    "what it waits for.")
+                                    "what it waits for (empty once it ran well).")
+    worker_reason: str = Field(description="Why its worker was chosen (empty until one was).")
     attempt: int
     exit_status: int | None
     started_at: str | None
@@ -124,10 +125,11 @@ class Plan(Answer):
 class LogLine(Answer):
     seq: int = Field(description="The line's number in its run's log (1 is the first).")
     at: float = Field(description="Unix time.")
-    step: int = Field(description="The step's position (0: the run's own lines).")
+    position: int = Field(description="The step's position (0: the run's own lines).")
     worker: str
     stream: Literal["stdout", "stderr", "workdeck"]
     text: str
+    step: int = Field(deprecated=renamed("position"))
 
 
 class FoundLine(Answer):

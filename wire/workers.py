@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wire.base import Answer
+from wire.base import Answer, renamed
 from wire.statuses import WorkerStatus
 
 DEFAULT_CAPACITY = 4
@@ -91,14 +91,15 @@ class Worker(Answer):
     draining: bool = Field(description="Finishes its steps, takes no new ones.")
     builtin: bool = Field(description="The built-in worker: the server's own machine.")
     capacity: int = Field(description="Slots: how many steps it may run at once.")
-    leases: int = Field(description="Slots in use: leases held by steps on it.")
+    leased: int = Field(description="Slots in use: leases held by steps on it.")
     orphans: int = Field(description="Of those, slots held by steps whose processes are not "
                                      "yet seen gone.")
     orphan_reason: str
     work_dir: str
     status: WorkerStatus = Field(description="`disabled` while disabled, else the last "
                                              "check's result.")
-    health: WorkerStatus = Field(description="The last check's result, also while disabled.")
+    check_status: WorkerStatus = Field(description="The last check's result, also while "
+                                                   "disabled.")
     reason: str = Field(description="Why it has its status.")
     checked_at: str | None = Field(description="When it was last checked (ISO 8601, UTC).")
     latency_ms: float | None
@@ -107,6 +108,8 @@ class Worker(Answer):
     host_key: str | None = Field(description="The pinned host key's SHA256 fingerprint.")
     presented_host_key: str | None = Field(description="The fingerprint of a key presented "
                                                        "but not trusted.")
+    leases: int = Field(deprecated=renamed("leased"))
+    health: WorkerStatus = Field(deprecated=renamed("check_status"))
 
 
 class HealthRecord(Answer):

@@ -50,8 +50,8 @@ async def show_pool(name: str, backend: BackendDep,
     def detail() -> dict[str, Any]:
         pool = fleet.get_pool(backend.store, name, backend.leases.queued_by_pool())
         pool["member_workers"] = [
-            {k: w[k] for k in ("name", "status", "enabled", "draining", "capacity", "leases",
-                               "reason")}
+            {k: w[k] for k in ("name", "status", "enabled", "draining", "capacity", "leased",
+                               "reason", "leases")}
             for w in fleet.list_workers(backend.store, pool["members"])]
         pool["leases"] = leases_of(backend.store, name)
         pool["history"] = usage.history(backend.store, name, history_s).get(name, [])

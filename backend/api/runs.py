@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import ActorDep, BackendDep, Count, LineNumber, RunId
+from backend.api.deps import LARGEST, ActorDep, BackendDep, Count, LineNumber, RunId
 from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
 from backend.runs import launch, logsearch, logstore
@@ -61,16 +61,22 @@ async def decide(run_id: RunId, body: DecisionRequest, backend: BackendDep,
 @router.get("/{run_id}/log/find", response_model=FoundLine)
 async def find_in_log(run_id: RunId, backend: BackendDep, text: str = "", errors: bool = False,
                       after: LineNumber = 0, before: LineNumber | None = None,
-                      step: Count | None = None) -> dict[str, Any]:
+                      position: Count | None = None,
+                      step: Annotated[int | None, Query(ge=0, le=LARGEST, deprecated=True,
+                                                        description="Renamed `position`.")
+                                      ] = None) -> dict[str, Any]:
     """The first line after `after` (or the last before `before`) holding `text` (any
-    case), or reading as an error with `errors=true`; of step `step` only when given.
-    `{"line": {seq, at, step, worker, stream, text}}`, or `{"line": null}`."""
+    case), or reading as an error with `errors=true`; of the step at `position` only
+    when given. `{"line": {seq, at, position, worker, stream, text}}`, or
+    `{"line": null}`."""
     await asyncio.to_thread(backend.runs.get, run_id)  # 404 for an unknown run
     if not errors and not text:
         raise InvalidInput("Say what to find: text=... or errors=true.")
     line = await asyncio.to_thread(logsearch.find_line, backend.store, run_id, text=text,
                                    errors=errors, after=max(after, 0), before=before,
-                                   step=step)
+                                   position=position if position is not None else step)
+    if line is not None:
+        line["step"] = line["position"]  # its name of one release ago (README, "Changed")
     return {"line": line}
 
 

@@ -44,8 +44,8 @@ def ensure_pools(session: Session, names: Iterable[str], actor: str) -> list[Poo
 _FIGURES = """
 SELECT p.name,
        COUNT(w.id) AS workers,
-       COALESCE(SUM(w.enabled AND w.status = 'healthy'), 0) AS healthy,
-       COALESCE(SUM(CASE WHEN w.enabled AND w.status = 'healthy' AND NOT w.draining
+       COALESCE(SUM(w.enabled AND w.check_status = 'healthy'), 0) AS healthy,
+       COALESCE(SUM(CASE WHEN w.enabled AND w.check_status = 'healthy' AND NOT w.draining
                          THEN w.capacity ELSE COALESCE(l.n, 0) END), 0) AS capacity,
        COALESCE(SUM(l.n), 0) AS leased,
        COALESCE(SUM(w.draining), 0) AS draining,
@@ -90,7 +90,7 @@ def pool_public(pool: Pool, members: list[str], figure: dict[str, Any]) -> dict[
     return {
         "name": pool.name,
         "description": pool.description,
-        "default": pool.is_default,
+        "default": pool.default,
         "members": members,
         **{k: v for k, v in figure.items() if k != "pool_id"},
     }

@@ -36,9 +36,9 @@ STATIC_REFRESH_S = 30.0
 STATIC_MIN_GAP_S = 1.0  # however often they change, read at most this often
 
 _MEMBERS = text("""
-SELECT p.id, p.name, w.id, w.enabled AND w.status = 'healthy',
-       w.enabled AND w.status = 'healthy' AND NOT w.draining, w.capacity, w.draining,
-       w.name, p.description, p.is_default
+SELECT p.id, p.name, w.id, w.enabled AND w.check_status = 'healthy',
+       w.enabled AND w.check_status = 'healthy' AND NOT w.draining, w.capacity, w.draining,
+       w.name, p.description, p."default"
 FROM pool p
 LEFT JOIN pool_member pm ON pm.pool_id = p.id
 LEFT JOIN worker w ON w.id = pm.worker_id

@@ -81,8 +81,8 @@ def worker_public(worker: Any, pools: list[str], pinned: str | None,
                   held: tuple[int, int, str] = (0, 0, "")) -> dict[str, Any]:
     """A worker as the API shows it; `worker` is a Worker or a row of its table, `pinned`
     the fingerprint of its pinned host key, `held` its slots as `_leases` counts them."""
-    leases, orphans, orphan_reason = held
-    presented = fingerprint_of(worker.presented_key) if worker.presented_key else None
+    leased, orphans, orphan_reason = held
+    presented = fingerprint_of(worker.presented_host_key) if worker.presented_host_key else None
     return {
         "name": worker.name,
         "host": worker.host,
@@ -95,13 +95,13 @@ def worker_public(worker: Any, pools: list[str], pinned: str | None,
         "draining": worker.draining,
         "builtin": worker.builtin,
         "capacity": worker.capacity,
-        "leases": leases,
+        "leased": leased,
         # Slots still held by steps that ended without their processes seen gone.
         "orphans": orphans,
         "orphan_reason": orphan_reason if orphans else "",
         "work_dir": worker.work_dir,
-        "status": worker.status if worker.enabled else DISABLED,
-        "health": worker.status,
+        "status": worker.check_status if worker.enabled else DISABLED,
+        "check_status": worker.check_status,
         "reason": worker.reason,
         "checked_at": iso(worker.checked_at),
         "latency_ms": worker.latency_ms,
@@ -109,6 +109,9 @@ def worker_public(worker: Any, pools: list[str], pinned: str | None,
         "facts": _facts(worker.facts),
         "host_key": pinned,
         "presented_host_key": presented,
+        # The names of one release ago, for scripts (README, "Changed").
+        "leases": leased,
+        "health": worker.check_status,
     }
 
 
@@ -195,7 +198,7 @@ def _insert_worker(session: Session, spec: WorkerCreate, actor: str) -> Worker:
         key_path=spec.key_path,
         use_agent=spec.use_agent,
         capacity=spec.capacity,
-        trust_next_key=spec.trust_host_key,
+        trust_host_key=spec.trust_host_key,
     )
     if spec.work_dir:
         worker.work_dir = spec.work_dir
@@ -286,8 +289,8 @@ def trust_host_key(store: Store, name: str, fingerprint: str | None, actor: str)
         if worker.builtin:
             raise InvalidInput("The built-in worker runs locally and has no host key.")
         pinned = session.get(HostKey, worker.id)
-        if worker.presented_key:
-            presented = fingerprint_of(worker.presented_key)
+        if worker.presented_host_key:
+            presented = fingerprint_of(worker.presented_host_key)
             if not fingerprint:
                 # Never "whatever it showed last": the operator names the key they checked.
                 raise InvalidInput(
@@ -302,13 +305,13 @@ def trust_host_key(store: Store, name: str, fingerprint: str | None, actor: str)
                       else f"{pinned.fingerprint} replaced by {presented}")
             if pinned is None:
                 pinned = HostKey(worker_id=worker.id, public_key="", fingerprint="")
-            pinned.public_key = worker.presented_key
+            pinned.public_key = worker.presented_host_key
             pinned.fingerprint = presented
             pinned.trusted_at = utcnow()
             pinned.trusted_by = actor
             session.add(pinned)
-            worker.presented_key = None
-            worker.trust_next_key = False
+            worker.presented_host_key = None
+            worker.trust_host_key = False
             worker.reason = "host key trusted; waiting for the next check"
             session.add(worker)
             audit(session, actor, "worker.trust", name, detail)
@@ -335,14 +338,14 @@ def default_actor() -> str:
 def ensure_builtin(store: Store, actor: str) -> None:
     """Create the default pool, and the built-in worker unless it was switched off."""
     with store.write() as session:
-        default = session.exec(select(Pool).where(Pool.is_default)).first()
+        default = session.exec(select(Pool).where(Pool.default)).first()
         if default is None:
             default = session.exec(select(Pool).where(Pool.name == DEFAULT_POOL)).first()
             if default is None:
                 default = Pool(
                     name=DEFAULT_POOL,
                     description="Where steps run when they name no pool",
-                    is_default=True,
+                    default=True,
                 )
                 session.add(default)
                 session.flush()

@@ -125,7 +125,7 @@ class HealthChecker:
                 endpoint=Endpoint(
                     host=w.host, port=w.port, user=w.user, key_path=w.key_path,
                     use_agent=w.use_agent, pinned_key=pins.get(w.id),
-                    trust_first=w.trust_next_key and w.id not in pins,
+                    trust_host_key=w.trust_host_key and w.id not in pins,
                 ),
                 work_dir=w.work_dir,
                 checked_at_epoch=(fleet_epoch(w.checked_at) if w.checked_at else None),
@@ -207,7 +207,8 @@ class HealthChecker:
                         definitions=script.definitions)
             except HostKeyRefused as exc:
                 return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
-                               presented_key=exc.presented_key, key_changed=exc.changed)
+                               presented_host_key=exc.presented_host_key,
+                               key_changed=exc.changed)
             except SSHFailure as exc:
                 return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
                                unreachable=True)
@@ -281,7 +282,7 @@ class HealthChecker:
                     await asyncio.sleep(0)  # a sweep's thousands, a few hundred at a time
                 previous = retained.get(outcome.name)
                 health_changed = health_changed or previous is None or \
-                    previous.get("health") != outcome.status
+                    previous.get("check_status") != outcome.status
                 updated = results.published_state(previous, outcome, now)
                 if updated is None:
                     unsure.append(outcome.name)

@@ -30,7 +30,7 @@ class Outcome:
     connect_ms: float | None
     load1: float | None = None
     disk_free_mb: float | None = None
-    presented_key: str | None = None
+    presented_host_key: str | None = None
     key_changed: bool = False
     accepted_key: str | None = None
     accepted_from: str | None = None
@@ -53,7 +53,7 @@ def write(store: Store, batch: list[Outcome], history_size: int, now: datetime) 
         rows = []
         for o in batch:
             # `worker` is the WHERE clause's id; the other keys are what is SET.
-            row = {"worker": o.worker_id, "status": o.status, "reason": o.reason,
+            row = {"worker": o.worker_id, "check_status": o.status, "reason": o.reason,
                    "checked_at": now, "latency_ms": o.latency_ms}
             if o.connect_ms is not None:
                 row["connect_ms"] = o.connect_ms
@@ -76,7 +76,7 @@ def write(store: Store, batch: list[Outcome], history_size: int, now: datetime) 
                  "connect_ms": o.connect_ms, "load1": o.load1,
                  "disk_free_mb": o.disk_free_mb} for o in batch])
         for o in batch:
-            if o.presented_key or o.accepted_key:
+            if o.presented_host_key or o.accepted_key:
                 _record_host_key(session, o)
                 keys_changed = True
         _prune(session, [o.worker_id for o in batch], history_size)
@@ -85,20 +85,20 @@ def write(store: Store, batch: list[Outcome], history_size: int, now: datetime) 
 
 def _record_host_key(session: Any, outcome: Outcome) -> None:
     worker = session.get(Worker, outcome.worker_id)
-    if outcome.presented_key:
-        if outcome.key_changed and outcome.presented_key != worker.presented_key:
+    if outcome.presented_host_key:
+        if outcome.key_changed and outcome.presented_host_key != worker.presented_host_key:
             fleet.audit(session, "server", "worker.hostkey_changed", worker.name,
-                        f"presented {fingerprint_of(outcome.presented_key)}; "
+                        f"presented {fingerprint_of(outcome.presented_host_key)}; "
                         "refused, the pinned key was kept")
-        worker.presented_key = outcome.presented_key
+        worker.presented_host_key = outcome.presented_host_key
     if outcome.accepted_key and session.get(HostKey, worker.id) is None:
         session.add(HostKey(
             worker_id=worker.id, public_key=outcome.accepted_key,
             fingerprint=fingerprint_of(outcome.accepted_key),
             trusted_by=outcome.accepted_from or "",
         ))
-        worker.trust_next_key = False
-        worker.presented_key = None
+        worker.trust_host_key = False
+        worker.presented_host_key = None
         fleet.audit(session, "server", "worker.trust", worker.name,
                     f"{fingerprint_of(outcome.accepted_key)} pinned from "
                     f"{outcome.accepted_from}")
@@ -127,11 +127,11 @@ def published_state(previous: dict[str, Any] | None, outcome: Outcome, now: date
                     ) -> dict[str, Any] | None:
     """A worker's public state after this check, from the one published before it; None
     when only the store can say (a host key was refused or pinned, or none is known)."""
-    if previous is None or outcome.presented_key or outcome.accepted_key:
+    if previous is None or outcome.presented_host_key or outcome.accepted_key:
         return None
     updated = dict(previous)
     updated.update(status=outcome.status if previous["enabled"] else DISABLED,
-                   health=outcome.status, reason=outcome.reason,
+                   check_status=outcome.status, health=outcome.status, reason=outcome.reason,
                    checked_at=fleet.iso(now), latency_ms=outcome.latency_ms)
     if outcome.connect_ms is not None:
         updated["connect_ms"] = outcome.connect_ms

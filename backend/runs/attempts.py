@@ -134,7 +134,7 @@ class StepAttempts(RunRecords):
                 reason=f"waiting for a free slot in {pool}")))
 
         try:
-            granted = await self.leases.acquire(pool, run_id, position, step=step.name,
+            granted = await self.leases.acquire(pool, run_id, position, step_name=step.name,
                                                 only=only, on_wait=waiting, avoid=avoid)
         except NoWorker as exc:
             # Only this worker's row (all of the step's, for a step on any worker): the
@@ -157,11 +157,11 @@ class StepAttempts(RunRecords):
             await self.publish_worker(worker)  # its slots in use changed
             if row is None:
                 await self._set_step(run_id, position, None, worker=worker)
-            await self._set_step(run_id, position, worker, status=RUNNING,
-                                 reason=granted.reason, attempt=attempt, started_at=utcnow(),
-                                 finished_at=None, exit_status=None)
+            await self._set_step(run_id, position, worker, status=RUNNING, reason="",
+                                 worker_reason=granted.worker_reason, attempt=attempt,
+                                 started_at=utcnow(), finished_at=None, exit_status=None)
             runlog.note(position, worker, f"step {position} ({step.name}) attempt {attempt} "
-                                          f"on {granted.reason}")
+                                          f"on {granted.worker_reason}")
             try:
                 transport = await self.transport_for(worker)
             except SSHFailure as exc:
@@ -193,10 +193,10 @@ class StepAttempts(RunRecords):
             status, reason = self._outcome(result, ended_clean,
                                            runlog.last_stderr.pop((position, worker), ""))
             runlog.note(position, worker, f"step {position} {status}: {reason}")
-            # A step that went well keeps why its worker was chosen; one that did not says
-            # what went wrong.
+            # A step that went well needs no reason; one that did not says what went wrong
+            # (why its worker was chosen stays beside it).
             await self._set_step(run_id, position, worker, status=status, finished_at=utcnow(),
-                                 reason=granted.reason if status == SUCCEEDED else reason,
+                                 reason="" if status == SUCCEEDED else reason,
                                  exit_status=result.exit_status)
             if status == LOST:  # the connection went: is the worker still there?
                 await self._recheck(worker, runlog, position)

@@ -117,7 +117,8 @@ def run_public(run: Run, steps: list[RunStep], waiting: Waiting | None = None,
         "sensitive": [v["name"] for v in definition["variables"] if v["sensitive"]],
         "steps": [
             {"position": s.position, "name": s.name, "worker": s.worker, "status": s.status,
-             "reason": s.reason, "attempt": s.attempt, "exit_status": s.exit_status,
+             "reason": s.reason, "worker_reason": s.worker_reason, "attempt": s.attempt,
+             "exit_status": s.exit_status,
              "started_at": iso(s.started_at), "finished_at": iso(s.finished_at),
              "manual": definition["steps"][s.position - 1].get("manual")}
             for s in sorted(steps, key=lambda s: (s.position, s.worker))

@@ -40,7 +40,7 @@ class Granted:
     lease_id: int
     worker_id: int
     worker: str
-    reason: str
+    worker_reason: str  # why this worker was chosen
 
 
 @dataclass(eq=False)
@@ -48,7 +48,7 @@ class Waiter:
     pool: str
     run_id: int
     position: int
-    step: str
+    step_name: str
     only: str | None
     since: datetime = field(default_factory=utcnow)
     on_wait: Callable[[], None] | None = None  # told once, when it has to wait
@@ -57,8 +57,9 @@ class Waiter:
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def public(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "position": self.position, "step": self.step,
-                "pool": self.pool, "worker": self.only, "since": iso(self.since)}
+        return {"run_id": self.run_id, "position": self.position, "step_name": self.step_name,
+                "pool": self.pool, "worker": self.only, "since": iso(self.since),
+                "step": self.step_name}  # its name of one release ago (README, "Changed")
 
 
 class Leases:
@@ -74,7 +75,7 @@ class Leases:
 
     # -------------------------------------------------------- taking and giving back
 
-    async def acquire(self, pool: str, run_id: int, position: int, *, step: str = "",
+    async def acquire(self, pool: str, run_id: int, position: int, *, step_name: str = "",
                       only: str | None = None, on_wait: Callable[[], None] | None = None,
                       avoid: frozenset[str] = frozenset()) -> Granted:
         """A slot in `pool` (on worker `only` if given); queues while every slot is taken.
@@ -85,7 +86,7 @@ class Leases:
         Every request joins the queue first, so two that come at once are served in the
         order they came; `on_wait` is called once if the first look finds no free slot.
         """
-        waiter = Waiter(pool, run_id, position, step, only, on_wait=on_wait, avoid=avoid)
+        waiter = Waiter(pool, run_id, position, step_name, only, on_wait=on_wait, avoid=avoid)
         self.queue.append(waiter)
         self._changed()
         self._ensure_dispatcher()
@@ -221,7 +222,7 @@ class Leases:
                     continue
                 try:
                     granted = _grant(session, leased, waiter.pool, waiter.run_id,
-                                     waiter.position, waiter.step, waiter.only, waiter.avoid)
+                                     waiter.position, waiter.step_name, waiter.only, waiter.avoid)
                 except NoWorker as exc:
                     outcomes.append(exc)
                     continue
@@ -287,8 +288,8 @@ def unable_because(worker: Worker) -> str | None:
         return "disabled"
     if worker.draining:
         return "draining"
-    if worker.status != HEALTHY:
-        return worker.status + (f": {worker.reason}" if worker.reason else "")
+    if worker.check_status != HEALTHY:
+        return worker.check_status + (f": {worker.reason}" if worker.reason else "")
     return None
 
 
@@ -316,7 +317,7 @@ def _free(members: list[Worker], leased: Counter[int], pool: str,
 
 
 def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, position: int,
-           step: str, only: str | None, avoid: frozenset[str] = frozenset()
+           step_name: str, only: str | None, avoid: frozenset[str] = frozenset()
            ) -> Granted | None:
     """A lease on the member with the fewest leases, or None when all are full."""
     free = _free(_members(session, pool), leased, pool, only)
@@ -330,8 +331,8 @@ def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, posit
         reason += f" (not {', '.join(sorted(avoid))}, where it just failed)"
     elif avoid:
         reason += " (the only one free, though it just failed there)"
-    lease = Lease(worker_id=chosen.id, run_id=run_id, position=position, step=step, pool=pool,
-                  reason=reason)
+    lease = Lease(worker_id=chosen.id, run_id=run_id, position=position, step_name=step_name,
+                  pool=pool, worker_reason=reason)
     session.add(lease)
     session.flush()
     leased[chosen.id] += 1
@@ -349,7 +350,10 @@ def leases_of(store: Store, pool: str) -> list[dict[str, Any]]:
             .join(Run, Run.id == Lease.run_id)
             .where(Pool.name == pool).order_by(Lease.since)).all()
     return [{"run_id": lease.run_id, "runbook": runbook, "position": lease.position,
-             "step": lease.step, "worker": worker, "pool": lease.pool,
-             "since": iso(lease.since), "reason": lease.reason, "orphan": lease.orphan}
+             "step_name": lease.step_name, "worker": worker, "pool": lease.pool,
+             "since": iso(lease.since), "worker_reason": lease.worker_reason,
+             "orphan": lease.orphan,
+             # Their names of one release ago (README, "Changed").
+             "step": lease.step_name, "reason": lease.worker_reason}
             for lease, worker, runbook in rows]
 

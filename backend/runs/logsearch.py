@@ -18,15 +18,15 @@ PAGE = 50_000  # lines read at a time
 
 
 def find_line(store: Store, run_id: int, *, text: str = "", errors: bool = False,
-              after: int = 0, before: int | None = None, step: int | None = None
+              after: int = 0, before: int | None = None, position: int | None = None
               ) -> dict[str, Any] | None:
     """The first line after line `after` (or, with `before`, the last line before it)
-    that holds `text` (any case) or, with `errors`, reads as an error; only lines of step
-    `step` when given. None when no line does."""
+    that holds `text` (any case) or, with `errors`, reads as an error; only lines of the
+    step at `position` when given. None when no line does."""
     needle = text.lower()
 
     def may_match(chunk: dict[str, Any]) -> bool:
-        if step is not None and chunk["step"] != step:
+        if position is not None and chunk["position"] != position:
             return False
         if errors:
             return may_hold_error(chunk)

@@ -220,9 +220,8 @@ class RunLog:
             self._retry_s = 0.0
             # Still under the lock: followers must get batches in the order of their lines.
             self.hub.stored(self.run_id, [
-                {"first_seq": r["first_seq"], "last_seq": r["last_seq"],
-                 "step": r["position"], "worker": r["worker"], "stream": r["stream"],
-                 "lines": r["lines"]} for r in rows])
+                chunk_of(r["first_seq"], r["last_seq"], r["position"], r["worker"],
+                         r["stream"], r["lines"]) for r in rows])
         if cancelled:
             raise asyncio.CancelledError
         return True
@@ -240,6 +239,14 @@ async def _outlive_cancellation(future: asyncio.Future[Any]) -> bool:
         except Exception:
             break  # the caller reads the exception from the future
     return cancelled
+
+
+def chunk_of(first_seq: int, last_seq: int, position: int, worker: str, stream: str,
+             lines: str) -> dict[str, Any]:
+    """A chunk as readers get it (wire.events.LogChunk)."""
+    return {"first_seq": first_seq, "last_seq": last_seq, "position": position,
+            "worker": worker, "stream": stream, "lines": lines,
+            "step": position}  # its name of one release ago (README, "Changed")
 
 
 def _insert(store: Store, rows: list[dict[str, Any]]) -> None:
@@ -292,8 +299,8 @@ def read_back(store: Store, run_id: int, before: int) -> list[dict[str, Any]]:
             keep = before - row.first_seq
             lines = "\n".join(lines.split("\n", keep)[:keep])
             last = before - 1
-        chunks.append({"first_seq": row.first_seq, "last_seq": last, "step": row.position,
-                       "worker": row.worker, "stream": row.stream, "lines": lines})
+        chunks.append(chunk_of(row.first_seq, last, row.position, row.worker, row.stream,
+                               lines))
     return chunks
 
 
@@ -318,8 +325,7 @@ def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
             # Cut to the limit: a reader asked for small pieces (a console stays responsive).
             lines = "\n".join(lines.split("\n", room)[:room])
             last = first + room - 1
-        chunks.append({"first_seq": first, "last_seq": last, "step": row.position,
-                       "worker": row.worker, "stream": row.stream, "lines": lines})
+        chunks.append(chunk_of(first, last, row.position, row.worker, row.stream, lines))
         total += last - first + 1
         if total >= limit:
             break

@@ -204,6 +204,29 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "what a waiting run waits for, kept across a restart",
         ["ALTER TABLE run ADD COLUMN waiting VARCHAR NOT NULL DEFAULT ''"],
     ),
+    (
+        "one name per idea: a worker's last check, the host key it presented, trusting "
+        "its first key, the default pool",
+        [
+            "ALTER TABLE worker RENAME COLUMN status TO check_status",
+            "ALTER TABLE worker RENAME COLUMN presented_key TO presented_host_key",
+            "ALTER TABLE worker RENAME COLUMN trust_next_key TO trust_host_key",
+            'ALTER TABLE pool RENAME COLUMN is_default TO "default"',
+        ],
+    ),
+    (
+        "one name per idea: a lease's step name; why a step's worker was chosen, apart from "
+        "why the step ended as it did",
+        [
+            "ALTER TABLE lease RENAME COLUMN step TO step_name",
+            "ALTER TABLE lease RENAME COLUMN reason TO worker_reason",
+            "ALTER TABLE run_step ADD COLUMN worker_reason VARCHAR NOT NULL DEFAULT ''",
+            # Until now a step that ran, or went well, kept why its worker was chosen as
+            # its reason.
+            "UPDATE run_step SET worker_reason = reason, reason = '' "
+            "WHERE status IN ('succeeded', 'running') AND worker != ''",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

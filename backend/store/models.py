@@ -52,7 +52,7 @@ class Worker(SQLModel, table=True):
     work_dir: str = ".workdeck/work"
     created_at: datetime = Field(default_factory=utcnow)
     # The latest health check, kept on the row so that listing the fleet is one query.
-    status: str = UNKNOWN
+    check_status: str = UNKNOWN  # what the last check found (shown as `status` unless disabled)
     reason: str = ""
     checked_at: datetime | None = None
     latency_ms: float | None = None
@@ -60,10 +60,10 @@ class Worker(SQLModel, table=True):
     facts: str = "{}"
     # The host key the worker presented last when it was not trusted, so that an
     # operator can trust exactly what was shown to them.
-    presented_key: str | None = None
+    presented_host_key: str | None = None
     # Set by --trust-host-key: pin the key the next connection presents, once, when
     # no key is pinned yet (it never overrides a pinned key that changed).
-    trust_next_key: bool = False
+    trust_host_key: bool = False
 
 
 class Pool(SQLModel, table=True):
@@ -72,7 +72,7 @@ class Pool(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     description: str = ""
-    is_default: bool = False
+    default: bool = False  # steps that name no pool run here
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -185,7 +185,8 @@ class RunStep(SQLModel, table=True):
     name: str
     worker: str = ""
     status: str = QUEUED
-    reason: str = ""  # why this worker, or why it failed
+    reason: str = ""  # why it has its status (failed, skipped, waiting), when it says more
+    worker_reason: str = ""  # why its worker was chosen
     attempt: int = 1
     exit_status: int | None = None
     started_at: datetime | None = None
@@ -221,10 +222,10 @@ class Lease(SQLModel, table=True):
     worker_id: int = Field(foreign_key="worker.id", index=True, ondelete="CASCADE")
     run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
     position: int
-    step: str = ""  # the step's name, for whoever looks at the pool
+    step_name: str = ""  # for whoever looks at the pool
     pool: str = ""  # the pool it was taken through
     since: datetime = Field(default_factory=utcnow)
-    reason: str = ""
+    worker_reason: str = ""  # why this worker was chosen
     # The step's processes on the worker (backend.remote.StepProcess), stored as soon as
     # they are known, so that a server started after a crash can still kill them.
     marker: str = ""

@@ -84,7 +84,8 @@ class ConnectionPool:
         return keys
 
     async def _open(self, endpoint: Endpoint) -> tuple[Connection, float, HostKeyDecision]:
-        decision = HostKeyDecision(pinned=endpoint.pinned_key, trust_first=endpoint.trust_first)
+        decision = HostKeyDecision(pinned=endpoint.pinned_key,
+                                   trust_host_key=endpoint.trust_host_key)
         known, authorities, revoked = self.known_hosts.match(endpoint.host, endpoint.port)
         if endpoint.pinned_key is None:
             decision.known_hosts = [export_key(k) for k in known]
@@ -149,7 +150,7 @@ class ConnectionPool:
                     f"{where} no longer offers the pinned host key type "
                     f"({endpoint.pinned_key.split()[0]}): its host key may have changed, "
                     "possibly a man-in-the-middle; connection refused",
-                    presented_key=None,
+                    presented_host_key=None,
                     changed=True,
                 ) from None
             raise SSHFailure(f"SSH key exchange with {where} failed: {exc.reason}") from None
@@ -189,29 +190,29 @@ class ConnectionPool:
             return HostKeyRefused(
                 f"HOST KEY REVOKED: the {what} {endpoint.host}:{endpoint.port} presented is "
                 "marked @revoked in known_hosts; connection refused",
-                presented_key=None, changed=True)
+                presented_host_key=None, changed=True)
         if decision.presented is None and said:
             # Refused before our own check: a host certificate that did not validate.
             return HostKeyRefused(
                 f"host certificate refused: {said}; connection refused",
-                presented_key=None, changed=False)
+                presented_host_key=None, changed=False)
         if decision.certified_only and not decision.changed:
             return HostKeyRefused(
                 f"host key not trusted: presented {presented}, but known_hosts has a "
                 "@cert-authority for this host and the key is not a certificate it signed",
-                presented_key=None, changed=False)
+                presented_host_key=None, changed=False)
         if decision.changed:
             expected = fingerprint_of(endpoint.pinned_key or decision.known_hosts[0])
             source = "pinned" if endpoint.pinned_key else "in known_hosts"
             return HostKeyRefused(
                 f"HOST KEY CHANGED: presented {presented} but {expected} is {source}; "
                 "this may be a man-in-the-middle attack, connection refused",
-                presented_key=decision.presented,
+                presented_host_key=decision.presented,
                 changed=True,
             )
         return HostKeyRefused(
             f"host key not trusted: presented {presented}; trust it after verifying it",
-            presented_key=decision.presented,
+            presented_host_key=decision.presented,
             changed=False,
         )
 

@@ -66,7 +66,7 @@ class HostKeyDecision:
 
     pinned: str | None
     known_hosts: list[str] = field(default_factory=list)
-    trust_first: bool = False
+    trust_host_key: bool = False
     # known_hosts has a @cert-authority for this host: only its certificates are trusted.
     certified_only: bool = False
     presented: str | None = None
@@ -88,7 +88,7 @@ class HostKeyDecision:
         if self.known_hosts:
             # known_hosts lists another key for this host: a change, never trusted blindly.
             return False
-        if self.trust_first and not self.certified_only:
+        if self.trust_host_key and not self.certified_only:
             self.accepted_from = "first use"
             return True
         return False

@@ -54,17 +54,17 @@ _log_packets_only_when_asked()
 class SSHFailure(Exception):
     """A worker could not be reached or used; `str()` is one sentence for the operator."""
 
-    def __init__(self, reason: str, *, presented_key: str | None = None,
+    def __init__(self, reason: str, *, presented_host_key: str | None = None,
                  accepted_key: str | None = None) -> None:
         # Often holds what the worker said (a disconnect reason, a banner): made inert.
         super().__init__(clean_line(reason, 500))
-        self.presented_key = presented_key
+        self.presented_host_key = presented_host_key
         self.accepted_key = accepted_key
 
 
 class HostKeyRefused(SSHFailure):
-    def __init__(self, reason: str, *, presented_key: str | None, changed: bool) -> None:
-        super().__init__(reason, presented_key=presented_key)
+    def __init__(self, reason: str, *, presented_host_key: str | None, changed: bool) -> None:
+        super().__init__(reason, presented_host_key=presented_host_key)
         self.changed = changed
 
 
@@ -78,7 +78,7 @@ class Endpoint:
     key_path: str | None = None
     use_agent: bool = False
     pinned_key: str | None = None
-    trust_first: bool = False
+    trust_host_key: bool = False
 
     @property
     def login(self) -> tuple[object, ...]:
@@ -150,7 +150,7 @@ def no_certificate(where: str) -> HostKeyRefused:
     # none to offer: it drops the connection during the key exchange.
     return HostKeyRefused(f"host key not trusted: known_hosts has a @cert-authority for "
                           f"{where}, and the host presented no certificate signed by it",
-                          presented_key=None, changed=False)
+                          presented_host_key=None, changed=False)
 
 
 async def tcp_connect(host: str, port: int, timeout: float) -> socket.socket:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from console import output
-from console.commands.base import Context, pass_ctx
+from console.commands.base import Context, Renamed, pass_ctx
 from console.typed import view
 
 if TYPE_CHECKING:
@@ -83,26 +83,29 @@ def advise(ctx: Context, as_json: bool) -> None:
 @click.command()
 @click.option("--interval", type=float, help="Seconds between two checks of a worker.")
 @click.option("--timeout", type=float, help="Seconds a check may take.")
-@click.option("--disk-warning-mb", type=float, help="Warn when free disk is below this.")
-@click.option("--load-factor", type=float, help="Warn when the 5-minute load is above this "
-              "many times the CPU count.")
-@click.option("--script", type=click.File("r"), help="A bash health-check script run on every "
-              "worker: exit 0 healthy, 1 warning, anything else unhealthy ('-' for stdin, "
-              "an empty file to remove it).")
+@click.option("--disk-free-warning-mb", "--disk-warning-mb", cls=Renamed, type=float,
+              help="Warn when free disk is below this.")
+@click.option("--load-warning-factor", "--load-factor", cls=Renamed, type=float,
+              help="Warn when the 5-minute load is above this many times the CPU count.")
+@click.option("--custom-script", "--script", cls=Renamed, type=click.File("r"),
+              help="A bash health-check script run on every worker: exit 0 healthy, "
+              "1 warning, anything else unhealthy ('-' for stdin, an empty file to remove "
+              "it).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def policy(ctx: Context, interval: float | None, timeout: float | None,
-           disk_warning_mb: float | None, load_factor: float | None, script: Any,
-           as_json: bool) -> None:
+           disk_free_warning_mb: float | None, load_warning_factor: float | None,
+           custom_script: Any, as_json: bool) -> None:
     """Show or change the machine policy for health checks."""
 
     with ctx.client() as client:
         current: Policy = view(client.get("/api/policy"))
         changes = {"interval_s": interval, "timeout_s": timeout,
-                   "disk_free_warning_mb": disk_warning_mb, "load_warning_factor": load_factor}
+                   "disk_free_warning_mb": disk_free_warning_mb,
+                   "load_warning_factor": load_warning_factor}
         changes = {k: v for k, v in changes.items() if v is not None}
-        if script is not None:
-            changes["custom_script"] = script.read()
+        if custom_script is not None:
+            changes["custom_script"] = custom_script.read()
         if changes:
             current = view(client.put("/api/policy",
                                                  current.model_dump() | changes))

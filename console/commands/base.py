@@ -50,3 +50,16 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+
+
+class Renamed(click.Option):
+    """An option whose first name is its name; the names after it are what it was called
+    one release ago: still understood, no longer shown in `--help` (README, "Changed")."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        old = self.opts
+        self.opts = old[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = old

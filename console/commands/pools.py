@@ -91,12 +91,12 @@ def pool_show(ctx: Context, name: str, as_json: bool) -> None:
     if p.leases:
         output.say("\nRunning here")
         output.table(["RUN", "STEP", "WORKER", "SINCE", "WHY"], [
-            [f"{lease.run_id} {lease.runbook}", f"{lease.position}. {lease.step}",
-             lease.worker, display.ago(lease.since), lease.reason]
+            [f"{lease.run_id} {lease.runbook}", f"{lease.position}. {lease.step_name}",
+             lease.worker, display.ago(lease.since), lease.worker_reason]
             for lease in p.leases])
     if p.queue:
         output.say("\nQueued")
         output.table(["RUN", "STEP", "FOR", "WAITING SINCE"], [
-            [queued.run_id, f"{queued.position}. {queued.step}",
+            [queued.run_id, f"{queued.position}. {queued.step_name}",
              queued.worker or "any worker", display.ago(queued.since)]
             for queued in p.queue])

@@ -307,7 +307,8 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
     output.say(f"run {item.id}: {item.runbook} on {item.environment}, "
                f"{item.status}" + (f" ({item.reason})" if item.reason else ""))
     output.table(["#", "STEP", "WORKER", "STATUS", "ATTEMPT", "REASON"],
-                 [[s.position, s.name, s.worker, s.status, s.attempt, s.reason]
+                 [[s.position, s.name, s.worker, s.status, s.attempt,
+                   s.reason or s.worker_reason]
                   for s in item.steps])
     if item.decisions:
         output.say("\ndecisions:")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from console import display, output
-from console.commands.base import Context, fail, pass_ctx
+from console.commands.base import Context, Renamed, fail, pass_ctx
 from console.typed import view
 from wire.paths import segment
 
@@ -35,7 +35,8 @@ def _key_path(key: str | None) -> str | None:
 @click.option("--host", required=True, help="Host name or IP address to SSH to.")
 @click.option("--port", type=int, default=22, show_default=True)
 @click.option("--user", help="Account to log in as (default: the server's account).")
-@click.option("--key", type=click.Path(dir_okay=False), help="Private key file to log in with.")
+@click.option("--key-path", "--key", cls=Renamed, type=click.Path(dir_okay=False),
+              help="Private key file to log in with.")
 @click.option("--agent", is_flag=True, help="Also offer keys from ssh-agent.")
 @click.option("--pool", "pools", multiple=True, help="Pool to join (repeatable; created "
               "when missing; default: the default pool).")
@@ -47,10 +48,10 @@ def _key_path(key: str | None) -> str | None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
-               key: str | None, agent: bool, pools: tuple[str, ...], capacity: int,
+               key_path: str | None, agent: bool, pools: tuple[str, ...], capacity: int,
                work_dir: str | None, trust_host_key: bool, as_json: bool) -> None:
     """Register a worker reached over SSH."""
-    body = {"name": name, "host": host, "port": port, "user": user, "key_path": _key_path(key),
+    body = {"name": name, "host": host, "port": port, "user": user, "key_path": _key_path(key_path),
             "use_agent": agent, "pools": list(pools), "capacity": capacity,
             "work_dir": work_dir, "trust_host_key": trust_host_key}
 
@@ -101,7 +102,7 @@ def worker_rows(workers: list[Worker]) -> list[list[str]]:
     return [
         [display.worker_label(w.name, w.builtin),
          w.status + (" (draining)" if w.draining else ""),
-         f"{w.leases}/{w.capacity}", ", ".join(w.pools),
+         f"{w.leased}/{w.capacity}", ", ".join(w.pools),
          f"{w.user + '@' if w.user else ''}{w.host}" + (
              f":{w.port}" if w.port not in (22, 0) else ""),
          display.latency(w.latency_ms), display.load(w.facts.load, w.facts.cpus),
@@ -112,7 +113,7 @@ def worker_rows(workers: list[Worker]) -> list[list[str]]:
     ]
 
 
-WORKER_HEADERS = ["NAME", "STATUS", "SLOTS", "POOLS", "ADDRESS", "LATENCY", "LOAD", "DISK FREE",
+WORKER_HEADERS = ["NAME", "STATUS", "LEASED", "POOLS", "ADDRESS", "LATENCY", "LOAD", "DISK FREE",
                   "CHECKED", "REASON"]
 
 
@@ -226,7 +227,7 @@ def worker_undrain(ctx: Context, name: str) -> None:
 
 
 def _still_running(w: Worker) -> str:
-    count = w.leases
+    count = w.leased
     return (f" {count} step{'s' if count != 1 else ''} still running on it finish"
             f"{'es' if count == 1 else ''} there." if count else "")
 

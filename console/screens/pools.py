@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from wire.pools import PoolDetail
     from wire.workers import Worker
 
-MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("slots", "Slots", 5),
+MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("leased", "Leased", 6),
                   ("reason", "Why", None)]
 LEASE_COLUMNS = [("run", "Run", 16), ("step", "Step", 16), ("worker", "Worker", 22),
                  ("since", "Since", 7), ("reason", "Why this worker", None)]
@@ -40,7 +40,7 @@ def member_cells(worker: Worker) -> list[Text]:
     status = status_text(worker.status)
     if worker.draining:
         status.append(" ⇣", style="yellow")
-    leases = worker.leases
+    leases = worker.leased
     return [safe(worker.name, 100), status,
             Text(f"{leases}/{worker.capacity}", style="bold" if leases else "bright_black"),
             drain_note(worker) + safe(worker.reason, 300)]
@@ -149,7 +149,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         headline.update(text)
         members = {n: fleet.workers[n] for n in pool.members if n in fleet.workers}
         self.members_table.sync(members)
-        busy = sum(1 for w in members.values() if w.leases)
+        busy = sum(1 for w in members.values() if w.leased)
         self.query_one("#members-title", Static).update(Text.assemble(
             ("Members", "bold"), (f"  {len(members)} · {busy} running steps", "bright_black")))
 
@@ -175,10 +175,10 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         self.query_one("#leases-table", LiveTable).sync({
             f"{lease.run_id}:{lease.position}:{lease.worker}": [
                 safe(f"{lease.run_id} {lease.runbook}", 100),
-                safe(f"{lease.position}. {lease.step}", 100), safe(lease.worker, 60),
+                safe(f"{lease.position}. {lease.step_name}", 100), safe(lease.worker, 60),
                 Text(ago(lease.since), style="bright_black"),
                 safe((f"orphan: {lease.orphan}; " if lease.orphan else "")
-                     + lease.reason + (f" (taken through {lease.pool})"
+                     + lease.worker_reason + (f" (taken through {lease.pool})"
                                        if lease.pool != detail.name else ""), 300)]
             for lease in leases})
         queue = detail.queue
@@ -187,7 +187,7 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
                                  "served", "bright_black")))
         self.query_one("#queue-table", LiveTable).sync({
             f"{index}:{item.run_id}:{item.position}": [
-                Text(str(item.run_id)), safe(f"{item.position}. {item.step}", 100),
+                Text(str(item.run_id)), safe(f"{item.position}. {item.step_name}", 100),
                 safe(item.worker or "any worker", 60),
                 Text(ago(item.since), style="yellow")]
             for index, item in enumerate(queue)})

@@ -158,7 +158,8 @@ class RunScreen(RunLogReader):
                 Text(str(s.position)), safe(s.name, 100), safe(s.worker or "-", 60),
                 run_status_text(s.status), Text(str(s.attempt)),
                 Text(duration(s.started_at, s.finished_at, now)),
-                safe(s.reason, 300)]
+                # What went wrong, else why it runs where it does.
+                safe(s.reason or s.worker_reason, 300)]
             for s in run.steps})
         # Only when the keys on offer change: the footer rebuilds itself on every call.
         offered = (tuple(run.waiting.actions if run.waiting else ()), run.finished_at is None)

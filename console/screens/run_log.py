@@ -228,7 +228,7 @@ class RunLogReader(FleetScreen):
         view = self.log_view
         params: dict[str, str] = {"errors": "true"} if errors else {"text": needle}
         if view.only_step is not None:
-            params["step"] = str(view.only_step)
+            params["position"] = str(view.only_step)
         if not errors:
             here = self._match_seq if self._match_seq is not None else \
                 (view.top_seq() or view.first_seq)
@@ -264,7 +264,7 @@ class RunLogReader(FleetScreen):
         view.marked = found.seq
         self.load_around(found.seq)
         if errors:
-            self.notify(plain(f"Line {found.seq:,}, step {found.step}: {found.text}", 160),
+            self.notify(plain(f"Line {found.seq:,}, step {found.position}: {found.text}", 160),
                         markup=False)
 
     def action_next_match(self) -> None:

@@ -80,7 +80,7 @@ class WorkerVerbs:
                 self.wapp.call_api("Disable worker", "POST",
                                   f"{path}/disable", done=f"Disabled {name}.")
 
-        running = worker.leases
+        running = worker.leased
         body = ("It will take no new work and will not be health-checked until enabled "
                 "again.")
         if running:
@@ -103,7 +103,7 @@ class WorkerVerbs:
             return
         from console.screens.modals import ConfirmDialog
 
-        running = worker.leases
+        running = worker.leased
         then = (f"its {running} running step{'s' if running != 1 else ''} finish there"
                 if running else "it is idle")
 

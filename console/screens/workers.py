@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 COLUMNS = [
     ("name", "Name", 26),
     ("status", "Status", 15),
-    ("slots", "Slots", 5),
+    ("leased", "Leased", 6),
     ("pools", "Pools", 34),
     ("latency", "Latency", 9),
     ("load", "Load", 8),
@@ -49,8 +49,8 @@ def worker_cells(worker: Worker, now: datetime | None = None) -> list[Text]:
     return [
         worker_name_text(worker),
         status,
-        Text(f"{worker.leases}/{worker.capacity}",
-             style="bold" if worker.leases else "bright_black"),
+        Text(f"{worker.leased}/{worker.capacity}",
+             style="bold" if worker.leased else "bright_black"),
         safe(", ".join(worker.pools), 120),
         latency(worker.latency_ms),
         load_text(worker),
@@ -70,7 +70,7 @@ def drain_note(worker: Worker) -> Text:
         text.append_text(safe(f"({worker.orphan_reason})", 200))
         text.append("; " if worker.reason or worker.draining else "")
     if worker.draining:
-        leases = worker.leases
+        leases = worker.leased
         note = (f"draining: {leases} step{'s' if leases != 1 else ''} left" if leases
                 else "drained: takes no new steps")
         text.append(note + ("; " if worker.reason else ""), style="yellow")

@@ -113,7 +113,7 @@ class LogView(ScrollView, can_focus=True):
             if len(self.entries) >= MAX_LINES:
                 self._drop_oldest()
             self.entries.append(line)
-            if self.only_step is None or line["step"] == self.only_step:
+            if self.only_step is None or line["position"] == self.only_step:
                 self._add_rows(line)
         if not self.following:
             self.pending += len(lines)
@@ -148,10 +148,10 @@ class LogView(ScrollView, can_focus=True):
             self._rows.popleft()
 
     def _add_rows(self, line: dict[str, Any]) -> None:
-        section = (line["step"], line["worker"])
-        if line["step"] and section != self._last_section:
+        section = (line["position"], line["worker"])
+        if line["position"] and section != self._last_section:
             self._last_section = section
-            header = Text(f"── step {line['step']}" + (f" · {plain(line['worker'], 100)}"
+            header = Text(f"── step {line['position']}" + (f" · {plain(line['worker'], 100)}"
                                                         if line["worker"] else "") + " ",
                           style="bold cyan")
             self._rows.append((None, header, 0))
@@ -206,7 +206,7 @@ class LogView(ScrollView, can_focus=True):
         self._last_section = None
         self._widest = 0
         for line in self.entries:
-            if self.only_step is None or line["step"] == self.only_step:
+            if self.only_step is None or line["position"] == self.only_step:
                 self._add_rows(line)
         self._resize()
         if keep is not None and not self.following:
