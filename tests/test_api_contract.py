@@ -189,6 +189,8 @@ RENAMED = {
     "PoolMember": [("leased", "leases")],
     "Lease": [("step_name", "step"), ("worker_reason", "reason")],  # live: test_pools_live
     "QueuedStep": [("step_name", "step")],
+    "PoolDetail": [("usage_history", "history")],  # live: test_pools_live
+    "PlannedStep": [("healthy_workers", "healthy")],
 }
 
 
@@ -199,12 +201,19 @@ def test_renamed_keys_still_come_back_under_their_old_names(workdeck):
         worker = client.get("/api/workers/w1")
         [listed] = [w for w in client.get("/api/workers") if w["name"] == "w1"]
         member = client.get("/api/pools/P")["member_workers"][0]
+        client.post("/api/environments", {"name": "Test"})
+        client.post("/api/runbooks", {"toml": 'name = "R"\n[[steps]]\nname = "s"\n'
+                                              'pool = "P"\nscript = "true"\n'})
+        [planned] = client.post("/api/runs/plan", {"runbook": "R", "environment": "Test"}
+                                )["steps"]
         schemas = client.get("/openapi.json")["components"]["schemas"]
     for shown in (worker, listed):
         for new, old in RENAMED["Worker"]:
             assert shown[old] == shown[new], (new, old)
     for new, old in RENAMED["PoolMember"]:
         assert member[old] == member[new]
+    for new, old in RENAMED["PlannedStep"]:
+        assert planned[old] == planned[new] is not None
     # /docs says which names are the old ones.
     for model, pairs in RENAMED.items():
         properties = schemas[model]["properties"]

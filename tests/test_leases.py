@@ -15,7 +15,7 @@ from backend.events import EventBus
 from backend.fleet import usage
 from backend.runs.leases import Leases, NoWorker
 from backend.store.db import Store
-from backend.store.models import HEALTHY, UNAVAILABLE, Lease, Pool, PoolSample, Run, Worker
+from backend.store.models import HEALTHY, UNAVAILABLE, Lease, Pool, Run, UsageSample, Worker
 from wire.workers import WorkerCreate
 
 POOL = "Web Pool"
@@ -165,10 +165,10 @@ async def test_utilization_is_sampled_when_it_changes_and_thinned_as_it_ages(sto
     with store.write() as session:
         pool_id = session.exec(select(Pool.id).where(Pool.name == POOL)).one()
         start = datetime.now(UTC) - timedelta(hours=2)
-        session.add_all(PoolSample(pool_id=pool_id, at=start + timedelta(seconds=10 * i),
+        session.add_all(UsageSample(pool_id=pool_id, at=start + timedelta(seconds=10 * i),
                                    leased=i % 30, capacity=30, queued=0) for i in range(90))
     usage.prune(store)
     with store.read() as session:
-        old = session.exec(select(PoolSample.leased).where(
-            PoolSample.at < datetime.now(UTC) - timedelta(hours=1))).all()
+        old = session.exec(select(UsageSample.leased).where(
+            UsageSample.at < datetime.now(UTC) - timedelta(hours=1))).all()
     assert 3 <= len(old) <= 4 and max(old) == 29  # the peaks survive

@@ -84,9 +84,11 @@ def test_utilization_history_survives_a_server_restart(workdeck, ssh_servers, cl
     import_runbook(workdeck, tmp_path, HOLD)
     run = launch(workdeck, "Hold")
     # Sampled (a lease wakes the sampler), then given back and sampled again.
-    until_pool(workdeck, lambda p: p["history"] and p["history"][-1][1] == 1)
+    until_pool(workdeck, lambda p: p["usage_history"] and p["usage_history"][-1][1] == 1)
     workdeck.cli("runs", "cancel", str(run["id"]))
-    until_pool(workdeck, lambda p: p["leased"] == 0 and p["history"][-1][1] == 0)
+    until_pool(workdeck, lambda p: p["leased"] == 0 and p["usage_history"][-1][1] == 0)
+    shown = pool(workdeck)
+    assert shown["history"] == shown["usage_history"]  # its name of one release ago
     workdeck.cli("server", "stop")
     workdeck.process.wait(10)
     _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home)

@@ -99,6 +99,8 @@ def test_renamed_columns_keep_their_values(tmp_path):
                  "(1, 3, 'c', '', 'skipped', 'not run: the run failed')")
     conn.execute("INSERT INTO lease (worker_id, run_id, position, since, reason, step) "
                  f"VALUES (1, 1, 2, {then}, 'w: healthy', 'b')")
+    conn.execute("INSERT INTO pool_sample (pool_id, at, leased, capacity, queued) "
+                 f"VALUES (1, {then}, 3, 4, 1)")
     conn.close()
     Store(path).close()
     conn = sqlite3.connect(path)
@@ -111,3 +113,5 @@ def test_renamed_columns_keep_their_values(tmp_path):
                                          (3, "not run: the run failed", "")]
     assert conn.execute("SELECT step_name, worker_reason FROM lease").fetchone() == \
         ("b", "w: healthy")
+    assert conn.execute("SELECT leased, capacity, queued FROM usage_sample").fetchone() == \
+        (3, 4, 1)

@@ -85,5 +85,6 @@ class PoolDetail(Pool):
     member_workers: list[PoolMember]
     leases: list[Lease]
     queue: list[QueuedStep]
-    history: list[HistoryPoint] = Field(description="[unix time, leased, capacity, queued], "
-                                                    "oldest first.")
+    usage_history: list[HistoryPoint] = Field(description="[unix time, leased, capacity, "
+                                                          "queued], oldest first.")
+    history: list[HistoryPoint] = Field(deprecated=renamed("usage_history"))

@@ -102,7 +102,7 @@ class PlannedStep(Answer):
     pool: str = Field(description="Empty for a manual step.")
     run_on: Literal["any", "all"]
     condition: Literal["success", "failure", "always"]
-    healthy: int | None = None
+    healthy_workers: int | None = None
     workers: int | None = None
     leased: int | None = None
     capacity: int | None = None
@@ -111,6 +111,7 @@ class PlannedStep(Answer):
                                                            "(none: it would queue).")
     would_skip: list[Skip] | None = Field(None, description="Members a run_on = \"all\" "
                                                             "step would leave out, and why.")
+    healthy: int | None = Field(None, deprecated=renamed("healthy_workers"))
 
 
 class Plan(Answer):

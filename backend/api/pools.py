@@ -54,7 +54,8 @@ async def show_pool(name: str, backend: BackendDep,
                                "reason", "leases")}
             for w in fleet.list_workers(backend.store, pool["members"])]
         pool["leases"] = leases_of(backend.store, name)
-        pool["history"] = usage.history(backend.store, name, history_s).get(name, [])
+        pool["usage_history"] = usage.history(backend.store, name, history_s).get(name, [])
+        pool["history"] = pool["usage_history"]  # its name of one release ago
         return pool
 
     result = await asyncio.to_thread(detail)

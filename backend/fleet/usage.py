@@ -1,5 +1,6 @@
-"""Pool utilization (fleet.pool_figures): sampled by the server, kept, thinned as it
-ages, pushed to the consoles as it changes."""
+"""A pool's usage over time: its figures (fleet.pool_figures: capacity, leased, queued)
+sampled by the server, kept, thinned as they age, pushed to the consoles as they
+change."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlmodel import select
 from backend.events import EventBus
 from backend.runs.leases import Leases
 from backend.store.db import Store, for_client
-from backend.store.models import Lease, PoolSample
+from backend.store.models import Lease, UsageSample
 from wire.constants import HISTORY_S
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def history(store: Store, pool: str | None = None, seconds: float = HISTORY_S
     """
     start = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=seconds + HEARTBEAT_S)
     query = text("""
-        SELECT p.name, s.at, s.leased, s.capacity, s.queued FROM pool_sample s
+        SELECT p.name, s.at, s.leased, s.capacity, s.queued FROM usage_sample s
         JOIN pool p ON p.id = s.pool_id
         WHERE s.at >= :start""" + (" AND p.name = :pool" if pool is not None else "") + """
         ORDER BY s.pool_id, s.at""").bindparams(bindparam("start", type_=DateTime))
@@ -246,7 +247,7 @@ class Usage:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         with self.store.write() as session:
-            session.execute(insert(PoolSample), rows)
+            session.execute(insert(UsageSample), rows)
 
 
 def public(name: str, figure: dict[str, Any], at: float) -> dict[str, Any]:
@@ -254,12 +255,12 @@ def public(name: str, figure: dict[str, Any], at: float) -> dict[str, Any]:
             **{k: v for k, v in figure.items() if k != "pool_id"}}
 
 
-_DROP_OLD = text("DELETE FROM pool_sample WHERE at < :gone").bindparams(
+_DROP_OLD = text("DELETE FROM usage_sample WHERE at < :gone").bindparams(
     bindparam("gone", type_=DateTime))
 # SQLite gives the row holding the MAX() for a bare column: the busiest sample is kept.
 _THIN = text("""
-DELETE FROM pool_sample WHERE at < :detail AND id NOT IN (
-    SELECT id FROM (SELECT id, MAX(leased) FROM pool_sample WHERE at < :detail
+DELETE FROM usage_sample WHERE at < :detail AND id NOT IN (
+    SELECT id FROM (SELECT id, MAX(leased) FROM usage_sample WHERE at < :detail
                     GROUP BY pool_id, CAST(strftime('%s', at) AS INTEGER) / :thin))
 """).bindparams(bindparam("detail", type_=DateTime))
 

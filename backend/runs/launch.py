@@ -124,7 +124,8 @@ def plan(store: Store, leases: Leases, request: LaunchRequest) -> dict[str, Any]
                                        for name, why in would_skip]
             else:
                 would_take = [name for name in [leases.next_worker(pool)] if name]
-            entry.update(healthy=info["healthy_workers"], workers=info["workers"],
+            entry.update(healthy_workers=info["healthy_workers"], workers=info["workers"],
+                         healthy=info["healthy_workers"],  # its name of one release ago
                          leased=info["leased"], capacity=info["capacity"],
                          queued=info["queued"], would_take=would_take)
         steps.append(entry)

@@ -227,6 +227,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "WHERE status IN ('succeeded', 'running') AND worker != ''",
         ],
     ),
+    (
+        "one name per idea: a pool's usage over time",
+        [
+            "ALTER TABLE pool_sample RENAME TO usage_sample",
+            "DROP INDEX ix_pool_sample_pool_id",
+            "DROP INDEX ix_pool_sample_at",
+            "CREATE INDEX ix_usage_sample_pool_id ON usage_sample (pool_id, at)",
+            "CREATE INDEX ix_usage_sample_at ON usage_sample (at)",
+        ],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

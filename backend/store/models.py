@@ -237,10 +237,11 @@ class Lease(SQLModel, table=True):
     orphan: str = ""
 
 
-class PoolSample(SQLModel, table=True):
-    """A pool's slots at a moment: written when they change, thinned as they age."""
+class UsageSample(SQLModel, table=True):
+    """A pool's usage at a moment (its slots): written when they change, thinned as they
+    age."""
 
-    __tablename__ = "pool_sample"
+    __tablename__ = "usage_sample"
 
     id: int | None = Field(default=None, primary_key=True)
     pool_id: int = Field(foreign_key="pool.id", ondelete="CASCADE")

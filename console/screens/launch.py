@@ -135,7 +135,7 @@ class LaunchDialog(ModalScreen[None]):
             if step.manual:
                 table.add_row(str(position), safe(step.name), "-", "an operator", "")
                 continue
-            healthy, total = step.healthy or 0, step.workers or 0
+            healthy, total = step.healthy_workers or 0, step.workers or 0
             health = Text(f"{healthy}/{total} healthy",
                           style="red" if healthy == 0 else "yellow" if healthy < 2 else "green")
             health.append(f" · {step.leased}/{step.capacity} slots", style="bright_black")
