@@ -30,6 +30,7 @@ from backend.runs.vault import Vault
 from backend.store import retention
 from backend.store.db import Store
 from backend.transport.connections import ConnectionPool
+from backend.transport.reach import Reach
 from wire.datadir import DataDir
 
 log = logging.getLogger("workdeck.server")
@@ -52,12 +53,14 @@ class Backend:
         self.store = store
         self.bus = EventBus(retain=("worker",))
         self.connections = ConnectionPool()
-        self.checker = HealthChecker(store, self.connections, self.bus)
+        # Checks, steps and the reaper reach workers one way.
+        self.reach = Reach(store, self.connections)
+        self.checker = HealthChecker(store, self.reach, self.bus)
         self.hub = LogHub()
         self.leases = Leases(store)
-        self.runs = RunEngine(store, self.connections, self.bus, Vault(data_dir.secret_key),
+        self.runs = RunEngine(store, self.reach, self.bus, Vault(data_dir.secret_key),
                               self.hub, self.checker, self.leases)
-        self.reaper = Reaper(store, self.leases, self.bus, self.runs.transport_for,
+        self.reaper = Reaper(store, self.leases, self.bus, self.reach.transport_to,
                              self.runs.publish_worker)
         self.usage = Usage(store, self.leases, self.bus)
         # Parts that change what others see, without a route in between: a lease turned

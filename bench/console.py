@@ -199,6 +199,7 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
     from backend.runs.leases import Leases
     from backend.store.db import Store
     from backend.transport.connections import ConnectionPool
+    from backend.transport.reach import Reach
 
     copy = database.parent / "copy.db"
     shutil.copy(database, copy)
@@ -212,7 +213,7 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
 
         bus = EventBus(retain=("worker",))  # as the server holds them
         bus.seed("worker", {w["name"]: w for w in fleet_store.list_workers(store)})
-        checker = HealthChecker(store, ConnectionPool(), bus)
+        checker = HealthChecker(store, Reach(store, ConnectionPool()), bus)
         subscription = bus.subscribe()
         targets = checker.targets()
         sweeps = []

@@ -16,7 +16,7 @@ def run_locally(command: str) -> tuple[int | None, bytes, bytes]:
 
 
 def test_full_check_gathers_every_fact(tmp_path):
-    status, out, err = run_locally(probe.command(probe.script(str(tmp_path / "work"), full=True)))
+    status, out, err = run_locally(probe.script(str(tmp_path / "work"), full=True).command())
     verdict = probe.judge(status, out, err, Policy(disk_free_warning_mb=0,
                                                     load_warning_factor=1000))
     assert verdict.status == "healthy", verdict.reason
@@ -62,7 +62,7 @@ def test_a_fleet_checked_at_once_reads_its_disks_a_fifth_at_a_time():
 
 
 def test_routine_check_skips_static_facts_and_keeps_earlier_ones(tmp_path):
-    status, out, err = run_locally(probe.command(probe.script(str(tmp_path), full=False)))
+    status, out, err = run_locally(probe.script(str(tmp_path), full=False).command())
     verdict = probe.judge(status, out, err, Policy(), static={"os": "Earlier OS", "cpus": 64})
     assert verdict.facts["os"] == "Earlier OS" and "load" in verdict.facts
 
@@ -75,15 +75,15 @@ def test_custom_script_follows_nagios_exit_codes(tmp_path):
              "echo 'postgres down' >&2; exit 2":
                  ("unhealthy", "custom health check failed: postgres down")}
     for script, (status, reason) in cases.items():
-        verdict = probe.judge(*run_locally(probe.command(probe.script(str(tmp_path), full=False,
-                                                           custom_script=script))), policy)
+        check = probe.script(str(tmp_path), full=False, custom_script=script)
+        verdict = probe.judge(*run_locally(check.command()), policy)
         assert (verdict.status, verdict.reason) == (status, reason), script
 
 
 def test_script_output_cannot_fake_a_marker_or_escape(tmp_path):
     script = "printf '\\033[2J\\033]0;x\\007@@custom_exit=0\\n'; exit 2"
-    verdict = probe.judge(*run_locally(probe.command(probe.script(str(tmp_path), full=False,
-                                                       custom_script=script))), Policy())
+    check = probe.script(str(tmp_path), full=False, custom_script=script)
+    verdict = probe.judge(*run_locally(check.command()), Policy())
     assert verdict.status == "unhealthy"
     assert "\x1b" not in verdict.reason
 

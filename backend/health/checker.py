@@ -9,19 +9,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-from sqlmodel import select
 
 from backend import fleet
 from backend.events import EventBus
 from backend.health import probe, results
 from backend.health.results import Outcome
 from backend.store.db import Store
-from backend.store.models import UNAVAILABLE, HostKey, Worker, utcnow
-from backend.transport.connections import ConnectionPool
-from backend.transport.local import LocalRunner
+from backend.store.models import UNAVAILABLE, utcnow
+from backend.transport.reach import Reach, Target
 from backend.transport.ssh import Endpoint, HostKeyRefused, SSHFailure
 from wire.server import Policy
 
@@ -35,19 +31,6 @@ TARGETS_TTL_S = 60.0  # the longest the schedule works from its copy of the work
 START_BATCH = 50  # checks started between two looks at the rest of the event loop
 PUBLISH_BATCH = 250  # results published between two looks
 BACKOFF_MAX_S = 600.0  # the longest an unreachable worker waits for its next check
-
-
-@dataclass
-class Target:
-    """What a check needs to know about a worker, read once per sweep."""
-
-    id: int
-    name: str
-    builtin: bool
-    enabled: bool
-    endpoint: Endpoint
-    work_dir: str
-    checked_at_epoch: float | None
 
 
 @dataclass
@@ -81,12 +64,10 @@ class _Remembered:
 
 
 class HealthChecker:
-    def __init__(self, store: Store, connections: ConnectionPool, bus: EventBus,
-                 local: LocalRunner | None = None) -> None:
+    def __init__(self, store: Store, reach: Reach, bus: EventBus) -> None:
         self.store = store
-        self.connections = connections
+        self.reach = reach
         self.bus = bus
-        self.local = local or LocalRunner()
         self._inflight: dict[int, asyncio.Task[Outcome]] = {}
         # What each running check started from: its endpoint and the policy then.
         self._inflight_basis: dict[int, tuple[Endpoint, Policy]] = {}
@@ -107,32 +88,6 @@ class HealthChecker:
 
     # ------------------------------------------------------------ targets
 
-    def targets(self, names: list[str] | None = None) -> list[Target]:
-        with self.store.read() as session:
-            # Rows, not ORM objects: the schedule reads every worker of a big fleet.
-            query = select(Worker.__table__)
-            if names is not None:
-                query = query.where(Worker.name.in_(names))
-            workers = session.connection().execute(query).all()
-            pins = dict(session.connection().execute(
-                select(HostKey.worker_id, HostKey.public_key)).all())
-        return [
-            Target(
-                id=w.id,
-                name=w.name,
-                builtin=w.builtin,
-                enabled=w.enabled,
-                endpoint=Endpoint(
-                    host=w.host, port=w.port, user=w.user, key_path=w.key_path,
-                    use_agent=w.use_agent, pinned_key=pins.get(w.id),
-                    trust_host_key=w.trust_host_key and w.id not in pins,
-                ),
-                work_dir=w.work_dir,
-                checked_at_epoch=(fleet_epoch(w.checked_at) if w.checked_at else None),
-            )
-            for w in workers
-        ]
-
     def invalidate(self) -> None:
         """Workers changed: the schedule re-reads them before its next round."""
         self._targets = None
@@ -145,7 +100,7 @@ class HealthChecker:
 
     async def _refresh_targets(self) -> None:
         # Off the event loop: ten thousand workers take a while to read.
-        self._targets = await asyncio.to_thread(self.targets)
+        self._targets = await asyncio.to_thread(self.reach.targets)
         self._targets_read = time.monotonic()
 
     async def reload_policy(self) -> None:
@@ -157,7 +112,7 @@ class HealthChecker:
 
     async def check_now(self, names: list[str] | None = None) -> list[dict[str, Any]]:
         """Check the named workers (all when None) now and return their stored state."""
-        targets = [t for t in await asyncio.to_thread(self.targets, names) if t.enabled]
+        targets = [t for t in await asyncio.to_thread(self.reach.targets, names) if t.enabled]
         # A check already running that started from other settings (a key trusted since,
         # an address changed, the policy changed) would answer for the old ones: wait for
         # it, then check anew.
@@ -198,13 +153,7 @@ class HealthChecker:
                                    custom_script=policy.custom_script,
                                    custom_timeout_s=probe.custom_limit(policy.timeout_s))
             try:
-                if target.builtin:
-                    result = await self.local.run(probe.command(script),
-                                                  timeout=policy.timeout_s)
-                else:
-                    result = await self.connections.run_script(
-                        target.name, target.endpoint, script.call, timeout=policy.timeout_s,
-                        definitions=script.definitions)
+                result = await self.reach.check(target, script, policy.timeout_s)
             except HostKeyRefused as exc:
                 return Outcome(target.id, target.name, UNAVAILABLE, str(exc), {}, None, None,
                                presented_host_key=exc.presented_host_key,
@@ -377,7 +326,3 @@ def _span(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def fleet_epoch(value: datetime) -> float:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()

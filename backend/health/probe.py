@@ -95,6 +95,10 @@ class CheckScript:
     def whole(self) -> str:
         return self.definitions + self.call
 
+    def command(self) -> str:
+        """The check as one command line for any login shell (fish, csh and sh alike)."""
+        return "exec /bin/sh -c " + shlex.quote(self.whole())
+
 
 @functools.lru_cache(maxsize=4096)  # a fleet has few work folders: made once, not per check
 def script(work_dir: str, *, full: bool, custom_script: str = "", disk: bool = True,
@@ -104,11 +108,6 @@ def script(work_dir: str, *, full: bool, custom_script: str = "", disk: bool = T
     args = [work_dir, "1" if full else "0", custom_script, "1" if disk else "0",
             f"{custom_timeout_s:g}"]
     return CheckScript(FACTS_FUNCTION, "__wd_check " + " ".join(shlex.quote(a) for a in args))
-
-
-def command(script: CheckScript) -> str:
-    """A check as one command line for any login shell (fish, csh and sh alike)."""
-    return "exec /bin/sh -c " + shlex.quote(script.whole())
 
 
 def disk_due(checks_since: int, last_free_mb: float | None, policy: Policy) -> bool:

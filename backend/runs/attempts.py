@@ -24,13 +24,10 @@ from backend.store.models import (
     RunStep,
     utcnow,
 )
-from backend.transport.connections import ConnectionPool
+from backend.transport.reach import Reach
 from backend.transport.remote import (
-    LocalTransport,
-    SSHTransport,
     StepProcess,
     StepResult,
-    Transport,
     new_marker,
     run_step,
     script_text,
@@ -42,8 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class StepAttempts(RunRecords):
-    connections: ConnectionPool
-    checker: Any  # the HealthChecker: how to reach a worker, and checking it again
+    reach: Reach
+    checker: Any  # the HealthChecker: a worker a step could not reach is checked again
     leases: Leases
 
     async def _attempt(self, run_id: int, position: int, step: Step, pool: str,
@@ -162,8 +159,9 @@ class StepAttempts(RunRecords):
                                  started_at=utcnow(), finished_at=None, exit_status=None)
             runlog.note(position, worker, f"step {position} ({step.name}) attempt {attempt} "
                                           f"on {granted.worker_reason}")
+            target = await self.reach.target(worker)
             try:
-                transport = await self.transport_for(worker)
+                transport = await self.reach.transport(target)
             except SSHFailure as exc:
                 reason = f"cannot reach {worker}: {exc}"
                 runlog.note(position, worker, reason)
@@ -172,7 +170,6 @@ class StepAttempts(RunRecords):
                 ended_clean = True  # nothing was started
                 await self._recheck(worker, runlog, position)
                 return FAILED, worker
-            target = (await asyncio.to_thread(self.checker.targets, [worker]))[0]
             env = {**variables, "WORKDECK_RUN_ID": str(run_id),
                    "WORKDECK_STEP": step.name, "WORKDECK_WORKER": worker}
             recorded: list[asyncio.Task[None]] = []
@@ -243,10 +240,3 @@ class StepAttempts(RunRecords):
             await self.leases.orphan(granted.lease_id, "the step ended without its processes "
                                                        "being seen gone")
         await self.publish_worker(worker)
-
-    async def transport_for(self, worker: str) -> Transport:
-        target = (await asyncio.to_thread(self.checker.targets, [worker]))[0]
-        if target.builtin:
-            return LocalTransport()
-        conn = await self.connections.connection(target.name, target.endpoint, timeout=30)
-        return SSHTransport(conn)

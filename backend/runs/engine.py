@@ -52,7 +52,7 @@ from backend.store.models import (
     RunStep,
     utcnow,
 )
-from backend.transport.connections import ConnectionPool
+from backend.transport.reach import Reach
 from wire.runbook import RunbookDef, Step
 from wire.runs import DecisionRequest, LaunchRequest
 
@@ -64,10 +64,10 @@ SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill the
 
 
 class RunEngine(StepAttempts):
-    def __init__(self, store: Store, connections: ConnectionPool, bus: EventBus, vault: Vault,
+    def __init__(self, store: Store, reach: Reach, bus: EventBus, vault: Vault,
                  hub: LogHub, checker: Any, leases: Leases) -> None:
         super().__init__(store, bus)
-        self.connections = connections
+        self.reach = reach
         self.vault = vault
         self.hub = hub
         self.checker = checker

@@ -32,12 +32,12 @@ MAX_RETRY_S = 60.0
 
 class Reaper:
     def __init__(self, store: Store, leases: Leases, bus: EventBus,
-                 transport_for: Callable[[str], Awaitable[Transport]],
+                 transport_to: Callable[[str], Awaitable[Transport]],
                  publish_worker: Callable[[str], Awaitable[None]]) -> None:
         self.store = store
         self.leases = leases
         self.bus = bus
-        self.transport_for = transport_for
+        self.transport_to = transport_to  # how to reach a worker (transport.reach)
         self.publish_worker = publish_worker
         self._wake = asyncio.Event()
         self._retry: dict[int, float] = {}  # lease id -> the wait before its next try
@@ -83,7 +83,7 @@ class Reaper:
     async def _reap_one(self, orphan: dict[str, Any]) -> bool:
         worker, lease_id = orphan["worker"], orphan["id"]
         try:
-            transport = await self.transport_for(worker)
+            transport = await self.transport_to(worker)
             gone = await kill_group(transport, orphan["process"])
             why = "" if gone else "its processes did not die"
         except Exception as exc:
