@@ -77,7 +77,7 @@ def test_ini_quoted_values_are_unquoted() -> None:
         "web1 ansible_user=\"deploy\" ansible_host='10.0.0.1'"
         ' ansible_ssh_private_key_file="/keys/my key.pem"\n'
     )
-    assert (worker.user, worker.host, worker.key) == ("deploy", "10.0.0.1", "/keys/my key.pem")
+    assert (worker.user, worker.host, worker.key_path) == ("deploy", "10.0.0.1", "/keys/my key.pem")
 
 
 def test_ini_comments_are_ignored() -> None:
@@ -402,7 +402,8 @@ def test_ssh_first_value_wins_across_blocks_and_within_a_block() -> None:
             """
         )
     )
-    assert workers["web1"] == WorkerSpec("web1", "web1.example.com", user="first", key="/keys/one")
+    assert workers["web1"] == WorkerSpec("web1", "web1.example.com", user="first",
+                                         key_path="/keys/one")
 
 
 def test_ssh_key_equals_value_form_and_case_insensitive_keywords() -> None:
@@ -469,7 +470,7 @@ def test_ssh_global_section_applies_first_and_wildcard_hosts_are_not_workers() -
 
 def test_ssh_identityfile_none_means_no_key_and_gives_no_pools() -> None:
     [worker] = ssh("Host web\n  IdentityFile none\nHost *\n  IdentityFile ~/.ssh/id\n")
-    assert worker.key is None
+    assert worker.key_path is None
     assert worker.pools == ()
 
 

@@ -357,5 +357,6 @@ def test_renamed_flags_still_work_and_help_shows_only_the_new_names(workdeck, ss
     shown = workdeck.cli("policy", "--help").out + workdeck.cli("worker", "add", "--help").out
     for new, old in (("--disk-free-warning-mb", "--disk-warning-mb"),
                      ("--load-warning-factor", "--load-factor"),
-                     ("--custom-script", "--script"), ("--key-path", "--key ")):
+                     ("--custom-script", "--script"), ("--key-path", "--key "),
+                     ("--use-agent", "--agent")):
         assert new in shown and old not in shown, (new, old)

@@ -37,7 +37,8 @@ def _key_path(key: str | None) -> str | None:
 @click.option("--user", help="Account to log in as (default: the server's account).")
 @click.option("--key-path", "--key", cls=Renamed, type=click.Path(dir_okay=False),
               help="Private key file to log in with.")
-@click.option("--agent", is_flag=True, help="Also offer keys from ssh-agent.")
+@click.option("--use-agent", "--agent", cls=Renamed, is_flag=True,
+              help="Also offer keys from ssh-agent.")
 @click.option("--pool", "pools", multiple=True, help="Pool to join (repeatable; created "
               "when missing; default: the default pool).")
 @click.option("--capacity", type=int, default=4, show_default=True,
@@ -48,11 +49,12 @@ def _key_path(key: str | None) -> str | None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
-               key_path: str | None, agent: bool, pools: tuple[str, ...], capacity: int,
+               key_path: str | None, use_agent: bool, pools: tuple[str, ...], capacity: int,
                work_dir: str | None, trust_host_key: bool, as_json: bool) -> None:
     """Register a worker reached over SSH."""
-    body = {"name": name, "host": host, "port": port, "user": user, "key_path": _key_path(key_path),
-            "use_agent": agent, "pools": list(pools), "capacity": capacity,
+    body = {"name": name, "host": host, "port": port, "user": user,
+            "key_path": _key_path(key_path), "use_agent": use_agent, "pools": list(pools),
+            "capacity": capacity,
             "work_dir": work_dir, "trust_host_key": trust_host_key}
 
     with ctx.client() as client:
@@ -84,7 +86,8 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
     base = Path(file).absolute().parent
     workers = [
         {"name": s.name, "host": s.host, "port": s.port, "user": s.user,
-         "key_path": str(base / s.key) if s.key and not os.path.isabs(s.key) else s.key,
+         "key_path": (str(base / s.key_path) if s.key_path and not os.path.isabs(s.key_path)
+                      else s.key_path),
          "pools": list(s.pools)}
         for s in specs
     ]

@@ -207,7 +207,8 @@ def _ansible_worker(
     if "key" in chosen:
         varname, value = chosen["key"]
         key = _parse_key_path(_setting_text(varname, value, source), source, value.line)
-    return WorkerSpec(name=alias, host=host, port=port, user=user, key=key, pools=tuple(pools))
+    return WorkerSpec(name=alias, host=host, port=port, user=user, key_path=key,
+                      pools=tuple(pools))
 
 
 def _describe(value: Any) -> str:

@@ -16,7 +16,7 @@ class WorkerSpec:
     host: str
     port: int = 22
     user: str | None = None
-    key: str | None = None
+    key_path: str | None = None
     pools: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

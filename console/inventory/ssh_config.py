@@ -103,7 +103,7 @@ def _ssh_worker(alias: str, blocks: list[_SshBlock], source: str) -> WorkerSpec:
         value, lineno = settings["identityfile"]
         # "IdentityFile none" is OpenSSH's way of saying "no key file".
         key = None if value.lower() == "none" else _parse_key_path(value, source, lineno)
-    return WorkerSpec(name=alias, host=host, port=port, user=user, key=key)
+    return WorkerSpec(name=alias, host=host, port=port, user=user, key_path=key)
 
 
 def _ssh_block_matches(patterns: list[str], alias: str) -> bool:
