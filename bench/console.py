@@ -213,9 +213,10 @@ def server_costs(database: Path, workers: int) -> dict[str, float]:
 
         bus = EventBus(retain=("worker",))  # as the server holds them
         bus.seed("worker", {w["name"]: w for w in fleet_store.list_workers(store)})
-        checker = HealthChecker(store, Reach(store, ConnectionPool()), bus)
+        reach = Reach(store, ConnectionPool())
+        checker = HealthChecker(store, reach, bus)
         subscription = bus.subscribe()
-        targets = checker.targets()
+        targets = reach.targets()
         sweeps = []
         for flip in range(3):
             checker._pending = [
