@@ -28,6 +28,7 @@ from backend.transport.reach import Reach
 from backend.transport.remote import (
     StepProcess,
     StepResult,
+    container_name,
     new_marker,
     run_step,
     script_text,
@@ -145,7 +146,11 @@ class StepAttempts(RunRecords):
         if told:
             await asyncio.gather(*told)
         worker = granted.worker
-        process = StepProcess(new_marker())
+        marker = new_marker()
+        # Its container's name too, before anything starts: a server that dies from here
+        # on can remove it.
+        process = StepProcess(marker, container=container_name(marker) if step.container
+                              else "")
         ended_clean = False
         try:
             # Known before anything starts: a server that dies from here on can find the
@@ -177,6 +182,7 @@ class StepAttempts(RunRecords):
                 result = await run_step(
                     transport, script_text(step.script, env, target.work_dir),
                     image=step.container, timeout=step.timeout, process=process,
+                    work_dir=target.work_dir,
                     output=lambda stream, data: runlog.output(position, worker, stream, data),
                     on_started=lambda found: recorded.append(asyncio.ensure_future(
                         self.leases.record_process(granted.lease_id, found))))

@@ -126,6 +126,7 @@ class Leases:
                 if lease is not None:
                     lease.marker, lease.pgid = process.marker, process.pgid
                     lease.boot_id, lease.proc_start = process.boot_id, process.started
+                    lease.container = process.container
                     session.add(lease)
 
         await write_retrying(self.store, write, what=f"recording the processes of lease "

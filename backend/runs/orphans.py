@@ -78,7 +78,8 @@ class Reaper:
         return [{"id": lease.id, "worker": name, "run_id": lease.run_id,
                  "position": lease.position, "orphan": lease.orphan,
                  "process": StepProcess(lease.marker, lease.pgid, lease.boot_id,
-                                        lease.proc_start)} for lease, name in rows]
+                                        lease.proc_start, lease.container)}
+                for lease, name in rows]
 
     async def _reap_one(self, orphan: dict[str, Any]) -> bool:
         worker, lease_id = orphan["worker"], orphan["id"]

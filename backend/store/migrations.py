@@ -237,6 +237,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ix_usage_sample_at ON usage_sample (at)",
         ],
     ),
+    (
+        "the container a step runs in, kept with its lease",
+        ["ALTER TABLE lease ADD COLUMN container VARCHAR NOT NULL DEFAULT ''"],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -232,6 +232,7 @@ class Lease(SQLModel, table=True):
     pgid: int | None = None
     boot_id: str = ""
     proc_start: str = ""
+    container: str = ""  # the step's container, when it runs in one (transport.remote)
     # Set when the step ended but its processes could not be confirmed gone: the slot
     # stays taken, with this reason, until they are (backend.orphans).
     orphan: str = ""

@@ -68,11 +68,25 @@ class StepProcess:
     pgid: int | None = None
     boot_id: str = ""
     started: str = ""
+    # The container the step runs in (container_name), when it names an image: it lives
+    # outside the process group (podman leaves it to conmon, docker to its daemon).
+    container: str = ""
     gone: bool | None = None  # set by kill_group: True once the group was seen gone
 
 
 def new_marker() -> str:
     return f"@@workdeck-pgid-{secrets.token_hex(8)}"
+
+
+def container_name(marker: str) -> str:
+    """The name of a step's container, found again from its marker alone."""
+    return "workdeck-" + marker.rsplit("-", 1)[-1]
+
+
+# The container engines a step may run in, in the order they are tried: one that
+# answers, not merely one installed (the docker client is often there with no daemon).
+ENGINES = {"podman": "podman info >/dev/null 2>&1",
+           "docker": "docker version --format '{{.Server.Version}}' >/dev/null 2>&1"}
 
 
 # The first line the step's shell writes (on stderr): marker, process group, boot id and
@@ -88,26 +102,38 @@ _REPORT = (
 )
 
 
+_RUN_STDIN = 's=$(cat); eval "$s" </dev/null'
+
+
 def _inner(image: str | None, marker: str) -> str:
-    """The command inside the new process group: report the group, then run stdin."""
-    body = 's=$(cat); eval "$s" </dev/null'
+    """The command inside the new process group: report the group, then run stdin.
+
+    In a container, "$1" is the engine and "$2" the work folder: the script arrives on
+    the container's stdin, in the work folder mounted at the same path, with the same
+    $HOME, so that the script finds its folder as it would outside."""
+    body = _RUN_STDIN
     if image:
-        # The container gets the script on stdin; `docker run -i` stays in this process
-        # group, so killing the group ends it. "$1" is docker or podman.
-        body = ('exec "$1" run --rm -i --network host ' + shlex.quote(image)
-                + " /bin/sh -c " + shlex.quote(body))
+        # The marker as a label: the engine's command line still holds it once the
+        # shell has become the engine (a server that died finds the step by it).
+        body = ('exec "$1" run --rm -i --name ' + container_name(marker)
+                + f' --label workdeck.marker={marker} --network host -e HOME="$HOME" '
+                '-v "$2:$2" -w "$2" ' + shlex.quote(image)
+                + " /bin/sh -c " + shlex.quote(_RUN_STDIN))
     return _REPORT.replace("{marker}", marker) + body
 
 
-def step_command(marker: str, image: str | None = None) -> str:
+def step_command(marker: str, image: str | None = None, work_dir: str = ".") -> str:
     """The command sent to the worker's login shell for a step."""
     if image:
-        detect = ("if command -v docker >/dev/null 2>&1; then r=docker; "
-                  "elif command -v podman >/dev/null 2>&1; then r=podman; "
-                  'else echo "this worker has neither docker nor podman to run the step in '
-                  'its container" >&2; exit 127; fi; ')
+        choose = "e=; " + "".join(f"if [ -z \"$e\" ] && {test}; then e={name}; fi; "
+                                  for name, test in ENGINES.items())
+        choose += ('if [ -z "$e" ]; then echo "no container engine answers on this worker '
+                   f'(tried {" and ".join(ENGINES)}): the step needs one to run in its '
+                   'image" >&2; exit 127; fi; ')
+        folder = (f"d={shlex.quote(work_dir)}; case \"$d\" in /*) ;; *) d=\"$HOME/$d\" ;; "
+                  'esac; mkdir -p "$d" || exit 1; ')
         return ("exec /bin/sh -c " + shlex.quote(
-            detect + 'exec setsid -w /bin/sh -c "$0" "$r"') + " "
+            choose + folder + 'exec setsid -w /bin/sh -c "$0" sh "$e" "$d"') + " "
             + shlex.quote(_inner(image, marker)))
     shell = "if command -v bash >/dev/null 2>&1; then b=bash; else b=sh; fi; "
     return "exec /bin/sh -c " + shlex.quote(
@@ -139,14 +165,16 @@ def script_text(script: str, variables: dict[str, str], work_dir: str) -> str:
 
 
 async def run_step(transport: Transport, script: str, *, image: str | None,
-                   timeout: float, output: Output, process: StepProcess,
+                   timeout: float, output: Output, process: StepProcess, work_dir: str = ".",
                    on_started: Callable[[StepProcess], None] | None = None) -> StepResult:
     """Run `script` and stream its output until it ends, times out or is cancelled.
 
     Any end other than an exit status coming back (a timeout, a cancel, an error of our
     own) kills the step's process group before returning or raising.
     """
-    channel = await transport.start(step_command(process.marker, image))
+    if image and not process.container:
+        process.container = container_name(process.marker)
+    channel = await transport.start(step_command(process.marker, image, work_dir))
     reported: list[StepProcess] = []
 
     def started(found: StepProcess) -> None:
@@ -217,8 +245,23 @@ async def _pump(channel: Channel, stream: str, output: Output, marker: str | Non
 
 
 def kill_script(process: StepProcess) -> str:
-    """A POSIX sh script that kills the step's process group if it is still the step's,
-    TERM then KILL, and says `gone` or `alive` on its last line."""
+    """A POSIX sh script that removes the step's container (when it has one) with every
+    engine that knows it, kills the step's process group if it is still the step's, TERM
+    then KILL, and says `gone` or `alive` on its last line."""
+    container = ""
+    if process.container:
+        container = (
+            f"C={shlex.quote(process.container)}; CA=; for e in {' '.join(ENGINES)}; do "
+            'command -v "$e" >/dev/null 2>&1 || continue; '
+            'if [ "$e" = podman ]; then podman rm -f -t 0 "$C" >/dev/null 2>&1; '
+            'else "$e" rm -f "$C" >/dev/null 2>&1; fi; '
+            '"$e" inspect "$C" >/dev/null 2>&1 && CA=1; done; ')
+        return (container + f"r=$({_group_kill(process)}); "
+                'if [ -n "$CA" ]; then echo alive; else echo "$r"; fi')
+    return _group_kill(process)
+
+
+def _group_kill(process: StepProcess) -> str:
     q = shlex.quote
     # The marker (hex and dashes) is split so that this script's own command line never
     # holds it whole.

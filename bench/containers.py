@@ -1,0 +1,111 @@
+"""Benchmark: a step's start-up in a container image vs without, on one worker.
+
+Usage: .venv/bin/python bench/containers.py [--runs 15]
+
+One OpenSSH worker on loopback, logged into as root (podman runs there as root), and a
+fresh Workdeck server. Times launch → finished of a one-line step (`echo started`),
+`--runs` times in a row, run plainly and in a busybox image (built here: nothing is
+pulled); and, beside them, the engine on its own on the same machine (`podman run --rm
+IMAGE true`) and a plain `ssh host true`, which are what a container step adds up.
+Prints the median and the worst of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+import httpx  # noqa: E402
+from busybox_image import engine_answers, ensure_image  # noqa: E402
+from openssh import OpenSSHServer  # noqa: E402
+
+from console.client import Target, start_server  # noqa: E402
+from console.demo import stop_server  # noqa: E402
+from wire.datadir import DataDir  # noqa: E402
+
+
+def timed(action, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        seconds.append(time.perf_counter() - started)
+    return sorted(seconds)
+
+
+def one_run(http: httpx.Client, runbook: str) -> None:
+    run_id = http.post("/api/runs", json={"runbook": runbook,
+                                          "environment": "Bench"}).json()["id"]
+    while True:
+        run = http.get(f"/api/runs/{run_id}").json()
+        if run["finished_at"]:
+            if run["status"] != "succeeded":
+                raise SystemExit(f"run {run_id} of {runbook} {run['status']}: "
+                                 f"{run['steps'][0]['reason']}")
+            return
+        time.sleep(0.005)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    if not engine_answers():
+        raise SystemExit("podman does not answer here (.ci/run installs and configures it)")
+    image = ensure_image()
+    root = Path(tempfile.mkdtemp(prefix="wd-containers-"))
+    sshd = OpenSSHServer(root / "sshd")
+    sshd.start()
+    target = Target(DataDir(root / "data"))
+    start_server(target)
+    user = getpass.getuser()
+    try:
+        transport = httpx.HTTPTransport(uds=str(target.data_dir.socket))
+        with httpx.Client(transport=transport, base_url="http://workdeck", timeout=60) as http:
+            http.put("/api/settings", json={"builtin_worker": False})
+            http.post("/api/workers", json={
+                "name": "bench-worker-01", "host": sshd.host, "port": sshd.port,
+                "user": user, "key_path": str(sshd.client_key), "pools": ["Bench Pool"],
+                "trust_host_key": True}).raise_for_status()
+            http.post("/api/checks", json={})
+            http.post("/api/environments", json={"name": "Bench"})
+            for name, extra in (("Plain", ""), ("Contained", f'container = "{image}"\n')):
+                toml = (f'name = "{name}"\n[[steps]]\nname = "Start"\npool = "Bench Pool"\n'
+                        f'{extra}script = "echo started"\n')
+                http.post("/api/runbooks", json={"toml": toml}).raise_for_status()
+            one_run(http, "Plain")  # the connection is open, as on a busy server
+            plain = timed(lambda: one_run(http, "Plain"), args.runs)
+            contained = timed(lambda: one_run(http, "Contained"), args.runs)
+        engine = timed(lambda: subprocess.run(["podman", "run", "--rm", image, "true"],
+                                              check=True, capture_output=True), args.runs)
+        ssh = timed(lambda: subprocess.run(
+            ["ssh", "-p", str(sshd.port), "-i", str(sshd.client_key), "-o",
+             "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
+             "LogLevel=ERROR", f"{user}@{sshd.host}", "true"], check=True), args.runs)
+    finally:
+        stop_server(target)
+        sshd.stop()
+
+    def said(seconds: list[float]) -> str:
+        return f"{statistics.median(seconds):6.3f} s median, {seconds[-1]:6.3f} s worst"
+
+    print(f"a one-line step on a loopback OpenSSH worker, {args.runs} runs each "
+          "(launch → finished):")
+    print(f"  plain step                  {said(plain)}")
+    print(f"  in a container (podman)     {said(contained)}   +"
+          f"{statistics.median(contained) - statistics.median(plain):.3f} s at the median")
+    print(f"  podman run --rm IMAGE true  {said(engine)}   (the engine alone)")
+    print(f"  ssh host true               {said(ssh)}   (a new connection each time)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Steps in a container image on the worker, through a real engine (podman with runc).
+
+Nothing can be pulled here: the image is built from busybox-static's applets and
+imported into podman once per session. On CI, where .ci/run installs podman, a missing
+or silent engine fails these tests rather than skipping them.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+from busybox_image import IMAGE, engine_answers, ensure_image
+from conftest import ON_CI, start_workdeck
+from test_runs import import_runbook, launch, log_lines, printed, wait_run
+from waiting import eventually
+
+from backend.transport.remote import new_marker, step_command
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    if not engine_answers():
+        if ON_CI:
+            pytest.fail("the container tests need a podman that answers (.ci/run installs "
+                        "it)")
+        pytest.skip("no podman that answers here")
+    return ensure_image()
+
+
+def containers() -> list[str]:
+    """The step containers that exist on this machine, running or not."""
+    listed = subprocess.run(["podman", "ps", "-a", "--filter", "label=workdeck.marker",
+                             "--format", "{{.Names}}"], capture_output=True, text=True,
+                            check=True)
+    return listed.stdout.split()
+
+
+@pytest.fixture
+def builtin(workdeck):
+    """The built-in worker (this machine, where podman runs), in environment Test."""
+    workdeck.cli("settings", "--builtin-worker", "on")
+    workdeck.cli("env", "add", "Test")
+    assert workdeck.cli("check").code == 0
+    return workdeck
+
+
+def contained(image: str, script: str, extra: str = "") -> str:
+    return f"""
+name = "Contained"
+[variables]
+who = "ops"
+[[steps]]
+name = "Inside"
+container = "{image}"
+{extra}
+script = '''
+{script}
+'''
+"""
+
+
+def test_a_container_step_runs_in_its_image_in_the_work_folder(builtin, image, tmp_path):
+    workdeck = builtin
+    import_runbook(workdeck, tmp_path, contained(image, """
+echo "hello $who from $(pwd)"
+test -e /etc/os-release && echo "the host's files" || echo "only the image's files"
+echo made > made-inside.txt
+echo "to stderr" >&2
+exit 3
+"""))
+    run = launch(workdeck, "Contained")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    [step] = done["steps"]
+    assert (done["status"], step["exit_status"]) == ("failed", 3)
+    assert step["reason"] == "exit status 3: to stderr"
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    work = workdeck.home / ".workdeck" / "work"
+    assert f"hello ops from {work}" in texts
+    assert "only the image's files" in texts  # busybox has no /etc/os-release
+    assert (work / "made-inside.txt").read_text() == "made\n"  # the folder was mounted
+    assert containers() == []  # --rm: gone with its end
+
+
+def test_cancel_and_timeout_leave_no_container(builtin, image, tmp_path):
+    workdeck = builtin
+    import_runbook(workdeck, tmp_path, contained(image, "echo started; sleep 391"))
+    run = launch(workdeck, "Contained")
+    printed(workdeck, run["id"], "started")
+    assert len(containers()) == 1
+    assert workdeck.cli("runs", "cancel", str(run["id"])).code == 0
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "cancelled"
+    assert containers() == [], "the step's container outlived the cancel"
+
+    import_runbook(workdeck, tmp_path, contained(image, "echo started; sleep 392",
+                                                 extra="timeout = 2"), name="short.toml")
+    run = launch(workdeck, "Contained")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "failed" and "timed out after 2s" in done["steps"][0]["reason"]
+    assert "its processes were killed" in done["steps"][0]["reason"]
+    assert containers() == [], "the step's container outlived its timeout"
+
+
+def test_kill_9_of_the_server_leaves_no_container(builtin, image, tmp_path):
+    workdeck = builtin
+    import_runbook(workdeck, tmp_path, contained(image, "echo started; sleep 393"))
+    run = launch(workdeck, "Contained")
+    printed(workdeck, run["id"], "started")
+    workdeck.process.send_signal(signal.SIGKILL)
+    workdeck.process.wait(10)
+    assert len(containers()) == 1  # a crash leaves it running
+    _data, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home)
+    eventually(lambda: containers() == [], timeout=30, what="the orphaned container removed")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "interrupted"
+
+    def slot_free():
+        with workdeck.client() as client:
+            return client.get("/api/workers/built-in-worker")["leased"] == 0
+
+    eventually(slot_free, what="the slot given back once the container was gone")
+
+
+def test_a_missing_image_fails_the_step_with_the_engines_word(builtin, image, tmp_path):
+    workdeck = builtin
+    import_runbook(workdeck, tmp_path, contained("localhost/workdeck-no-such-image:1",
+                                                 "echo never"))
+    run = launch(workdeck, "Contained")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=60)
+    reason = done["steps"][0]["reason"]
+    assert done["status"] == "failed" and reason.startswith("exit status 125: ")
+    assert "workdeck-no-such-image" in reason
+    assert containers() == []
+
+
+def test_a_worker_with_no_engine_that_answers_says_so(tmp_path):
+    # Only the shell's builtins and the docker client, which has no daemon to answer.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_docker = bin_dir / "docker"
+    fake_docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    fake_docker.chmod(0o755)
+    done = subprocess.run(["/bin/sh", "-c", step_command(new_marker(), IMAGE, "work")],
+                          env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+                          capture_output=True, text=True, input="echo never\n", timeout=30)
+    assert done.returncode == 127
+    assert done.stderr.strip() == ("no container engine answers on this worker (tried podman "
+                                   "and docker): the step needs one to run in its image")
+
+
+@pytest.mark.openssh
+def test_over_openssh_as_root_a_container_step_runs_and_a_cancel_removes_it(
+        workdeck, openssh, image, tmp_path):
+    from test_openssh_runs import add_worker
+
+    sshd = openssh()
+    add_worker(workdeck, sshd, sshd.user)
+    import_runbook(workdeck, tmp_path, contained(image, "echo started in $(pwd); sleep 394")
+                   .replace('container =', 'pool = "Web Pool"\ncontainer ='))
+    run = launch(workdeck, "Contained")
+    printed_line = eventually(lambda: next(
+        (line["text"] for line in log_lines(workdeck, run["id"])
+         if line["text"].startswith("started in ")), None), what="the step under way")
+    assert printed_line.endswith("/.workdeck/work")
+    assert len(containers()) == 1
+    assert workdeck.cli("runs", "cancel", str(run["id"])).code == 0
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "cancelled"
+    assert containers() == [], "the step's container outlived the cancel"
