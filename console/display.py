@@ -128,3 +128,10 @@ BUILTIN = " (built-in)"
 
 def worker_label(name: str, builtin: bool) -> str:
     return name + (BUILTIN if builtin else "")
+
+
+def engine(container_engine: str | None) -> str:
+    """A worker's container engine as the check found it ("-": not read yet)."""
+    if container_engine is None:
+        return "-"
+    return container_engine or "none (a step in an image fails here)"

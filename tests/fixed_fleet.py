@@ -19,7 +19,7 @@ FACTS = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "Linux 6.1.0-18-amd64
          "arch": "x86_64", "hostname": "worker", "cpus": 4, "uptime_s": 864000.0,
          "load": [0.42, 0.37, 0.30], "mem_total_mb": 15890.0, "mem_available_mb": 11210.5,
          "disks": [{"mount": "/", "free_mb": 48213.0, "size_mb": 101000.0}],
-         "work_dir": "/home/deploy/.workdeck/work"}
+         "work_dir": "/home/deploy/.workdeck/work", "container_engine": "podman 4.3.1"}
 
 
 def pool(name: str, description: str, leased: int, capacity: int, queued: int,

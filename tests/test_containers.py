@@ -43,6 +43,11 @@ def builtin(workdeck):
     workdeck.cli("settings", "--builtin-worker", "on")
     workdeck.cli("env", "add", "Test")
     assert workdeck.cli("check").code == 0
+    # The check found the engine, which the steps then use without asking again.
+    shown = workdeck.cli("worker", "show", "built-in-worker")
+    version = subprocess.run(["podman", "info", "--format", "{{.Version.Version}}"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert f"Containers  podman {version}" in shown.out, shown.out
     return workdeck
 
 

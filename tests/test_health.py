@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 
 from backend.health import probe
 from backend.transport.local import LocalRunner
@@ -22,7 +24,7 @@ def test_full_check_gathers_every_fact(tmp_path):
     assert verdict.status == "healthy", verdict.reason
     facts = verdict.facts
     for key in ("os", "kernel", "arch", "hostname", "cpus", "uptime_s", "load", "mem_total_mb",
-                "mem_available_mb", "disks", "work_dir"):
+                "mem_available_mb", "disks", "work_dir", "container_engine"):
         assert key in facts, key
     assert {d["mount"] for d in facts["disks"]} >= {"/"}
     assert (tmp_path / "work").is_dir()
@@ -96,3 +98,24 @@ def test_thresholds():
     assert probe.judge(None, b"", b"", Policy()).status == "unavailable"
     failed = probe.judge(127, b"", b"sh: 1: df: not found\n", Policy())
     assert failed.status == "unhealthy" and "df: not found" in failed.reason
+
+
+def test_the_container_engine_is_one_that_answers(tmp_path):
+    # Read as the check prints it: an engine and its version, or none that answers.
+    facts, _custom, _exit = probe.parse_facts(b"engine=podman 4.3.1\n")
+    assert facts["container_engine"] == "podman 4.3.1"
+    assert probe.parse_facts(b"engine=none\n")[0]["container_engine"] == ""
+    # A docker client with no daemon behind it is no engine.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "docker").chmod(0o755)
+    for tool in ("sh", "mkdir", "uname", "getconf", "df"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    check = probe.script(str(tmp_path / "work"), full=True).command()
+    done = subprocess.run(["/bin/sh", "-c", check], env={"PATH": str(bin_dir),
+                                                        "HOME": str(tmp_path)},
+                          capture_output=True, timeout=30)
+    assert probe.parse_facts(done.stdout)[0]["container_engine"] == ""

@@ -75,6 +75,8 @@ class Facts(Answer):
     mem_total_mb: float | None = _fact()
     mem_available_mb: float | None = _fact()
     disks: list[Disk] | None = _fact("`/` and the work folder.")
+    container_engine: str | None = _fact("The container engine that answers there, and its "
+                                         "version (\"podman 4.3.1\"); empty: none does.")
 
 
 class Worker(Answer):

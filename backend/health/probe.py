@@ -28,6 +28,16 @@ if [ "$2" = 1 ]; then
   if read c < /sys/devices/system/cpu/online; then say "cpus_online=$c"
   else say "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)"; fi 2>/dev/null
   say "login_shell=${SHELL:-}"
+  # The container engine a step in an image would use: one that answers, as the step
+  # command asks (backend.transport.remote.ENGINES), and its version.
+  if command -v podman >/dev/null 2>&1 &&
+     __wd_v=$(podman info --format '{{.Version.Version}}' 2>/dev/null); then
+    say "engine=podman $__wd_v"
+  elif command -v docker >/dev/null 2>&1 &&
+     __wd_v=$(docker version --format '{{.Server.Version}}' 2>/dev/null); then
+    say "engine=docker $__wd_v"
+  else say "engine=none"; fi
+  unset __wd_v
 fi
 if read up idle < /proc/uptime; then say "uptime=$up"; fi 2>/dev/null
 if read l1 l5 l15 rest < /proc/loadavg; then say "load=$l1 $l5 $l15"; fi 2>/dev/null
@@ -74,7 +84,7 @@ say() { __wd_o="$__wd_o$1
 
 TIMED_OUT = -1  # the custom script's "exit status" when its watchdog killed it
 
-STATIC_FACTS = ("os", "kernel", "arch", "hostname", "cpus", "login_shell")
+STATIC_FACTS = ("os", "kernel", "arch", "hostname", "cpus", "login_shell", "container_engine")
 
 
 def custom_limit(timeout_s: float) -> float:
@@ -176,6 +186,8 @@ def parse_facts(stdout: bytes) -> tuple[dict[str, Any], list[str], int | None]:
             if len(parts) == 4:
                 facts["kernel"] = f"{parts[0]} {parts[2]}"
                 facts["hostname"], facts["arch"] = parts[1], parts[3]
+        elif key == "engine":  # "podman 4.3.1"; "none" is read as an empty one
+            facts["container_engine"] = "" if value == "none" else value
         elif key == "cpus":
             facts["cpus"] = _int(value)
         elif key == "cpus_online":

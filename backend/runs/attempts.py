@@ -182,7 +182,7 @@ class StepAttempts(RunRecords):
                 result = await run_step(
                     transport, script_text(step.script, env, target.work_dir),
                     image=step.container, timeout=step.timeout, process=process,
-                    work_dir=target.work_dir,
+                    work_dir=target.work_dir, engine=self._engine_of(worker),
                     output=lambda stream, data: runlog.output(position, worker, stream, data),
                     on_started=lambda found: recorded.append(asyncio.ensure_future(
                         self.leases.record_process(granted.lease_id, found))))
@@ -208,6 +208,12 @@ class StepAttempts(RunRecords):
             # Cancelled or failed here: run_step killed the group (process.gone says).
             ended_clean = ended_clean or process.gone is True
             await asyncio.shield(self._give_back(granted, ended_clean, worker))
+
+    def _engine_of(self, worker: str) -> str | None:
+        """The container engine the worker's last full check found ("podman 4.3.1")."""
+        shown = self.bus.latest.get("worker", {}).get(worker) or {}
+        found = (shown.get("facts") or {}).get("container_engine") or ""
+        return found.split(" ", 1)[0] or None
 
     async def _recheck(self, worker: str, runlog: RunLog, position: int) -> None:
         """A step could not reach its worker: check it now, so that its state says so and

@@ -166,6 +166,8 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
             rows.append((label, value))
     if facts.load:
         rows.append(("Load", display.load(facts.load, facts.cpus)))
+    if facts.container_engine is not None:
+        rows.append(("Containers", display.engine(facts.container_engine)))
     if facts.mem_total_mb is not None:
         rows.append(("Memory", f"{facts.mem_available_mb or 0:.0f} MB available of "
                                f"{facts.mem_total_mb:.0f} MB"))

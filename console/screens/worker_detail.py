@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Sparkline, Static
 
 from console.client import ApiError
-from console.display import ago
+from console.display import ago, engine
 from console.screens.base import FleetScreen
 from console.screens.worker_verbs import WORKER_VERBS, WorkerVerbs
 from console.state import plain, safe, status_text
@@ -146,6 +146,7 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
             ("CPUs", str(f.cpus if f.cpus is not None else "-")),
             ("Uptime", _uptime(f.uptime_s)),
             ("Load 1/5/15", " ".join(f"{v:.2f}" for v in f.load) if f.load else "-"),
+            ("Containers", engine(f.container_engine)),
         ]
         if f.mem_total_mb is not None:
             fact_rows.append(("Memory", f"{(f.mem_available_mb or 0) / 1024:.1f} GB free "
