@@ -174,3 +174,61 @@ def test_over_openssh_as_root_a_container_step_runs_and_a_cancel_removes_it(
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
     assert done["status"] == "cancelled"
     assert containers() == [], "the step's container outlived the cancel"
+
+
+def test_the_advisor_flags_container_steps_where_no_engine_answers(tmp_path):
+    import json
+
+    from sqlalchemy import update
+
+    from backend import fleet
+    from backend.fleet import advisor
+    from backend.runs import runbooks
+    from backend.store.db import Store
+    from backend.store.models import Worker
+    from wire.runbook import parse_toml
+    from wire.workers import WorkerCreate
+
+    store = Store(tmp_path / "advice.db")
+    engines = {"p-web-local-worker-01": "podman 4.3.1", "p-web-local-worker-02": "",
+               "p-db-local-worker-01": "", "p-db-local-worker-02": "",
+               "p-app-local-worker-01": None, "p-app-local-worker-02": None}
+    systems = {"p-app-local-worker-01": "Debian GNU/Linux 12 (bookworm)",
+               "p-app-local-worker-02": "Ubuntu 22.04.4 LTS"}
+    pool_of = {"web": "Local Production Web Worker Pool",
+               "db": "Local Production Database Worker Pool",
+               "app": "Local Production App Worker Pool"}
+    fleet.add_workers(store, [WorkerCreate(name=name, host="127.0.0.1", port=9,
+                                           pools=[pool_of[name.split("-")[1]]])
+                              for name in engines], "test")
+    with store.write() as session:
+        for name, engine in engines.items():
+            facts = {"os": systems.get(name, "Debian GNU/Linux 12 (bookworm)")}
+            if engine is not None:
+                facts["container_engine"] = engine
+            session.exec(update(Worker).where(Worker.name == name)
+                         .values(facts=json.dumps(facts)))
+    runbooks.save(store, parse_toml(f"""
+name = "Deploy"
+[pools.Web]
+Production = "{pool_of['web']}"
+[[steps]]
+name = "Build"
+pool = "Web"
+container = "{IMAGE}"
+script = "make"
+[[steps]]
+name = "Migrate"
+pool = "{pool_of['db']}"
+container = "{IMAGE}"
+script = "migrate"
+""", "deploy.toml"), "test")
+    found = {(f["check"], f["name"]): f for f in advisor.advise(store)}
+    web = found["container-engine", pool_of["web"]]
+    assert web["severity"] == "warning" and "p-web-local-worker-02 has no" in web["finding"]
+    assert "'Deploy', step 'Build'" in web["finding"]
+    db = found["container-engine", pool_of["db"]]  # no member can run the step at all
+    assert db["severity"] == "critical" and "step 'Migrate'" in db["finding"]
+    app = found["container-suggested", pool_of["app"]]  # different systems, no containers
+    assert "Debian GNU/Linux 12 (bookworm) on 1; Ubuntu 22.04.4 LTS on 1" in app["finding"]
+    assert ("container-engine", pool_of["app"]) not in found  # engines not read yet: no word

@@ -63,7 +63,8 @@ class Finding(Answer):
     """Something in the fleet that goes against the worker recommendations."""
 
     check: str = Field(description="Which recommendation, e.g. pool-redundancy, "
-                                   "pool-name, builtin-worker, worker-account.")
+                                   "pool-name, builtin-worker, worker-account, "
+                                   "container-engine, container-suggested.")
     severity: Literal["critical", "warning"]
     subject: Literal["worker", "pool", "fleet"]
     name: str = Field(description="The worker or pool concerned.")

@@ -2,8 +2,8 @@
 
 The recommendations (../shared/seed/worker-configuration.md): at least two workers per
 pool, names that say where a worker is and what it is for, pools named for purpose,
-location and environment, the built-in worker off once there are real workers, and
-each worker running under an account of its own.
+location and environment, the built-in worker off once there are real workers, each
+worker running under an account of its own, and execution containers (fleet.containers).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from backend import fleet
 from backend.errors import InvalidInput
-from backend.fleet import validation
+from backend.fleet import containers, validation
 from backend.store.db import Store
 from backend.store.models import BUILTIN_WORKER, Pool, Worker
 
@@ -136,6 +136,10 @@ def advise(store: Store, server_account: str | None = None) -> list[dict[str, An
                 f"Worker {name!r} logs in as {user!r}, the account the server runs as.",
                 "Steps on it would share the server's identity and access: give each worker "
                 "an account of its own, scoped to what it may touch."))
+
+    for found in containers.findings(store):
+        findings.append(_finding(found["check"], found["severity"], "pool", found["pool"],
+                                 found["finding"], found["advice"]))
 
     order = {CRITICAL: 0, WARNING: 1}
     findings.sort(key=lambda f: (order[f["severity"]], f["check"], f["name"].lower()))
