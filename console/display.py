@@ -134,4 +134,4 @@ def engine(container_engine: str | None) -> str:
     """A worker's container engine as the check found it ("-": not read yet)."""
     if container_engine is None:
         return "-"
-    return container_engine or "none (a step in an image fails here)"
+    return container_engine or "none"

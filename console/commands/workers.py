@@ -110,6 +110,7 @@ def worker_rows(workers: list[Worker]) -> list[list[str]]:
              f":{w.port}" if w.port not in (22, 0) else ""),
          display.latency(w.latency_ms), display.load(w.facts.load, w.facts.cpus),
          display.disk_free(d.free_mb for d in w.facts.disks or ()),
+         display.engine(w.facts.container_engine),
          display.ago(w.checked_at),
          (f"orphan: {w.orphans} ({w.orphan_reason}); " if w.orphans else "") + w.reason]
         for w in workers
@@ -117,7 +118,7 @@ def worker_rows(workers: list[Worker]) -> list[list[str]]:
 
 
 WORKER_HEADERS = ["NAME", "STATUS", "LEASED", "POOLS", "ADDRESS", "LATENCY", "LOAD", "DISK FREE",
-                  "CHECKED", "REASON"]
+                  "ENGINE", "CHECKED", "REASON"]
 
 
 @worker.command("list")

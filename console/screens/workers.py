@@ -36,6 +36,7 @@ COLUMNS = [
     ("latency", "Latency", 9),
     ("load", "Load", 8),
     ("disk", "Disk free", 9),
+    ("engine", "Engine", 10),
     ("checked", "Checked", 9),
     ("reason", "Reason", None),
 ]
@@ -55,6 +56,7 @@ def worker_cells(worker: Worker, now: datetime | None = None) -> list[Text]:
         latency(worker.latency_ms),
         load_text(worker),
         disk_text(worker),
+        engine_text(worker),
         Text(ago(worker.checked_at, now), style="bright_black"),
         drain_note(worker) + safe(worker.reason, 300),
     ]
@@ -81,7 +83,19 @@ def worker_fields(worker: Worker) -> list[Any]:
     """What a filter looks in."""
     return [worker.name, worker.status, worker.host, " ".join(worker.pools),
             worker.reason, "built-in" if worker.builtin else "",
-            "draining" if worker.draining else ""]
+            "draining" if worker.draining else "", worker.facts.container_engine or ""]
+
+
+def engine_text(worker: Worker) -> Text:
+    """The container engine, its version to the minor ("podman 4.3"); "none" in yellow
+    where a check found none that answers."""
+    engine = worker.facts.container_engine
+    if engine is None:
+        return Text("-", style="bright_black")
+    if not engine:
+        return Text("none", style="yellow")
+    name, _, version = engine.partition(" ")
+    return safe(f"{name} {'.'.join(version.split('.')[:2])}".strip(), 40)
 
 
 class WorkersScreen(WorkerVerbs, FleetScreen):
