@@ -232,3 +232,26 @@ script = "migrate"
     app = found["container-suggested", pool_of["app"]]  # different systems, no containers
     assert "Debian GNU/Linux 12 (bookworm) on 1; Ubuntu 22.04.4 LTS on 1" in app["finding"]
     assert ("container-engine", pool_of["app"]) not in found  # engines not read yet: no word
+
+
+@pytest.mark.parametrize("in_image", [True, False], ids=["in-a-container", "plainly"])
+def test_variables_reach_the_programs_a_step_starts_but_secrets_do_not(builtin, image,
+                                                                       tmp_path, in_image):
+    workdeck = builtin
+    script = """
+sh -c 'echo "child: who=$who secret=${secret:-unset}"'
+echo "script: $secret"
+"""
+    text = contained(image, script).replace('who = "ops"', 'who = "ops"\n[variables.secret]\n'
+                                                          'sensitive = true')
+    if not in_image:
+        text = text.replace(f'container = "{image}"', "")
+    import_runbook(workdeck, tmp_path, text)
+    run = launch(workdeck, "Contained", variables={"secret": "hunter2-long-enough"})
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["status"] == "succeeded", done["steps"][0]["reason"]
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    # Exported: what the script starts sees it. A secret stays the script's own (and is
+    # masked where it is printed).
+    assert "child: who=ops secret=unset" in texts
+    assert "script: ********" in texts

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import select
 
+from backend.runs.course import RunState
 from backend.runs.leases import Granted, Leases, NoWorker
 from backend.runs.logstore import LogStoreFull, RunLog
 from backend.runs.records import RunRecords
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 class StepAttempts(RunRecords):
     reach: Reach
+    _states: dict[int, RunState]  # runs under way (the engine's)
     checker: Any  # the HealthChecker: a worker a step could not reach is checked again
     leases: Leases
 
@@ -180,7 +182,8 @@ class StepAttempts(RunRecords):
             recorded: list[asyncio.Task[None]] = []
             try:
                 result = await run_step(
-                    transport, script_text(step.script, env, target.work_dir),
+                    transport, script_text(step.script, env, target.work_dir,
+                                           self._sensitive(run_id)),
                     image=step.container, timeout=step.timeout, process=process,
                     work_dir=target.work_dir, engine=self._engine_of(worker),
                     output=lambda stream, data: runlog.output(position, worker, stream, data),
@@ -208,6 +211,10 @@ class StepAttempts(RunRecords):
             # Cancelled or failed here: run_step killed the group (process.gone says).
             ended_clean = ended_clean or process.gone is True
             await asyncio.shield(self._give_back(granted, ended_clean, worker))
+
+    def _sensitive(self, run_id: int) -> frozenset[str]:
+        state = self._states.get(run_id)
+        return state.sensitive if state is not None else frozenset()
 
     def _engine_of(self, worker: str) -> str | None:
         """The container engine the worker's last full check found ("podman 4.3.1")."""

@@ -42,6 +42,7 @@ class RunState:
     activity: asyncio.Future[str] | None = None  # the current step's work
     started: asyncio.Event = field(default_factory=asyncio.Event)  # set when one begins
     parked: bool = False  # the server stopped while the run waited: it waits on after
+    sensitive: frozenset[str] = frozenset()  # the variables whose values are secrets
 
     SAVED = ("position", "failed", "aborted_at", "aborted_by", "cancelled_by", "cancels",
              "halted")

@@ -259,6 +259,7 @@ class RunEngine(StepAttempts):
                         next_seq=seen + 1)
         runlog.start()
         state = self._states.setdefault(run_id, RunState())
+        state.sensitive = frozenset(secrets)
         final, reason = SUCCEEDED, ""
         try:
             first = 1

@@ -16,7 +16,7 @@ import os
 import secrets
 import shlex
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -146,10 +146,15 @@ def step_command(marker: str, image: str | None = None, work_dir: str = ".",
         shell + 'exec setsid -w "$b" -c "$0"') + " " + shlex.quote(_inner(None, marker))
 
 
-def script_text(script: str, variables: dict[str, str], work_dir: str) -> str:
+def script_text(script: str, variables: dict[str, str], work_dir: str,
+                sensitive: Collection[str] = ()) -> str:
     """Into the work folder, then the variables as quoted shell assignments (no value can
     break out), then the script. The folder comes first so that no name the wrapper uses
     can clobber a runbook variable of the same name.
+
+    Variables are exported: the programs a script starts see them in their environment,
+    in a container too. Sensitive ones are the script's own shell variables only: in no
+    process's environment, where any program it starts (and `ps e`) could read them.
 
     All of that is one line, ending where the script's first line begins: the shell's
     line numbers (in its error messages, in $LINENO) are then the script's own."""
@@ -163,7 +168,8 @@ def script_text(script: str, variables: dict[str, str], work_dir: str) -> str:
     if multi_line:
         # A newline without a newline in the text: the last one of $(...) is kept by "_".
         parts.append(f"{newline}=$(printf '\\n_'); {newline}=${{{newline}%_}}")
-    parts += [f"{name}=" + shlex.quote(value).replace("\n", f"'\"${newline}\"'")
+    parts += [("" if name in sensitive else "export ") + f"{name}="
+              + shlex.quote(value).replace("\n", f"'\"${newline}\"'")
               for name, value in variables.items()]
     if multi_line:
         parts.append(f"unset {newline}")
