@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_CHECKS_IN_FLIGHT = 512
 FLUSH_INTERVAL_S = 0.25
 STATIC_REFRESH_EVERY = 30  # checks between two refreshes of OS, kernel and CPU facts
+ENGINE_EVERY = 10  # of those refreshes, one asks which container engine answers
 TARGETS_TTL_S = 60.0  # the longest the schedule works from its copy of the workers (changes
 # to workers invalidate it at once; this only bounds what a missed one could cost)
 START_BATCH = 50  # checks started between two looks at the rest of the event loop
@@ -47,6 +48,13 @@ class _Remembered:
     # reads a fifth of them.
     phase: int = 0
     started: bool = False
+    fulls: int = 0  # full checks so far: the container engine is asked on some of them
+
+    def engine_due(self, full: bool) -> bool:
+        # The engine is asked (one process on the worker) on the first full check and on
+        # every ENGINE_EVERY-th after it: engines are installed far more rarely than
+        # kernels change.
+        return full and self.fulls % ENGINE_EVERY == 0
 
     def free_mb(self) -> float | None:
         return min((d["free_mb"] for d in self.disks), default=None)
@@ -55,6 +63,7 @@ class _Remembered:
         if full:
             self.static = {k: facts[k] for k in probe.STATIC_FACTS if k in facts}
             self.checks = 0 if self.started else self.phase % STATIC_REFRESH_EVERY
+            self.fulls += 1
         if disk:
             self.disks = facts.get("disks", [])
             self.since_disk = 0 if self.started else self.phase % probe.DISK_EVERY
@@ -149,7 +158,8 @@ class HealthChecker:
                 memory = self._memory[target.id] = _Remembered(phase=target.id)
             full = not memory.static or memory.checks >= STATIC_REFRESH_EVERY
             disk = full or probe.disk_due(memory.since_disk, memory.free_mb(), policy)
-            script = probe.script(target.work_dir, full=full, disk=disk,
+            engine = memory.engine_due(full)
+            script = probe.script(target.work_dir, full=full, disk=disk, engine=engine,
                                    custom_script=policy.custom_script,
                                    custom_timeout_s=probe.custom_limit(policy.timeout_s))
             try:
@@ -166,6 +176,8 @@ class HealthChecker:
                 return Outcome(target.id, target.name, UNAVAILABLE,
                                f"internal error during the check: {exc}", {}, None, None)
             carried = {} if full else dict(memory.static)
+            if full and not engine and "container_engine" in memory.static:
+                carried["container_engine"] = memory.static["container_engine"]
             if not disk and memory.disks:
                 carried["disks"] = memory.disks
             verdict = probe.judge(result.exit_status, result.stdout, result.stderr, policy,

@@ -28,10 +28,12 @@ if [ "$2" = 1 ]; then
   if read c < /sys/devices/system/cpu/online; then say "cpus_online=$c"
   else say "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)"; fi 2>/dev/null
   say "login_shell=${SHELL:-}"
+fi
+if [ "$6" = 1 ]; then
   # The container engine a step in an image would use: one that answers, as the step
   # command asks (backend.transport.remote.ENGINES), and its version.
   if command -v podman >/dev/null 2>&1 &&
-     __wd_v=$(podman info --format '{{.Version.Version}}' 2>/dev/null); then
+     __wd_v=$(podman version --format '{{.Client.Version}}' 2>/dev/null); then
     say "engine=podman $__wd_v"
   elif command -v docker >/dev/null 2>&1 &&
      __wd_v=$(docker version --format '{{.Server.Version}}' 2>/dev/null); then
@@ -112,11 +114,12 @@ class CheckScript:
 
 @functools.lru_cache(maxsize=4096)  # a fleet has few work folders: made once, not per check
 def script(work_dir: str, *, full: bool, custom_script: str = "", disk: bool = True,
-           custom_timeout_s: float = 7.5) -> CheckScript:
+           custom_timeout_s: float = 7.5, engine: bool | None = None) -> CheckScript:
     """The check for a POSIX sh (the worker's check shell, or a shell of its own); it
     leaves nothing behind in that shell but its functions and a few variables."""
+    engine = full if engine is None else engine  # which container engine answers
     args = [work_dir, "1" if full else "0", custom_script, "1" if disk else "0",
-            f"{custom_timeout_s:g}"]
+            f"{custom_timeout_s:g}", "1" if engine else "0"]
     return CheckScript(FACTS_FUNCTION, "__wd_check " + " ".join(shlex.quote(a) for a in args))
 
 
