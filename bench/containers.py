@@ -5,9 +5,8 @@ Usage: .venv/bin/python bench/containers.py [--runs 15]
 One OpenSSH worker on loopback, logged into as root (podman runs there as root), and a
 fresh Workdeck server. Times launch → finished of a one-line step (`echo started`),
 `--runs` times in a row, run plainly and in a busybox image (built here: nothing is
-pulled); and, beside them, the engine on its own on the same machine (`podman run --rm
-IMAGE true`) and a plain `ssh host true`, which are what a container step adds up.
-Prints the median and the worst of each.
+pulled); and, for scale, the engine started on its own from a new process (`podman run
+--rm IMAGE true`) and a plain `ssh host true`. Prints the median and the worst of each.
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def main() -> None:
     print(f"  plain step                  {said(plain)}")
     print(f"  in a container (podman)     {said(contained)}   +"
           f"{statistics.median(contained) - statistics.median(plain):.3f} s at the median")
-    print(f"  podman run --rm IMAGE true  {said(engine)}   (the engine alone)")
+    print(f"  podman run --rm IMAGE true  {said(engine)}   (the engine from a new process)")
     print(f"  ssh host true               {said(ssh)}   (a new connection each time)")
 
 
