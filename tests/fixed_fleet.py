@@ -41,7 +41,8 @@ def worker(name: str, pools: list[str], status: str = "healthy", reason: str = "
         "latency_ms": 12.4 if status in ("healthy", "warning") else None, "connect_ms": 38.0,
         "facts": FACTS if status in ("healthy", "warning", "unhealthy") else {},
         "host_key": "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXx", "presented_host_key":
-        None, "draining": False, "leased": 0, "orphans": 0, "orphan_reason": "", **extra,
+        None, "draining": False, "leased": 0, "orphans": 0, "orphan_reason": "", "engine": "",
+        **extra,
     }
     # The names of one release ago, as the server sends them too.
     return {**shown, "leases": shown["leased"], "health": shown["check_status"]}

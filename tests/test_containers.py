@@ -255,3 +255,35 @@ echo "script: $secret"
     # masked where it is printed).
     assert "child: who=ops secret=unset" in texts
     assert "script: ********" in texts
+
+
+@pytest.mark.openssh
+def test_a_worker_set_to_an_engine_uses_that_one_and_no_other(workdeck, openssh, image,
+                                                             tmp_path):
+    sshd = openssh()
+    for name, engine in (("t-web-local-worker-01", "docker"),
+                         ("t-web-local-worker-02", "podman")):
+        added = workdeck.cli("worker", "add", name, "--host", sshd.host, "--port",
+                             str(sshd.port), "--user", sshd.user, "--key-path",
+                             str(sshd.client_key), "--pool", f"{engine} Pool",
+                             "--trust-host-key", "--engine", engine)
+        assert added.code == 0, added.err
+    assert workdeck.cli("check").code in (0, 1)
+    workdeck.cli("env", "add", "Test")
+    shown = workdeck.cli("worker", "show", "t-web-local-worker-01").out
+    assert "(set to use docker)" in shown
+    for engine in ("docker", "podman"):
+        import_runbook(workdeck, tmp_path, contained(image, "echo inside").replace(
+            'name = "Contained"', f'name = "On {engine}"').replace(
+            "container =", f'pool = "{engine} Pool"\ncontainer ='), name=f"{engine}.toml")
+    # docker is installed here without a daemon: the worker set to it does not fall back.
+    done = wait_run(workdeck, launch(workdeck, "On docker")["id"], lambda r: r["finished_at"])
+    assert done["status"] == "failed"
+    assert done["steps"][0]["reason"] == ("exit status 127: this worker is set to run steps "
+                                          "in an image with docker, which does not answer "
+                                          "here")
+    done = wait_run(workdeck, launch(workdeck, "On podman")["id"], lambda r: r["finished_at"])
+    assert done["status"] == "succeeded", done["steps"][0]["reason"]
+    refused = workdeck.cli("worker", "add", "t-web-local-worker-03", "--host", sshd.host,
+                           "--engine", "lxc")
+    assert refused.code != 0 and "lxc" in refused.err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,9 @@ class WorkerCreate(BaseModel):
     work_dir: str | None = None
     trust_host_key: bool = Field(False, description="Pin the host key the first connection "
                                                     "presents.")
+    engine: Literal["", "podman", "docker"] = Field(
+        "", description="The container engine its steps in an image must use (empty: the "
+                        "first that answers there).")
 
 
 class WorkerImport(BaseModel):
@@ -110,6 +113,9 @@ class Worker(Answer):
     host_key: str | None = Field(description="The pinned host key's SHA256 fingerprint.")
     presented_host_key: str | None = Field(description="The fingerprint of a key presented "
                                                        "but not trusted.")
+    engine: str = Field(description="The container engine its steps in an image must use "
+                                     "(empty: the first that answers; facts.container_engine "
+                                     "says which does).")
     leases: int = Field(deprecated=renamed("leased"))
     health: WorkerStatus = Field(deprecated=renamed("check_status"))
 

@@ -109,6 +109,7 @@ def worker_public(worker: Any, pools: list[str], pinned: str | None,
         "facts": _facts(worker.facts),
         "host_key": pinned,
         "presented_host_key": presented,
+        "engine": worker.engine,
         # The names of one release ago, for scripts (README, "Changed").
         "leases": leased,
         "health": worker.check_status,
@@ -199,6 +200,7 @@ def _insert_worker(session: Session, spec: WorkerCreate, actor: str) -> Worker:
         use_agent=spec.use_agent,
         capacity=spec.capacity,
         trust_host_key=spec.trust_host_key,
+        engine=spec.engine,
     )
     if spec.work_dir:
         worker.work_dir = spec.work_dir

@@ -186,6 +186,7 @@ class StepAttempts(RunRecords):
                                            self._sensitive(run_id)),
                     image=step.container, timeout=step.timeout, process=process,
                     work_dir=target.work_dir, engine=self._engine_of(worker),
+                    chosen=self._engine_chosen(worker),
                     output=lambda stream, data: runlog.output(position, worker, stream, data),
                     on_started=lambda found: recorded.append(asyncio.ensure_future(
                         self.leases.record_process(granted.lease_id, found))))
@@ -215,6 +216,10 @@ class StepAttempts(RunRecords):
     def _sensitive(self, run_id: int) -> frozenset[str]:
         state = self._states.get(run_id)
         return state.sensitive if state is not None else frozenset()
+
+    def _engine_chosen(self, worker: str) -> str | None:
+        """The container engine the worker is set to use, if it is."""
+        return (self.bus.latest.get("worker", {}).get(worker) or {}).get("engine") or None
 
     def _engine_of(self, worker: str) -> str | None:
         """The container engine the worker's last full check found ("podman 4.3.1")."""

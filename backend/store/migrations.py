@@ -241,6 +241,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "the container a step runs in, kept with its lease",
         ["ALTER TABLE lease ADD COLUMN container VARCHAR NOT NULL DEFAULT ''"],
     ),
+    (
+        "the container engine a worker's steps must use",
+        ["ALTER TABLE worker ADD COLUMN engine VARCHAR NOT NULL DEFAULT ''"],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

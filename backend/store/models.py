@@ -64,6 +64,8 @@ class Worker(SQLModel, table=True):
     # Set by --trust-host-key: pin the key the next connection presents, once, when
     # no key is pinned yet (it never overrides a pinned key that changed).
     trust_host_key: bool = False
+    # The container engine its steps in an image must use ("": the first that answers).
+    engine: str = ""
 
 
 class Pool(SQLModel, table=True):

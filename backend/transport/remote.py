@@ -125,11 +125,15 @@ def _inner(image: str | None, marker: str) -> str:
 
 
 def step_command(marker: str, image: str | None = None, work_dir: str = ".",
-                 engine: str | None = None) -> str:
+                 engine: str | None = None, chosen: str | None = None) -> str:
     """The command sent to the worker's login shell for a step. `engine`: the one its
-    last full health check found answering, taken as long as it is installed (asking
-    each engine whether it answers costs a quarter of a second)."""
-    if image:
+    last health check found answering, taken as long as it is installed (asking each
+    engine costs a process); `chosen`: the one the worker is set to use, and no other."""
+    if image and chosen in ENGINES:
+        choose = (f"e={chosen}; if ! {ENGINES[chosen]}; then echo \"this worker is set to "
+                  f"run steps in an image with {chosen}, which does not answer here\" >&2; "
+                  "exit 127; fi; ")
+    elif image:
         known = engine if engine in ENGINES else ""
         choose = (f'e={known}; if [ -n "$e" ] && ! command -v "$e" >/dev/null 2>&1; '
                   'then e=; fi; ')
@@ -138,6 +142,7 @@ def step_command(marker: str, image: str | None = None, work_dir: str = ".",
         choose += ('if [ -z "$e" ]; then echo "no container engine answers on this worker '
                    f'(tried {" and ".join(ENGINES)}): the step needs one to run in its '
                    'image" >&2; exit 127; fi; ')
+    if image:
         folder = (f"d={shlex.quote(work_dir)}; case \"$d\" in /*) ;; *) d=\"$HOME/$d\" ;; "
                   'esac; mkdir -p "$d" || exit 1; ')
         return ("exec /bin/sh -c " + shlex.quote(
@@ -180,7 +185,7 @@ def script_text(script: str, variables: dict[str, str], work_dir: str,
 
 async def run_step(transport: Transport, script: str, *, image: str | None,
                    timeout: float, output: Output, process: StepProcess, work_dir: str = ".",
-                   engine: str | None = None,
+                   engine: str | None = None, chosen: str | None = None,
                    on_started: Callable[[StepProcess], None] | None = None) -> StepResult:
     """Run `script` and stream its output until it ends, times out or is cancelled.
 
@@ -189,7 +194,8 @@ async def run_step(transport: Transport, script: str, *, image: str | None,
     """
     if image and not process.container:
         process.container = container_name(process.marker)
-    channel = await transport.start(step_command(process.marker, image, work_dir, engine))
+    channel = await transport.start(step_command(process.marker, image, work_dir, engine,
+                                                 chosen))
     reported: list[StepProcess] = []
 
     def started(found: StepProcess) -> None:

@@ -46,16 +46,20 @@ def _key_path(key: str | None) -> str | None:
 @click.option("--work-dir", help="Folder for work on the worker (default ~/.workdeck/work).")
 @click.option("--trust-host-key", is_flag=True,
               help="Pin the host key the worker presents on its first connection.")
+@click.option("--engine", type=click.Choice(["podman", "docker"]),
+              help="The container engine its steps in an image must use (default: the "
+              "first that answers there).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def worker_add(ctx: Context, name: str, host: str, port: int, user: str | None,
                key_path: str | None, use_agent: bool, pools: tuple[str, ...], capacity: int,
-               work_dir: str | None, trust_host_key: bool, as_json: bool) -> None:
+               work_dir: str | None, trust_host_key: bool, engine: str | None,
+               as_json: bool) -> None:
     """Register a worker reached over SSH."""
     body = {"name": name, "host": host, "port": port, "user": user,
             "key_path": _key_path(key_path), "use_agent": use_agent, "pools": list(pools),
             "capacity": capacity,
-            "work_dir": work_dir, "trust_host_key": trust_host_key}
+            "work_dir": work_dir, "trust_host_key": trust_host_key, "engine": engine or ""}
 
     with ctx.client() as client:
         created: Worker = view(client.post("/api/workers", body))
@@ -167,8 +171,9 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
             rows.append((label, value))
     if facts.load:
         rows.append(("Load", display.load(facts.load, facts.cpus)))
-    if facts.container_engine is not None:
-        rows.append(("Containers", display.engine(facts.container_engine)))
+    if facts.container_engine is not None or w.engine:
+        rows.append(("Containers", display.engine(facts.container_engine) + (
+            f" (set to use {w.engine})" if w.engine else "")))
     if facts.mem_total_mb is not None:
         rows.append(("Memory", f"{facts.mem_available_mb or 0:.0f} MB available of "
                                f"{facts.mem_total_mb:.0f} MB"))
