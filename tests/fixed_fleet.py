@@ -24,7 +24,8 @@ FACTS = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "Linux 6.1.0-18-amd64
 
 def pool(name: str, description: str, leased: int, capacity: int, queued: int,
          healthy: int, workers: int, default: bool = False) -> dict[str, Any]:
-    return {"name": name, "description": description, "default": default, "members": [],
+    return {"name": name, "description": description, "default": default, "engine": "",
+            "members": [],
             "leased": leased, "capacity": capacity, "queued": queued,
             "utilization": round(leased / capacity, 3) if capacity else 0.0,
             "healthy_workers": healthy, "workers": workers, "draining_workers": 0}

@@ -279,11 +279,26 @@ def test_a_worker_set_to_an_engine_uses_that_one_and_no_other(workdeck, openssh,
     # docker is installed here without a daemon: the worker set to it does not fall back.
     done = wait_run(workdeck, launch(workdeck, "On docker")["id"], lambda r: r["finished_at"])
     assert done["status"] == "failed"
-    assert done["steps"][0]["reason"] == ("exit status 127: this worker is set to run steps "
-                                          "in an image with docker, which does not answer "
-                                          "here")
+    assert done["steps"][0]["reason"] == ("exit status 127: the worker or its pool is set to "
+                                          "run steps in an image with docker, which does not "
+                                          "answer here")
     done = wait_run(workdeck, launch(workdeck, "On podman")["id"], lambda r: r["finished_at"])
     assert done["status"] == "succeeded", done["steps"][0]["reason"]
     refused = workdeck.cli("worker", "add", "t-web-local-worker-03", "--host", sshd.host,
                            "--engine", "lxc")
     assert refused.code != 0 and "lxc" in refused.err
+    # A pool set to an engine: its members set to none use that one.
+    assert workdeck.cli("pool", "add", "Docker Web Worker Pool", "--engine", "docker").code == 0
+    with workdeck.client() as client:
+        assert client.get("/api/pools/Docker Web Worker Pool")["engine"] == "docker"
+    assert workdeck.cli("worker", "add", "t-web-local-worker-04", "--host", sshd.host,
+                        "--port", str(sshd.port), "--user", sshd.user, "--key-path",
+                        str(sshd.client_key), "--pool", "Docker Web Worker Pool",
+                        "--trust-host-key").code == 0
+    workdeck.cli("check", "--worker", "t-web-local-worker-04")
+    import_runbook(workdeck, tmp_path, contained(image, "echo inside").replace(
+        'name = "Contained"', 'name = "On the pool"').replace(
+        "container =", 'pool = "Docker Web Worker Pool"\ncontainer ='), name="pool.toml")
+    done = wait_run(workdeck, launch(workdeck, "On the pool")["id"],
+                    lambda r: r["finished_at"])
+    assert "set to run steps in an image with docker" in done["steps"][0]["reason"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from wire.base import Answer, renamed
@@ -11,6 +13,9 @@ from wire.statuses import WorkerStatus
 class PoolCreate(BaseModel):
     name: str
     description: str = ""
+    engine: Literal["", "podman", "docker"] = Field(
+        "", description="The container engine its steps in an image use where a member is "
+                        "set to none (empty: the first that answers).")
 
 
 class PoolUpdate(BaseModel):
@@ -25,6 +30,9 @@ class Pool(Answer):
     name: str
     description: str
     default: bool = Field(description="Steps that name no pool run here.")
+    engine: str = Field(description="The container engine its steps in an image use where "
+                                     "a member is set to none (empty: the first that "
+                                     "answers).")
     members: list[str] = Field(description="Its workers' names.")
     capacity: int = Field(description="Slots its members can hold.")
     leased: int = Field(description="Slots in use.")

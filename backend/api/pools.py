@@ -27,7 +27,7 @@ async def list_pools(backend: BackendDep) -> Response:
 @router.post("", status_code=201, response_model=Pool)
 async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.add_pool, backend.store, body.name, body.description,
-                                   actor)
+                                   actor, body.engine)
     return (await backend.changed("pool", [pool["name"]]))[0]
 
 

@@ -91,6 +91,7 @@ def pool_public(pool: Pool, members: list[str], figure: dict[str, Any]) -> dict[
         "name": pool.name,
         "description": pool.description,
         "default": pool.default,
+        "engine": pool.engine,
         "members": members,
         **{k: v for k, v in figure.items() if k != "pool_id"},
     }
@@ -123,14 +124,16 @@ def get_pool(store: Store, name: str, queued: Mapping[str, int] | None = None
     return found[0]
 
 
-def add_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
+def add_pool(store: Store, name: str, description: str, actor: str, engine: str = ""
+             ) -> dict[str, Any]:
     name = validation.pool_name(name)
     description = validation.free_text(description, 500, one_line=True)
     with store.write() as session:
         if session.exec(select(Pool).where(Pool.name == name)).first():
             raise Conflict(f"A pool named {name!r} already exists.")
-        session.add(Pool(name=name, description=description))
-        audit(session, actor, "pool.add", name, description)
+        session.add(Pool(name=name, description=description, engine=engine))
+        audit(session, actor, "pool.add", name,
+              description + (f" (containers with {engine})" if engine else ""))
     return get_pool(store, name)
 
 

@@ -39,7 +39,7 @@ STATIC_MIN_GAP_S = 1.0  # however often they change, read at most this often
 _MEMBERS = text("""
 SELECT p.id, p.name, w.id, w.enabled AND w.check_status = 'healthy',
        w.enabled AND w.check_status = 'healthy' AND NOT w.draining, w.capacity, w.draining,
-       w.name, p.description, p."default"
+       w.name, p.description, p."default", p.engine
 FROM pool p
 LEFT JOIN pool_member pm ON pm.pool_id = p.id
 LEFT JOIN worker w ON w.id = pm.worker_id
@@ -81,12 +81,13 @@ class Figures:
         with self.store.read() as session:
             rows = session.connection().execute(_MEMBERS).all()
         for (pool_id, name, worker_id, healthy, able, capacity, draining, worker, description,
-             default) in rows:
+             default, engine) in rows:
             pool = pools.get(name)
             if pool is None:
                 pool = pools[name] = {"pool_id": pool_id, "workers": 0, "healthy": 0,
                                       "able_capacity": 0, "draining": 0, "members": [],
-                                      "description": description, "default": bool(default)}
+                                      "description": description, "default": bool(default),
+                                      "engine": engine}
             if worker_id is None:
                 continue
             pool["members"].append(worker)
@@ -106,7 +107,8 @@ class Figures:
             figure = current.get(name)
             if figure is not None:
                 result.append({"name": name, "description": pool["description"],
-                               "default": pool["default"], "members": pool["members"],
+                               "default": pool["default"], "engine": pool["engine"],
+                               "members": pool["members"],
                                **{k: v for k, v in figure.items() if k != "pool_id"}})
         return result
 

@@ -14,7 +14,7 @@ from backend.runs.course import RunState
 from backend.runs.leases import Granted, Leases, NoWorker
 from backend.runs.logstore import LogStoreFull, RunLog
 from backend.runs.records import RunRecords
-from backend.store.db import DATA_DIR_FULL, write_retrying
+from backend.store.db import DATA_DIR_FULL, Store, write_retrying
 from backend.store.models import (
     FAILED,
     LOST,
@@ -22,6 +22,7 @@ from backend.store.models import (
     RUNNING,
     SKIPPED,
     SUCCEEDED,
+    Pool,
     RunStep,
     utcnow,
 )
@@ -177,6 +178,10 @@ class StepAttempts(RunRecords):
                 ended_clean = True  # nothing was started
                 await self._recheck(worker, runlog, position)
                 return FAILED, worker
+            # The engine the worker is set to use, else its pool (this step's), if any.
+            chosen = self._engine_chosen(worker) or (
+                await asyncio.to_thread(_pool_engine, self.store, pool) if step.container
+                else None)
             env = {**variables, "WORKDECK_RUN_ID": str(run_id),
                    "WORKDECK_STEP": step.name, "WORKDECK_WORKER": worker}
             recorded: list[asyncio.Task[None]] = []
@@ -186,7 +191,7 @@ class StepAttempts(RunRecords):
                                            self._sensitive(run_id)),
                     image=step.container, timeout=step.timeout, process=process,
                     work_dir=target.work_dir, engine=self._engine_of(worker),
-                    chosen=self._engine_chosen(worker),
+                    chosen=chosen,
                     output=lambda stream, data: runlog.output(position, worker, stream, data),
                     on_started=lambda found: recorded.append(asyncio.ensure_future(
                         self.leases.record_process(granted.lease_id, found))))
@@ -264,3 +269,8 @@ class StepAttempts(RunRecords):
             await self.leases.orphan(granted.lease_id, "the step ended without its processes "
                                                        "being seen gone")
         await self.publish_worker(worker)
+
+
+def _pool_engine(store: Store, pool: str) -> str | None:
+    with store.read() as session:
+        return session.exec(select(Pool.engine).where(Pool.name == pool)).first() or None

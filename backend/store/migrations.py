@@ -242,8 +242,9 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ["ALTER TABLE lease ADD COLUMN container VARCHAR NOT NULL DEFAULT ''"],
     ),
     (
-        "the container engine a worker's steps must use",
-        ["ALTER TABLE worker ADD COLUMN engine VARCHAR NOT NULL DEFAULT ''"],
+        "the container engine a worker's steps must use, or a pool's",
+        ["ALTER TABLE worker ADD COLUMN engine VARCHAR NOT NULL DEFAULT ''",
+         "ALTER TABLE pool ADD COLUMN engine VARCHAR NOT NULL DEFAULT ''"],
     ),
 ]
 

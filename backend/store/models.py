@@ -75,6 +75,8 @@ class Pool(SQLModel, table=True):
     name: str = Field(unique=True, index=True)
     description: str = ""
     default: bool = False  # steps that name no pool run here
+    # The container engine its steps in an image use where a member names none.
+    engine: str = ""
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -128,11 +128,12 @@ def step_command(marker: str, image: str | None = None, work_dir: str = ".",
                  engine: str | None = None, chosen: str | None = None) -> str:
     """The command sent to the worker's login shell for a step. `engine`: the one its
     last health check found answering, taken as long as it is installed (asking each
-    engine costs a process); `chosen`: the one the worker is set to use, and no other."""
+    engine costs a process); `chosen`: the one the worker (or else its pool) is set to use,
+    and no other."""
     if image and chosen in ENGINES:
-        choose = (f"e={chosen}; if ! {ENGINES[chosen]}; then echo \"this worker is set to "
-                  f"run steps in an image with {chosen}, which does not answer here\" >&2; "
-                  "exit 127; fi; ")
+        choose = (f"e={chosen}; if ! {ENGINES[chosen]}; then echo \"the worker or its pool "
+                  f"is set to run steps in an image with {chosen}, which does not answer "
+                  "here\" >&2; exit 127; fi; ")
     elif image:
         known = engine if engine in ENGINES else ""
         choose = (f'e={known}; if [ -n "$e" ] && ! command -v "$e" >/dev/null 2>&1; '

@@ -25,12 +25,16 @@ def pool() -> None:
 @pool.command("add")
 @click.argument("name")
 @click.option("--description", default="", help="What the pool is for.")
+@click.option("--engine", type=click.Choice(["podman", "docker"]),
+              help="The container engine its steps in an image use where a member is set "
+              "to none (default: the first that answers).")
 @pass_ctx
-def pool_add(ctx: Context, name: str, description: str) -> None:
+def pool_add(ctx: Context, name: str, description: str, engine: str | None) -> None:
     """Create a worker pool."""
 
     with ctx.client() as client:
-        created: Pool = view(client.post("/api/pools", {"name": name, "description": description}))
+        created: Pool = view(client.post("/api/pools", {"name": name, "description": description,
+                                                        "engine": engine or ""}))
     output.say(f"Added pool {created.name}.")
 
 
