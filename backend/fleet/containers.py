@@ -9,10 +9,10 @@ different systems, where steps in an image would behave the same on each.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import select
 
 from backend.store.db import Store
@@ -45,14 +45,18 @@ def findings(store: Store) -> list[dict[str, Any]]:
     with store.read() as session:
         definitions = [RunbookDef.model_validate_json(text) for text in
                        session.exec(select(Runbook.definition)).all()]
+        # Two facts of every enabled member, taken out of their JSON by SQLite: the
+        # advisor reads the whole fleet on each pass, and parsing ten thousand facts in
+        # Python would hold the interpreter that answers every console meanwhile.
         rows = session.exec(
-            select(Pool.name, Worker.name, Worker.facts, Worker.enabled)
+            select(Pool.name, Worker.name, func.json_extract(Worker.facts, "$.os"),
+                   func.json_extract(Worker.facts, "$.container_engine"))
             .join(PoolMember, PoolMember.pool_id == Pool.id)
-            .join(Worker, Worker.id == PoolMember.worker_id)).all()
+            .join(Worker, Worker.id == PoolMember.worker_id)
+            .where(Worker.enabled)).all()
     members: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for pool, worker, facts, enabled in rows:
-        if enabled:
-            members[pool].append((worker, _facts(facts)))
+    for pool, worker, system, engine in rows:
+        members[pool].append((worker, {"os": system, "container_engine": engine}))
     uses: dict[str, list[str]] = defaultdict(list)
     for definition in definitions:
         for pool, steps in _pools_of(definition).items():
@@ -89,14 +93,6 @@ def findings(store: Store) -> list[dict[str, Any]]:
                           "its steps in a container image (`container = \"IMAGE\"` in the "
                           "runbook) so that every worker gives them the same software."})
     return result
-
-
-def _facts(text: str | None) -> dict[str, Any]:
-    try:
-        found = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 def _some(names: list[str], shown: int = 3) -> str:

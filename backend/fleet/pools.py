@@ -86,15 +86,13 @@ def pool_figures(store: Store, queued: Mapping[str, int] | None = None,
     }
 
 
-def pool_public(pool: Pool, members: list[str], figure: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": pool.name,
-        "description": pool.description,
-        "default": pool.default,
-        "engine": pool.engine,
-        "members": members,
-        **{k: v for k, v in figure.items() if k != "pool_id"},
-    }
+def pool_public(name: str, description: str, default: bool, engine: str, members: list[str],
+                figure: dict[str, Any]) -> dict[str, Any]:
+    """A pool as the API shows it (wire.pools.Pool), for the store's reads and the usage
+    sampler's alike."""
+    return {"name": name, "description": description, "default": bool(default),
+            "engine": engine, "members": members,
+            **{k: v for k, v in figure.items() if k != "pool_id"}}
 
 
 def list_pools(store: Store, queued: Mapping[str, int] | None = None,
@@ -113,7 +111,8 @@ def list_pools(store: Store, queued: Mapping[str, int] | None = None,
         members: dict[int, list[str]] = defaultdict(list)
         for pool_id, member in session.exec(members_query):
             members[pool_id].append(member)
-        return [pool_public(p, members.get(p.id, []), figures[p.name]) for p in pools]
+        return [pool_public(p.name, p.description, p.default, p.engine, members.get(p.id, []),
+                            figures[p.name]) for p in pools]
 
 
 def get_pool(store: Store, name: str, queued: Mapping[str, int] | None = None

@@ -16,6 +16,7 @@ from sqlalchemy import DateTime, bindparam, func, insert, text
 from sqlmodel import select
 
 from backend.events import EventBus
+from backend.fleet.pools import pool_public
 from backend.runs.leases import Leases
 from backend.store.db import Store, for_client
 from backend.store.models import Lease, UsageSample
@@ -106,10 +107,8 @@ class Figures:
         for name, pool in sorted(self._pools.items()):
             figure = current.get(name)
             if figure is not None:
-                result.append({"name": name, "description": pool["description"],
-                               "default": pool["default"], "engine": pool["engine"],
-                               "members": pool["members"],
-                               **{k: v for k, v in figure.items() if k != "pool_id"}})
+                result.append(pool_public(name, pool["description"], pool["default"],
+                                          pool["engine"], pool["members"], figure))
         return result
 
     def current(self, queued: Mapping[str, int], *, exact: bool = False

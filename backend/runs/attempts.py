@@ -178,10 +178,8 @@ class StepAttempts(RunRecords):
                 ended_clean = True  # nothing was started
                 await self._recheck(worker, runlog, position)
                 return FAILED, worker
-            # The engine the worker is set to use, else its pool (this step's), if any.
-            chosen = self._engine_chosen(worker) or (
-                await asyncio.to_thread(_pool_engine, self.store, pool) if step.container
-                else None)
+            engine, chosen = (await self._engines(worker, pool) if step.container
+                              else (None, None))
             env = {**variables, "WORKDECK_RUN_ID": str(run_id),
                    "WORKDECK_STEP": step.name, "WORKDECK_WORKER": worker}
             recorded: list[asyncio.Task[None]] = []
@@ -190,8 +188,7 @@ class StepAttempts(RunRecords):
                     transport, script_text(step.script, env, target.work_dir,
                                            self._sensitive(run_id)),
                     image=step.container, timeout=step.timeout, process=process,
-                    work_dir=target.work_dir, engine=self._engine_of(worker),
-                    chosen=chosen,
+                    work_dir=target.work_dir, engine=engine, chosen=chosen,
                     output=lambda stream, data: runlog.output(position, worker, stream, data),
                     on_started=lambda found: recorded.append(asyncio.ensure_future(
                         self.leases.record_process(granted.lease_id, found))))
@@ -222,15 +219,15 @@ class StepAttempts(RunRecords):
         state = self._states.get(run_id)
         return state.sensitive if state is not None else frozenset()
 
-    def _engine_chosen(self, worker: str) -> str | None:
-        """The container engine the worker is set to use, if it is."""
-        return (self.bus.latest.get("worker", {}).get(worker) or {}).get("engine") or None
-
-    def _engine_of(self, worker: str) -> str | None:
-        """The container engine the worker's last full check found ("podman 4.3.1")."""
+    async def _engines(self, worker: str, pool: str) -> tuple[str | None, str | None]:
+        """For a step in an image: the engine the worker's check found answering there
+        ("podman" of "podman 4.3.1"), and the one the worker, else the step's pool, is set
+        to use (which is then the only one tried)."""
         shown = self.bus.latest.get("worker", {}).get(worker) or {}
-        found = (shown.get("facts") or {}).get("container_engine") or ""
-        return found.split(" ", 1)[0] or None
+        found = ((shown.get("facts") or {}).get("container_engine") or "").split(" ", 1)[0]
+        chosen = shown.get("engine") or await asyncio.to_thread(_pool_engine, self.store,
+                                                                pool)
+        return found or None, chosen or None
 
     async def _recheck(self, worker: str, runlog: RunLog, position: int) -> None:
         """A step could not reach its worker: check it now, so that its state says so and

@@ -130,11 +130,15 @@ def step_command(marker: str, image: str | None = None, work_dir: str = ".",
     last health check found answering, taken as long as it is installed (asking each
     engine costs a process); `chosen`: the one the worker (or else its pool) is set to use,
     and no other."""
-    if image and chosen in ENGINES:
+    if not image:
+        shell = "if command -v bash >/dev/null 2>&1; then b=bash; else b=sh; fi; "
+        return "exec /bin/sh -c " + shlex.quote(
+            shell + 'exec setsid -w "$b" -c "$0"') + " " + shlex.quote(_inner(None, marker))
+    if chosen in ENGINES:
         choose = (f"e={chosen}; if ! {ENGINES[chosen]}; then echo \"the worker or its pool "
                   f"is set to run steps in an image with {chosen}, which does not answer "
                   "here\" >&2; exit 127; fi; ")
-    elif image:
+    else:
         known = engine if engine in ENGINES else ""
         choose = (f'e={known}; if [ -n "$e" ] && ! command -v "$e" >/dev/null 2>&1; '
                   'then e=; fi; ')
@@ -143,15 +147,11 @@ def step_command(marker: str, image: str | None = None, work_dir: str = ".",
         choose += ('if [ -z "$e" ]; then echo "no container engine answers on this worker '
                    f'(tried {" and ".join(ENGINES)}): the step needs one to run in its '
                    'image" >&2; exit 127; fi; ')
-    if image:
-        folder = (f"d={shlex.quote(work_dir)}; case \"$d\" in /*) ;; *) d=\"$HOME/$d\" ;; "
-                  'esac; mkdir -p "$d" || exit 1; ')
-        return ("exec /bin/sh -c " + shlex.quote(
-            choose + folder + 'exec setsid -w /bin/sh -c "$0" sh "$e" "$d"') + " "
-            + shlex.quote(_inner(image, marker)))
-    shell = "if command -v bash >/dev/null 2>&1; then b=bash; else b=sh; fi; "
-    return "exec /bin/sh -c " + shlex.quote(
-        shell + 'exec setsid -w "$b" -c "$0"') + " " + shlex.quote(_inner(None, marker))
+    folder = (f"d={shlex.quote(work_dir)}; case \"$d\" in /*) ;; *) d=\"$HOME/$d\" ;; "
+              'esac; mkdir -p "$d" || exit 1; ')
+    return ("exec /bin/sh -c " + shlex.quote(
+        choose + folder + 'exec setsid -w /bin/sh -c "$0" sh "$e" "$d"') + " "
+        + shlex.quote(_inner(image, marker)))
 
 
 def script_text(script: str, variables: dict[str, str], work_dir: str,

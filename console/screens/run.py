@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,9 +17,6 @@ from console.screens.runs import confirm_cancel
 from console.state import plain, run_status_text, safe
 from console.widgets.live_table import LiveTable
 from console.widgets.log_view import LogView
-
-if TYPE_CHECKING:
-    pass
 
 SHOWN_DECISIONS = 3  # the latest decisions in the headline; `runs show` lists them all
 DECISION_KEYS = {"continue": "c", "skip": "s", "retry": "r", "approve": "a", "abort": "A"}
