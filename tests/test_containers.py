@@ -7,8 +7,10 @@ or silent engine fails these tests rather than skipping them.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from busybox_image import IMAGE, engine_answers, ensure_image
@@ -234,27 +236,79 @@ script = "migrate"
     assert ("container-engine", pool_of["app"]) not in found  # engines not read yet: no word
 
 
+def secrets_folders() -> list[str]:
+    return sorted(path.name for path in Path("/tmp").glob("workdeck-secrets-*"))
+
+
+def holding(value: str) -> list[str]:
+    """The processes on this machine with `value` in their arguments or environment."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        for part in ("cmdline", "environ"):
+            with contextlib.suppress(OSError):
+                if value.encode() in (proc / part).read_bytes():
+                    found.append(f"{proc.name}/{part}")
+    return found
+
+
 @pytest.mark.parametrize("in_image", [True, False], ids=["in-a-container", "plainly"])
-def test_variables_reach_the_programs_a_step_starts_but_secrets_do_not(builtin, image,
-                                                                       tmp_path, in_image):
+def test_variables_reach_the_programs_a_step_starts_and_secrets_only_as_files(
+        builtin, image, tmp_path, in_image):
     workdeck = builtin
     script = """
 sh -c 'echo "child: who=$who secret=${secret:-unset}"'
+sh -c 'echo "child reads: $(cat "$WORKDECK_SECRETS/secret")"'
+ls -ld "$WORKDECK_SECRETS" "$WORKDECK_SECRETS/secret" | cut -c1-10
 echo "script: $secret"
+echo started
+sleep 395
 """
     text = contained(image, script).replace('who = "ops"', 'who = "ops"\n[variables.secret]\n'
                                                           'sensitive = true')
     if not in_image:
         text = text.replace(f'container = "{image}"', "")
     import_runbook(workdeck, tmp_path, text)
-    run = launch(workdeck, "Contained", variables={"secret": "hunter2-long-enough"})
+    secret = "hunter2-long-enough"
+    run = launch(workdeck, "Contained", variables={"secret": secret})
+    printed(workdeck, run["id"], "started")
+    # Neither in a process's arguments nor in its environment (`ps e`), here or in the
+    # container (whose processes are this machine's).
+    assert holding(secret) == []
+    assert len(secrets_folders()) == (0 if in_image else 1)  # in the container's own /tmp
+    assert workdeck.cli("runs", "cancel", str(run["id"])).code == 0
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
-    assert done["status"] == "succeeded", done["steps"][0]["reason"]
+    assert done["status"] == "cancelled"
     texts = [line["text"] for line in log_lines(workdeck, run["id"])]
     # Exported: what the script starts sees it. A secret stays the script's own (and is
-    # masked where it is printed).
+    # masked where it is printed); a program it starts reads it from its file.
     assert "child: who=ops secret=unset" in texts
+    assert "child reads: ********" in texts
+    assert texts.count("drwx------") == 1 and texts.count("-rw-------") == 1
     assert "script: ********" in texts
+    assert secrets_folders() == [], "the step's secrets outlived it"
+    assert containers() == []
+
+
+def test_a_step_that_exits_on_its_own_leaves_no_secrets_behind(builtin, tmp_path):
+    workdeck = builtin
+    import_runbook(workdeck, tmp_path, """
+name = "Secretive"
+[variables.token]
+sensitive = true
+[[steps]]
+name = "Leaves"
+script = '''
+trap 'echo "its own trap ran"' EXIT
+test -s "$WORKDECK_SECRETS/token" && echo "the file is there"
+exit 6
+'''
+""")
+    run = launch(workdeck, "Secretive", variables={"token": "a-long-enough-token"})
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
+    assert done["steps"][0]["exit_status"] == 6  # the script's own status, kept
+    texts = [line["text"] for line in log_lines(workdeck, run["id"])]
+    assert "the file is there" in texts and "its own trap ran" in texts
+    assert secrets_folders() == []
 
 
 @pytest.mark.openssh

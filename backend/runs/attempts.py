@@ -186,7 +186,7 @@ class StepAttempts(RunRecords):
             try:
                 result = await run_step(
                     transport, script_text(step.script, env, target.work_dir,
-                                           self._sensitive(run_id)),
+                                           self._sensitive(run_id), marker),
                     image=step.container, timeout=step.timeout, process=process,
                     work_dir=target.work_dir, engine=engine, chosen=chosen,
                     output=lambda stream, data: runlog.output(position, worker, stream, data),

@@ -83,6 +83,14 @@ def container_name(marker: str) -> str:
     return "workdeck-" + marker.rsplit("-", 1)[-1]
 
 
+def secrets_folder(marker: str) -> str:
+    """Where a step's sensitive variables are written, one file each, readable by the
+    step's account alone: in the container's own /tmp for a step in an image (gone with
+    it), else the worker's, removed when the step ends or is killed. Found again from the
+    marker alone, by the kill of a server that did not start the step."""
+    return "/tmp/workdeck-secrets-" + marker.rsplit("-", 1)[-1]
+
+
 # The container engines a step may run in, in the order they are tried: one that
 # answers, not merely one installed (the docker client is often there with no daemon).
 # podman has no daemon: its own version is its answer (`podman info` would say more, at
@@ -155,14 +163,18 @@ def step_command(marker: str, image: str | None = None, work_dir: str = ".",
 
 
 def script_text(script: str, variables: dict[str, str], work_dir: str,
-                sensitive: Collection[str] = ()) -> str:
+                sensitive: Collection[str] = (), marker: str = "") -> str:
     """Into the work folder, then the variables as quoted shell assignments (no value can
     break out), then the script. The folder comes first so that no name the wrapper uses
     can clobber a runbook variable of the same name.
 
     Variables are exported: the programs a script starts see them in their environment,
-    in a container too. Sensitive ones are the script's own shell variables only: in no
-    process's environment, where any program it starts (and `ps e`) could read them.
+    in a container too. Sensitive ones are the script's own shell variables, in no
+    process's environment, where any program it starts (and `ps e`) could read them; the
+    programs it starts find them as files in $WORKDECK_SECRETS instead (secrets_folder,
+    0700, written with the shell's builtin printf: in no process's arguments either),
+    removed when the script ends, however it ends (it runs in a subshell for that, so
+    that neither its `exit` nor its own EXIT trap skips the removal).
 
     All of that is one line, ending where the script's first line begins: the shell's
     line numbers (in its error messages, in $LINENO) are then the script's own."""
@@ -176,11 +188,29 @@ def script_text(script: str, variables: dict[str, str], work_dir: str,
     if multi_line:
         # A newline without a newline in the text: the last one of $(...) is kept by "_".
         parts.append(f"{newline}=$(printf '\\n_'); {newline}=${{{newline}%_}}")
-    parts += [("" if name in sensitive else "export ") + f"{name}="
-              + shlex.quote(value).replace("\n", f"'\"${newline}\"'")
+
+    def quoted(value: str) -> str:
+        return shlex.quote(value).replace("\n", f"'\"${newline}\"'")
+
+    parts += [("" if name in sensitive else "export ") + f"{name}={quoted(value)}"
               for name, value in variables.items()]
+    secret = [name for name in variables if name in sensitive]
+    if secret and marker:
+        folder = shlex.quote(secrets_folder(marker))
+        failed = (f"then echo \"cannot write the step's sensitive variables to {folder}\" "
+                  ">&2; ")
+        # mkdir, not mkdir -p: a folder already there (someone else's) is never written to,
+        # nor removed.
+        parts += [f"if ! (umask 077 && mkdir {folder}); {failed}exit 1; fi",
+                  "if ! (umask 077 && " + " && ".join(
+                      f"printf %s {quoted(variables[name])} > {folder}/{name}"
+                      for name in secret) + f"); {failed}rm -rf {folder}; exit 1; fi",
+                  f"export WORKDECK_SECRETS={folder}"]
     if multi_line:
         parts.append(f"unset {newline}")
+    if secret and marker:
+        return ("; ".join(parts) + "; (" + script + "\n); __wd_r=$?; "
+                f"rm -rf {shlex.quote(secrets_folder(marker))}; exit $__wd_r\n")
     return "; ".join(parts) + "; " + script + "\n"
 
 
@@ -280,7 +310,9 @@ def kill_script(process: StepProcess) -> str:
             '"$e" inspect "$C" >/dev/null 2>&1 && CA=1; done; ')
         return (container + f"r=$({_group_kill(process)}); "
                 'if [ -n "$CA" ]; then echo alive; else echo "$r"; fi')
-    return _group_kill(process)
+    # The step's sensitive variables, when it had any, go with it.
+    return (f"rm -rf {shlex.quote(secrets_folder(process.marker))}; "
+            + _group_kill(process))
 
 
 def _group_kill(process: StepProcess) -> str:
