@@ -19,6 +19,7 @@ from typing import Any
 from backend import __version__, fleet
 from backend.events import EventBus
 from backend.fleet import advisor
+from backend.fleet.dynamic import DynamicWorkers
 from backend.fleet.usage import Usage
 from backend.health.checker import HealthChecker
 from backend.runs import launch, runbooks
@@ -63,10 +64,12 @@ class Backend:
         self.reaper = Reaper(store, self.leases, self.bus, self.reach.transport_to,
                              self.runs.publish_worker)
         self.usage = Usage(store, self.leases, self.bus)
+        self.dynamic = DynamicWorkers(store, self.leases, self.checker, self.changed)
         # Parts that change what others see, without a route in between: a lease turned
         # orphan wants the reaper; new health results may free a slot for a queued step,
         # and change the pools and the advisor's findings.
         self.leases.orphan_listeners.append(self.reaper.wake)
+        self.leases.listeners.append(self.dynamic.wake)  # a step queued: a worker to make?
         self.checker.listeners.append(self.leases.wake)
         self.checker.health_listeners.append(self.advice_due)
         self.checker.health_listeners.append(self.usage.figures.invalidate)
@@ -77,7 +80,7 @@ class Backend:
             "worker": [self.checker.invalidate, self.usage.figures.reread, self.leases.wake,
                        self.advice_due],
             "pool": [self.usage.figures.reread, self.usage.wake, self.leases.wake,
-                     self.advice_due],
+                     self.advice_due, self.dynamic.wake],
             "runbook": [],
             "environment": [],
             "settings": [self.advice_due],
@@ -225,7 +228,7 @@ class Backend:
     def forever(self) -> list[Callable[[], Awaitable[None]]]:
         """What runs for as long as the server does."""
         return [self.checker.run_schedule, self.usage.run_forever, self.count_advice_forever,
-                self.reaper.run_forever, self.watch_store_forever,
+                self.reaper.run_forever, self.watch_store_forever, self.dynamic.run_forever,
                 lambda: retention.prune_forever(self.store), *self.extra_tasks]
 
     def request_stop(self, actor: str) -> None:

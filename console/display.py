@@ -124,10 +124,11 @@ def overloaded(values: Sequence[float] | None, cpus: int | None) -> bool:
 
 
 BUILTIN = " (built-in)"
+DYNAMIC = " (dynamic)"  # made by its pool's provisioner, destroyed by it when idle
 
 
-def worker_label(name: str, builtin: bool) -> str:
-    return name + (BUILTIN if builtin else "")
+def worker_label(name: str, builtin: bool, dynamic: bool = False) -> str:
+    return name + (BUILTIN if builtin else "") + (DYNAMIC if dynamic else "")
 
 
 def engine(container_engine: str | None) -> str:

@@ -167,6 +167,8 @@ def worker_name_text(worker: Worker) -> Text:
     text = safe(worker.name, 100)
     if worker.builtin:
         text.append(display.BUILTIN, style="italic bright_black")
+    if worker.dynamic:
+        text.append(display.DYNAMIC, style="italic cyan")
     return text
 
 

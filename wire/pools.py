@@ -22,6 +22,39 @@ class PoolUpdate(BaseModel):
     description: str
 
 
+class ProvisionerSet(BaseModel):
+    """How a pool makes workers on demand and gives them back (dynamic workers)."""
+
+    create: str = Field(min_length=1, max_length=2000, description=(
+        "A command run on the server's host, with the new worker's name as its last "
+        "argument; it prints one JSON object: host, port, user, key (a private key file on "
+        "the server's host) and host_key (the worker's public host key, pinned)."))
+    destroy: str = Field(min_length=1, max_length=2000, description=(
+        "A command run on the server's host, with the worker's name as its last argument."))
+    min: int = Field(0, ge=0, le=100, description="Dynamic workers kept warm, idle or not.")
+    max: int = Field(1, ge=0, le=100, description=(
+        "Dynamic workers at most; those above it are destroyed once idle (0: all of them)."))
+    capacity: int = Field(1, ge=1, le=64, description="Slots on each worker it makes.")
+    idle_s: float = Field(300.0, ge=0, le=7 * 86400, description=(
+        "A dynamic worker idle this long is destroyed (above min)."))
+    wait_s: float = Field(10.0, ge=0, le=86400, description=(
+        "A step that has waited this long for a slot asks for a new worker."))
+    timeout_s: float = Field(120.0, ge=1, le=3600, description=(
+        "Either command is stopped after this long, and the attempt reported."))
+    per_minute: int = Field(6, ge=1, le=600, description="Workers made in any minute, at most.")
+
+
+class Provisioner(ProvisionerSet, Answer):
+    """A pool's provisioner, with what it is doing."""
+
+    state: Literal["ready", "creating", "destroying", "failing"] = Field(description=(
+        "ready; creating or destroying a worker; failing: its last attempt failed (note "
+        "says why) and it waits before the next."))
+    note: str = Field(description="The last thing that happened to it.")
+    note_at: str | None
+    workers: int = Field(description="The dynamic workers it made that are alive now.")
+
+
 class Pool(Answer):
     """A pool and its slots now. Its capacity is the capacity of its healthy, enabled, not
     draining members plus the slots still held on its other members, so `leased` never
@@ -34,6 +67,8 @@ class Pool(Answer):
                                      "a member is set to none (empty: the first that "
                                      "answers).")
     members: list[str] = Field(description="Its workers' names.")
+    provisioner: Provisioner | None = Field(None, description=(
+        "How it makes workers on demand (none: it has only the workers added to it)."))
     capacity: int = Field(description="Slots its members can hold.")
     leased: int = Field(description="Slots in use.")
     queued: int = Field(description="Steps waiting for a slot.")
@@ -51,6 +86,7 @@ class PoolMember(Answer):
     capacity: int
     leased: int = Field(description="Slots in use on it.")
     reason: str
+    dynamic: bool = Field(description="Made by the pool's provisioner.")
     leases: int = Field(deprecated=renamed("leased"))
 
 

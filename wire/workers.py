@@ -116,6 +116,8 @@ class Worker(Answer):
     engine: str = Field(description="The container engine its steps in an image must use "
                                      "(empty: the first that answers; facts.container_engine "
                                      "says which does).")
+    dynamic: bool = Field(False, description="Made by its pool's provisioner for the work, "
+                                             "destroyed by it when idle.")
     leases: int = Field(deprecated=renamed("leased"))
     health: WorkerStatus = Field(deprecated=renamed("check_status"))
 

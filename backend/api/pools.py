@@ -10,10 +10,10 @@ from fastapi.responses import Response
 
 from backend import fleet
 from backend.api.deps import ActorDep, BackendDep, encoded
-from backend.fleet import usage
+from backend.fleet import provisioners, usage
 from backend.runs.leases import leases_of
 from backend.store.db import for_client
-from wire.pools import Pool, PoolCreate, PoolDetail, PoolUpdate
+from wire.pools import Pool, PoolCreate, PoolDetail, PoolUpdate, ProvisionerSet
 
 router = APIRouter(prefix="/api/pools", tags=["pools"])
 
@@ -39,6 +39,23 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
     return (await backend.changed("pool", [pool["name"]]))[0]
 
 
+@router.put("/{name:name}/provisioner", response_model=Pool)
+async def set_provisioner(name: str, body: ProvisionerSet, backend: BackendDep,
+                          actor: ActorDep) -> dict[str, Any]:
+    """Make workers for this pool on demand with two commands on the server's host (its
+    dynamic workers), or change how."""
+    await asyncio.to_thread(provisioners.set_provisioner, backend.store, name, body, actor)
+    return (await backend.changed("pool", [name]))[0]
+
+
+@router.delete("/{name:name}/provisioner", response_model=Pool)
+async def clear_provisioner(name: str, backend: BackendDep, actor: ActorDep
+                            ) -> dict[str, Any]:
+    """Stop making workers for this pool (once its dynamic workers are gone)."""
+    await asyncio.to_thread(provisioners.clear_provisioner, backend.store, name, actor)
+    return (await backend.changed("pool", [name]))[0]
+
+
 @router.get("/{name:name}", response_model=PoolDetail)
 async def show_pool(name: str, backend: BackendDep,
                     history_s: Annotated[float, Query(ge=0, le=usage.KEEP_S)] = usage.HISTORY_S
@@ -51,7 +68,7 @@ async def show_pool(name: str, backend: BackendDep,
         pool = fleet.get_pool(backend.store, name, backend.leases.queued_by_pool())
         pool["member_workers"] = [
             {k: w[k] for k in ("name", "status", "enabled", "draining", "capacity", "leased",
-                               "reason", "leases")}
+                               "reason", "dynamic", "leases")}
             for w in fleet.list_workers(backend.store, pool["members"])]
         pool["leases"] = leases_of(backend.store, name)
         pool["usage_history"] = usage.history(backend.store, name, history_s).get(name, [])

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from backend.errors import Conflict, NotFound
 from backend.fleet import validation
 from backend.fleet.audit import audit
+from backend.fleet.provisioners import provisioners_public
 from backend.store.db import Store
 from backend.store.models import (
     Pool,
@@ -87,11 +88,12 @@ def pool_figures(store: Store, queued: Mapping[str, int] | None = None,
 
 
 def pool_public(name: str, description: str, default: bool, engine: str, members: list[str],
-                figure: dict[str, Any]) -> dict[str, Any]:
+                figure: dict[str, Any], provisioner: dict[str, Any] | None
+                ) -> dict[str, Any]:
     """A pool as the API shows it (wire.pools.Pool), for the store's reads and the usage
     sampler's alike."""
     return {"name": name, "description": description, "default": bool(default),
-            "engine": engine, "members": members,
+            "engine": engine, "members": members, "provisioner": provisioner,
             **{k: v for k, v in figure.items() if k != "pool_id"}}
 
 
@@ -111,8 +113,9 @@ def list_pools(store: Store, queued: Mapping[str, int] | None = None,
         members: dict[int, list[str]] = defaultdict(list)
         for pool_id, member in session.exec(members_query):
             members[pool_id].append(member)
+        provisioners = provisioners_public(session)
         return [pool_public(p.name, p.description, p.default, p.engine, members.get(p.id, []),
-                            figures[p.name]) for p in pools]
+                            figures[p.name], provisioners.get(p.id)) for p in pools]
 
 
 def get_pool(store: Store, name: str, queued: Mapping[str, int] | None = None

@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from backend.events import EventBus
 from backend.fleet.pools import pool_public
+from backend.fleet.provisioners import provisioners_public
 from backend.runs.leases import Leases
 from backend.store.db import Store, for_client
 from backend.store.models import Lease, UsageSample
@@ -81,6 +82,7 @@ class Figures:
         able_workers: dict[int, bool] = {}
         with self.store.read() as session:
             rows = session.connection().execute(_MEMBERS).all()
+            provisioners = provisioners_public(session)
         for (pool_id, name, worker_id, healthy, able, capacity, draining, worker, description,
              default, engine) in rows:
             pool = pools.get(name)
@@ -88,7 +90,8 @@ class Figures:
                 pool = pools[name] = {"pool_id": pool_id, "workers": 0, "healthy": 0,
                                       "able_capacity": 0, "draining": 0, "members": [],
                                       "description": description, "default": bool(default),
-                                      "engine": engine}
+                                      "engine": engine,
+                                      "provisioner": provisioners.get(pool_id)}
             if worker_id is None:
                 continue
             pool["members"].append(worker)
@@ -108,7 +111,8 @@ class Figures:
             figure = current.get(name)
             if figure is not None:
                 result.append(pool_public(name, pool["description"], pool["default"],
-                                          pool["engine"], pool["members"], figure))
+                                          pool["engine"], pool["members"], figure,
+                                          pool["provisioner"]))
         return result
 
     def current(self, queued: Mapping[str, int], *, exact: bool = False

@@ -110,6 +110,7 @@ def worker_public(worker: Any, pools: list[str], pinned: str | None,
         "host_key": pinned,
         "presented_host_key": presented,
         "engine": worker.engine,
+        "dynamic": worker.dynamic,
         # The names of one release ago, for scripts (README, "Changed").
         "leases": leased,
         "health": worker.check_status,

@@ -99,7 +99,10 @@ def prepare(store: Store, request: LaunchRequest, *, missing: list[str] | None =
         if pool not in known_pools:
             raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which does not "
                                "exist.")
-        if not fleet.get_pool(store, pool)["members"]:
+        shown = fleet.get_pool(store, pool)
+        made = shown["provisioner"]
+        if not shown["members"] and not (made and made["max"]):
+            # A pool with a provisioner makes its workers when a step waits.
             raise InvalidInput(f"Step {step.name!r} runs in pool {pool!r}, which has no "
                                "workers.")
         pools.append(pool)

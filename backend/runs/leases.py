@@ -23,7 +23,16 @@ from sqlmodel import Session, select
 from backend.errors import InvalidInput
 from backend.fleet import iso
 from backend.store.db import Store, write_retrying
-from backend.store.models import HEALTHY, Lease, Pool, PoolMember, Run, Worker, utcnow
+from backend.store.models import (
+    HEALTHY,
+    Lease,
+    Pool,
+    PoolMember,
+    Provisioner,
+    Run,
+    Worker,
+    utcnow,
+)
 from backend.transport.remote import StepProcess
 
 log = logging.getLogger(__name__)
@@ -283,6 +292,14 @@ def _members(session: Session, pool: str) -> list[Worker]:
         .where(PoolMember.pool_id == pool_row.id)).all())
 
 
+def _provisioned(session: Session, pool: str) -> bool:
+    """The pool makes workers on demand (a provisioner that may make at least one)."""
+    return session.exec(select(Provisioner.max_workers).join(Pool, Pool.id ==
+                                                              Provisioner.pool_id)
+                        .where(Pool.name == pool, Provisioner.max_workers > 0)).first() \
+        is not None
+
+
 def unable_because(worker: Worker) -> str | None:
     """Why a worker cannot take a new step now (None: it can)."""
     if not worker.enabled:
@@ -295,10 +312,12 @@ def unable_because(worker: Worker) -> str | None:
 
 
 def _free(members: list[Worker], leased: Counter[int], pool: str,
-          only: str | None = None) -> list[Worker]:
+          only: str | None = None, can_grow: Callable[[], bool] = lambda: False
+          ) -> list[Worker]:
     """The members that can take a step now, the best choice first: healthy, enabled,
     not draining, with a free slot, fewest leases (then name). NoWorker when none is able
-    at all, so that waiting would not help."""
+    at all, so that waiting would not help, unless the pool `can_grow`: its provisioner
+    makes a worker for a step that waits."""
     if only is not None:
         # A step for one worker (its share of a `run_on = "all"` step): only that
         # worker's state matters, and the refusal names it.
@@ -308,6 +327,8 @@ def _free(members: list[Worker], leased: Counter[int], pool: str,
             raise NoWorker(f"{only} cannot take the step: {why}.")
         members = wanted
     able = [w for w in members if unable_because(w) is None]
+    if not able and can_grow():
+        return []
     if not able:
         draining = sum(1 for w in members if w.draining)
         raise NoWorker(f"Pool {pool!r} has no healthy, enabled worker "
@@ -321,7 +342,8 @@ def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, posit
            step_name: str, only: str | None, avoid: frozenset[str] = frozenset()
            ) -> Granted | None:
     """A lease on the member with the fewest leases, or None when all are full."""
-    free = _free(_members(session, pool), leased, pool, only)
+    free = _free(_members(session, pool), leased, pool, only,
+                 lambda: _provisioned(session, pool))
     if not free:
         return None
     others = [w for w in free if w.name not in avoid]

@@ -246,6 +246,25 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ["ALTER TABLE worker ADD COLUMN engine VARCHAR NOT NULL DEFAULT ''",
          "ALTER TABLE pool ADD COLUMN engine VARCHAR NOT NULL DEFAULT ''"],
     ),
+    (
+        "dynamic workers: a pool's provisioner, and the workers it made",
+        ["ALTER TABLE worker ADD COLUMN dynamic BOOLEAN NOT NULL DEFAULT 0",
+         """CREATE TABLE provisioner (
+                pool_id INTEGER PRIMARY KEY REFERENCES pool (id) ON DELETE CASCADE,
+                create_command VARCHAR NOT NULL,
+                destroy_command VARCHAR NOT NULL,
+                min_workers INTEGER NOT NULL DEFAULT 0,
+                max_workers INTEGER NOT NULL DEFAULT 1,
+                capacity INTEGER NOT NULL DEFAULT 1,
+                idle_s FLOAT NOT NULL DEFAULT 300,
+                wait_s FLOAT NOT NULL DEFAULT 10,
+                timeout_s FLOAT NOT NULL DEFAULT 120,
+                per_minute INTEGER NOT NULL DEFAULT 6,
+                state VARCHAR NOT NULL DEFAULT 'ready',
+                note VARCHAR NOT NULL DEFAULT '',
+                note_at DATETIME
+            )"""],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -66,6 +66,8 @@ class Worker(SQLModel, table=True):
     trust_host_key: bool = False
     # The container engine its steps in an image must use ("": the first that answers).
     engine: str = ""
+    # Made by its pool's provisioner for the work, and destroyed by it when idle.
+    dynamic: bool = False
 
 
 class Pool(SQLModel, table=True):
@@ -78,6 +80,28 @@ class Pool(SQLModel, table=True):
     # The container engine its steps in an image use where a member names none.
     engine: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Provisioner(SQLModel, table=True):
+    """How a pool makes workers on demand (dynamic workers) and gives them back: two
+    commands run on the server's host, and the limits they are held to."""
+
+    __tablename__ = "provisioner"
+
+    pool_id: int = Field(foreign_key="pool.id", primary_key=True, ondelete="CASCADE")
+    create_command: str  # the new worker's name is its last argument; prints one JSON object
+    destroy_command: str  # the worker's name is its last argument
+    min_workers: int = 0  # kept warm, idle or not
+    max_workers: int = 1
+    capacity: int = 1  # slots on each worker it makes
+    idle_s: float = 300.0  # a dynamic worker idle this long is destroyed (above min_workers)
+    wait_s: float = 10.0  # a step that waited this long for a slot asks for a new worker
+    timeout_s: float = 120.0  # either command is stopped after this long
+    per_minute: int = 6  # at most this many workers made in any minute
+    # What it is doing, and the last thing that happened to it (a failure says why).
+    state: str = "ready"
+    note: str = ""
+    note_at: datetime | None = None
 
 
 class PoolMember(SQLModel, table=True):

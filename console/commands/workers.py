@@ -107,7 +107,7 @@ def worker_import(ctx: Context, file: str, pools: tuple[str, ...], trust_host_ke
 
 def worker_rows(workers: list[Worker]) -> list[list[str]]:
     return [
-        [display.worker_label(w.name, w.builtin),
+        [display.worker_label(w.name, w.builtin, w.dynamic),
          w.status + (" (draining)" if w.draining else ""),
          f"{w.leased}/{w.capacity}", ", ".join(w.pools),
          f"{w.user + '@' if w.user else ''}{w.host}" + (
@@ -153,7 +153,7 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
         return
     facts = w.facts
     rows: list[tuple[str, object]] = [
-        ("Name", display.worker_label(w.name, w.builtin)),
+        ("Name", display.worker_label(w.name, w.builtin, w.dynamic)),
         ("Status", w.status + (f": {w.reason}" if w.reason else "")),
         ("Address", f"{w.user or ''}{'@' if w.user else ''}{w.host}:{w.port}"),
         ("Pools", ", ".join(w.pools)),

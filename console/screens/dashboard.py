@@ -71,8 +71,22 @@ def pool_cells(pool: Pool, history: Iterable[HistoryPoint],
         Text(f"{healthy}/{workers}",
              style="red" if healthy == 0 and workers else "yellow" if healthy < 2 else ""),
         sparkline(history, now or time.time()),
-        safe(pool.description, 200),
+        provisioner_text(pool) + safe(pool.description, 200),
     ]
+
+
+def provisioner_text(pool: Pool) -> Text:
+    """A pool's dynamic workers in a few words, before its description: how many of its
+    maximum, and what its provisioner does when it is not simply ready."""
+    made = pool.provisioner
+    if made is None:
+        return Text()
+    text = Text(f"dynamic {made.workers}/{made.max}", style="cyan")
+    if made.state != "ready":
+        text.append(f" {made.state}", style="bold red" if made.state == "failing"
+                    else "yellow")
+    text.append(" · " if pool.description else "")
+    return text
 
 
 def pools_table(table_id: str, fleet: Fleet) -> LiveTable:

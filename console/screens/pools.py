@@ -18,7 +18,7 @@ from console.screens.base import FleetScreen
 from console.screens.dashboard import pools_table
 from console.screens.worker_verbs import WORKER_VERBS, WorkerVerbs
 from console.screens.workers import drain_note
-from console.state import matches, meter, safe, sparkline, status_text
+from console.state import matches, meter, safe, sparkline, status_text, worker_name_text
 from console.typed import view
 from console.widgets.live_table import LiveTable
 from wire.paths import segment
@@ -41,7 +41,7 @@ def member_cells(worker: Worker) -> list[Text]:
     if worker.draining:
         status.append(" ⇣", style="yellow")
     leases = worker.leased
-    return [safe(worker.name, 100), status,
+    return [worker_name_text(worker), status,
             Text(f"{leases}/{worker.capacity}", style="bold" if leases else "bright_black"),
             drain_note(worker) + safe(worker.reason, 300)]
 
@@ -143,6 +143,20 @@ class PoolsScreen(WorkerVerbs, FleetScreen):
         text.append(f" · {pool.healthy_workers} of {pool.workers} workers healthy")
         if pool.draining_workers:
             text.append(f" · {pool.draining_workers} draining", style="yellow")
+        made = pool.provisioner
+        if made is not None:
+            # The pool's provisioner: how many it made, what it does, what happened last.
+            text.append("\nDynamic workers  ", style="bright_black")
+            text.append(f"{made.workers} of at most {made.max}")
+            if made.min:
+                text.append(f", {made.min} kept warm")
+            text.append(" · ")
+            text.append(made.state, style={"ready": "green", "failing": "bold red"}.get(
+                made.state, "yellow"))
+            if made.note:
+                text.append(" · ")
+                text.append_text(safe(made.note, 300))
+                text.append(f" ({ago(made.note_at)})", style="bright_black")
         text.append("\nLast 10 minutes  ", style="bright_black")
         text.append_text(sparkline(fleet.usage_history.get(pool.name, ()), time.time(),
                                    width=60))

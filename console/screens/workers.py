@@ -83,6 +83,7 @@ def worker_fields(worker: Worker) -> list[Any]:
     """What a filter looks in."""
     return [worker.name, worker.status, worker.host, " ".join(worker.pools),
             worker.reason, "built-in" if worker.builtin else "",
+            "dynamic" if worker.dynamic else "",
             "draining" if worker.draining else "", worker.facts.container_engine or ""]
 
 
