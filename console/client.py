@@ -171,6 +171,9 @@ class Client:
     def put(self, path: str, body: Any = None) -> Any:
         return self.request("PUT", path, json=body)
 
+    def patch(self, path: str, body: Any = None) -> Any:
+        return self.request("PATCH", path, json=body)
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 

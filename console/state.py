@@ -168,7 +168,8 @@ def worker_name_text(worker: Worker) -> Text:
     if worker.builtin:
         text.append(display.BUILTIN, style="italic bright_black")
     if worker.dynamic:
-        text.append(display.DYNAMIC, style="italic cyan")
+        # Short: names of dynamic workers are long already, and tables narrow.
+        text.append(" (dyn)", style="italic cyan")
     return text
 
 

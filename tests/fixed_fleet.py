@@ -25,7 +25,7 @@ FACTS = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "Linux 6.1.0-18-amd64
 def pool(name: str, description: str, leased: int, capacity: int, queued: int,
          healthy: int, workers: int, default: bool = False) -> dict[str, Any]:
     return {"name": name, "description": description, "default": default, "engine": "",
-            "members": [],
+            "members": [], "provisioner": None,
             "leased": leased, "capacity": capacity, "queued": queued,
             "utilization": round(leased / capacity, 3) if capacity else 0.0,
             "healthy_workers": healthy, "workers": workers, "draining_workers": 0}
@@ -43,7 +43,7 @@ def worker(name: str, pools: list[str], status: str = "healthy", reason: str = "
         "facts": FACTS if status in ("healthy", "warning", "unhealthy") else {},
         "host_key": "SHA256:q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHhJjKkLlZzXx", "presented_host_key":
         None, "draining": False, "leased": 0, "orphans": 0, "orphan_reason": "", "engine": "",
-        **extra,
+        "dynamic": False, **extra,
     }
     # The names of one release ago, as the server sends them too.
     return {**shown, "leases": shown["leased"], "health": shown["check_status"]}
@@ -52,6 +52,7 @@ def worker(name: str, pools: list[str], status: str = "healthy", reason: str = "
 WEB = "Azure Central US Production Worker Pool"
 DB = "Omaha Production Database Worker Pool"
 DEV = "Omaha Development Worker Pool"
+BUILD = "Azure Central US Build Worker Pool"
 WORKERS = [
         {**worker("built-in-worker", ["Default Worker Pool"]), "builtin": True,
          "host": "localhost", "port": 0, "leased": 1, "leases": 1},
@@ -66,6 +67,7 @@ WORKERS = [
                "custom health check failed: docker daemon not running"),
         worker("d-app-omaha-worker-02", [DEV], "disabled"),
         worker("d-app-omaha-worker-03", [DEV], "unknown"),
+        worker("azure-central-3fa2c", [BUILD], leased=2, dynamic=True),
 ]
 POOLS = [
     pool("Default Worker Pool", "Where steps run when they name no pool", 1, 4, 0, 1, 1,
@@ -73,6 +75,12 @@ POOLS = [
     pool(WEB, "Web deployments to Azure Central US", 3, 4, 0, 1, 2),
     pool(DB, "Schema migrations in the Omaha data center", 4, 4, 2, 1, 2),
     pool(DEV, "Development builds and tests", 0, 0, 0, 0, 3),
+    {**pool(BUILD, "Builds, on workers made for the work", 2, 4, 0, 1, 1),
+     "provisioner": {"create": "/opt/ops/azure-vm create", "destroy": "/opt/ops/azure-vm destroy",
+                     "min": 0, "max": 4, "capacity": 4, "idle_s": 300.0, "wait_s": 10.0,
+                     "timeout_s": 120.0, "per_minute": 6, "state": "creating",
+                     "note": "made azure-central-3fa2c at 10.20.0.29:22 in 41.3 s",
+                     "note_at": TWO_DAYS_AGO, "workers": 1}},
 ]
 for _pool in POOLS:
     _pool["members"] = sorted(w["name"] for w in WORKERS if _pool["name"] in w["pools"])

@@ -356,3 +356,42 @@ def test_a_worker_set_to_an_engine_uses_that_one_and_no_other(workdeck, openssh,
     done = wait_run(workdeck, launch(workdeck, "On the pool")["id"],
                     lambda r: r["finished_at"])
     assert "set to run steps in an image with docker" in done["steps"][0]["reason"]
+    # Changed after they were added: the pool to any engine, the first worker to podman.
+    changed = workdeck.cli("pool", "set", "Docker Web Worker Pool", "--engine", "any")
+    assert changed.code == 0 and "the first engine that answers" in changed.out
+    done = wait_run(workdeck, launch(workdeck, "On the pool")["id"],
+                    lambda r: r["finished_at"])
+    assert done["status"] == "succeeded", done["steps"][0]["reason"]
+    changed = workdeck.cli("worker", "set", "t-web-local-worker-01", "--engine", "podman",
+                           "--capacity", "2")
+    assert changed.code == 0, changed.err
+    assert changed.out.strip() == ("Worker t-web-local-worker-01: 2 slots, containers with "
+                                   "podman.")
+    done = wait_run(workdeck, launch(workdeck, "On docker")["id"], lambda r: r["finished_at"])
+    assert done["status"] == "succeeded", done["steps"][0]["reason"]
+    refused = workdeck.cli("worker", "set", "t-web-local-worker-01")
+    assert refused.code != 0 and "Say what to change" in refused.err
+    with workdeck.client() as client:
+        changes = [(e["action"], e["detail"]) for e in client.get("/api/audit")]
+    assert ("worker.set", "capacity 4 to 2; engine docker to podman") in changes
+    assert ("pool.set", "engine docker to any") in changes
+
+
+def test_an_image_the_engine_must_fetch_shows_its_progress_in_the_log(builtin, image,
+                                                                      tmp_path):
+    # Nothing can be pulled from a registry here: the engine fetches the image from an
+    # archive instead, which it reports as it would a pull.
+    archive = tmp_path / "image.tar"
+    subprocess.run(["podman", "save", "--format", "oci-archive", "-o", str(archive), image],
+                   check=True, capture_output=True)
+    workdeck = builtin
+    import_runbook(workdeck, tmp_path, contained(f"oci-archive:{archive}", "echo inside"))
+    run = launch(workdeck, "Contained")
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=60)
+    assert done["status"] == "succeeded", done["steps"][0]["reason"]
+    lines = log_lines(workdeck, run["id"])
+    texts = [line["text"] for line in lines]
+    progress = [t for t in texts if t.startswith(("Getting image source", "Copying blob"))]
+    assert progress, texts
+    assert texts.index("inside") > texts.index(progress[-1])  # fetched, then run
+    assert containers() == []

@@ -212,7 +212,7 @@ def test_a_host_key_other_than_the_provisioners_word_is_refused(workdeck, provis
                what="the worker with the wrong key destroyed")
     [(name, _address)] = provisioner.made()
     assert provisioner.destroyed() == [name]
-    assert name.startswith("dynamic-web-")
+    assert name.startswith("dynamic-web-") and len(name) == len("dynamic-web-") + 5
     note = eventually(lambda: (n := pool(workdeck)["provisioner"]["note"]).startswith(
         "destroyed") and n, what="the destruction noted")
     assert note.startswith(f"destroyed {name} (its first check found it unavailable: ")
@@ -223,3 +223,77 @@ def test_a_host_key_other_than_the_provisioners_word_is_refused(workdeck, provis
         [failed] = [e for e in client.get("/api/audit") if e["action"] == "provisioner.fail"]
     assert failed["target"] == name and f"{name} was made at " in failed["detail"]
     assert dynamic_workers(workdeck) == []
+
+
+def test_the_demos_build_pool_makes_workers_that_end_with_the_demo(tmp_path):
+    """The demo's provisioner: each worker an SSH server process of its own; none is left
+    once the demo server is gone, however it went."""
+    import signal
+
+    from conftest import start_workdeck
+
+    from console.client import Client, Target
+
+    home = tmp_path / "home"
+    home.mkdir()
+    data_dir, process = start_workdeck(tmp_path, home, ["--demo-fleet"])
+
+    def serving() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", f"backend.demo.provision {data_dir.root}"],
+                               capture_output=True, text=True)
+        return found.stdout.split()
+
+    try:
+        with Client(Target(data_dir)) as client:
+            eventually(lambda: any(r["name"] == "Build release"
+                                   for r in client.get("/api/runbooks")),
+                       what="the demo registered")
+            runs = [client.post("/api/runs", {"runbook": "Build release",
+                                              "environment": "Development",
+                                              "variables": {"seconds": "2"}})
+                    for _ in range(3)]
+
+            def finished() -> list[dict] | None:
+                shown = [client.get(f"/api/runs/{run['id']}") for run in runs]
+                return shown if all(r["finished_at"] for r in shown) else None
+
+            done = eventually(finished, timeout=90, what="three builds finished")
+            assert {r["status"] for r in done} == {"succeeded"}, done
+            made = {w["name"] for w in client.get("/api/workers") if w["dynamic"]}
+            # Three steps of one slot's worth each, two slots a worker: two workers made.
+            assert len(made) == 2 and {r["steps"][0]["worker"] for r in done} == made
+            assert all(name.startswith("local-build-") for name in made)
+        assert len(serving()) == 2
+    finally:
+        process.send_signal(signal.SIGKILL)  # the demo console's end, at its worst
+        process.wait(10)
+    eventually(lambda: serving() == [], timeout=20,
+               what="the demo's dynamic workers gone with it")
+
+
+def test_min_are_kept_warm_and_one_that_dies_is_replaced(workdeck, provisioner):
+    provision(workdeck, provisioner, "--min", "1", "--max", "1", "--idle", "2s",
+              "--timeout", "30s")
+    # Nothing waits: the warm one is made all the same, and kept however idle.
+    eventually(lambda: len(dynamic_workers(workdeck)) == 1
+               and dynamic_workers(workdeck)[0]["status"] == "healthy", timeout=30,
+               what="a worker kept warm")
+    [(first, _address)] = provisioner.made()
+    import time
+
+    time.sleep(3)  # longer than --idle
+    assert provisioner.destroyed() == []
+    # Its machine dies: checked, found unavailable, destroyed and made again.
+    namespace = (provisioner.state / "workers" / first / "netns").read_text().split()[0]
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
+                          text=True).stdout.split()
+    subprocess.run(["kill", "-9", *pids], check=True)
+    workdeck.cli("check", "--worker", first)
+    eventually(lambda: provisioner.destroyed() == [first], timeout=30,
+               what="the dead worker destroyed")
+    eventually(lambda: [w["status"] for w in dynamic_workers(workdeck)] == ["healthy"]
+               and len(provisioner.made()) == 2, timeout=30, what="a new one made")
+    with workdeck.client() as client:
+        removed = [e["detail"] for e in client.get("/api/audit")
+                   if e["action"] == "worker.remove" and e["target"] == first]
+    assert removed and removed[0].startswith("destroyed: unavailable for "), removed

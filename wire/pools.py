@@ -19,7 +19,12 @@ class PoolCreate(BaseModel):
 
 
 class PoolUpdate(BaseModel):
-    description: str
+    """What may change on a pool (what is left out stays)."""
+
+    description: str | None = None
+    engine: Literal["", "podman", "docker"] | None = Field(
+        None, description="The container engine its steps in an image use where a member is "
+                          "set to none (empty: the first that answers).")
 
 
 class ProvisionerSet(BaseModel):

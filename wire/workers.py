@@ -32,6 +32,15 @@ class WorkerCreate(BaseModel):
                         "first that answers there).")
 
 
+class WorkerUpdate(BaseModel):
+    """What may change on a worker after it was added (what is left out stays)."""
+
+    capacity: int | None = Field(None, description="Slots: steps it runs at once.")
+    engine: Literal["", "podman", "docker"] | None = Field(
+        None, description="The container engine its steps in an image must use (empty: the "
+                          "first that answers there).")
+
+
 class WorkerImport(BaseModel):
     """Several workers at once: all of them are added, or none."""
 

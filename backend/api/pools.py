@@ -35,7 +35,7 @@ async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> di
 async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
                       actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
-                                   actor)
+                                   actor, body.engine)
     return (await backend.changed("pool", [pool["name"]]))[0]
 
 

@@ -12,7 +12,14 @@ from fastapi.responses import Response
 from backend import fleet
 from backend.api.deps import ActorDep, BackendDep, encoded
 from backend.store.db import for_client
-from wire.workers import HealthRecord, TrustRequest, Worker, WorkerCreate, WorkerImport
+from wire.workers import (
+    HealthRecord,
+    TrustRequest,
+    Worker,
+    WorkerCreate,
+    WorkerImport,
+    WorkerUpdate,
+)
 
 # A worker name may hold "/": it travels %2F-quoted as one path segment ({name:name},
 # backend/api/names.py), so "x%2Fhistory" is a worker and "x/history" the history of "x".
@@ -58,6 +65,15 @@ async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
 async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
     await backend.changed("worker", [name])
+
+
+@router.patch("/{name:name}", response_model=Worker)
+async def update_worker(name: str, body: WorkerUpdate, backend: BackendDep,
+                        actor: ActorDep) -> dict[str, Any]:
+    """Change a worker's capacity or container engine."""
+    await asyncio.to_thread(fleet.update_worker, backend.store, name, actor,
+                            capacity=body.capacity, engine=body.engine)
+    return (await backend.changed("worker", [name]))[0]
 
 
 @router.post("/{name:name}/enable", response_model=Worker)

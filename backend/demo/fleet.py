@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import asyncssh
@@ -14,9 +16,11 @@ from sqlmodel import select
 from backend import fleet
 from backend.core import Backend
 from backend.demo.sshd import LocalSSHServer
+from backend.fleet import provisioners
 from backend.runs import launch, runbooks
 from backend.store.models import HostKey, Pool, Worker
 from wire.datadir import DataDir
+from wire.pools import ProvisionerSet
 from wire.runbook import parse_toml
 from wire.server import Policy
 from wire.workers import WorkerCreate
@@ -27,12 +31,14 @@ DEV_WEB = "Local Development Web Worker Pool"
 PROD_WEB = "Local Production Web Worker Pool"
 PROD_DB = "Local Production Database Worker Pool"
 TEST_K8S = "Local Test Kubernetes Worker Pool"
+BUILD = "Local Build Worker Pool"
 
 POOLS = {
     DEV_WEB: "Web deployments for Development, on this machine",
     PROD_WEB: "Web deployments for Production, on this machine",
     PROD_DB: "Database migrations for Production, on this machine",
     TEST_K8S: "kubectl for the Test cluster, on this machine",
+    BUILD: "Builds, on workers made for the work (dynamic) and given back when idle",
 }
 
 # name, pools, state: how each worker shows a part of the product.
@@ -150,6 +156,12 @@ def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) ->
             if state == "disabled":
                 worker.enabled = False
                 session.add(worker)
+    # Its workers are made on demand, each an SSH server of its own on a new port.
+    command = (f"{shlex.quote(sys.executable)} -m backend.demo.provision "
+               f"{shlex.quote(str(backend.data_dir.root / 'dynamic'))}")
+    provisioners.set_provisioner(store, BUILD, ProvisionerSet(
+        create=f"{command} create", destroy=f"{command} destroy", max=3, capacity=2,
+        wait_s=5, idle_s=60, timeout_s=30), "demo")
     fleet.set_policy(store, Policy(interval_s=15, custom_script=DEMO_HEALTH_SCRIPT), "demo")
     for environment in ENVIRONMENTS:
         launch.add_environment(store, environment, "demo")

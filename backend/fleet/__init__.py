@@ -17,6 +17,7 @@ from backend.fleet.workers import (
     set_draining,
     set_enabled,
     trust_host_key,
+    update_worker,
     worker_count,
     worker_history,
     worker_public,
@@ -27,5 +28,6 @@ __all__ = [
     "get_policy", "get_pool", "get_setting", "get_worker", "iso", "list_audit",
     "list_pools", "list_workers", "pool_figures", "put_setting", "remove_worker",
     "set_builtin_worker", "set_draining", "set_enabled", "set_policy", "trust_host_key",
+    "update_worker",
     "worker_count", "worker_history", "worker_public",
 ]

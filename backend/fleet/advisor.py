@@ -18,7 +18,7 @@ from backend import fleet
 from backend.errors import InvalidInput
 from backend.fleet import containers, validation
 from backend.store.db import Store
-from backend.store.models import BUILTIN_WORKER, Pool, Worker
+from backend.store.models import BUILTIN_WORKER, Pool, Provisioner, Worker
 
 # In the seed's spirit: `p-db-omaha-worker-01` is environment letter, purpose, location,
 # "worker", number; `Azure Central US Production Worker Pool` ends in "Worker Pool".
@@ -70,15 +70,27 @@ def advise(store: Store, server_account: str | None = None) -> list[dict[str, An
         builtin_on = fleet.get_setting(session, "builtin_worker", True)
         descriptions = dict(session.exec(select(Pool.name, Pool.description)).all())
         # Only what the advice needs: a big fleet is read whole on every pass.
-        workers = [{"name": name, "user": user, "builtin": builtin}
-                   for name, user, builtin in session.exec(
-                       select(Worker.name, Worker.user, Worker.builtin)).all()]
+        workers = [{"name": name, "user": user, "builtin": builtin, "dynamic": dynamic}
+                   for name, user, builtin, dynamic in session.exec(
+                       select(Worker.name, Worker.user, Worker.builtin,
+                              Worker.dynamic)).all()]
+        provisioned = {name: (most, state, note) for name, most, state, note in session.exec(
+            select(Pool.name, Provisioner.max_workers, Provisioner.state, Provisioner.note)
+            .join(Provisioner, Provisioner.pool_id == Pool.id)).all()}
     pools = [{"name": name, **figure} for name, figure in sorted(figures.items())]
     findings: list[dict[str, Any]] = []
 
     for pool in pools:
         name, healthy = pool["name"], pool["healthy_workers"]
-        if healthy < 2:
+        most, state, note = provisioned.get(name, (0, "", ""))
+        if state == "failing":
+            findings.append(_finding(
+                "provisioner", CRITICAL, "pool", name,
+                f"Pool {name!r} cannot make workers: {note}",
+                "Its steps wait for workers that are not made: see `workdeck pool show` and "
+                "the audit log, and mend the provisioner's commands (or the place they make "
+                "workers in)."))
+        if healthy < 2 and most < 2:  # a provisioner of two or more makes them on demand
             members = pool["workers"]
             findings.append(_finding(
                 "pool-redundancy", CRITICAL if healthy == 0 else WARNING, "pool", name,
@@ -115,7 +127,8 @@ def advise(store: Store, server_account: str | None = None) -> list[dict[str, An
 
     for worker in real:
         name = worker["name"]
-        if not worker_pattern.fullmatch(name):
+        # A dynamic worker's name is Workdeck's, made from its pool's.
+        if not worker["dynamic"] and not worker_pattern.fullmatch(name):
             findings.append(_finding(
                 "worker-name", WARNING, "worker", name,
                 f"Worker {name!r} does not follow the naming convention "

@@ -38,7 +38,7 @@ from backend.fleet.provisioners import Plan
 from backend.health.checker import HealthChecker
 from backend.runs.leases import Leases
 from backend.store.db import Store
-from backend.store.models import HEALTHY, UNAVAILABLE, utcnow
+from backend.store.models import HEALTHY, UNAVAILABLE, UNHEALTHY, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ PASS_S = 1.0  # decide again this often, and whenever the queue or the leases ch
 OUTPUT_LIMIT = 64 * 1024  # of a command's output kept; a provisioner has little to say
 BACKOFF_S = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # after 1, 2, ... failures in a row
 FIRST_CHECK_S = 10.0  # a new worker's SSH server may take a moment to answer
+BROKEN_S = 30.0  # a dynamic worker unavailable or unhealthy this long is destroyed
 
 
 class ProvisionFailed(Exception):
@@ -148,8 +149,12 @@ class DynamicWorkers:
                 pool.idle_since.pop(name, None)  # busy, or about to be
                 continue
             idle = now - pool.idle_since.setdefault(name, now)
+            broken = worker["status"] in (UNAVAILABLE, UNHEALTHY)
             if going < over:
                 why = f"above the pool's maximum of {plan.max}"
+            elif broken and idle >= min(plan.idle_s, BROKEN_S):
+                # Of no use, and in the way of a new one under `max` (or `min`).
+                why = f"{worker['status']} for {idle:.0f} s: {worker['reason']}"
             elif idle >= plan.idle_s and len(alive) - going > plan.min:
                 why = f"idle for {idle:.0f} s"
             else:
@@ -232,13 +237,13 @@ class DynamicWorkers:
                 await self._show(plan.pool, pool, time.monotonic(), said)
 
     async def _first_check(self, name: str, until: float) -> dict[str, Any]:
-        """Check a new worker, again while it does not answer yet (its SSH server may
-        still be starting), but never past a refused host key."""
+        """Check a new worker until it is healthy (its SSH server may still be starting,
+        its first result not yet published), but never past a refused host key nor
+        `until`."""
         while True:
             [checked] = await self.checker.check_now([name]) or [{}]
-            reason = (checked.get("reason") or "").lower()
-            if checked.get("status") == HEALTHY or checked.get("status") != UNAVAILABLE \
-                    or "host key" in reason or time.monotonic() >= until:
+            refused = "host key" in (checked.get("reason") or "").lower()
+            if checked.get("status") == HEALTHY or refused or time.monotonic() >= until:
                 return checked
             await asyncio.sleep(0.5)
 
@@ -263,7 +268,8 @@ class DynamicWorkers:
                 await self._failed(plan, pool, f"destroying {name} failed: {exc}; it stays "
                                    "drained and is tried again", name)
                 return
-            await asyncio.to_thread(fleet.remove_worker, self.store, name, actor)
+            await asyncio.to_thread(fleet.remove_worker, self.store, name, actor,
+                                    f"destroyed: {why}")
             await self.changed("worker", [name])
             said = f"destroyed {name} ({why})"
         except WorkdeckError as exc:
@@ -277,11 +283,14 @@ class DynamicWorkers:
 
 
 def new_name(pool: str) -> str:
-    """A worker name no earlier life had: the pool's name in lower case ("Web Worker Pool"
-    gives "web"), and a random part."""
+    """A worker name no earlier life had: the start of the pool's name in lower case
+    ("Web Worker Pool" gives "web"), short enough to read whole in a table, and a random
+    part."""
     slug = re.sub(r"[^a-z0-9]+", "-", pool.lower()).strip("-")
-    slug = re.sub(r"(-worker)?-pool$", "", slug)[:32].strip("-") or "pool"
-    return f"{slug}-{secrets.token_hex(3)}"
+    slug = re.sub(r"(-worker)?-pool$", "", slug)
+    while len(slug) > 14 and "-" in slug:
+        slug = slug.rsplit("-", 1)[0]
+    return f"{slug[:14].strip('-') or 'pool'}-{secrets.token_hex(3)[:5]}"
 
 
 async def run_command(command: str, name: str, plan: Plan, what: str) -> str:

@@ -139,10 +139,17 @@ def add_pool(store: Store, name: str, description: str, actor: str, engine: str 
     return get_pool(store, name)
 
 
-def describe_pool(store: Store, name: str, description: str, actor: str) -> dict[str, Any]:
+def describe_pool(store: Store, name: str, description: str | None, actor: str,
+                  engine: str | None = None) -> dict[str, Any]:
+    """Change what a pool is for, or the container engine its members use by default."""
     with store.write() as session:
         pool = _pool(session, name)
-        pool.description = validation.free_text(description, 500, one_line=True)
+        if description is not None:
+            pool.description = validation.free_text(description, 500, one_line=True)
+            audit(session, actor, "pool.describe", name, pool.description)
+        if engine is not None and engine != pool.engine:
+            audit(session, actor, "pool.set", name,
+                  f"engine {pool.engine or 'any'} to {engine or 'any'}")
+            pool.engine = engine
         session.add(pool)
-        audit(session, actor, "pool.describe", name, pool.description)
     return get_pool(store, name)

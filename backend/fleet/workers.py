@@ -244,7 +244,7 @@ def add_workers(store: Store, specs: list[WorkerCreate], actor: str) -> list[str
     return [s.name for s in checked]
 
 
-def remove_worker(store: Store, name: str, actor: str) -> None:
+def remove_worker(store: Store, name: str, actor: str, why: str = "") -> None:
     with store.write() as session:
         worker = _worker(session, name)
         if worker.builtin:
@@ -262,7 +262,7 @@ def remove_worker(store: Store, name: str, actor: str) -> None:
         session.exec(delete(HostKey).where(HostKey.worker_id == worker.id))
         session.exec(delete(HealthCheck).where(HealthCheck.worker_id == worker.id))
         session.delete(worker)
-        audit(session, actor, "worker.remove", name)
+        audit(session, actor, "worker.remove", name, why)
 
 
 def set_enabled(store: Store, name: str, enabled: bool, actor: str) -> dict[str, Any]:
@@ -282,6 +282,24 @@ def _set_flag(store: Store, name: str, flag: str, value: bool, actor: str, on: s
             setattr(worker, flag, value)
             session.add(worker)
             audit(session, actor, on if value else off, name)
+    return get_worker(store, name)
+
+
+def update_worker(store: Store, name: str, actor: str, *, capacity: int | None = None,
+                  engine: str | None = None) -> dict[str, Any]:
+    """Change a worker's capacity or container engine; each change is audited."""
+    changes = []
+    with store.write() as session:
+        worker = _worker(session, name)
+        if capacity is not None and capacity != worker.capacity:
+            changes.append(f"capacity {worker.capacity} to {validation.capacity(capacity)}")
+            worker.capacity = capacity
+        if engine is not None and engine != worker.engine:
+            changes.append(f"engine {worker.engine or 'any'} to {engine or 'any'}")
+            worker.engine = engine
+        if changes:
+            session.add(worker)
+            audit(session, actor, "worker.set", name, "; ".join(changes))
     return get_worker(store, name)
 
 

@@ -38,6 +38,25 @@ def pool_add(ctx: Context, name: str, description: str, engine: str | None) -> N
     output.say(f"Added pool {created.name}.")
 
 
+@pool.command("set")
+@click.argument("name")
+@click.option("--description", help="What the pool is for.")
+@click.option("--engine", type=click.Choice(["podman", "docker", "any"]),
+              help="The container engine its steps in an image use where a member is set "
+              "to none (any: the first that answers).")
+@pass_ctx
+def pool_set(ctx: Context, name: str, description: str | None, engine: str | None) -> None:
+    """Change what a pool is for, or its container engine."""
+    if description is None and engine is None:
+        fail("Say what to change: --description TEXT or --engine podman|docker|any.")
+    with ctx.client() as client:
+        changed: Pool = view(client.put(f"/api/pools/{segment(name)}", {
+            "description": description,
+            "engine": None if engine is None else "" if engine == "any" else engine}))
+    output.say(f"Pool {changed.name}: containers with "
+               f"{changed.engine or 'the first engine that answers'}.")
+
+
 @pool.command("describe")
 @click.argument("name")
 @click.argument("description")

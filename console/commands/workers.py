@@ -185,6 +185,26 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
         output.say(f"{key.ljust(width)}  {output.clean_line(str(shown), 300)}")
 
 
+@worker.command("set")
+@click.argument("name")
+@click.option("--capacity", type=click.IntRange(1, 1000),
+              help="Steps the worker may run at once.")
+@click.option("--engine", type=click.Choice(["podman", "docker", "any"]),
+              help="The container engine its steps in an image must use (any: the first "
+              "that answers there).")
+@pass_ctx
+def worker_set(ctx: Context, name: str, capacity: int | None, engine: str | None) -> None:
+    """Change a worker's capacity or container engine."""
+    if capacity is None and engine is None:
+        fail("Say what to change: --capacity N or --engine podman|docker|any.")
+    body = {"capacity": capacity, "engine": None if engine is None else
+            "" if engine == "any" else engine}
+    with ctx.client() as client:
+        changed: Worker = view(client.patch(f"/api/workers/{segment(name)}", body))
+    output.say(f"Worker {changed.name}: {changed.capacity} slots, containers with "
+               f"{changed.engine or 'the first engine that answers'}.")
+
+
 @worker.command("remove")
 @click.argument("name")
 @pass_ctx

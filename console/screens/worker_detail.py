@@ -111,6 +111,9 @@ class WorkerDetailScreen(WorkerVerbs, FleetScreen):
         headline.append_text(safe(w.name, 100))
         if w.builtin:
             headline.append(" (built-in: runs on the server's machine)", style="italic")
+        if w.dynamic:
+            headline.append(" (dynamic: made by its pool's provisioner, destroyed when idle)",
+                            style="italic cyan")
         headline.append("   ")
         headline.append_text(status_text(w.status))
         headline.append(f"   checked {ago(w.checked_at)}", style="bright_black")
