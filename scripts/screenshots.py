@@ -22,6 +22,7 @@ from wire.datadir import DataDir  # noqa: E402
 
 SIZE = (150, 40)
 POOL = "Local Development Web Worker Pool"
+BUILD_POOL = "Local Build Worker Pool"
 OUT = ROOT / "screenshots"
 
 
@@ -61,6 +62,7 @@ async def shoot(target: Target) -> None:
         await pilot.press("escape")
         await shoot_runs(app, pilot)
         await shoot_pools(app, pilot, target)
+        await shoot_dynamic(app, pilot, target)
 
 
 def launch_warm_caches(target: Target, count: int) -> list[int]:
@@ -87,6 +89,27 @@ async def shoot_pools(app: WorkdeckApp, pilot, target: Target) -> None:  # type:
     await until(pilot, lambda: app.screen.table.row_count > 0)
     await pilot.pause(0.3)
     app.save_screenshot("advisor.svg", str(OUT))
+    with Client(target) as client:
+        for run_id in runs:
+            client.post(f"/api/runs/{run_id}/cancel")
+
+
+async def shoot_dynamic(app: WorkdeckApp, pilot, target: Target) -> None:  # type: ignore[no-untyped-def]
+    """The build pool with no worker of its own: three builds wait, and it makes two."""
+    def launch_builds() -> list[int]:
+        with Client(target) as client:
+            return [client.post("/api/runs", {"runbook": "Build release",
+                                              "environment": "Development"})["id"]
+                    for _ in range(3)]
+
+    runs = await asyncio.to_thread(launch_builds)
+    await pilot.press("p")
+    screen = app.screen
+    await until(pilot, lambda: screen.pools_table.has_row(BUILD_POOL))
+    screen.select_pool(BUILD_POOL)
+    await until(pilot, lambda: screen.query_one("#leases-table").row_count == 3, timeout=40)
+    await pilot.pause(2)
+    app.save_screenshot("dynamic-workers.svg", str(OUT))
     with Client(target) as client:
         for run_id in runs:
             client.post(f"/api/runs/{run_id}/cancel")

@@ -297,3 +297,12 @@ def test_min_are_kept_warm_and_one_that_dies_is_replaced(workdeck, provisioner):
         removed = [e["detail"] for e in client.get("/api/audit")
                    if e["action"] == "worker.remove" and e["target"] == first]
     assert removed and removed[0].startswith("destroyed: unavailable for "), removed
+    # An operator takes one out: removing it by hand is refused (the provisioner destroys
+    # what it made); drained, it is destroyed at once, warm or not, and made again.
+    [second] = [w["name"] for w in dynamic_workers(workdeck)]
+    refused = workdeck.cli("worker", "remove", second)
+    assert refused.code != 0 and "drain it" in refused.err, refused.err
+    assert workdeck.cli("worker", "drain", second).code == 0
+    eventually(lambda: provisioner.destroyed() == [first, second], timeout=30,
+               what="the drained worker destroyed")
+    eventually(lambda: len(provisioner.made()) == 3, timeout=30, what="a third made")

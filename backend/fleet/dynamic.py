@@ -152,6 +152,8 @@ class DynamicWorkers:
             broken = worker["status"] in (UNAVAILABLE, UNHEALTHY)
             if going < over:
                 why = f"above the pool's maximum of {plan.max}"
+            elif worker["draining"] and now >= pool.retry_at:
+                why = "drained"  # by an operator, or a destroy that failed and is tried again
             elif broken and idle >= min(plan.idle_s, BROKEN_S):
                 # Of no use, and in the way of a new one under `max` (or `min`).
                 why = f"{worker['status']} for {idle:.0f} s: {worker['reason']}"

@@ -252,6 +252,11 @@ def remove_worker(store: Store, name: str, actor: str, why: str = "") -> None:
                 "The built-in worker cannot be removed; turn it off with "
                 "`workdeck settings --builtin-worker off` instead."
             )
+        if worker.dynamic and not worker.draining:
+            raise Conflict(
+                f"Worker {name!r} was made by its pool's provisioner, which destroys it: "
+                f"drain it (`workdeck worker drain {name}`) and it is destroyed once idle; "
+                "remove a drained one by hand only when the provisioner cannot destroy it.")
         held = _lease_counts(session, [worker.id]).get(worker.id, 0)
         if held:
             raise Conflict(

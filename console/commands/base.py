@@ -52,6 +52,19 @@ def fail(message: str, code: int = 1) -> None:
 
 
 
+ENGINES_TO_SET = click.Choice(["podman", "docker", "any"])
+
+
+def engine_setting(engine: str | None) -> str | None:
+    """`--engine` of `worker set` and `pool set` as the API takes it: None leaves it as it
+    is, "any" is "" (the first engine that answers there)."""
+    return None if engine is None else "" if engine == "any" else engine
+
+
+def engine_said(engine: str) -> str:
+    return engine or "the first engine that answers"
+
+
 class Renamed(click.Option):
     """An option whose first name is its name; the names after it are what it was called
     one release ago: still understood, no longer shown in `--help` (README, "Changed")."""

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 import click
 
 from console import display, output
-from console.commands.base import Context, fail, pass_ctx
+from console.commands.base import (
+    ENGINES_TO_SET,
+    Context,
+    engine_said,
+    engine_setting,
+    fail,
+    pass_ctx,
+)
 from console.commands.workers import WORKER_HEADERS, worker_rows
 from console.typed import view
 from wire.paths import segment
@@ -41,7 +48,7 @@ def pool_add(ctx: Context, name: str, description: str, engine: str | None) -> N
 @pool.command("set")
 @click.argument("name")
 @click.option("--description", help="What the pool is for.")
-@click.option("--engine", type=click.Choice(["podman", "docker", "any"]),
+@click.option("--engine", type=ENGINES_TO_SET,
               help="The container engine its steps in an image use where a member is set "
               "to none (any: the first that answers).")
 @pass_ctx
@@ -51,10 +58,8 @@ def pool_set(ctx: Context, name: str, description: str | None, engine: str | Non
         fail("Say what to change: --description TEXT or --engine podman|docker|any.")
     with ctx.client() as client:
         changed: Pool = view(client.put(f"/api/pools/{segment(name)}", {
-            "description": description,
-            "engine": None if engine is None else "" if engine == "any" else engine}))
-    output.say(f"Pool {changed.name}: containers with "
-               f"{changed.engine or 'the first engine that answers'}.")
+            "description": description, "engine": engine_setting(engine)}))
+    output.say(f"Pool {changed.name}: containers with {engine_said(changed.engine)}.")
 
 
 @pool.command("describe")

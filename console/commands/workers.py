@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 import click
 
 from console import display, output
-from console.commands.base import Context, Renamed, fail, pass_ctx
+from console.commands.base import (
+    ENGINES_TO_SET,
+    Context,
+    Renamed,
+    engine_said,
+    engine_setting,
+    fail,
+    pass_ctx,
+)
 from console.typed import view
 from wire.paths import segment
 
@@ -189,7 +197,7 @@ def worker_show(ctx: Context, name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--capacity", type=click.IntRange(1, 1000),
               help="Steps the worker may run at once.")
-@click.option("--engine", type=click.Choice(["podman", "docker", "any"]),
+@click.option("--engine", type=ENGINES_TO_SET,
               help="The container engine its steps in an image must use (any: the first "
               "that answers there).")
 @pass_ctx
@@ -197,12 +205,11 @@ def worker_set(ctx: Context, name: str, capacity: int | None, engine: str | None
     """Change a worker's capacity or container engine."""
     if capacity is None and engine is None:
         fail("Say what to change: --capacity N or --engine podman|docker|any.")
-    body = {"capacity": capacity, "engine": None if engine is None else
-            "" if engine == "any" else engine}
     with ctx.client() as client:
-        changed: Worker = view(client.patch(f"/api/workers/{segment(name)}", body))
+        changed: Worker = view(client.patch(f"/api/workers/{segment(name)}", {
+            "capacity": capacity, "engine": engine_setting(engine)}))
     output.say(f"Worker {changed.name}: {changed.capacity} slots, containers with "
-               f"{changed.engine or 'the first engine that answers'}.")
+               f"{engine_said(changed.engine)}.")
 
 
 @worker.command("remove")
