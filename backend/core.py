@@ -22,6 +22,7 @@ from backend.fleet import advisor
 from backend.fleet.dynamic import DynamicWorkers
 from backend.fleet.usage import Usage
 from backend.health.checker import HealthChecker
+from backend.people.access import Access
 from backend.runs import launch, runbooks
 from backend.runs.engine import RunEngine
 from backend.runs.leases import Leases
@@ -42,7 +43,7 @@ STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, o
 
 # The kinds of thing a route may change (the push stream's topics, plus two that have
 # no row of their own to push).
-KINDS = ("worker", "pool", "runbook", "environment", "settings", "policy")
+KINDS = ("worker", "pool", "runbook", "environment", "settings", "policy", "people")
 
 
 class Backend:
@@ -65,6 +66,7 @@ class Backend:
                              self.runs.publish_worker)
         self.usage = Usage(store, self.leases, self.bus)
         self.dynamic = DynamicWorkers(store, self.leases, self.checker, self.changed)
+        self.access = Access(store)  # who is asking, and what they may do
         # Parts that change what others see, without a route in between: a lease turned
         # orphan wants the reaper; new health results may free a slot for a queued step,
         # and change the pools and the advisor's findings.
@@ -85,11 +87,14 @@ class Backend:
             "environment": [],
             "settings": [self.advice_due],
             "policy": [self.checker.reload_policy, self.advice_due],
+            # Who may do what: tokens and grants are read again at the next request.
+            "people": [self.access.invalidate],
         }
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
-        self.token: str | None = None  # required of every request when serving over TCP
+        self.token: str | None = None  # the data directory's api-token, over TCP
+        self.tls_fingerprint: str | None = None  # of the certificate served over TCP
         self._advice_wake = asyncio.Event()
         # The advisor's last count, for snapshots (None until it has counted once).
         self.advice_counts: dict[str, int] | None = None
@@ -168,6 +173,7 @@ class Backend:
             "store_fault": self.store.fault,
             "data_dir_bytes": self.data_dir_bytes,
             "disk_free_bytes": self.disk_free_bytes,
+            "tls_fingerprint": self.tls_fingerprint,
         }
 
     def measure_data_dir(self) -> None:

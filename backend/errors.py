@@ -3,6 +3,14 @@ of the wire contract (wire.errors), where they are defined."""
 
 from __future__ import annotations
 
-from wire.errors import Conflict, InvalidInput, NotFound, WorkdeckError
+from wire.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    WorkdeckError,
+)
 
-__all__ = ["Conflict", "InvalidInput", "NotFound", "WorkdeckError"]
+__all__ = ["Conflict", "Forbidden", "InvalidInput", "NotFound", "Unauthorized",
+           "WorkdeckError"]

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import os
 import secrets
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
 
 from backend import fleet
 from backend.api.app import create_app
+from backend.certificate import Certificate, CertificateError, server_certificate
 from backend.core import Backend
 from backend.store.db import Store
 from wire.datadir import DataDir
@@ -117,11 +120,14 @@ def _remember_user() -> None:
 
 
 def serve(data_dir: DataDir, listen: str | None = None,
-          prepare: Callable[[Backend], None] | None = None) -> None:
+          prepare: Callable[[Backend], None] | None = None, *,
+          tls_cert: str | None = None, tls_key: str | None = None,
+          plain_http: bool = False) -> None:
     """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API).
 
     It always serves the data directory's Unix socket, where local clients look first;
-    `listen` may add a TCP address for others.
+    `listen` may add a TCP address for others, served over HTTPS (with the certificate
+    given, or one made for this server), or plain HTTP on a loopback address only.
     """
     _fewer_malloc_arenas()
     _quick_gil_handoff()
@@ -133,6 +139,7 @@ def serve(data_dir: DataDir, listen: str | None = None,
     except AlreadyRunning as exc:
         raise ServerError(str(exc)) from None
     sockets: list[socket.socket] = []
+    tls: Certificate | None = None
     unix_paths: list[str] = []
     bound: list[str] = []  # only these are ours to remove at the end
     try:
@@ -143,6 +150,15 @@ def serve(data_dir: DataDir, listen: str | None = None,
         else:
             sockets.append(_bind_tcp(listen))
             host, port = sockets[0].getsockname()[:2]
+            if plain_http and not _loopback(host):
+                raise ServerError(f"Plain HTTP would send tokens in the clear to {host}: "
+                                  "serve HTTPS there (leave out --plain-http), or listen on "
+                                  "a loopback address.")
+            if not plain_http:
+                try:
+                    tls = server_certificate(data_dir, host, tls_cert, tls_key)
+                except CertificateError as exc:
+                    raise ServerError(str(exc)) from None
             addresses = [f"{'[' + host + ']' if ':' in host else host}:{port}"]
         if str(data_dir.socket) not in unix_paths:
             unix_paths.append(str(data_dir.socket))
@@ -151,7 +167,7 @@ def serve(data_dir: DataDir, listen: str | None = None,
             bound.append(path)
             if f"unix:{path}" not in addresses:
                 addresses.append(f"unix:{path}")
-        _run(data_dir, addresses, sockets, lock, prepare)
+        _run(data_dir, addresses, sockets, lock, prepare, tls)
     finally:
         for sock in sockets:
             sock.close()
@@ -161,8 +177,42 @@ def serve(data_dir: DataDir, listen: str | None = None,
         lock.release()
 
 
+class _SecondServer(uvicorn.Server):
+    """A server beside the first on the same loop: the first one takes the signals (and
+    stops this one)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_all(servers: list[tuple[uvicorn.Server, list[socket.socket]]]) -> None:
+    """The first server, then the others once it has started (the application is up);
+    all of them stop when one is told to."""
+    (main, main_sockets), *others = servers
+    tasks = [asyncio.create_task(main.serve(sockets=main_sockets))]
+    while others and not main.started and not tasks[0].done():
+        await asyncio.sleep(0.01)
+    tasks += [asyncio.create_task(uv.serve(sockets=socks)) for uv, socks in others]
+    while not all(task.done() for task in tasks):
+        if any(uv.should_exit for uv, _ in servers):
+            for uv, _ in servers:
+                uv.should_exit = True
+        await asyncio.wait(tasks, timeout=0.1)
+    for task in tasks:
+        task.result()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
-         lock: ServerLock, prepare: Callable[[Backend], None] | None) -> None:
+         lock: ServerLock, prepare: Callable[[Backend], None] | None,
+         tls: Certificate | None) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     store = Store(data_dir.database)
     try:
@@ -170,25 +220,42 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
         backend = Backend(data_dir, listen=addresses[0], store=store)
         if not addresses[0].startswith("unix:"):
             backend.token = _api_token(data_dir)
-            log.warning("serving the API on %s; clients need WORKDECK_TOKEN from %s",
-                        addresses[0], data_dir.token_file)
+            backend.tls_fingerprint = tls.fingerprint if tls else None
+            scheme = "https" if tls else "http"
+            addresses[0] = f"{scheme}://{addresses[0]}"
+            log.warning("serving the API on %s%s; clients need a token (`workdeck token "
+                        "create`)", addresses[0],
+                        f" with the TLS certificate {tls.fingerprint}" if tls else "")
         interrupted = backend.runs.recover()
         if interrupted:
             log.warning("%d runs were interrupted by the last stop of the server", interrupted)
         if prepare:
             prepare(backend)
-        config = uvicorn.Config(create_app(backend), log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=2, lifespan="on")
-        uv = uvicorn.Server(config)
+        backend.listen = addresses[0]
+        app = create_app(backend)
+        common: dict[str, Any] = {"log_level": "warning", "access_log": False,
+                                  "timeout_graceful_shutdown": 2}
+        # TLS on the TCP address only: the Unix socket is served plainly by the first
+        # server (which runs the application's start and stop), the TCP address with the
+        # certificate by a second one on the same loop.
+        tcp = [s for s in sockets if s.family != socket.AF_UNIX] if tls else []
+        main = uvicorn.Server(uvicorn.Config(app, lifespan="on", **common))
+        servers: list[tuple[uvicorn.Server, list[socket.socket]]] = [
+            (main, [s for s in sockets if s not in tcp])]
+        if tcp and tls:
+            servers.append((_SecondServer(uvicorn.Config(
+                app, lifespan="off", ssl_certfile=tls.cert_file, ssl_keyfile=tls.key_file,
+                **common)), tcp))
 
         def stop() -> None:
-            uv.should_exit = True
+            for uv, _ in servers:
+                uv.should_exit = True
 
         backend.stop_callback = stop
         data_dir.pid_file.write_text(f"{os.getpid()}\n")
         lock.record(addresses)
         try:
-            asyncio.run(uv.serve(sockets=sockets))
+            asyncio.run(_serve_all(servers))
         finally:
             with contextlib.suppress(OSError):
                 data_dir.pid_file.unlink()

@@ -17,6 +17,7 @@ COMMANDS = {
     "worker": "workers", "check": "workers", "pool": "pools", "server": "server",
     "demo": "server", "settings": "admin", "policy": "admin", "advise": "admin",
     "audit": "admin", "env": "runs", "runbook": "runs", "run": "runs", "runs": "runs",
+    "user": "people", "token": "people", "whoami": "people", "login": "people",
 }
 
 
@@ -46,8 +47,9 @@ class WorkdeckGroup(click.Group):
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where the server keeps "
               "its files (default: $WORKDECK_HOME or the platform's user data directory).")
-@click.option("--server", "server_url", metavar="URL", help="Talk to the server at URL "
-              "(default: $WORKDECK_SERVER, else the local server).")
+@click.option("--server", "server_url", metavar="URL|NAME", help="Talk to the server at URL, "
+              "or saved as NAME by `workdeck login` (default: $WORKDECK_SERVER, else the "
+              "local server).")
 @click.version_option(package_name="workdeck")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: str | None, server_url: str | None) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,14 +23,7 @@ if TYPE_CHECKING:
     import httpx
 
     from console.local_http import Answer
-
-
-def _actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    from console.profiles import Profile
 
 
 class Target:
@@ -41,6 +32,17 @@ class Target:
     def __init__(self, data_dir: DataDir, server_url: str | None = None) -> None:
         self.data_dir = data_dir
         self.server_url = server_url or os.environ.get("WORKDECK_SERVER") or None
+        self.profile: Profile | None = None
+        if self.server_url and "://" not in self.server_url:
+            # A profile saved by `workdeck login`: its URL, token and pinned certificate.
+            from console import profiles
+
+            self.profile = profiles.find(self.server_url)
+            if self.profile is None:
+                raise ApiError(f"No server is saved as {self.server_url!r}: `workdeck login "
+                               f"https://HOST:PORT --name {self.server_url}` saves one (or "
+                               "give a URL).")
+            self.server_url = self.profile.url
 
     @property
     def local(self) -> bool:
@@ -50,8 +52,11 @@ class Target:
         return self.server_url or str(self.data_dir.socket)
 
     def headers(self) -> dict[str, str]:
-        headers = {"X-Workdeck-Actor": _actor()}
-        token = os.environ.get("WORKDECK_TOKEN")
+        # Who is asking is the server's to know (the socket's account, or the token's
+        # person): a client never says.
+        headers: dict[str, str] = {}
+        token = os.environ.get("WORKDECK_TOKEN") or (self.profile.token if self.profile
+                                                     else None)
         if self.server_url and token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
@@ -63,7 +68,8 @@ class Target:
         timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT)
         if self.server_url:
             return {"base_url": self.server_url.rstrip("/"), "headers": headers,
-                    "timeout": timeout}
+                    "timeout": timeout,
+                    "verify": self.profile.ssl_context() if self.profile else True}
         return {"base_url": "http://workdeck", "headers": headers, "timeout": timeout}
 
     def sync_client(self) -> httpx.Client:
@@ -97,8 +103,32 @@ def _error_from(response: httpx.Response | Answer) -> ApiError:
                     code if isinstance(code, str) else "")
 
 
-def _unavailable(target: Target, exc: Exception) -> ServerUnavailable:
+def _unavailable(target: Target, exc: Exception) -> ApiError:
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return _untrusted(target)
     return ServerUnavailable(f"No Workdeck server answers at {target.describe()} ({exc}).")
+
+
+def _untrusted(target: Target) -> ApiError:
+    """The server's certificate is not the one pinned (or no authority vouches for it):
+    refused, with both fingerprints, as SSH refuses a changed host key."""
+    from urllib.parse import urlsplit
+
+    from console.tls import presented
+
+    where = urlsplit(target.server_url or "")
+    shown = presented(where.hostname or "", where.port or 443)
+    profile = target.profile
+    if profile is not None and profile.pinned:
+        return ApiError(
+            f"The server at {target.server_url} presented the certificate {shown}, not "
+            f"{profile.pinned} pinned for {profile.name!r}: it may be a man-in-the-middle; "
+            "if its certificate was replaced, check the new one (`workdeck server status` on "
+            f"the server) and `workdeck login {target.server_url} --name {profile.name}` "
+            "again.")
+    return ApiError(f"No certificate authority this machine trusts vouches for the server at "
+                    f"{target.server_url} (it presented {shown}): `workdeck login "
+                    f"{target.server_url}` pins it once you have checked it.")
 
 
 class Client:

@@ -35,7 +35,8 @@ def test_a_fuzz_of_the_api_finds_nothing():
     home = root / "home"
     home.mkdir()
     port = free_port()
-    data_dir, process = start_workdeck(root, home, ["--listen", f"127.0.0.1:{port}"])
+    data_dir, process = start_workdeck(root, home, ["--listen", f"127.0.0.1:{port}",
+                                                    "--plain-http"])
     try:
         with Client(Target(data_dir)) as client:
             # Something behind the routes: a pool, a runbook, an environment, a finished run.

@@ -77,7 +77,7 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start(workdeck, ssh_ser
 
     port = free_port()
     _data, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home,
-                                             ["--listen", f"127.0.0.1:{port}"])
+                                             ["--listen", f"127.0.0.1:{port}", "--plain-http"])
     setup_fleet(workdeck, ssh_servers, client_key, count=1)
     import_runbook(workdeck, tmp_path, """
 name = "Long"

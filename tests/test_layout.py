@@ -39,3 +39,29 @@ def test_routes_tell_the_backend_of_a_change_through_one_call():
     calls = sum(p.read_text().count("backend.changed(")
                 for p in (ROOT / "backend" / "api").glob("*.py"))
     assert calls >= 12
+
+
+def test_every_route_declares_the_permission_it_needs(tmp_path):
+    """Each route says next to itself what it needs (`dependencies=[need(...)]`, None for
+    anyone known): a route added without one is refused here, not found open later."""
+    from fastapi.routing import APIRoute
+
+    from backend.api.app import create_app
+    from backend.api.deps import Need
+    from backend.core import Backend
+    from backend.store.db import Store
+    from wire.datadir import DataDir
+
+    data_dir = DataDir(tmp_path / "data")
+    data_dir.ensure()
+    app = create_app(Backend(data_dir, listen="unix:x", store=Store(data_dir.database)))
+    def every(routes):  # type: ignore[no-untyped-def]
+        for route in routes:  # included routers are wrapped (FastAPI 0.165)
+            yield from every(route.original_router.routes) \
+                if hasattr(route, "original_router") else [route]
+
+    routes = [r for r in every(app.routes) if isinstance(r, APIRoute)]
+    assert len(routes) > 40
+    undeclared = [f"{sorted(r.methods)} {r.path}" for r in routes
+                  if not any(isinstance(d.call, Need) for d in r.dependant.dependencies)]
+    assert not undeclared, "routes that do not say what they need:\n" + "\n".join(undeclared)

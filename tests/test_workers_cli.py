@@ -76,7 +76,10 @@ def test_untrusted_key_is_unavailable_until_trusted(workdeck, ssh_servers, clien
     audit = json.loads(workdeck.cli("audit", "--json").out)
     trust = next(e for e in audit if e["action"] == "worker.trust")
     assert trust["target"] == "d-web-local-worker-01" and server.fingerprint in trust["detail"]
-    assert "@" in trust["actor"]  # who: user@host of the operator
+    # Who: the server's account, as the socket proves it (never what a client says).
+    import getpass
+
+    assert trust["actor"] == f"{getpass.getuser()} (socket)"
 
 
 def test_key_in_known_hosts_counts_as_trusted(workdeck, ssh_servers, client_key):
@@ -307,7 +310,8 @@ def test_tcp_api_requires_the_token(tmp_path):
     data = tmp_path / "tcp"
     env = {**os.environ, "WORKDECK_TOKEN": "s3cret-token"}
     server = subprocess.Popen([sys.executable, "-m", "console.cli", "--data-dir", str(data),
-                               "server", "--listen", f"127.0.0.1:{port}"], env=env,
+                               "server", "--listen", f"127.0.0.1:{port}", "--plain-http"],
+                              env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -44,5 +44,19 @@ class Conflict(WorkdeckError):
     code = "conflict"
 
 
+class Unauthorized(WorkdeckError):
+    """No one known is asking (no token, or one that is wrong, expired or revoked)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(WorkdeckError):
+    """Someone known is asking for what their roles do not allow."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 def code_for(status: int) -> str:
     return CODES.get(status, "invalid" if 400 <= status < 500 else "internal")

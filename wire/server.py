@@ -23,6 +23,9 @@ class ServerStatus(Answer):
                                                 "disk, say); null while it works.")
     data_dir_bytes: int
     disk_free_bytes: int | None
+    tls_fingerprint: str | None = Field(None, description=(
+        "The SHA-256 fingerprint of the TLS certificate served over TCP (null: no TCP, or "
+        "plain HTTP on loopback)."))
 
 
 class Stopping(Answer):

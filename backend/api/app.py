@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from backend import __version__, fleet
 from backend.api import (
     checks,
     events,
+    people,
     pools,
     recording,
     runbooks,
@@ -81,22 +81,10 @@ def create_app(backend: Backend) -> FastAPI:
     app = FastAPI(title="Workdeck", version=__version__, lifespan=lifespan)
     app.state.backend = backend
 
-    if backend.token is not None:
-        expected = f"Bearer {backend.token}".encode()
-
-        @app.middleware("http")
-        async def _require_token(request: Request, call_next):  # type: ignore[no-untyped-def]
-            # Over TCP anyone who can reach the port could drive the fleet; the Unix
-            # socket (no client address) is guarded by its 0600 mode instead.
-            if request.scope.get("client") is None:
-                return await call_next(request)
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return JSONResponse({"detail": "A valid API token is required "
-                                     "(set WORKDECK_TOKEN).", "code": "unauthorized"},
-                                    status_code=401)
-            return await call_next(request)
-    routers = [m.router for m in (workers, pools, checks, events, server, runbooks, runs)]
+    backend.access.shared_token = backend.token
+    app.add_middleware(Who, access=backend.access)
+    routers = [m.router for m in (workers, pools, checks, events, server, runbooks, runs,
+                                   people)]
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit)
@@ -139,6 +127,38 @@ def create_app(backend: Backend) -> FastAPI:
     _document(app, [route for router in routers for route in router.routes])
 
     return app
+
+
+class Who:
+    """Who is asking, before any route runs (a plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware would wrap every streamed log and push stream in one more copy).
+
+    Over the Unix socket (no client address, 0600) the server's own account asks; over
+    TCP, whoever the token names, or a refusal (401; 429 after too many failures)."""
+
+    def __init__(self, app: Any, access: Any) -> None:
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        if client is None:
+            principal = self.access.server()
+        else:
+            authorization = next((value.decode("latin-1") for name, value in scope["headers"]
+                                  if name == b"authorization"), "")
+            try:
+                principal = await self.access.authenticate(authorization, client[0])
+            except WorkdeckError as exc:
+                refusal = JSONResponse({"detail": str(exc), "code": exc.code},
+                                       status_code=exc.status_code)
+                await refusal(scope, receive, send)
+                return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
 
 
 def _document(app: FastAPI, routes: list[Any]) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from backend import fleet
-from backend.api.deps import ActorDep, BackendDep, encoded
+from backend.api.deps import ActorDep, BackendDep, encoded, need
 from backend.errors import NotFound
 from wire.server import CheckRequest, Policy
 from wire.workers import Worker
@@ -16,7 +16,7 @@ from wire.workers import Worker
 router = APIRouter(prefix="/api", tags=["checks"])
 
 
-@router.post("/checks", response_model=list[Worker])
+@router.post("/checks", dependencies=[need("check")], response_model=list[Worker])
 async def check_now(body: CheckRequest, backend: BackendDep) -> Response:
     """Check the chosen workers (every worker when none is named) and return them."""
     names = None
@@ -39,12 +39,12 @@ async def check_now(body: CheckRequest, backend: BackendDep) -> Response:
     return await encoded(await backend.checker.check_now(names))
 
 
-@router.get("/policy")
+@router.get("/policy", dependencies=[need("view")])
 async def get_policy(backend: BackendDep) -> Policy:
     return await asyncio.to_thread(fleet.get_policy, backend.store)
 
 
-@router.put("/policy")
+@router.put("/policy", dependencies=[need("admin")])
 async def set_policy(policy: Policy, backend: BackendDep, actor: ActorDep) -> Policy:
     await asyncio.to_thread(fleet.set_policy, backend.store, policy, actor)
     await backend.changed("policy")

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import BackendDep
+from backend.api.deps import BackendDep, Watch, need
 from backend.api.streams import ANSWER, sends
 from backend.fleet import usage
 from backend.runs import launch, runbooks
@@ -76,7 +76,8 @@ def _snapshot(workers: tuple[list[str], bytes], rest: dict[str, Any]) -> bytes:
     return b'event: snapshot\ndata: {"worker_rows":' + rows + b"," + body[1:] + b"\n\n"
 
 
-@router.get("/events", response_class=StreamingResponse, responses=ANSWER)
+@router.get("/events", dependencies=[need("view")],
+            response_class=StreamingResponse, responses=ANSWER)
 @sends(snapshot=Snapshot, changes=list[Change])
 async def events(request: Request, backend: BackendDep) -> StreamingResponse:
     # Subscribe before reading the snapshot, so no change falls between the two; a
@@ -100,10 +101,14 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
                     "environments": envs, "server": backend.status()}
             # Megabytes for a big fleet: made off the loop, which serves everyone.
             yield await for_client(lambda: _snapshot(_ENCODED.workers(latest), rest))
+            watch = Watch(backend.access, request.state.principal, "view")
             while not await request.is_disconnected():
-                batch = await subscription.next_batch(timeout=HEARTBEAT_S)
+                batch = await subscription.next_batch(timeout=watch.wait(HEARTBEAT_S))
+                if not await watch.allowed():
+                    return  # their token was revoked, or their grants changed
                 if not batch:
-                    yield b": heartbeat\n\n"
+                    if watch.heartbeat_due(HEARTBEAT_S):
+                        yield b": heartbeat\n\n"
                     continue
                 # A sweep's thousands of changes are encoded off the loop.
                 yield (_sse("changes", batch) if len(batch) < BIG_BATCH

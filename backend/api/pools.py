@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from backend import fleet
-from backend.api.deps import ActorDep, BackendDep, encoded
+from backend.api.deps import ActorDep, BackendDep, encoded, need
 from backend.fleet import provisioners, usage
 from backend.runs.leases import leases_of
 from backend.store.db import for_client
@@ -18,20 +18,20 @@ from wire.pools import Pool, PoolCreate, PoolDetail, PoolUpdate, ProvisionerSet
 router = APIRouter(prefix="/api/pools", tags=["pools"])
 
 
-@router.get("", response_model=list[Pool])
+@router.get("", dependencies=[need("view")], response_model=list[Pool])
 async def list_pools(backend: BackendDep) -> Response:
     return await encoded(await for_client(fleet.list_pools, backend.store,
                                           backend.leases.queued_by_pool()))
 
 
-@router.post("", status_code=201, response_model=Pool)
+@router.post("", dependencies=[need("admin")], status_code=201, response_model=Pool)
 async def add_pool(body: PoolCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.add_pool, backend.store, body.name, body.description,
                                    actor, body.engine)
     return (await backend.changed("pool", [pool["name"]]))[0]
 
 
-@router.put("/{name:name}", response_model=Pool)
+@router.put("/{name:name}", dependencies=[need("admin")], response_model=Pool)
 async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
                       actor: ActorDep) -> dict[str, Any]:
     pool = await asyncio.to_thread(fleet.describe_pool, backend.store, name, body.description,
@@ -39,7 +39,7 @@ async def update_pool(name: str, body: PoolUpdate, backend: BackendDep,
     return (await backend.changed("pool", [pool["name"]]))[0]
 
 
-@router.put("/{name:name}/provisioner", response_model=Pool)
+@router.put("/{name:name}/provisioner", dependencies=[need("admin")], response_model=Pool)
 async def set_provisioner(name: str, body: ProvisionerSet, backend: BackendDep,
                           actor: ActorDep) -> dict[str, Any]:
     """Make workers for this pool on demand with two commands on the server's host (its
@@ -48,7 +48,7 @@ async def set_provisioner(name: str, body: ProvisionerSet, backend: BackendDep,
     return (await backend.changed("pool", [name]))[0]
 
 
-@router.delete("/{name:name}/provisioner", response_model=Pool)
+@router.delete("/{name:name}/provisioner", dependencies=[need("admin")], response_model=Pool)
 async def clear_provisioner(name: str, backend: BackendDep, actor: ActorDep
                             ) -> dict[str, Any]:
     """Stop making workers for this pool (once its dynamic workers are gone)."""
@@ -56,7 +56,7 @@ async def clear_provisioner(name: str, backend: BackendDep, actor: ActorDep
     return (await backend.changed("pool", [name]))[0]
 
 
-@router.get("/{name:name}", response_model=PoolDetail)
+@router.get("/{name:name}", dependencies=[need("view")], response_model=PoolDetail)
 async def show_pool(name: str, backend: BackendDep,
                     history_s: Annotated[float, Query(ge=0, le=usage.KEEP_S)] = usage.HISTORY_S
                     ) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 
-from backend.api.deps import ActorDep, BackendDep
+from backend.api.deps import ActorDep, BackendDep, need
 from backend.errors import Conflict, InvalidInput
 from backend.runs import launch, runbooks
 from wire.runbook import (
@@ -25,12 +25,12 @@ from wire.runs import Environment, EnvironmentCreate
 router = APIRouter(prefix="/api", tags=["runbooks"])
 
 
-@router.get("/runbooks", response_model=list[RunbookSummary])
+@router.get("/runbooks", dependencies=[need("view")], response_model=list[RunbookSummary])
 async def list_runbooks(backend: BackendDep) -> list[dict[str, Any]]:
     return await asyncio.to_thread(runbooks.list_all, backend.store)
 
 
-@router.post("/runbooks", status_code=201, response_model=RunbookDef)
+@router.post("/runbooks", dependencies=[need("admin")], status_code=201, response_model=RunbookDef)
 async def import_runbook(body: RunbookUpload, backend: BackendDep,
                          actor: ActorDep) -> dict[str, Any]:
     definition = parse_toml(body.toml, body.source)
@@ -45,7 +45,8 @@ async def import_runbook(body: RunbookUpload, backend: BackendDep,
     return saved
 
 
-@router.post("/runbooks/import", status_code=201, response_model=list[RunbookDef])
+@router.post("/runbooks/import", dependencies=[need("admin")],
+             status_code=201, response_model=list[RunbookDef])
 async def import_runbooks(body: RunbookImport, backend: BackendDep,
                           actor: ActorDep) -> list[dict[str, Any]]:
     """Several runbook files at once: every one is checked first, then all are saved in
@@ -72,28 +73,31 @@ async def import_runbooks(body: RunbookImport, backend: BackendDep,
     return saved
 
 
-@router.get("/runbooks/{name:name}/export", response_class=PlainTextResponse)
+@router.get("/runbooks/{name:name}/export", dependencies=[need("view")],
+            response_class=PlainTextResponse)
 async def export_runbook(name: str, backend: BackendDep) -> str:
     return to_toml(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
-@router.get("/runbooks/{name:name}", response_model=RunbookDef)
+@router.get("/runbooks/{name:name}", dependencies=[need("view")], response_model=RunbookDef)
 async def show_runbook(name: str, backend: BackendDep) -> dict[str, Any]:
     return runbooks.public(await asyncio.to_thread(runbooks.get, backend.store, name))
 
 
-@router.delete("/runbooks/{name:name}", status_code=204, response_class=Response)
+@router.delete("/runbooks/{name:name}", dependencies=[need("admin")],
+               status_code=204, response_class=Response)
 async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(runbooks.remove, backend.store, name, actor)
     await backend.changed("runbook", [name])
 
 
-@router.get("/environments", response_model=list[str])
+@router.get("/environments", dependencies=[need("view")], response_model=list[str])
 async def list_environments(backend: BackendDep) -> list[str]:
     return await asyncio.to_thread(launch.environments, backend.store)
 
 
-@router.post("/environments", status_code=201, response_model=Environment)
+@router.post("/environments", dependencies=[need("admin")],
+             status_code=201, response_model=Environment)
 async def add_environment(body: EnvironmentCreate, backend: BackendDep,
                           actor: ActorDep) -> dict[str, Any]:
     created = await asyncio.to_thread(launch.add_environment, backend.store, body.name, actor)

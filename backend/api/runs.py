@@ -9,7 +9,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import LARGEST, ActorDep, BackendDep, Count, LineNumber, RunId
+from backend.api.deps import (
+    LARGEST,
+    ActorDep,
+    BackendDep,
+    Count,
+    LineNumber,
+    RunId,
+    Watch,
+    WhoDep,
+    need,
+)
 from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
 from backend.runs import launch, logsearch, logstore
@@ -25,40 +35,50 @@ HEARTBEAT_S = 15.0
 PAGE = 50_000  # lines per read from the store, so a long log streams in bounded pieces
 
 
-@router.post("", status_code=201, response_model=Run)
-async def launch_run(body: LaunchRequest, backend: BackendDep,
+@router.post("", dependencies=[need("launch")], status_code=201, response_model=Run)
+async def launch_run(body: LaunchRequest, backend: BackendDep, who: WhoDep,
                      actor: ActorDep) -> dict[str, Any]:
+    who.require("launch", body.environment)
     return await backend.runs.launch(body, actor)
 
 
-@router.post("/plan", response_model=Plan)
+@router.post("/plan", dependencies=[need("view")], response_model=Plan)
 async def plan(body: LaunchRequest, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(launch.plan, backend.store, backend.leases, body)
 
 
-@router.get("", response_model=list[RunSummary])
+@router.get("", dependencies=[need("view")], response_model=list[RunSummary])
 async def list_runs(backend: BackendDep, limit: Count = 200,
                     status: str | None = None) -> list[dict[str, Any]]:
     return await asyncio.to_thread(backend.runs.list, min(max(limit, 1), 5000), status)
 
 
-@router.get("/{run_id}", response_model=Run)
+@router.get("/{run_id}", dependencies=[need("view")], response_model=Run)
 async def show(run_id: RunId, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(backend.runs.get, run_id)
 
 
-@router.post("/{run_id}/cancel", response_model=Run)
-async def cancel(run_id: RunId, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
+@router.post("/{run_id}/cancel", dependencies=[need("cancel")], response_model=Run)
+async def cancel(run_id: RunId, backend: BackendDep, who: WhoDep,
+                 actor: ActorDep) -> dict[str, Any]:
+    run = await asyncio.to_thread(backend.runs.get, run_id)
+    who.require("cancel", run["environment"])
     return await backend.runs.cancel(run_id, actor)
 
 
-@router.post("/{run_id}/decide", response_model=Run)
-async def decide(run_id: RunId, body: DecisionRequest, backend: BackendDep,
+@router.post("/{run_id}/decide", dependencies=[need(None)], response_model=Run)
+async def decide(run_id: RunId, body: DecisionRequest, backend: BackendDep, who: WhoDep,
                  actor: ActorDep) -> dict[str, Any]:
+    """Answer what the run waits for: a manual step (approve, abort: approvers), a guided
+    failure or step-through (retry, skip, abort, run: operators)."""
+    run = await asyncio.to_thread(backend.runs.get, run_id)
+    waiting = run["waiting"] or {}
+    who.require("approve" if "approve" in waiting.get("actions", ()) else "decide",
+                run["environment"])
     return await backend.runs.decide(run_id, body, actor)
 
 
-@router.get("/{run_id}/log/find", response_model=FoundLine)
+@router.get("/{run_id}/log/find", dependencies=[need("view")], response_model=FoundLine)
 async def find_in_log(run_id: RunId, backend: BackendDep, text: str = "", errors: bool = False,
                       after: LineNumber = 0, before: LineNumber | None = None,
                       position: Count | None = None,
@@ -80,7 +100,8 @@ async def find_in_log(run_id: RunId, backend: BackendDep, text: str = "", errors
     return {"line": line}
 
 
-@router.get("/{run_id}/log", response_class=StreamingResponse, responses=ANSWER)
+@router.get("/{run_id}/log", dependencies=[need("view")],
+            response_class=StreamingResponse, responses=ANSWER)
 @sends(chunks=list[LogChunk], skipped=Skipped, waiting=WaitingNow | None, end=LogEnd)
 async def run_log(run_id: RunId, request: Request, backend: BackendDep,
                   after: LineNumber = 0, follow: bool = False, tail: Count | None = None,
@@ -120,7 +141,7 @@ async def run_log(run_id: RunId, request: Request, backend: BackendDep,
                              headers={"Cache-Control": "no-store"})
 
 
-@router.get("/{run_id}/log.txt")
+@router.get("/{run_id}/log.txt", dependencies=[need("view")])
 async def run_log_text(run_id: RunId, request: Request, backend: BackendDep,
                        after: LineNumber = 0, follow: bool = False) -> StreamingResponse:
     """The log as plain text, as `workdeck runs log` prints it (`HH:MM:SS [step:worker]
@@ -149,7 +170,10 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
     seen = after
     left = limit  # lines still wanted, when limited
     told: dict[str, Any] | None = None  # the wait last said to this follower
+    watch = Watch(backend.access, request.state.principal, "view")
     while True:
+        if not await watch.allowed():
+            return  # their token was revoked, or their grants changed
         newest = backend.hub.newest(run_id)
         if keep is not None and newest - seen > keep:
             yield "skipped", {"after": seen, "to": newest - keep}
@@ -189,7 +213,7 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
             yield "waiting", {"run_id": run_id, **(told or {})} if told else None
         if await request.is_disconnected():
             return
-        await backend.hub.wait(run_id, HEARTBEAT_S)
+        await backend.hub.wait(run_id, watch.wait(HEARTBEAT_S))
 
 
 def _at_most(chunks: list[dict[str, Any]], lines: int) -> list[dict[str, Any]]:

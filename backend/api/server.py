@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from backend import fleet
-from backend.api.deps import ActorDep, BackendDep, Count
+from backend.api.deps import ActorDep, BackendDep, Count, need
 from backend.fleet import advisor
 from backend.store import retention
 from backend.store.models import BUILTIN_WORKER
@@ -17,23 +17,23 @@ from wire.server import AuditEvent, Finding, ServerStatus, Settings, SettingsUpd
 router = APIRouter(prefix="/api", tags=["server"])
 
 
-@router.get("/server", response_model=ServerStatus)
+@router.get("/server", dependencies=[need("view")], response_model=ServerStatus)
 async def status(backend: BackendDep) -> dict[str, Any]:
     return backend.status()
 
 
-@router.post("/server/stop", status_code=202, response_model=Stopping)
+@router.post("/server/stop", dependencies=[need("admin")], status_code=202, response_model=Stopping)
 async def stop(backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     backend.request_stop(actor)
     return {"stopping": True}
 
 
-@router.get("/settings", response_model=Settings)
+@router.get("/settings", dependencies=[need("view")], response_model=Settings)
 async def get_settings(backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(backend.settings)
 
 
-@router.put("/settings", response_model=Settings)
+@router.put("/settings", dependencies=[need("admin")], response_model=Settings)
 async def put_settings(body: SettingsUpdate, backend: BackendDep,
                        actor: ActorDep) -> dict[str, Any]:
     if body.builtin_worker is not None:
@@ -53,12 +53,12 @@ async def put_settings(body: SettingsUpdate, backend: BackendDep,
     return await asyncio.to_thread(backend.settings)
 
 
-@router.get("/advice", response_model=list[Finding])
+@router.get("/advice", dependencies=[need("view")], response_model=list[Finding])
 async def advice(backend: BackendDep) -> list[dict[str, Any]]:
     """What in the fleet goes against the worker recommendations, the most serious first."""
     return await asyncio.to_thread(advisor.advise, backend.store)
 
 
-@router.get("/audit", response_model=list[AuditEvent])
+@router.get("/audit", dependencies=[need("view")], response_model=list[AuditEvent])
 async def audit(backend: BackendDep, limit: Count = 200) -> list[dict[str, Any]]:
     return await asyncio.to_thread(fleet.list_audit, backend.store, min(max(limit, 1), 10_000))

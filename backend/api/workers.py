@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from backend import fleet
-from backend.api.deps import ActorDep, BackendDep, encoded
+from backend.api.deps import ActorDep, BackendDep, encoded, need
 from backend.store.db import for_client
 from wire.workers import (
     HealthRecord,
@@ -26,18 +26,18 @@ from wire.workers import (
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 
 
-@router.get("", response_model=list[Worker])
+@router.get("", dependencies=[need("view")], response_model=list[Worker])
 async def list_workers(backend: BackendDep) -> Response:
     return await encoded(await for_client(fleet.list_workers, backend.store))
 
 
-@router.post("", status_code=201, response_model=Worker)
+@router.post("", dependencies=[need("admin")], status_code=201, response_model=Worker)
 async def add_worker(spec: WorkerCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.add_workers, backend.store, [spec], actor)
     return (await backend.changed("worker", [spec.name], check=True))[0]
 
 
-@router.post("/import", status_code=201, response_model=list[Worker])
+@router.post("/import", dependencies=[need("admin")], status_code=201, response_model=list[Worker])
 async def import_workers(body: WorkerImport, backend: BackendDep,
                          actor: ActorDep) -> Response:
     specs = [
@@ -51,23 +51,24 @@ async def import_workers(body: WorkerImport, backend: BackendDep,
     return await encoded(await backend.changed("worker", names), status_code=201)
 
 
-@router.get("/{name:name}/history", response_model=list[HealthRecord])
+@router.get("/{name:name}/history", dependencies=[need("view")], response_model=list[HealthRecord])
 async def worker_history(name: str, backend: BackendDep) -> list[dict[str, Any]]:
     return await asyncio.to_thread(fleet.worker_history, backend.store, name)
 
 
-@router.get("/{name:name}", response_model=Worker)
+@router.get("/{name:name}", dependencies=[need("view")], response_model=Worker)
 async def show_worker(name: str, backend: BackendDep) -> dict[str, Any]:
     return await asyncio.to_thread(fleet.get_worker, backend.store, name)
 
 
-@router.delete("/{name:name}", status_code=204, response_class=Response)
+@router.delete("/{name:name}", dependencies=[need("admin")],
+               status_code=204, response_class=Response)
 async def remove_worker(name: str, backend: BackendDep, actor: ActorDep) -> None:
     await asyncio.to_thread(fleet.remove_worker, backend.store, name, actor)
     await backend.changed("worker", [name])
 
 
-@router.patch("/{name:name}", response_model=Worker)
+@router.patch("/{name:name}", dependencies=[need("admin")], response_model=Worker)
 async def update_worker(name: str, body: WorkerUpdate, backend: BackendDep,
                         actor: ActorDep) -> dict[str, Any]:
     """Change a worker's capacity or container engine."""
@@ -76,31 +77,31 @@ async def update_worker(name: str, body: WorkerUpdate, backend: BackendDep,
     return (await backend.changed("worker", [name]))[0]
 
 
-@router.post("/{name:name}/enable", response_model=Worker)
+@router.post("/{name:name}/enable", dependencies=[need("admin")], response_model=Worker)
 async def enable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, True, actor)
     return (await backend.changed("worker", [name], check=True))[0]
 
 
-@router.post("/{name:name}/disable", response_model=Worker)
+@router.post("/{name:name}/disable", dependencies=[need("admin")], response_model=Worker)
 async def disable_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_enabled, backend.store, name, False, actor)
     return (await backend.changed("worker", [name]))[0]
 
 
-@router.post("/{name:name}/drain", response_model=Worker)
+@router.post("/{name:name}/drain", dependencies=[need("drain")], response_model=Worker)
 async def drain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, True, actor)
     return (await backend.changed("worker", [name]))[0]
 
 
-@router.post("/{name:name}/undrain", response_model=Worker)
+@router.post("/{name:name}/undrain", dependencies=[need("drain")], response_model=Worker)
 async def undrain_worker(name: str, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.set_draining, backend.store, name, False, actor)
     return (await backend.changed("worker", [name]))[0]
 
 
-@router.post("/{name:name}/trust", response_model=Worker)
+@router.post("/{name:name}/trust", dependencies=[need("admin")], response_model=Worker)
 async def trust_worker(name: str, body: TrustRequest, backend: BackendDep,
                        actor: ActorDep) -> dict[str, Any]:
     await asyncio.to_thread(fleet.trust_host_key, backend.store, name, body.fingerprint, actor)

@@ -265,6 +265,33 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 note_at DATETIME
             )"""],
     ),
+    (
+        "people, their roles and their tokens",
+        ["""CREATE TABLE person (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                created_at DATETIME NOT NULL
+            )""",
+         "CREATE INDEX ix_person_name ON person (name)",
+         """CREATE TABLE role_grant (
+                id INTEGER PRIMARY KEY,
+                person_id INTEGER NOT NULL REFERENCES person (id) ON DELETE CASCADE,
+                role VARCHAR NOT NULL,
+                environment VARCHAR NOT NULL DEFAULT ''
+            )""",
+         "CREATE INDEX ix_role_grant_person_id ON role_grant (person_id)",
+         """CREATE TABLE api_token (
+                id INTEGER PRIMARY KEY,
+                person_id INTEGER NOT NULL REFERENCES person (id) ON DELETE CASCADE,
+                digest VARCHAR NOT NULL UNIQUE,
+                label VARCHAR NOT NULL DEFAULT '',
+                created_at DATETIME NOT NULL,
+                expires_at DATETIME,
+                last_used_at DATETIME
+            )""",
+         "CREATE INDEX ix_api_token_person_id ON api_token (person_id)",
+         "CREATE INDEX ix_api_token_digest ON api_token (digest)"],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -292,3 +292,38 @@ class Decision(SQLModel, table=True):
     actor: str
     note: str = ""
     at: datetime = Field(default_factory=utcnow)
+
+
+class Person(SQLModel, table=True):
+    """Someone who may use Workdeck (the server's own account needs no row: always admin)."""
+
+    __tablename__ = "person"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RoleGrant(SQLModel, table=True):
+    """One role given to one person, everywhere ("") or in one environment."""
+
+    __tablename__ = "role_grant"
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    role: str
+    environment: str = ""
+
+
+class ApiToken(SQLModel, table=True):
+    """A person's token, kept only as its SHA-256 (hex)."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    digest: str = Field(unique=True, index=True)
+    label: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None

@@ -74,10 +74,10 @@ def pool_describe(ctx: Context, name: str, description: str) -> None:
 
 
 class Seconds(click.ParamType):
-    """A duration: seconds, or a number with s, m or h."""
+    """A duration: seconds, or a number with s, m, h or d."""
 
     name = "duration"
-    UNITS = {"s": 1, "m": 60, "h": 3600}
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
     def convert(self, value: object, param: click.Parameter | None,
                 ctx: click.Context | None) -> float:
@@ -88,7 +88,7 @@ class Seconds(click.ParamType):
         try:
             return float(text[:-1] if unit else text) * (unit or 1)
         except ValueError:
-            self.fail(f"{value!r} is not a duration (for example 90, 90s, 5m or 2h)", param,
+            self.fail(f"{value!r} is not a duration (for example 90, 90s, 5m, 2h or 90d)", param,
                       ctx)
 
 

@@ -17,13 +17,20 @@ if TYPE_CHECKING:
 
 @click.group(invoke_without_command=True)
 @click.option("--listen", metavar="unix:PATH|HOST:PORT",
-              help="Where to serve the API (default: the data directory's socket).")
+              help="Where to serve the API (default: the data directory's socket); a "
+              "HOST:PORT is served over HTTPS.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="The certificate to serve "
+              "(PEM; default: one made for this server, kept in the data directory).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--plain-http", is_flag=True, help="Serve HTTP without TLS: on a loopback "
+              "address only (tokens would cross the network in the clear).")
 @click.option("--demo-fleet", is_flag=True, hidden=True)
 @click.option("--exit-with", type=int, hidden=True, metavar="PID",
               help="Stop when this process (the demo's console) is gone.")
 @pass_ctx
 @click.pass_context
-def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_fleet: bool,
+def server(click_ctx: click.Context, ctx: Context, listen: str | None, tls_cert: str | None,
+           tls_key: str | None, plain_http: bool, demo_fleet: bool,
            exit_with: int | None) -> None:
     """Run the backend server in the foreground (or: status, stop)."""
     if click_ctx.invoked_subcommand is not None:
@@ -42,7 +49,8 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, demo_flee
             prepare_demo(backend, exit_with=exit_with)
 
     try:
-        serve(ctx.target.data_dir, listen, prepare=prepare)
+        serve(ctx.target.data_dir, listen, prepare=prepare, tls_cert=tls_cert,
+              tls_key=tls_key, plain_http=plain_http)
     except ServerError as exc:
         fail(str(exc))
     finally:
@@ -73,6 +81,9 @@ def server_status(ctx: Context, as_json: bool) -> None:
     output.say(f"Workdeck server {status.version} running, pid {status.pid}, "
                f"up {status.uptime_s:.0f}s, listening on {status.listen}, "
                f"{status.connections} SSH connections, {status.subscribers} consoles.")
+    if status.tls_fingerprint:
+        output.say(f"TLS certificate {status.tls_fingerprint} (clients pin it with "
+                   "`workdeck login`).")
     free = status.disk_free_bytes
     output.say(f"Data directory {status.data_dir}: {display.size(status.data_dir_bytes)}"
                + (f", {display.size(free)} free on its disk" if free is not None else "") + ".")

@@ -1,0 +1,207 @@
+"""Who is asking and what they may do.
+
+A request over the Unix socket comes from the server's own OS account (the socket is
+0600): always admin. Over TCP it carries a token: a person's (looked up by its SHA-256
+in a cache of every token, read again whenever people or tokens change), or the data
+directory's own `api-token`, which stands for the server's account. Failed attempts are
+counted per address: past FAILURES_PER_MINUTE a failing request from there is refused
+with 429 until the minute has passed (a valid token still gets in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import hmac
+import logging
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from backend.errors import Forbidden, Unauthorized, WorkdeckError
+from backend.fleet.audit import audit
+from backend.people import directory
+from backend.store.db import Store
+from backend.store.models import utcnow
+from wire.people import ROLES, SCOPED
+
+log = logging.getLogger(__name__)
+_PENDING: set[asyncio.Future[None]] = set()  # audit writes under way
+
+FAILURES_PER_MINUTE = 10
+TOUCH_EVERY_S = 60.0  # how often tokens' "last used" reach the store
+
+# What each permission is, said in a refusal: "alice (viewer) may not launch runs."
+DOING = {"view": "see this", "launch": "launch runs", "decide": "answer decisions on runs",
+         "cancel": "cancel runs", "check": "check workers", "drain": "drain workers",
+         "approve": "approve manual steps", "admin": "change this (it needs admin)"}
+
+
+class TooManyFailures(WorkdeckError):
+    status_code = 429
+    code = "busy"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Someone known to be asking: a person, or the server's own account."""
+
+    name: str
+    via: str  # "socket", or the token's label (or number)
+    grants: tuple[tuple[str, str], ...]  # (role, environment or "" for every one)
+    builtin: bool = False
+    address: str = ""  # where a request over TCP came from
+    token_id: int | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log and the run records name them: who, how, from where."""
+        where = f", {self.address}" if self.address else ""
+        return f"{self.name} ({self.via}{where})"
+
+    def permits(self, permission: str, environment: str | None = None) -> bool:
+        """May they do it: in `environment`, for what acts on a run; anywhere when no
+        environment is given (a route's first look, before it knows the run's)."""
+        if self.builtin:
+            return True
+        return any(permission in ROLES.get(role, ()) and (
+            environment is None or permission not in SCOPED or not where
+            or where == environment) for role, where in self.grants)
+
+    def grants_public(self) -> list[dict[str, Any]]:
+        """Their grants as the API shows them: one per role, with the environments it is
+        limited to (none: every one)."""
+        by_role: dict[str, list[str]] = {}
+        for role, where in self.grants:
+            by_role.setdefault(role, []).append(where)
+        return [{"role": role, "environments": [] if "" in wheres else sorted(wheres)}
+                for role, wheres in sorted(by_role.items())]
+
+    def roles(self) -> str:
+        if self.builtin:
+            return "admin"
+        if not self.grants:
+            return "no role"
+        return ", ".join(g["role"] + (f" on {', '.join(g['environments'])}"
+                                      if g["environments"] else "")
+                         for g in self.grants_public())
+
+    def require(self, permission: str, environment: str | None = None) -> None:
+        if not self.permits(permission, environment):
+            on = f" on {environment}" if environment and permission in SCOPED else ""
+            raise Forbidden(f"{self.name} ({self.roles()}) may not {DOING[permission]}{on}.")
+
+
+class Access:
+    """Tells who is asking, from the store's people and tokens (cached)."""
+
+    def __init__(self, store: Store, shared_token: str | None = None) -> None:
+        self.store = store
+        self.account = _account()
+        self.shared_token = shared_token
+        self._tokens: dict[str, tuple[int, str, str, Any]] | None = None
+        self._grants: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._used: dict[int, datetime] = {}
+        self._touched = time.monotonic()
+        self.generation = 0  # moves on whenever people, grants or tokens change
+
+    def invalidate(self) -> None:
+        """People, grants or tokens changed: read them again at the next request."""
+        self._tokens = None
+        self.generation += 1
+
+    def server(self, via: str = "socket", address: str = "") -> Principal:
+        return Principal(self.account, via, (("admin", ""),), builtin=True, address=address)
+
+    def _load(self) -> None:
+        self._tokens, self._grants = directory.credentials(self.store)
+
+    async def authenticate(self, authorization: str, address: str) -> Principal:
+        """The person a TCP request's `Authorization: Bearer TOKEN` names, or a refusal
+        (401; 429 when the address failed too often in the last minute)."""
+        now = time.monotonic()
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token:
+            if self.shared_token and hmac.compare_digest(token.encode(),
+                                                         self.shared_token.encode()):
+                return self.server("api-token", address)
+            if self._tokens is None:
+                await asyncio.to_thread(self._load)
+            assert self._tokens is not None
+            found = self._tokens.get(directory.digest(token))
+            if found is not None:
+                token_id, owner, label, expires = found
+                if expires is not None and expires.replace(tzinfo=UTC) <= utcnow():
+                    self._failed(address, now, f"an expired token of {owner}")
+                    raise Unauthorized(f"This token of {owner} expired on "
+                                       f"{expires:%Y-%m-%d %H:%M} UTC: create another with "
+                                       "`workdeck token create`.")
+                self._used[token_id] = utcnow()
+                await self._touch(now)
+                return Principal(owner, label or f"token {token_id}",
+                                 self._grants.get(owner, ()), address=address,
+                                 token_id=token_id)
+        self._failed(address, now, "no token" if not token else "an unknown token")
+        raise Unauthorized("A valid token is required: `workdeck token create` makes one, "
+                           "`workdeck login` keeps it (or set WORKDECK_TOKEN).")
+
+    async def still(self, principal: Principal, permission: str) -> bool:
+        """For a stream that stays open: may its principal still do `permission`, with
+        the grants they hold now? False once their token is revoked or they are removed."""
+        if principal.token_id is None:
+            return True
+        if self._tokens is None:
+            await asyncio.to_thread(self._load)
+        assert self._tokens is not None
+        if not any(token_id == principal.token_id for token_id, *_ in self._tokens.values()):
+            return False
+        return replace(principal, grants=self._grants.get(principal.name, ())).permits(
+            permission)
+
+    def _failed(self, address: str, now: float, what: str) -> None:
+        """Count a failure; past the limit, refuse with 429 (and no more audit writes).
+        Only failures are slowed: a valid token from the same address (an office behind
+        one NAT) still gets in."""
+        failures = self._failures[address]
+        while failures and now - failures[0] > 60:
+            failures.popleft()
+        if len(failures) >= FAILURES_PER_MINUTE:
+            raise TooManyFailures(f"Too many failed attempts from {address}: wait a minute.")
+        failures.append(now)
+        if len(self._failures) > 10_000:  # addresses that stopped trying
+            for stale in [a for a, f in self._failures.items() if not f][:5_000]:
+                del self._failures[stale]
+        log.warning("refused a request from %s with %s", address, what)
+        # Audited up to the limit, then once for the block: a flood costs the store at most
+        # FAILURES_PER_MINUTE + 1 writes a minute per address.
+        detail = (f"refused: {what}" if len(failures) < FAILURES_PER_MINUTE else
+                  f"refused: {what}; {FAILURES_PER_MINUTE} failures in a minute: refused "
+                  "for the rest of it")
+        task = asyncio.ensure_future(asyncio.to_thread(self._audit, address, detail))
+        _PENDING.add(task)
+        task.add_done_callback(_PENDING.discard)
+
+    def _audit(self, address: str, detail: str) -> None:
+        # A busy store must not turn a 401 into a 500.
+        with contextlib.suppress(Exception), self.store.write() as session:
+            audit(session, address, "auth.fail", address, detail)
+
+    async def _touch(self, now: float) -> None:
+        if now - self._touched < TOUCH_EVERY_S or not self._used:
+            return
+        self._touched = now
+        used, self._used = self._used, {}
+        with contextlib.suppress(Exception):  # a busy store only delays "last used"
+            await asyncio.to_thread(directory.touch_tokens, self.store, used)
+
+
+def _account() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "server"

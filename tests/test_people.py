@@ -1,0 +1,340 @@
+"""People, roles and tokens over real HTTPS (the server's own certificate): every route
+called as each role, grants scoped to environments, expired and revoked tokens, open
+streams closed, failed logins slowed and audited; `workdeck login` pinning the
+certificate, and refusing another one on the same address."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import short_tmp, start_workdeck
+from test_api_fuzz import free_port
+from waiting import eventually
+
+from console.client import Client, Target
+from wire.people import ROLES, SCOPED
+
+ROOT = Path(__file__).resolve().parent.parent
+PEOPLE = {"vera": "viewer", "otto": "operator", "ada": "approver", "adam": "admin",
+          "nemo": None}
+
+
+class Server:
+    def __init__(self) -> None:
+        self.root = short_tmp("wd-people-")
+        home = self.root / "home"
+        home.mkdir()
+        self.port = free_port()
+        self.data_dir, self.process = start_workdeck(
+            self.root, home, ["--listen", f"127.0.0.1:{self.port}"])
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.tokens: dict[str, str] = {}
+        # The certificate the server made for itself, trusted as it is (names and all).
+        self.tls = ssl.create_default_context(
+            cafile=str(self.data_dir.root / "tls-cert.pem"))
+
+    def local(self) -> Client:
+        return Client(Target(self.data_dir))
+
+    def http(self, person: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[person]}"} if person else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=self.tls)
+
+    def get(self, path: str, token: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"},
+                         verify=self.tls)
+
+    def token(self, person: str, **options: object) -> tuple[int, str]:
+        with self.local() as client:
+            made = client.post("/api/tokens", {"person": person, **options})
+        return made["id"], made["token"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+
+
+@pytest.fixture
+def server():
+    running = Server()
+    with running.local() as client:
+        for environment in ("Development", "Production"):
+            client.post("/api/environments", {"name": environment})
+        for person, role in PEOPLE.items():
+            client.post("/api/people", {"name": person})
+            if role:
+                client.post(f"/api/people/{person}/grants", {"role": role})
+        client.post("/api/runbooks", {"toml": APPROVAL})
+    for person in PEOPLE:
+        running.tokens[person] = running.token(person, label="laptop")[1]
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+APPROVAL = """
+name = "Approve"
+[[steps]]
+name = "Look"
+manual = "check the graphs"
+"""
+
+
+def routes() -> list[tuple[str, str, str | None]]:
+    """Every route of the application with the permission it declares."""
+    import tempfile
+
+    from fastapi.routing import APIRoute
+
+    from backend.api.app import create_app
+    from backend.api.deps import Need
+    from backend.core import Backend
+    from backend.store.db import Store
+    from wire.datadir import DataDir
+
+    data_dir = DataDir(Path(tempfile.mkdtemp()) / "data")
+    data_dir.ensure()
+    app = create_app(Backend(data_dir, listen="unix:x", store=Store(data_dir.database)))
+
+    def every(found):  # type: ignore[no-untyped-def]
+        for route in found:
+            yield from every(route.original_router.routes) \
+                if hasattr(route, "original_router") else [route]
+
+    return [(method, route.path, next(d.call.permission for d in route.dependant.dependencies
+                                      if isinstance(d.call, Need)))
+            for route in every(app.routes) if isinstance(route, APIRoute)
+            for method in sorted(route.methods)]
+
+
+def call(http: httpx.Client, method: str, path: str) -> httpx.Response:
+    """The route, aimed at nothing that exists and with an empty body: what it may do is
+    told apart from what it may not by 403, with no change made."""
+    path = path.replace("{name}", "no-such-thing").replace("{run_id}", "999999") \
+        .replace("{token_id}", "999999")
+    if path == "/api/events":
+        with http.stream(method, path) as streamed:
+            if streamed.status_code >= 400:
+                streamed.read()  # a refusal is short; an answer would never end
+            return streamed
+    return http.request(method, path, json=None if method in ("GET", "DELETE") else {})
+
+
+def test_every_route_answers_each_role_as_the_readme_table_says(server):
+    declared = routes()
+    assert len(declared) > 40
+    for method, path, permission in declared:
+        for person, role in PEOPLE.items():
+            allowed = permission is None or (role is not None
+                                              and permission in ROLES[role])
+            if allowed and path == "/api/server/stop":
+                continue  # it would do it
+            with server.http(person) as http:
+                answer = call(http, method, path)
+            what = f"{method} {path} as {person} ({role})"
+            if allowed:
+                assert answer.status_code not in (401, 403), (what, answer.text)
+            else:
+                assert answer.status_code == 403, (what, answer.status_code)
+                said = answer.json()["detail"]
+                assert said.startswith(f"{person} ({role or 'no role'}) may not "), said
+
+
+def test_grants_scoped_to_environments_are_judged_against_the_run(server):
+    with server.local() as client:
+        client.post("/api/people/otto/revoke", {"role": "operator"})
+        client.post("/api/people/otto/grants", {"role": "operator",
+                                                 "environments": ["Development"]})
+        client.post("/api/people/ada/revoke", {"role": "approver"})
+        client.post("/api/people/ada/grants", {"role": "approver",
+                                                "environments": ["Production"]})
+    with server.http("otto") as otto:
+        refused = otto.post("/api/runs", json={"runbook": "Approve",
+                                               "environment": "Production"})
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == ("otto (operator on Development) may not launch "
+                                            "runs on Production.")
+        run = otto.post("/api/runs", json={"runbook": "Approve",
+                                           "environment": "Development"}).json()
+        assert run["actor"] == "otto (laptop, 127.0.0.1)"
+        eventually(lambda: otto.get(f"/api/runs/{run['id']}").json()["waiting"],
+                   what="the run waiting at its manual step")
+        # An operator answers guided failures, not manual steps.
+        refused = otto.post(f"/api/runs/{run['id']}/decide", json={"action": "approve"})
+        assert refused.json()["detail"] == ("otto (operator on Development) may not approve "
+                                            "manual steps on Development.")
+    with server.http("ada") as ada:
+        refused = ada.post(f"/api/runs/{run['id']}/decide", json={"action": "approve"})
+        assert refused.json()["detail"] == ("ada (approver on Production) may not approve "
+                                            "manual steps on Development.")
+    with server.local() as client:
+        client.post("/api/people/ada/grants", {"role": "approver",
+                                                "environments": ["Development"]})
+    with server.http("ada") as ada:
+        decided = ada.post(f"/api/runs/{run['id']}/decide",
+                           json={"action": "approve", "note": "graphs fine"})
+        assert decided.status_code == 200, decided.text
+        assert decided.json()["decisions"][-1]["actor"] == "ada (laptop, 127.0.0.1)"
+    with server.local() as client:
+        audit = client.get("/api/audit")
+    assert any(e["action"] == "run.launch" and e["actor"] == "otto (laptop, 127.0.0.1)"
+               for e in audit)
+    assert any(e["action"] == "person.grant" and e["actor"] == f"{getpass.getuser()} (socket)"
+               for e in audit)
+
+
+def test_expired_and_revoked_tokens_are_refused_and_close_their_streams(server):
+    _id, short = server.token("vera", expires_s=1)
+    time.sleep(1.2)
+    answer = server.get("/api/workers", short)
+    assert answer.status_code == 401 and "expired" in answer.json()["detail"]
+
+    token_id, token = server.token("vera", label="phone")
+    ended = threading.Event()
+
+    def follow() -> None:
+        with httpx.stream("GET", f"{server.url}/api/events", timeout=60, verify=server.tls,
+                          headers={"Authorization": f"Bearer {token}"}) as stream:
+            for _ in stream.iter_bytes():
+                pass
+        ended.set()
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    assert not ended.is_set()
+    with server.local() as client:
+        client.delete(f"/api/tokens/{token_id}")
+        revoked_at = time.monotonic()
+    assert ended.wait(10), "a revoked token's stream stayed open"
+    assert time.monotonic() - revoked_at < 3
+    answer = server.get("/api/workers", token)
+    assert answer.status_code == 401
+    # Removing a person ends theirs too.
+    ended.clear()
+    token = server.tokens["otto"]
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    with server.local() as client:
+        client.delete("/api/people/otto")
+    assert ended.wait(10), "a removed person's stream stayed open"
+
+
+def test_failed_logins_are_slowed_and_audited(server):
+    statuses = [server.get("/api/workers", f"wd_wrong{i}").status_code for i in range(12)]
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+    # Only failures are slowed: a good token from the same address (an office behind one
+    # NAT) still gets in.
+    with server.http("vera") as vera:
+        assert vera.get("/api/workers").status_code == 200
+    with server.local() as client:
+        failed = [e for e in client.get("/api/audit") if e["action"] == "auth.fail"]
+    assert len(failed) == 10 and failed[0]["target"] == "127.0.0.1"
+    assert "refused for the rest of it" in failed[0]["detail"]
+
+
+def test_tokens_are_a_persons_own_unless_admin(server):
+    with server.http("vera") as vera:
+        mine = vera.post("/api/tokens", json={"label": "second"})
+        assert mine.status_code == 201 and mine.json()["person"] == "vera"
+        assert len(mine.json()["token"]) >= 43  # 256 bits
+        theirs = vera.post("/api/tokens", json={"person": "otto"})
+        assert theirs.status_code == 403
+        listed = vera.get("/api/tokens").json()
+        assert {t["person"] for t in listed} == {"vera"}
+        assert all("token" not in t for t in listed)
+        otto_token = next(t["id"] for t in server.local().get("/api/tokens")
+                          if t["person"] == "otto")
+        assert vera.delete(f"/api/tokens/{otto_token}").status_code == 403
+        assert vera.delete(f"/api/tokens/{mine.json()['id']}").status_code == 204
+    with server.http("adam") as adam:
+        assert len({t["person"] for t in adam.get("/api/tokens").json()}) == len(PEOPLE)
+
+
+def test_the_readme_table_is_the_roles(server):
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| permission |"):]
+    rows = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break  # the table's end
+        rows.append(line)
+    header = [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
+    roles = header[2:]
+    assert roles == list(ROLES)
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        permission = cells[0].strip("`")
+        for role, mark in zip(roles, cells[2:], strict=True):
+            assert (mark == "✓") == (permission in ROLES[role]), (permission, role)
+        assert (permission in SCOPED) == ("per environment" in cells[1]), permission
+    assert {re.sub(r"`", "", r.strip("|").split("|")[0].strip()) for r in rows} == \
+        set(next(iter(ROLES.values())) | ROLES["admin"])
+
+
+def test_login_pins_the_certificate_and_refuses_another_on_the_same_address(server,
+                                                                           tmp_path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+
+    def workdeck(*args: str, token: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "console.cli", *args], input=token,
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    with server.local() as client:
+        shown = client.get("/api/server")["tls_fingerprint"]
+    assert shown and shown.startswith("SHA256:")
+    # Nobody to ask, and no fingerprint given: nothing is trusted blindly.
+    refused = workdeck("login", server.url, "--name", "lab", token=server.tokens["vera"])
+    assert refused.returncode == 1 and f"presented {shown}" in refused.stderr
+    wrong = workdeck("login", server.url, "--name", "lab", "--fingerprint", "SHA256:00:11",
+                     token=server.tokens["vera"])
+    assert wrong.returncode == 1 and "nothing was saved" in wrong.stderr
+    done = workdeck("login", server.url, "--name", "lab", "--fingerprint",
+                    shown.lower().replace(":", "").replace("sha256", "SHA256:"),
+                    token=server.tokens["vera"])
+    assert done.returncode == 0, done.stderr
+    assert "as vera: viewer" in done.stdout
+    saved = tmp_path / "config" / "workdeck" / "profiles.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert server.tokens["vera"] in saved.read_text()  # the token is kept there alone
+    me = workdeck("--server", "lab", "whoami")
+    assert me.returncode == 0 and me.stdout.startswith("vera (laptop): viewer"), me.stderr
+    bad = workdeck("login", server.url, "--name", "other", "--fingerprint", shown,
+                   token="wd_not-a-token")
+    assert bad.returncode == 1 and "refused the token" in bad.stderr
+    # Another certificate on the same address: refused, saying so.
+    server.stop()
+    for made in ("tls-cert.pem", "tls-key.pem"):
+        (server.data_dir.root / made).unlink()
+    home = server.root / "home"
+    server.data_dir, server.process = start_workdeck(
+        server.root, home, ["--listen", f"127.0.0.1:{server.port}"])
+    changed = workdeck("--server", "lab", "whoami")
+    assert changed.returncode != 0
+    assert f"not {shown} pinned for 'lab': it may be a man-in-the-middle" in changed.stderr
+
+
+def test_plain_http_is_refused_off_loopback(tmp_path):
+    from wire.datadir import DataDir
+
+    data_dir = DataDir(tmp_path / "data")
+    done = subprocess.run([sys.executable, "-m", "console.cli", "--data-dir",
+                           str(data_dir.root), "server", "--listen",
+                           f"0.0.0.0:{free_port()}", "--plain-http"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("workdeck: Plain HTTP would send tokens in the clear to "
+                                   "0.0.0.0: serve HTTPS there (leave out --plain-http), or "
+                                   "listen on a loopback address.")
