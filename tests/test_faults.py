@@ -108,7 +108,7 @@ script = "echo holding; sleep 60"
         assert client.get("/api/pools/Web Pool")["leased"] == 1
         assert client.get(f"/api/runs/{run['id']}")["status"] == "running"
     status = workdeck.cli("server", "status")
-    assert f"listening on 127.0.0.1:{port}" in status.out
+    assert f"listening on http://127.0.0.1:{port}" in status.out
     workdeck.cli("runs", "cancel", str(run["id"]))
 
 

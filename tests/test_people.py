@@ -338,3 +338,57 @@ def test_plain_http_is_refused_off_loopback(tmp_path):
     assert done.stderr.strip() == ("workdeck: Plain HTTP would send tokens in the clear to "
                                    "0.0.0.0: serve HTTPS there (leave out --plain-http), or "
                                    "listen on a loopback address.")
+
+
+def test_grants_refused_with_a_sentence(server):
+    account = getpass.getuser()
+    said: list[str] = []
+    with server.local() as client:
+        for path, body in ((f"/api/people/{account}/grants", {"role": "viewer"}),
+                           ("/api/people/otto/grants", {"role": "boss"}),
+                           ("/api/people/otto/revoke", {"role": "operator",
+                                                        "environments": ["Production"]}),
+                           ("/api/people/otto/grants", {"role": "viewer",
+                                                        "environments": ["Staging"]})):
+            with pytest.raises(Exception) as refused:
+                client.post(path, body)
+            said.append(str(refused.value))
+    assert said == [
+        f"{account!r} is the server's own account: always admin, it cannot be changed.",
+        "There is no role 'boss': the roles are viewer, operator, approver, admin.",
+        "otto holds operator everywhere: revoke it without --env, then grant it where they "
+        "keep it.",
+        "No environment is named 'Staging'."]
+
+
+
+def test_the_console_over_https_with_a_saved_profile(server, tmp_path, monkeypatch):
+    """`workdeck --server lab` opens the console as the profile's person, on the pinned
+    certificate, its push stream live."""
+    import asyncio
+
+    from console import profiles
+    from console.app import WorkdeckApp
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("WORKDECK_TOKEN", raising=False)
+    certificate = (server.data_dir.root / "tls-cert.pem").read_text()
+    profiles.save(profiles.Profile("lab", server.url, server.tokens["vera"], certificate))
+
+    async def look() -> list[str]:
+        app = WorkdeckApp(Target(server.data_dir, "lab"))
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(400):
+                if app.fleet_loaded:
+                    break
+                await pilot.pause(0.05)
+            assert app.fleet_loaded, "the console never got its first picture over HTTPS"
+            with server.local() as client:
+                client.post("/api/pools", {"name": "Pool Made Meanwhile"})
+            for _ in range(200):
+                if "Pool Made Meanwhile" in app.fleet.pools:
+                    break
+                await pilot.pause(0.05)
+            return list(app.fleet.pools)
+
+    assert "Pool Made Meanwhile" in asyncio.run(look())

@@ -57,7 +57,8 @@ async def show_person(name: str, backend: BackendDep) -> dict[str, Any]:
 @router.delete("/people/{name:name}", status_code=204, response_class=Response,
                dependencies=[need("admin")])
 async def remove_person(name: str, backend: BackendDep, actor: ActorDep) -> None:
-    await asyncio.to_thread(directory.remove_person, backend.store, name, actor)
+    await asyncio.to_thread(directory.remove_person, backend.store, name, actor,
+                            backend.access.account)
     await backend.changed("people")
 
 
@@ -67,7 +68,7 @@ async def grant(name: str, body: Grant, backend: BackendDep, actor: ActorDep
                 ) -> dict[str, Any]:
     """Give a role, everywhere or in the environments named."""
     await asyncio.to_thread(directory.grant, backend.store, name, body.role,
-                            body.environments, actor)
+                            body.environments, actor, backend.access.account)
     await backend.changed("people")
     return await asyncio.to_thread(directory.get_person, backend.store, name,
                                    backend.access.account)
@@ -79,7 +80,7 @@ async def revoke(name: str, body: Grant, backend: BackendDep, actor: ActorDep
                  ) -> dict[str, Any]:
     """Take a role back, everywhere or in the environments named."""
     await asyncio.to_thread(directory.revoke, backend.store, name, body.role,
-                            body.environments, actor)
+                            body.environments, actor, backend.access.account)
     await backend.changed("people")
     return await asyncio.to_thread(directory.get_person, backend.store, name,
                                    backend.access.account)

@@ -25,8 +25,11 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _person(session: Session, name: str) -> Person:
+def _person(session: Session, name: str, server_account: str | None = None) -> Person:
     person = session.exec(select(Person).where(Person.name == name)).first()
+    if person is None and name == server_account:
+        raise InvalidInput(f"{name!r} is the server's own account: always admin, it cannot "
+                           "be changed.")
     if person is None:
         raise NotFound(f"No person is named {name!r}: add them with `workdeck user add`.")
     return person
@@ -50,20 +53,21 @@ def add_person(store: Store, name: str, server_account: str, actor: str) -> None
         audit(session, actor, "person.add", name)
 
 
-def remove_person(store: Store, name: str, actor: str) -> None:
+def remove_person(store: Store, name: str, actor: str, server_account: str) -> None:
     with store.write() as session:
-        person = _person(session, name)
+        person = _person(session, name, server_account)
         session.exec(delete(RoleGrant).where(RoleGrant.person_id == person.id))
         session.exec(delete(ApiToken).where(ApiToken.person_id == person.id))
         session.delete(person)
         audit(session, actor, "person.remove", name, "with their grants and tokens")
 
 
-def grant(store: Store, name: str, role: str, environments: list[str], actor: str) -> None:
+def grant(store: Store, name: str, role: str, environments: list[str], actor: str,
+          server_account: str) -> None:
     """Give `role` to a person, everywhere or in the environments named (each once)."""
     role = _role(role)
     with store.write() as session:
-        person = _person(session, name)
+        person = _person(session, name, server_account)
         known = set(session.exec(select(Environment.name)).all())
         for environment in environments:
             if environment not in known:
@@ -83,15 +87,22 @@ def grant(store: Store, name: str, role: str, environments: list[str], actor: st
               role + (f" on {', '.join(environments)}" if environments else " everywhere"))
 
 
-def revoke(store: Store, name: str, role: str, environments: list[str], actor: str) -> None:
+def revoke(store: Store, name: str, role: str, environments: list[str], actor: str,
+           server_account: str) -> None:
     role = _role(role)
     with store.write() as session:
-        person = _person(session, name)
+        person = _person(session, name, server_account)
         query = delete(RoleGrant).where(RoleGrant.person_id == person.id,
                                         RoleGrant.role == role)
         if environments:
             query = query.where(RoleGrant.environment.in_(environments))
         if not session.exec(query).rowcount:
+            everywhere = session.exec(select(RoleGrant).where(
+                RoleGrant.person_id == person.id, RoleGrant.role == role,
+                RoleGrant.environment == "")).first()
+            if everywhere is not None and environments:
+                raise InvalidInput(f"{name} holds {role} everywhere: revoke it without --env, "
+                                   "then grant it where they keep it.")
             raise InvalidInput(f"{name} holds no {role} role"
                                + (f" on {', '.join(environments)}" if environments else "")
                                + " to revoke.")
