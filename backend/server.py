@@ -21,6 +21,7 @@ from backend import fleet
 from backend.api.app import create_app
 from backend.certificate import Certificate, CertificateError, server_certificate
 from backend.core import Backend
+from backend.errors import WorkdeckError
 from backend.store.db import Store
 from wire.datadir import DataDir
 from wire.serverlock import AlreadyRunning, ServerLock
@@ -219,7 +220,10 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     store = Store(data_dir.database)
     try:
-        fleet.ensure_builtin(store, "server")
+        try:
+            fleet.ensure_builtin(store, "server")
+        except WorkdeckError as exc:  # a worker by hand holds its name: say so, serve on
+            log.warning("the built-in worker is not there: %s", exc)
         backend = Backend(data_dir, listen=addresses[0], store=store)
         if not addresses[0].startswith("unix:"):
             backend.token = _api_token(data_dir)

@@ -260,10 +260,13 @@ def test_the_demos_build_pool_makes_workers_that_end_with_the_demo(tmp_path):
             done = eventually(finished, timeout=90, what="three builds finished")
             assert {r["status"] for r in done} == {"succeeded"}, done
             made = {w["name"] for w in client.get("/api/workers") if w["dynamic"]}
-            # Three steps of one slot's worth each, two slots a worker: two workers made.
-            assert len(made) == 2 and {r["steps"][0]["worker"] for r in done} == made
+            # Three steps, two slots a worker: two workers made (a third when the machine
+            # is so loaded that the demo's policy finds one in "warning" and it is given
+            # up), never more than the pool's maximum of three.
+            assert 2 <= len(made) <= 3
+            assert {r["steps"][0]["worker"] for r in done} <= made
             assert all(name.startswith("local-build-") for name in made)
-        assert len(serving()) == 2
+        assert 2 <= len(serving()) <= 3
     finally:
         process.send_signal(signal.SIGKILL)  # the demo console's end, at its worst
         process.wait(10)

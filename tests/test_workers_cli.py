@@ -364,3 +364,15 @@ def test_renamed_flags_still_work_and_help_shows_only_the_new_names(workdeck, ss
                      ("--custom-script", "--script"), ("--key-path", "--key "),
                      ("--use-agent", "--agent")):
         assert new in shown and old not in shown, (new, old)
+
+
+def test_the_built_in_workers_name_is_its_own(workdeck):
+    refused = workdeck.cli("worker", "add", "built-in-worker", "--host", "127.0.0.1")
+    assert refused.code == 1
+    assert refused.err.strip() == ("workdeck: 'built-in-worker' is the built-in worker's "
+                                   "name: give this worker another.")
+    # Off and on again (the API fuzz found a 500 here once a worker took the name).
+    assert workdeck.cli("settings", "--builtin-worker", "on").code == 0
+    assert workdeck.cli("settings", "--builtin-worker", "off").code == 0
+    with workdeck.client() as client:
+        assert "built-in-worker" not in {w["name"] for w in client.get("/api/workers")}

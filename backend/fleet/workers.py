@@ -179,6 +179,9 @@ def worker_history(store: Store, name: str, limit: int = 120) -> list[dict[str, 
 
 
 def _validated(spec: WorkerCreate) -> WorkerCreate:
+    if spec.name.strip() == BUILTIN_WORKER:
+        raise Conflict(f"{BUILTIN_WORKER!r} is the built-in worker's name: give this worker "
+                       "another.")
     return spec.model_copy(
         update={
             "name": validation.worker_name(spec.name),
@@ -382,6 +385,10 @@ def ensure_builtin(store: Store, actor: str) -> None:
             enabled = True
             put_setting(session, "builtin_worker", True)
         builtin = session.exec(select(Worker).where(Worker.builtin)).first()
+        if enabled and builtin is None and session.exec(
+                select(Worker.id).where(Worker.name == BUILTIN_WORKER)).first() is not None:
+            raise Conflict(f"A worker added by hand is named {BUILTIN_WORKER!r}: rename or "
+                           "remove it before turning the built-in worker on.")
         if enabled and builtin is None:
             builtin = Worker(
                 name=BUILTIN_WORKER,
