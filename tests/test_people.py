@@ -392,3 +392,35 @@ def test_the_console_over_https_with_a_saved_profile(server, tmp_path, monkeypat
             return list(app.fleet.pools)
 
     assert "Pool Made Meanwhile" in asyncio.run(look())
+
+
+def test_the_command_line_for_people_and_tokens(server):
+    def workdeck(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "console.cli", "--data-dir",
+                               str(server.data_dir.root), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    added = workdeck("user", "add", "carol")
+    assert added.returncode == 0 and added.stdout.startswith("Added carol.")
+    granted = workdeck("user", "grant", "carol", "operator", "--env", "Development")
+    assert granted.stdout.strip() == "carol: operator on Development."
+    granted = workdeck("user", "grant", "carol", "approver")
+    assert granted.stdout.strip() == "carol: approver, operator on Development."
+    revoked = workdeck("user", "revoke", "carol", "operator", "--env", "Development")
+    assert revoked.stdout.strip() == "carol: approver."
+    made = workdeck("token", "create", "--user", "carol", "--label", "phone", "--expires",
+                    "90d")
+    token = made.stdout.strip()
+    assert made.returncode == 0 and token.startswith("wd_") and "\n" not in token
+    assert "it is shown only now" in made.stderr and token not in made.stderr
+    shown = workdeck("user", "show", "carol")
+    assert shown.stdout.splitlines()[0] == "carol: approver"
+    assert "phone" in shown.stdout and token not in shown.stdout
+    listed = workdeck("user", "list")
+    assert f"{getpass.getuser()} (the server's account)  admin" in listed.stdout
+    assert token not in workdeck("token", "list").stdout
+    me = workdeck("whoami")
+    assert me.stdout.startswith(f"{getpass.getuser()} (socket): admin")
+    removed = workdeck("user", "remove", "carol")
+    assert removed.returncode == 0
+    assert server.get("/api/whoami", token).status_code == 401

@@ -94,8 +94,13 @@ def user_remove(ctx: Context, name: str) -> None:
 @pass_ctx
 def user_grant(ctx: Context, name: str, role: str, environments: tuple[str, ...]) -> None:
     """Give a person a role, everywhere or in some environments."""
+    _change_grant(ctx, name, "grants", role, environments)
+
+
+def _change_grant(ctx: Context, name: str, how: str, role: str,
+                  environments: tuple[str, ...]) -> None:
     with ctx.client() as client:
-        person: Person = view(client.post(f"/api/people/{segment(name)}/grants",
+        person: Person = view(client.post(f"/api/people/{segment(name)}/{how}",
                                           {"role": role, "environments": list(environments)}))
     output.say(f"{person.name}: {_grants(person)}.")
 
@@ -108,10 +113,7 @@ def user_grant(ctx: Context, name: str, role: str, environments: tuple[str, ...]
 @pass_ctx
 def user_revoke(ctx: Context, name: str, role: str, environments: tuple[str, ...]) -> None:
     """Take a role back from a person."""
-    with ctx.client() as client:
-        person: Person = view(client.post(f"/api/people/{segment(name)}/revoke",
-                                          {"role": role, "environments": list(environments)}))
-    output.say(f"{person.name}: {_grants(person)}.")
+    _change_grant(ctx, name, "revoke", role, environments)
 
 
 @click.group()
