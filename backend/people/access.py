@@ -118,7 +118,17 @@ class Access:
         return Principal(self.account, via, (("admin", ""),), builtin=True, address=address)
 
     def _load(self) -> None:
-        self._tokens, self._grants = directory.credentials(self.store)
+        # A change that lands while this reads makes what it read stale: it is then not
+        # kept (a revoked token must never come back from a read begun before).
+        generation = self.generation
+        tokens, grants = directory.credentials(self.store)
+        if generation == self.generation:
+            self._tokens, self._grants = tokens, grants
+
+    async def _loaded(self) -> dict[str, tuple[int, str, str, Any]]:
+        while self._tokens is None:
+            await asyncio.to_thread(self._load)
+        return self._tokens
 
     async def authenticate(self, authorization: str, address: str) -> Principal:
         """The person a TCP request's `Authorization: Bearer TOKEN` names, or a refusal
@@ -130,10 +140,7 @@ class Access:
             if self.shared_token and hmac.compare_digest(token.encode(),
                                                          self.shared_token.encode()):
                 return self.server("api-token", address)
-            if self._tokens is None:
-                await asyncio.to_thread(self._load)
-            assert self._tokens is not None
-            found = self._tokens.get(directory.digest(token))
+            found = (await self._loaded()).get(directory.digest(token))
             if found is not None:
                 token_id, owner, label, expires = found
                 if expires is not None and expires.replace(tzinfo=UTC) <= utcnow():
@@ -155,10 +162,8 @@ class Access:
         the grants they hold now? False once their token is revoked or they are removed."""
         if principal.token_id is None:
             return True
-        if self._tokens is None:
-            await asyncio.to_thread(self._load)
-        assert self._tokens is not None
-        if not any(token_id == principal.token_id for token_id, *_ in self._tokens.values()):
+        tokens = await self._loaded()
+        if not any(token_id == principal.token_id for token_id, *_ in tokens.values()):
             return False
         return replace(principal, grants=self._grants.get(principal.name, ())).permits(
             permission)
