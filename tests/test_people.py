@@ -195,23 +195,24 @@ def test_grants_scoped_to_environments_are_judged_against_the_run(server):
 
 def test_expired_and_revoked_tokens_are_refused_and_close_their_streams(server):
     _id, short = server.token("vera", expires_s=1)
-    time.sleep(1.2)
-    answer = server.get("/api/workers", short)
-    assert answer.status_code == 401 and "expired" in answer.json()["detail"]
+    # Valid (200, no failure counted) until its second is up, then refused as expired.
+    answer = eventually(lambda: (a := server.get("/api/workers", short)).status_code == 401
+                        and a, what="the token expired")
+    assert "expired" in answer.json()["detail"]
 
     token_id, token = server.token("vera", label="phone")
-    ended = threading.Event()
+    streaming, ended = threading.Event(), threading.Event()
 
     def follow() -> None:
         with httpx.stream("GET", f"{server.url}/api/events", timeout=60, verify=server.tls,
                           headers={"Authorization": f"Bearer {token}"}) as stream:
             for _ in stream.iter_bytes():
-                pass
+                streaming.set()  # the snapshot came: the stream is open and authorised
         ended.set()
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    time.sleep(0.5)
+    assert streaming.wait(30), "the stream never opened"
     assert not ended.is_set()
     with server.local() as client:
         client.delete(f"/api/tokens/{token_id}")
@@ -221,11 +222,12 @@ def test_expired_and_revoked_tokens_are_refused_and_close_their_streams(server):
     answer = server.get("/api/workers", token)
     assert answer.status_code == 401
     # Removing a person ends theirs too.
+    streaming.clear()
     ended.clear()
     token = server.tokens["otto"]
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    time.sleep(0.5)
+    assert streaming.wait(30), "the stream never opened"
     with server.local() as client:
         client.delete("/api/people/otto")
     assert ended.wait(10), "a removed person's stream stayed open"

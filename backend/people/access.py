@@ -108,6 +108,7 @@ class Access:
         self._used: dict[int, datetime] = {}
         self._touched = time.monotonic()
         self.generation = 0  # moves on whenever people, grants or tokens change
+        self._socket = Principal(self.account, "socket", (("admin", ""),), builtin=True)
 
     def invalidate(self) -> None:
         """People, grants or tokens changed: read them again at the next request."""
@@ -115,6 +116,8 @@ class Access:
         self.generation += 1
 
     def server(self, via: str = "socket", address: str = "") -> Principal:
+        if via == "socket" and not address:
+            return self._socket  # every local request: made once
         return Principal(self.account, via, (("admin", ""),), builtin=True, address=address)
 
     def _load(self) -> None:
