@@ -12,9 +12,9 @@ beside it):
 - the data directory (a tmpfs) filling up during a 1,000,000-line step, then freed: lines
   lost (goal 0), and the time from the space being freed to a new run succeeding (goal
   under 5 s);
-- the slowest event-loop callback (asyncio's debug mode, which itself slows the loop)
-  during a health-check sweep of 1,000 workers and during a 1,000,000-line flood (goal
-  under 100 ms);
+- the slowest event-loop callback by its own CPU time (backend/loopwatch.py, with
+  asyncio's debug mode, which itself slows the loop) during a health-check sweep of
+  1,000 workers and during a 1,000,000-line flood (goal under 100 ms);
 - a 1,000,000-line flood's time with 3 secrets masked against none (goal: within 10 %).
 """
 
@@ -42,6 +42,7 @@ import httpx  # noqa: E402
 from health import bench_account  # noqa: E402
 from openssh import OpenSSHServer  # noqa: E402
 
+from backend import loopwatch  # noqa: E402
 from console.client import Client, Target  # noqa: E402
 from wire.datadir import DataDir  # noqa: E402
 from wire.logcodec import expand  # noqa: E402
@@ -229,7 +230,7 @@ def slowest_callbacks(root: Path, sshd: OpenSSHServer, user: str) -> tuple[float
     server.start()
 
     def slowest(since: int) -> float:
-        found = re.findall(r"Executing .* took (\d+\.\d+) seconds", server.log()[since:])
+        found = re.findall(loopwatch.PATTERN, server.log()[since:])
         return max((float(x) for x in found), default=0.005)
 
     try:
@@ -343,9 +344,9 @@ def main() -> None:
               f"{figure(rows['full_lost'], 'lines')} | 0 |")
         print(f"| data directory freed → a new run succeeded | {figure(rows['full_back'])} | "
               "< 5 s |")
-        print(f"| slowest event-loop callback, 1,000-worker sweep (debug mode) | "
+        print(f"| slowest event-loop callback's CPU time, 1,000-worker sweep (debug mode) | "
               f"{figure([v * 1000 for v in rows['sweep']], 'ms')} | < 100 ms |")
-        print(f"| slowest event-loop callback, 1M-line flood (debug mode) | "
+        print(f"| slowest event-loop callback's CPU time, 1M-line flood (debug mode) | "
               f"{figure([v * 1000 for v in rows['flood']], 'ms')} | < 100 ms |")
         print(f"| 1M-line flood, no secrets | {figure(rows['plain'])} | |")
         print(f"| 1M-line flood, 3 secrets masked (random tokens) | {figure(rows['masked'])} "

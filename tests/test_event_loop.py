@@ -1,7 +1,9 @@
 """The server's event loop never blocks: with asyncio's debug mode on (the whole suite runs
-with it), no callback takes over 100 ms during a sweep of 1,000 workers or a flood of a
-million log lines, and nothing touches an asyncio object from a thread (the workdeck
-fixture fails a test whose server logged that)."""
+with it), no callback uses over 100 ms of the loop thread's CPU during a sweep of 1,000
+workers or a flood of a million log lines (backend/loopwatch.py; the clock would also
+count the waits for a CPU that the rest of a loaded machine causes), and nothing touches
+an asyncio object from a thread or the store from the loop's thread (the workdeck fixture
+fails a test whose server logged that)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import __version__, fleet
+from backend import __version__, fleet, loopwatch
 from backend.api import (
     checks,
     events,
@@ -54,10 +54,13 @@ def create_app(backend: Backend) -> FastAPI:
         loop.set_default_executor(
             ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="store"))
         # With asyncio's debug mode on (PYTHONASYNCIODEBUG=1), callbacks slower than this
-        # are logged: the tests and bench/faults.py read them.
+        # are logged, on the clock by asyncio and by their own CPU time by loopwatch: the
+        # tests and bench/faults.py read the second.
         with contextlib.suppress(ValueError):
             loop.slow_callback_duration = float(os.environ.get("WORKDECK_SLOW_CALLBACK_S",
                                                                "0.1"))
+        if loop.get_debug():
+            loopwatch.install(loop.slow_callback_duration)
         backend.bus.seed("worker", {w["name"]: w for w in await asyncio.to_thread(
             fleet.list_workers, backend.store)})
         _settle_garbage_collector()

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
+from backend import loopwatch
 from backend.store.migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
@@ -106,12 +107,14 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        loopwatch.off_the_loop()
         with Session(self._reader) as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose work commits as one immediate transaction, or not at all."""
+        loopwatch.off_the_loop()
         with Session(self._writer, expire_on_commit=False) as session:
             try:
                 yield session
