@@ -95,6 +95,7 @@ class Backend:
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self.token: str | None = None  # the data directory's api-token, over TCP
         self.tls_fingerprint: str | None = None  # of the certificate served over TCP
+        self.socket_group: str | None = None  # whose members may use the socket too
         self._advice_wake = asyncio.Event()
         # The advisor's last count, for snapshots (None until it has counted once).
         self.advice_counts: dict[str, int] | None = None
@@ -148,7 +149,7 @@ class Backend:
         elif kind == "runbook":
             found = runbooks.list_all(self.store)
         elif kind == "environment":
-            found = [{"name": name} for name in launch.environments(self.store)]
+            found = launch.environment_rows(self.store)
         else:
             return None
         by_name = {item["name"]: item for item in found}
@@ -174,6 +175,7 @@ class Backend:
             "data_dir_bytes": self.data_dir_bytes,
             "disk_free_bytes": self.disk_free_bytes,
             "tls_fingerprint": self.tls_fingerprint,
+            "socket_group": self.socket_group,
         }
 
     def measure_data_dir(self) -> None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import grp
 import ipaddress
 import logging
 import os
 import secrets
 import socket
+import stat
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -22,6 +25,7 @@ from backend.api.app import create_app
 from backend.certificate import Certificate, CertificateError, server_certificate
 from backend.core import Backend
 from backend.errors import WorkdeckError
+from backend.peer import PeerHTTPProtocol
 from backend.store.db import Store
 from wire.datadir import DataDir
 from wire.serverlock import AlreadyRunning, ServerLock
@@ -123,15 +127,63 @@ def _remember_user() -> None:
             os.environ["LOGNAME"] = pwd.getpwuid(os.getuid()).pw_name
 
 
+def _open_to_group(paths: list[str], root: Path, group: str) -> None:
+    """Let the members of `group` connect to the sockets at `paths`, and nothing else:
+    each socket 0660 with that group, the data directory 0710 (they may pass through it,
+    not list it; its files stay 0600). A directory on the way that the group cannot pass
+    through is named in a refusal rather than opened: loosening it is the admin's call."""
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ServerError(f"There is no group {group!r} on this machine (--socket-group)."
+                          ) from None
+    for path in paths:
+        for folder in reversed(Path(path).parents):
+            if folder == root:
+                continue
+            mode = folder.stat()
+            passable = mode.st_mode & stat.S_IXOTH or (
+                mode.st_gid == gid and mode.st_mode & stat.S_IXGRP)
+            if not passable:
+                raise ServerError(
+                    f"The group {group} cannot reach {path}: {folder} is closed to it (mode "
+                    f"{stat.S_IMODE(mode.st_mode):04o}); choose a --data-dir the group can "
+                    "reach, such as one under /srv.")
+    _private(root, keep=set(paths))
+    try:
+        for folder in {str(Path(p).parent) for p in paths} & {str(root)}:
+            os.chown(folder, -1, gid)
+            os.chmod(folder, 0o710)
+        for path in paths:
+            os.chown(path, -1, gid)
+            os.chmod(path, 0o660)
+    except PermissionError:
+        raise ServerError(f"The server cannot give its socket to the group {group}: its "
+                          "account is not a member of it.") from None
+
+
+def _private(root: Path, keep: set[str]) -> None:
+    """Take the group's and others' bits off everything in the data directory (a log a
+    client made with its umask, say) but the sockets: the group passes through the
+    folder to reach them, and must find nothing else it can open."""
+    for folder, folders, files in os.walk(root):
+        for name in folders + files:
+            path = os.path.join(folder, name)
+            mode = os.lstat(path)
+            if path not in keep and not stat.S_ISLNK(mode.st_mode) and mode.st_mode & 0o077:
+                os.chmod(path, stat.S_IMODE(mode.st_mode) & 0o700)
+
+
 def serve(data_dir: DataDir, listen: str | None = None,
           prepare: Callable[[Backend], None] | None = None, *,
           tls_cert: str | None = None, tls_key: str | None = None,
-          plain_http: bool = False) -> None:
+          plain_http: bool = False, socket_group: str | None = None) -> None:
     """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API).
 
-    It always serves the data directory's Unix socket, where local clients look first;
-    `listen` may add a TCP address for others, served over HTTPS (with the certificate
-    given, or one made for this server), or plain HTTP on a loopback address only.
+    It always serves the data directory's Unix socket, where local clients look first
+    (the server's account only, or the members of `socket_group` too); `listen` may add a
+    TCP address for others, served over HTTPS (with the certificate given, or one made
+    for this server), or plain HTTP on a loopback address only.
     """
     _fewer_malloc_arenas()
     _quick_gil_handoff()
@@ -171,7 +223,9 @@ def serve(data_dir: DataDir, listen: str | None = None,
             bound.append(path)
             if f"unix:{path}" not in addresses:
                 addresses.append(f"unix:{path}")
-        _run(data_dir, addresses, sockets, lock, prepare, tls)
+        if socket_group:
+            _open_to_group(unix_paths, data_dir.root, socket_group)
+        _run(data_dir, addresses, sockets, lock, prepare, tls, socket_group)
     finally:
         for sock in sockets:
             sock.close()
@@ -216,7 +270,7 @@ def _loopback(host: str) -> bool:
 
 def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
          lock: ServerLock, prepare: Callable[[Backend], None] | None,
-         tls: Certificate | None) -> None:
+         tls: Certificate | None, socket_group: str | None) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     store = Store(data_dir.database)
     try:
@@ -225,6 +279,7 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
         except WorkdeckError as exc:  # a worker by hand holds its name: say so, serve on
             log.warning("the built-in worker is not there: %s", exc)
         backend = Backend(data_dir, listen=addresses[0], store=store)
+        backend.socket_group = socket_group
         if not addresses[0].startswith("unix:"):
             backend.token = _api_token(data_dir)
             backend.tls_fingerprint = tls.fingerprint if tls else None
@@ -241,7 +296,7 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
         backend.listen = addresses[0]
         app = create_app(backend)
         common: dict[str, Any] = {"log_level": "warning", "access_log": False,
-                                  "timeout_graceful_shutdown": 2}
+                                  "timeout_graceful_shutdown": 2, "http": PeerHTTPProtocol}
         # TLS on the TCP address only: the Unix socket is served plainly by the first
         # server (which runs the application's start and stop), the TCP address with the
         # certificate by a second one on the same loop.
@@ -259,7 +314,9 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
                 uv.should_exit = True
 
         backend.stop_callback = stop
-        data_dir.pid_file.write_text(f"{os.getpid()}\n")
+        fd = os.open(data_dir.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"{os.getpid()}\n")
         lock.record(addresses)
         try:
             asyncio.run(_serve_all(servers))

@@ -45,8 +45,11 @@ class WorkdeckGroup(click.Group):
 
 @click.group(cls=WorkdeckGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where the server keeps "
-              "its files (default: $WORKDECK_HOME or the platform's user data directory).")
+# Not `readable`: on a shared host the data directory is another account's, which a
+# member of its socket's group may pass through (to the socket) but not list.
+@click.option("--data-dir", type=click.Path(file_okay=False, readable=False),
+              help="Where the server keeps its files (default: $WORKDECK_HOME or the "
+              "platform's user data directory).")
 @click.option("--server", "server_url", metavar="URL|NAME", help="Talk to the server at URL, "
               "or saved as NAME by `workdeck login` (default: $WORKDECK_SERVER, else the "
               "local server).")

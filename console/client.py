@@ -106,6 +106,11 @@ def _error_from(response: httpx.Response | Answer) -> ApiError:
 def _unavailable(target: Target, exc: Exception) -> ApiError:
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return _untrusted(target)
+    if target.local and (isinstance(exc, PermissionError) or "Permission denied" in str(exc)):
+        # A server runs there, but not for this account: starting another would not help.
+        return ApiError(f"This account may not use the socket {target.describe()}: the "
+                        "server there is not open to your group (`workdeck server "
+                        "--socket-group GROUP` on the server's host).")
     return ServerUnavailable(f"No Workdeck server answers at {target.describe()} ({exc}).")
 
 
@@ -255,6 +260,11 @@ class Client:
             self.get("/api/server")
         except ServerUnavailable:
             return False
+        except ApiError as exc:
+            if exc.status_code != 403:
+                raise
+            # It answered, refusing the status to someone who may not see it: they may
+            # still ask who they are (a person with no role yet, an unmapped account).
         return True
 
 
@@ -366,7 +376,9 @@ def start_server(target: Target, *, extra_args: list[str] | None = None,
     if running(data_dir) is not None:
         _wait_for(target, wait)
         return
-    log = open(data_dir.log_file, "ab")  # noqa: SIM115 - handed to the child process
+    # 0600: the data directory may be opened to a group (its socket), never its files.
+    log = os.fdopen(os.open(data_dir.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                    "ab")
     with log:
         process = subprocess.Popen(
             [sys.executable, "-m", "console.cli", "--data-dir", str(data_dir.root), "server",
@@ -424,6 +436,18 @@ def ensure_server(target: Target) -> None:
             return
     if not target.local:
         raise ServerUnavailable(f"No Workdeck server answers at {target.describe()}.")
+    with contextlib.suppress(OSError):
+        owner = target.data_dir.root.stat().st_uid
+        if owner != os.getuid():
+            import pwd
+
+            try:
+                name = pwd.getpwuid(owner).pw_name
+            except KeyError:
+                name = f"uid {owner}"
+            raise ServerUnavailable(
+                f"No Workdeck server answers at {target.describe()}, and its data directory "
+                f"is the account {name}'s: a server there is theirs to start.")
     start_server(target)
 
 

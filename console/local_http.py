@@ -17,8 +17,8 @@ from wire import jsontext
 
 READ_BUFFER = 1 << 20
 # What a broken connection looks like here, for the client's "no server answers".
-UNAVAILABLE = (ConnectionError, FileNotFoundError, http.client.HTTPException,
-               socket.gaierror)
+UNAVAILABLE = (ConnectionError, FileNotFoundError, PermissionError,
+               http.client.HTTPException, socket.gaierror)
 
 
 class _Response(http.client.HTTPResponse):

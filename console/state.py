@@ -48,6 +48,7 @@ class Fleet:
     runs: dict[str, RunSummary] = field(default_factory=dict)  # keyed by str(id)
     runbooks: dict[str, RunbookSummary] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
+    four_eyes: set[str] = field(default_factory=set)  # environments that need it
     # Per pool, [unix time, leased, capacity, queued] over the last HISTORY_S, oldest first.
     usage_history: dict[str, deque[HistoryPoint]] = field(default_factory=dict)
     advice: AdviceCounts | None = None  # None until the advisor has counted once
@@ -73,6 +74,7 @@ class Fleet:
         self.runs = {str(r.id): r for r in snapshot.runs}
         self.runbooks = {b.name: b for b in snapshot.runbooks}
         self.environments = list(snapshot.environments)
+        self.four_eyes = set(snapshot.four_eyes)
 
     def apply(self, data: list[dict[str, Any]]) -> set[str]:
         """Apply a batch of changes; return the names of the objects touched."""
@@ -106,8 +108,13 @@ class Fleet:
                 self.runbooks.pop(key, None)
             elif change.type == "server":
                 self.server = change.data
-            elif change.type == "environment" and key not in self.environments:
-                self.environments = sorted([*self.environments, key])
+            elif change.type == "environment":
+                if key not in self.environments:
+                    self.environments = sorted([*self.environments, key])
+                if change.data.four_eyes:
+                    self.four_eyes.add(key)
+                else:
+                    self.four_eyes.discard(key)
         return touched
 
     def _remember_usage(self, pool: str, figure: Usage) -> None:

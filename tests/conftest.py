@@ -288,6 +288,15 @@ def workdeck() -> Iterator[Workdeck]:
         "\n".join(broken_contract)
 
 
+def need_root(what: str) -> None:
+    """Skip a test that needs root here; fail it on CI, which runs as root."""
+    if os.geteuid() != 0:
+        message = f"{what} needs root (CI runs as root)"
+        if ON_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 UNPRIVILEGED = "workdeck-test"
 
 

@@ -28,7 +28,7 @@ import time
 
 import httpx
 import pytest
-from conftest import ON_CI, short_tmp, start_workdeck
+from conftest import need_root, short_tmp, start_workdeck
 from openssh import _generate_key
 from test_runs import import_runbook, launch, log_lines, setup_fleet, wait_run
 from waiting import eventually
@@ -39,14 +39,6 @@ from wire.datadir import DataDir
 def processes(pattern: str) -> list[str]:
     found = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
     return [line for line in found.stdout.splitlines() if "pgrep" not in line]
-
-
-def need_root(what: str) -> None:
-    if os.geteuid() != 0:
-        message = f"{what} needs root (CI runs as root)"
-        if ON_CI:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def stamp() -> str:

@@ -419,7 +419,7 @@ def test_the_command_line_for_people_and_tokens(server):
     assert shown.stdout.splitlines()[0] == "carol: approver"
     assert "phone" in shown.stdout and token not in shown.stdout
     listed = workdeck("user", "list")
-    assert f"{getpass.getuser()} (the server's account)  admin" in listed.stdout
+    assert f"{getpass.getuser()} (the server's account)  {getpass.getuser()}" in listed.stdout
     assert token not in workdeck("token", "list").stdout
     me = workdeck("whoami")
     assert me.stdout.startswith(f"{getpass.getuser()} (socket): admin")

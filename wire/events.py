@@ -15,9 +15,9 @@ from pydantic import Field, TypeAdapter
 from wire.base import Answer, renamed
 from wire.pools import HistoryPoint, Pool
 from wire.runbook import RunbookSummary
-from wire.runs import Run, RunSummary
+from wire.runs import Environment, Run, RunSummary, Waiting
 from wire.server import ServerStatus
-from wire.statuses import Action, RunStatus
+from wire.statuses import RunStatus
 from wire.workers import Worker
 
 
@@ -57,6 +57,9 @@ class Snapshot(Answer):
                                                     "once.")
     runbooks: list[RunbookSummary]
     environments: list[str]
+    four_eyes: list[str] = Field(default_factory=list, description=(
+        "The environments where every launch and manual step needs another person's "
+        "approval."))
     server: ServerStatus
 
 
@@ -90,8 +93,10 @@ class RunbookChanged(_Change):
 
 
 class EnvironmentAdded(_Change):
+    """An environment added or changed."""
+
     type: Literal["environment"]
-    data: dict[str, str] = Field(description="{\"name\": ...}")
+    data: Environment
 
 
 class AdviceChanged(_Change):
@@ -142,13 +147,10 @@ class Skipped(Answer):
     to: int
 
 
-class WaitingNow(Answer):
+class WaitingNow(Waiting):
     """The run waits for a decision (the event's data is null once it no longer does)."""
 
     run_id: int
-    position: int
-    actions: list[Action]
-    prompt: str
 
 
 class LogEnd(Answer):

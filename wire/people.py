@@ -38,6 +38,15 @@ ROLES: dict[str, frozenset[str]] = {
 
 class PersonCreate(BaseModel):
     name: str = Field(description="Their name in Workdeck (the audit log names them so).")
+    os_user: str | None = Field(None, max_length=64, description=(
+        "Their account on the server's host: over the Unix socket (opened to a group "
+        "with `server --socket-group`) the kernel says who connects, and this says which "
+        "person that is."))
+
+
+class PersonChange(BaseModel):
+    os_user: str | None = Field(max_length=64, description=(
+        "Their account on the server's host (null: none)."))
 
 
 class Grant(BaseModel):
@@ -50,6 +59,7 @@ class Person(Answer):
     name: str
     grants: list[Grant]
     builtin: bool = Field(description="The server's own account: always admin.")
+    os_user: str | None = Field(None, description="Their account on the server's host.")
     created_at: str | None
     tokens: int = Field(description="Tokens they hold that are neither expired nor revoked.")
 
@@ -78,5 +88,7 @@ class TokenCreated(Token):
 class Whoami(Answer):
     name: str
     via: str = Field(description="How they came in: the socket, or the token's label.")
+    os_user: str | None = Field(None, description=(
+        "The account on the server's host they came from, over the socket."))
     grants: list[Grant]
     permissions: list[str] = Field(description="What they may do in some environment.")

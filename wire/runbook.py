@@ -40,6 +40,8 @@ class Step(BaseModel):
     run_on: Literal["any", "all"] = "any"
     require_all: bool = False  # a "run_on = all" step fails unless every member can take it
     condition: Literal["success", "failure", "always"] = "success"
+    # A manual step's "another person": whoever launched the run may not approve it.
+    approval: Literal["anyone", "another person"] = "anyone"
 
 
 class RunbookDef(BaseModel):
@@ -226,8 +228,14 @@ def _step(raw: Any, number: int, source: str) -> Step:
                     f"{condition!r} is not \"success\", \"failure\" or \"always\"")
     if manual is not None and (raw.get("container") or run_on == "all"):
         raise _fail(source, where, "a manual step runs on no worker (no container, run_on)")
+    approval = raw.get("approval", "anyone")
+    if approval not in ("anyone", "another person"):
+        raise _fail(source, f"{where}.approval",
+                    f"{approval!r} is not \"anyone\" or \"another person\"")
+    if manual is None and approval != "anyone":
+        raise _fail(source, f"{where}.approval", "only a manual step is approved")
     return Step(**values, timeout=timeout, retries=retries, run_on=run_on,
-                require_all=require_all, condition=condition)
+                require_all=require_all, condition=condition, approval=approval)
 
 
 # ---------------------------------------------------------------- export
@@ -278,7 +286,7 @@ def to_toml(runbook: RunbookDef) -> str:
         if step.manual is not None:
             out.append(f"manual = {_string(step.manual)}")
         for field in ("pool", "container", "timeout", "retries", "run_on", "require_all",
-                      "condition"):
+                      "condition", "approval"):
             value = getattr(step, field)
             if value is None or value == getattr(defaults, field):
                 continue

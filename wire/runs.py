@@ -48,9 +48,12 @@ class RunStep(Answer):
 class Waiting(Answer):
     """What a waiting run needs from an operator."""
 
-    position: int
+    position: int = Field(description="The step it waits at (0: its start, which four eyes "
+                                      "on its environment hold until approved).")
     actions: list[Action]
     prompt: str
+    another_person: bool = Field(False, description=(
+        "Only someone other than whoever launched the run may approve (four eyes)."))
 
 
 class Decision(Answer):
@@ -59,7 +62,8 @@ class Decision(Answer):
     at: str | None
     actor: str
     action: Action | Literal["cancel"]
-    position: int | None = Field(description="The step it answered (none: a cancel).")
+    position: int | None = Field(description="The step it answered (0: the run's start; "
+                                             "none: a cancel).")
     note: str
 
 
@@ -73,7 +77,9 @@ class RunSummary(Answer):
     reason: str
     guided: bool
     step_through: bool
-    actor: str = Field(description="Who launched it.")
+    actor: str = Field(description="Who launched it, how and from where.")
+    person: str = Field("", description="The person who launched it (whom four eyes keep "
+                                        "from approving it).")
     created_at: str | None
     started_at: str | None
     finished_at: str | None
@@ -139,7 +145,15 @@ class FoundLine(Answer):
 
 class EnvironmentCreate(BaseModel):
     name: str
+    four_eyes: bool = Field(False, description=(
+        "Every launch and manual step there needs another person's approval."))
+
+
+class EnvironmentChange(BaseModel):
+    four_eyes: bool
 
 
 class Environment(Answer):
     name: str
+    four_eyes: bool = Field(False, description=(
+        "Every launch and manual step there needs another person's approval."))

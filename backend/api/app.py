@@ -136,8 +136,9 @@ class Who:
     """Who is asking, before any route runs (a plain ASGI middleware: Starlette's
     BaseHTTPMiddleware would wrap every streamed log and push stream in one more copy).
 
-    Over the Unix socket (no client address, 0600) the server's own account asks; over
-    TCP, whoever the token names, or a refusal (401; 429 after too many failures)."""
+    Over the Unix socket (no client address), the account the kernel names (the
+    server's own, or a person's: backend/peer.py); over TCP, whoever the token names, or
+    a refusal (401; 429 after too many failures)."""
 
     def __init__(self, app: Any, access: Any) -> None:
         self.app = app
@@ -148,19 +149,20 @@ class Who:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        if client is None:
-            principal = self.access.server()
-        else:
-            authorization = next((value.decode("latin-1") for name, value in scope["headers"]
-                                  if name == b"authorization"), "")
-            try:
+        state = scope.setdefault("state", {})
+        try:
+            if client is None:
+                principal = await self.access.local(state.get("peer_uid"))
+            else:
+                authorization = next((value.decode("latin-1") for name, value
+                                      in scope["headers"] if name == b"authorization"), "")
                 principal = await self.access.authenticate(authorization, client[0])
-            except WorkdeckError as exc:
-                refusal = JSONResponse({"detail": str(exc), "code": exc.code},
-                                       status_code=exc.status_code)
-                await refusal(scope, receive, send)
-                return
-        scope.setdefault("state", {})["principal"] = principal
+        except WorkdeckError as exc:
+            refusal = JSONResponse({"detail": str(exc), "code": exc.code},
+                                   status_code=exc.status_code)
+            await refusal(scope, receive, send)
+            return
+        state["principal"] = principal
         await self.app(scope, receive, send)
 
 

@@ -91,14 +91,16 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
                 for_client(usage.history, backend.store),
                 backend.runs.recent(),
                 for_client(runbooks.list_all, backend.store),
-                for_client(launch.environments, backend.store),
+                for_client(launch.environment_rows, backend.store),
             )
             # Workers from memory: every change to one goes through the bus. A copy of the
             # mapping, taken on the loop, so the thread never sees it change.
             latest = dict(backend.bus.latest["worker"])
             rest = {"pools": pools, "usage_history": history, "runs": recent,
                     "advice": backend.advice_counts, "runbooks": books,
-                    "environments": envs, "server": backend.status()}
+                    "environments": [env["name"] for env in envs],
+                    "four_eyes": [env["name"] for env in envs if env["four_eyes"]],
+                    "server": backend.status()}
             # Megabytes for a big fleet: made off the loop, which serves everyone.
             yield await for_client(lambda: _snapshot(_ENCODED.workers(latest), rest))
             watch = Watch(backend.access, request.state.principal, "view")

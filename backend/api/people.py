@@ -14,6 +14,7 @@ from wire.people import (
     PERMISSIONS,
     Grant,
     Person,
+    PersonChange,
     PersonCreate,
     Token,
     TokenCreate,
@@ -29,6 +30,7 @@ TokenId = Annotated[int, Path(ge=1, le=LARGEST, description="The token's number.
 async def whoami(who: WhoDep) -> dict[str, Any]:
     """Who the server takes you for, and what you may do (somewhere)."""
     return {"name": who.name, "via": who.via, "grants": who.grants_public(),
+            "os_user": who.os_user or None,
             "permissions": [p for p in PERMISSIONS if who.permits(p)]}
 
 
@@ -42,7 +44,7 @@ async def list_people(backend: BackendDep) -> list[dict[str, Any]]:
 async def add_person(body: PersonCreate, backend: BackendDep, actor: ActorDep
                      ) -> dict[str, Any]:
     await asyncio.to_thread(directory.add_person, backend.store, body.name,
-                            backend.access.account, actor)
+                            backend.access.account, actor, body.os_user)
     await backend.changed("people")
     return await asyncio.to_thread(directory.get_person, backend.store, body.name.strip(),
                                    backend.access.account)
@@ -50,6 +52,17 @@ async def add_person(body: PersonCreate, backend: BackendDep, actor: ActorDep
 
 @router.get("/people/{name:name}", response_model=Person, dependencies=[need("view")])
 async def show_person(name: str, backend: BackendDep) -> dict[str, Any]:
+    return await asyncio.to_thread(directory.get_person, backend.store, name,
+                                   backend.access.account)
+
+
+@router.patch("/people/{name:name}", response_model=Person, dependencies=[need("admin")])
+async def change_person(name: str, body: PersonChange, backend: BackendDep, actor: ActorDep
+                        ) -> dict[str, Any]:
+    """Map a person to an account of the server's host, or to none."""
+    await asyncio.to_thread(directory.set_os_user, backend.store, name, body.os_user, actor,
+                            backend.access.account)
+    await backend.changed("people")
     return await asyncio.to_thread(directory.get_person, backend.store, name,
                                    backend.access.account)
 

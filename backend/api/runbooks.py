@@ -20,7 +20,7 @@ from wire.runbook import (
     parse_toml,
     to_toml,
 )
-from wire.runs import Environment, EnvironmentCreate
+from wire.runs import Environment, EnvironmentChange, EnvironmentCreate
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
 
@@ -91,15 +91,28 @@ async def remove_runbook(name: str, backend: BackendDep, actor: ActorDep) -> Non
     await backend.changed("runbook", [name])
 
 
-@router.get("/environments", dependencies=[need("view")], response_model=list[str])
-async def list_environments(backend: BackendDep) -> list[str]:
-    return await asyncio.to_thread(launch.environments, backend.store)
+@router.get("/environments", dependencies=[need("view")], response_model=list[Environment])
+async def list_environments(backend: BackendDep) -> list[dict[str, Any]]:
+    return await asyncio.to_thread(launch.environment_rows, backend.store)
 
 
 @router.post("/environments", dependencies=[need("admin")],
              status_code=201, response_model=Environment)
 async def add_environment(body: EnvironmentCreate, backend: BackendDep,
                           actor: ActorDep) -> dict[str, Any]:
-    created = await asyncio.to_thread(launch.add_environment, backend.store, body.name, actor)
+    created = await asyncio.to_thread(launch.add_environment, backend.store, body.name, actor,
+                                      body.four_eyes)
     await backend.changed("environment", [created["name"]])
     return created
+
+
+@router.patch("/environments/{name:name}", dependencies=[need("admin")],
+              response_model=Environment)
+async def change_environment(name: str, body: EnvironmentChange, backend: BackendDep,
+                             actor: ActorDep) -> dict[str, Any]:
+    """Four eyes on or off: every launch and manual step there needs another person's
+    approval."""
+    changed = await asyncio.to_thread(launch.set_four_eyes, backend.store, name,
+                                      body.four_eyes, actor)
+    await backend.changed("environment", [name])
+    return changed

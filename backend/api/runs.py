@@ -39,7 +39,7 @@ PAGE = 50_000  # lines per read from the store, so a long log streams in bounded
 async def launch_run(body: LaunchRequest, backend: BackendDep, who: WhoDep,
                      actor: ActorDep) -> dict[str, Any]:
     who.require("launch", body.environment)
-    return await backend.runs.launch(body, actor)
+    return await backend.runs.launch(body, actor, who.name)
 
 
 @router.post("/plan", dependencies=[need("view")], response_model=Plan)
@@ -69,13 +69,14 @@ async def cancel(run_id: RunId, backend: BackendDep, who: WhoDep,
 @router.post("/{run_id}/decide", dependencies=[need(None)], response_model=Run)
 async def decide(run_id: RunId, body: DecisionRequest, backend: BackendDep, who: WhoDep,
                  actor: ActorDep) -> dict[str, Any]:
-    """Answer what the run waits for: a manual step (approve, abort: approvers), a guided
-    failure or step-through (retry, skip, abort, run: operators)."""
+    """Answer what the run waits for: a manual step or a start under four eyes (approve,
+    abort: approvers; not the person who launched it, where another person must), a
+    guided failure or step-through (retry, skip, abort, run: operators)."""
     run = await asyncio.to_thread(backend.runs.get, run_id)
     waiting = run["waiting"] or {}
     who.require("approve" if "approve" in waiting.get("actions", ()) else "decide",
                 run["environment"])
-    return await backend.runs.decide(run_id, body, actor)
+    return await backend.runs.decide(run_id, body, actor, who.name)
 
 
 @router.get("/{run_id}/log/find", dependencies=[need("view")], response_model=FoundLine)

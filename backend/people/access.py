@@ -1,9 +1,12 @@
 """Who is asking and what they may do.
 
-A request over the Unix socket comes from the server's own OS account (the socket is
-0600): always admin. Over TCP it carries a token: a person's (looked up by its SHA-256
-in a cache of every token, read again whenever people or tokens change), or the data
-directory's own `api-token`, which stands for the server's account. Failed attempts are
+A request over the Unix socket says nothing about who sends it: the kernel does
+(SO_PEERCRED, backend/peer.py). The server's own OS account is always admin; another
+account (the socket opened to a group with `server --socket-group`) is the person mapped
+to it (`user add --os-user`), or is refused. Over TCP a request carries a token: a
+person's (looked up by its SHA-256 in a cache of every token, read again whenever people
+or tokens change), or the data directory's own `api-token`, which stands for the
+server's account. Failed attempts are
 counted per address: past FAILURES_PER_MINUTE a failing request from there is refused
 with 429 until the minute has passed (a valid token still gets in).
 """
@@ -12,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import hmac
 import logging
+import os
+import pwd
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
@@ -53,8 +59,9 @@ class Principal:
     via: str  # "socket", or the token's label (or number)
     grants: tuple[tuple[str, str], ...]  # (role, environment or "" for every one)
     builtin: bool = False
-    address: str = ""  # where a request over TCP came from
+    address: str = ""  # where a request over TCP came from; the account over the socket
     token_id: int | None = None
+    os_user: str = ""  # the OS account a person asks from over the socket
 
     @property
     def actor(self) -> str:
@@ -102,8 +109,10 @@ class Access:
         self.store = store
         self.account = _account()
         self.shared_token = shared_token
+        self.uid = os.getuid()
         self._tokens: dict[str, tuple[int, str, str, Any]] | None = None
         self._grants: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._accounts: dict[str, str] = {}
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._used: dict[int, datetime] = {}
         self._touched = time.monotonic()
@@ -124,14 +133,30 @@ class Access:
         # A change that lands while this reads makes what it read stale: it is then not
         # kept (a revoked token must never come back from a read begun before).
         generation = self.generation
-        tokens, grants = directory.credentials(self.store)
+        read = directory.credentials(self.store)
         if generation == self.generation:
-            self._tokens, self._grants = tokens, grants
+            self._tokens, self._grants, self._accounts = read.tokens, read.grants, read.accounts
 
     async def _loaded(self) -> dict[str, tuple[int, str, str, Any]]:
         while self._tokens is None:
             await asyncio.to_thread(self._load)
         return self._tokens
+
+    async def local(self, uid: int | None) -> Principal:
+        """Who connects over the Unix socket, from the account the kernel names: the
+        server's own (admin), or the person mapped to it. Anyone else is refused."""
+        if uid is None or uid == self.uid:
+            return self._socket
+        account = _account_name(uid)
+        await self._loaded()
+        person = self._accounts.get(account)
+        if person is None:
+            log.warning("refused a request over the socket from the account %s", account)
+            raise Forbidden(f"The account {account} (uid {uid}) is no one in Workdeck: an "
+                            f"admin maps it to a person with `workdeck user add NAME "
+                            f"--os-user {account}`.")
+        return Principal(person, "socket", self._grants.get(person, ()),
+                         address=f"account {account}", os_user=account)
 
     async def authenticate(self, authorization: str, address: str) -> Principal:
         """The person a TCP request's `Authorization: Bearer TOKEN` names, or a refusal
@@ -163,10 +188,13 @@ class Access:
     async def still(self, principal: Principal, permission: str) -> bool:
         """For a stream that stays open: may its principal still do `permission`, with
         the grants they hold now? False once their token is revoked or they are removed."""
-        if principal.token_id is None:
+        if principal.builtin:
             return True
         tokens = await self._loaded()
-        if not any(token_id == principal.token_id for token_id, *_ in tokens.values()):
+        if principal.token_id is None:
+            if self._accounts.get(principal.os_user) != principal.name:
+                return False  # removed, or no longer that account
+        elif not any(token_id == principal.token_id for token_id, *_ in tokens.values()):
             return False
         return replace(principal, grants=self._grants.get(principal.name, ())).permits(
             permission)
@@ -206,6 +234,14 @@ class Access:
         used, self._used = self._used, {}
         with contextlib.suppress(Exception):  # a busy store only delays "last used"
             await asyncio.to_thread(directory.touch_tokens, self.store, used)
+
+
+@functools.lru_cache(maxsize=1024)
+def _account_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)  # an account with no name (a container's uid, say)
 
 
 def _account() -> str:

@@ -4,7 +4,9 @@ row here: it is always admin, so a fresh install needs no set-up."""
 from __future__ import annotations
 
 import hashlib
+import pwd
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -42,15 +44,53 @@ def _role(role: str) -> str:
     return role
 
 
-def add_person(store: Store, name: str, server_account: str, actor: str) -> None:
+def os_account(account: str, server_account: str) -> str:
+    """An account of the server's host that a person may be, or a refusal that says why."""
+    account = account.strip()
+    try:
+        pwd.getpwnam(account)
+    except (KeyError, UnicodeEncodeError, ValueError):
+        raise InvalidInput(f"There is no account {account!r} on the server's host.") from None
+    if account == server_account:
+        raise Conflict(f"{account!r} is the server's own account, which is always admin.")
+    return account
+
+
+def _taken(session: Session, account: str, name: str) -> None:
+    holder = session.exec(select(Person.name).where(Person.os_user == account,
+                                                    Person.name != name)).first()
+    if holder is not None:
+        raise Conflict(f"The account {account!r} is already {holder}'s.")
+
+
+def add_person(store: Store, name: str, server_account: str, actor: str,
+               os_user: str | None = None) -> None:
     name = validation.name(name, "Name", spaces=False, limit=64)
     if name == server_account:
         raise Conflict(f"{name!r} is the server's own account, which is always admin.")
+    account = os_account(os_user, server_account) if os_user is not None else None
     with store.write() as session:
         if session.exec(select(Person).where(Person.name == name)).first():
             raise Conflict(f"A person named {name!r} already exists.")
-        session.add(Person(name=name))
-        audit(session, actor, "person.add", name)
+        if account is not None:
+            _taken(session, account, name)
+        session.add(Person(name=name, os_user=account))
+        audit(session, actor, "person.add", name,
+              f"OS account {account}" if account else "")
+
+
+def set_os_user(store: Store, name: str, os_user: str | None, actor: str,
+                server_account: str) -> None:
+    """Map a person to an account of the server's host (None: to none)."""
+    account = os_account(os_user, server_account) if os_user is not None else None
+    with store.write() as session:
+        person = _person(session, name, server_account)
+        if account is not None:
+            _taken(session, account, name)
+        person.os_user = account
+        session.add(person)
+        audit(session, actor, "person.account", name,
+              f"OS account {account}" if account else "no OS account")
 
 
 def remove_person(store: Store, name: str, actor: str, server_account: str) -> None:
@@ -131,10 +171,11 @@ def list_people(store: Store, server_account: str) -> list[dict[str, Any]]:
             .where((ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now))
             .group_by(ApiToken.person_id)).all())
         people = [{"name": p.name, "grants": grants_of(session, p.id), "builtin": False,
-                   "created_at": iso(p.created_at), "tokens": live.get(p.id, 0)}
+                   "os_user": p.os_user, "created_at": iso(p.created_at),
+                   "tokens": live.get(p.id, 0)}
                   for p in session.exec(select(Person).order_by(Person.name)).all()]
     account = {"name": server_account, "grants": [{"role": "admin", "environments": []}],
-               "builtin": True, "created_at": None, "tokens": 0}
+               "builtin": True, "os_user": server_account, "created_at": None, "tokens": 0}
     return [account, *people]
 
 
@@ -199,11 +240,19 @@ def _token_public(row: ApiToken, owner: str) -> dict[str, Any]:
             "last_used_at": iso(row.last_used_at)}
 
 
-def credentials(store: Store) -> tuple[dict[str, tuple[int, str, str, Any]],
-                                       dict[str, tuple[tuple[str, str], ...]]]:
-    """What the server checks requests against, read whole (it is small): each token's
-    digest with (token id, owner, label, expiry), and each person's grants."""
+@dataclass(frozen=True)
+class Credentials:
+    """What the server checks requests against, read whole (it is small)."""
+
+    tokens: dict[str, tuple[int, str, str, Any]]  # digest: (id, owner, label, expiry)
+    grants: dict[str, tuple[tuple[str, str], ...]]  # person: (role, environment)...
+    accounts: dict[str, str]  # OS account: person
+
+
+def credentials(store: Store) -> Credentials:
     with store.read() as session:
+        accounts = {account: name for name, account in session.exec(
+            select(Person.name, Person.os_user).where(Person.os_user.is_not(None))).all()}
         tokens = {t.digest: (t.id, owner, t.label, t.expires_at) for t, owner in session.exec(
             select(ApiToken, Person.name).join(Person, Person.id == ApiToken.person_id)).all()}
         grants: dict[str, list[tuple[str, str]]] = {}
@@ -211,7 +260,8 @@ def credentials(store: Store) -> tuple[dict[str, tuple[int, str, str, Any]],
                 select(Person.name, RoleGrant.role, RoleGrant.environment)
                 .join(RoleGrant, RoleGrant.person_id == Person.id)).all():
             grants.setdefault(owner, []).append((role, environment))
-    return tokens, {name: tuple(held) for name, held in grants.items()}
+    return Credentials(tokens, {name: tuple(held) for name, held in grants.items()},
+                       accounts)
 
 
 def touch_tokens(store: Store, used: dict[int, Any]) -> None:

@@ -43,6 +43,7 @@ class RunState:
     started: asyncio.Event = field(default_factory=asyncio.Event)  # set when one begins
     parked: bool = False  # the server stopped while the run waited: it waits on after
     sensitive: frozenset[str] = frozenset()  # the variables whose values are secrets
+    four_eyes: bool = False  # its environment's: manual steps need another person
 
     SAVED = ("position", "failed", "aborted_at", "aborted_by", "cancelled_by", "cancels",
              "halted")
@@ -91,10 +92,11 @@ class RunState:
 
 @dataclass
 class Waiting:
-    position: int
+    position: int  # 0: the run's start (four eyes on its environment)
     actions: set[str]
     prompt: str
     future: asyncio.Future[tuple[str, str, str]]
+    excluded: str = ""  # the person who may not approve (who launched the run), if any
 
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +114,7 @@ def run_public(run: Run, steps: list[RunStep], waiting: Waiting | None = None,
     return {**shown, "step_count": len(definition["steps"]),
         "id": run.id, "runbook": run.runbook, "environment": run.environment,
         "status": run.status, "reason": run.reason, "guided": run.guided,
-        "step_through": run.step_through, "actor": run.actor,
+        "step_through": run.step_through, "actor": run.actor, "person": run.person,
         "created_at": iso(run.created_at), "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at), "variables": json.loads(run.variables),
         "sensitive": [v["name"] for v in definition["variables"] if v["sensitive"]],
@@ -126,5 +128,5 @@ def run_public(run: Run, steps: list[RunStep], waiting: Waiting | None = None,
         ],
         "waiting": None if waiting is None else {
             "position": waiting.position, "actions": sorted(waiting.actions),
-            "prompt": waiting.prompt},
+            "prompt": waiting.prompt, "another_person": bool(waiting.excluded)},
     }

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend.errors import Conflict, InvalidInput
+from backend.errors import Conflict, Forbidden, InvalidInput
 from backend.events import EventBus
 from backend.fleet import audit
 from backend.fleet.validation import free_text
@@ -48,6 +48,7 @@ from backend.store.models import (
     SKIPPED,
     SUCCEEDED,
     WAITING,
+    Environment,
     Run,
     RunStep,
     utcnow,
@@ -129,7 +130,10 @@ class RunEngine(StepAttempts):
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
 
-    async def launch(self, request: LaunchRequest, actor: str) -> dict[str, Any]:
+    async def launch(self, request: LaunchRequest, actor: str, person: str = ""
+                     ) -> dict[str, Any]:
+        """Create a run and start it; `person` is who launched it (whom four eyes keep
+        from approving it)."""
         definition, environment, values, secrets, _pools = await asyncio.to_thread(
             prepare, self.store, request)
 
@@ -139,7 +143,7 @@ class RunEngine(StepAttempts):
                           definition=definition.model_dump_json(),
                           variables=json.dumps(values), secrets=self.vault.seal(secrets),
                           guided=request.guided, step_through=request.step_through,
-                          actor=actor)
+                          actor=actor, person=person)
                 session.add(run)
                 session.flush()
                 for position, step in enumerate(definition.steps, 1):
@@ -166,6 +170,9 @@ class RunEngine(StepAttempts):
             state.cancelled_by = state.cancelled_by or actor
             if state.cancels > 1:
                 state.halted = True
+            gate = self._waits.get(run_id)
+            if gate is not None and gate.position == 0 and not gate.future.done():
+                gate.future.set_result(("cancel", actor, ""))  # not started: nothing to clean
             state.started.clear()
             activity = state.activity
             if activity is not None:
@@ -180,13 +187,18 @@ class RunEngine(StepAttempts):
                 went_on.cancel()
         return await asyncio.to_thread(self.get, run_id)
 
-    async def decide(self, run_id: int, request: DecisionRequest, actor: str) -> dict[str, Any]:
+    async def decide(self, run_id: int, request: DecisionRequest, actor: str,
+                     person: str = "") -> dict[str, Any]:
+        """Answer what the run waits for, as `actor` (the person `person`)."""
         waiting = self._waits.get(run_id)
         if waiting is None:
             raise Conflict(f"Run {run_id} is not waiting for a decision.")
         if request.action not in waiting.actions:
             raise InvalidInput(f"Run {run_id} is waiting for "
                                f"{' or '.join(sorted(waiting.actions))}, not {request.action!r}.")
+        if request.action == "approve" and waiting.excluded and person == waiting.excluded:
+            raise Forbidden(f"{person} launched run {run_id}: another person must approve "
+                            f"{'its start' if waiting.position == 0 else 'this step'}.")
         note = free_text(request.note, 1000, one_line=True)
         await asyncio.to_thread(self._record, run_id, waiting.position, request.action, actor,
                                 note)
@@ -216,7 +228,7 @@ class RunEngine(StepAttempts):
     # -------------------------------------------------------- execution
 
     async def _wait_for(self, run_id: int, position: int, actions: set[str], prompt: str,
-                        runlog: RunLog, state: RunState, kind: str,
+                        runlog: RunLog, state: RunState, kind: str, excluded: str = "",
                         **where: Any) -> tuple[str, str, str]:
         """Wait for an operator's decision; the log says what was asked and what was
         decided, by whom.
@@ -225,7 +237,7 @@ class RunEngine(StepAttempts):
         (`kind` and `where` say how to come back to this question), so that a server
         stopped meanwhile asks it again once started."""
         future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
-        self._waits[run_id] = Waiting(position, actions, prompt, future)
+        self._waits[run_id] = Waiting(position, actions, prompt, future, excluded)
         resume = {"kind": kind, "position": position, "state": state.saved(), **where}
         await self._set_run(run_id, status=WAITING, reason=prompt, waiting=json.dumps(resume))
         runlog.note(position, "", f"waiting for an operator: {prompt}")
@@ -244,15 +256,18 @@ class RunEngine(StepAttempts):
                 await asyncio.shield(self._set_run(run_id, status=RUNNING, reason="",
                                                    waiting=""))
 
-    def _load(self, run_id: int) -> tuple[Run, dict[str, str], int]:
+    def _load(self, run_id: int) -> tuple[Run, bool, dict[str, str], int]:
+        """The run, whether its environment wants four eyes, its secrets, its last line."""
         with self.store.read() as session:
             run = session.get(Run, run_id)
-        return run, self.vault.open(run.secrets), last_seq(self.store, run_id)
+            four_eyes = bool(session.exec(select(Environment.four_eyes).where(
+                Environment.name == run.environment)).first())
+        return run, four_eyes, self.vault.open(run.secrets), last_seq(self.store, run_id)
 
     async def _execute(self, run_id: int, resume: dict[str, Any] | None = None) -> None:
         """Run a run's steps from the first; or, with `resume` (what a run waited for when
         the server stopped), from that question on."""
-        run, secrets, seen = await asyncio.to_thread(self._load, run_id)
+        run, four_eyes, secrets, seen = await asyncio.to_thread(self._load, run_id)
         definition = RunbookDef.model_validate_json(run.definition)
         variables = json.loads(run.variables) | secrets
         runlog = RunLog(self.store, self.hub, run_id, secrets=list(secrets.values()),
@@ -260,20 +275,28 @@ class RunEngine(StepAttempts):
         runlog.start()
         state = self._states.setdefault(run_id, RunState())
         state.sensitive = frozenset(secrets)
+        state.four_eyes = four_eyes
         final, reason = SUCCEEDED, ""
         try:
             first = 1
-            if resume is None:
+            if resume is not None:
+                first = max(resume["position"], 1)
+                runlog.note(resume["position"], "", "the server started again: the run "
+                                                    "waits on")
+            if resume is None or resume["kind"] == "launch":
+                if four_eyes:
+                    refused = await self._approved_start(run_id, run, runlog, state)
+                    if refused is not None:
+                        raise _Refused(refused)
                 await self._set_run(run_id, status=RUNNING, started_at=utcnow())
-            else:
-                first = resume["position"]
-                runlog.note(first, "", "the server started again: the run waits on")
             for position, step in enumerate(definition.steps, 1):
                 if position >= first:
                     await self._one_step(run_id, run, definition, position, step, variables,
                                          runlog, state,
                                          resume if position == first else None)
             final, reason = state.outcome()
+        except _Refused as refusal:
+            final, reason = CANCELLED, str(refusal)
         except asyncio.CancelledError:
             # Only a stopping server cancels the run itself (a cancel stops its activity).
             if state.parked:
@@ -291,6 +314,19 @@ class RunEngine(StepAttempts):
             final, reason = FAILED, free_text(f"internal error: {exc}", 500, one_line=True)
         self._states.pop(run_id, None)
         await asyncio.shield(self._finish(run_id, runlog, final, reason))
+
+    async def _approved_start(self, run_id: int, run: Run, runlog: RunLog,
+                              state: RunState) -> str | None:
+        """Four eyes on the run's environment: wait until another person allows the
+        start. None once approved; why not, once refused."""
+        action, actor, note = await self._wait_for(
+            run_id, 0, MANUAL_ACTIONS, f"needs approval by another person to start on "
+            f"{run.environment} (four eyes)", runlog, state, "launch", excluded=run.person)
+        if action == "approve":
+            return None
+        if action == "cancel":
+            return f"cancelled by {actor}"
+        return f"refused by {actor}" + (f": {note}" if note else "")
 
     async def _one_step(self, run_id: int, run: Run, definition: RunbookDef, position: int,
                         step: Step, variables: dict[str, str], runlog: RunLog,
@@ -379,9 +415,11 @@ class RunEngine(StepAttempts):
         if step.manual is not None:
             await self._set_step(run_id, position, status=WAITING, started_at=utcnow(),
                                  reason=step.manual)
+            another = step.approval == "another person" or state.four_eyes
             action, actor, note = await self._wait_for(
-                run_id, position, MANUAL_ACTIONS, f"manual step {position}: {step.manual}",
-                runlog, state, "manual")
+                run_id, position, MANUAL_ACTIONS, f"manual step {position}: {step.manual}"
+                + (" (needs approval by another person)" if another else ""),
+                runlog, state, "manual", excluded=run.person if another else "")
             status = SUCCEEDED if action == "approve" else FAILED
             said = f"{action}d by {actor}" if action == "approve" else f"aborted by {actor}"
             await self._set_step(run_id, position, status=status, finished_at=utcnow(),
@@ -433,3 +471,7 @@ class RunEngine(StepAttempts):
                 return SKIPPED
             state.aborted_by = state.aborted_by or actor
             return "abort"
+
+
+class _Refused(Exception):
+    """A run whose start was refused (four eyes): it ends cancelled, with who and why."""

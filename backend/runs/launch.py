@@ -26,14 +26,37 @@ def environments(store: Store) -> list[str]:
         return list(session.exec(select(Environment.name).order_by(Environment.name)).all())
 
 
-def add_environment(store: Store, name: str, actor: str) -> dict[str, Any]:
+def environment_rows(store: Store) -> list[dict[str, Any]]:
+    """Every environment with what it asks of a launch."""
+    with store.read() as session:
+        return [{"name": env.name, "four_eyes": env.four_eyes} for env in session.exec(
+            select(Environment).order_by(Environment.name)).all()]
+
+
+def add_environment(store: Store, name: str, actor: str, four_eyes: bool = False
+                    ) -> dict[str, Any]:
     name = validation.environment_name(name)
     with store.write() as session:
         if session.exec(select(Environment).where(Environment.name == name)).first():
             raise Conflict(f"An environment named {name!r} already exists.")
-        session.add(Environment(name=name))
-        audit(session, actor, "environment.add", name)
-    return {"name": name}
+        session.add(Environment(name=name, four_eyes=four_eyes))
+        audit(session, actor, "environment.add", name, "four eyes" if four_eyes else "")
+    return {"name": name, "four_eyes": four_eyes}
+
+
+def set_four_eyes(store: Store, name: str, four_eyes: bool, actor: str) -> dict[str, Any]:
+    """Whether every launch and manual step in `name` needs another person's approval
+    (runs already waiting keep the question they were asked)."""
+    with store.write() as session:
+        env = session.exec(select(Environment).where(Environment.name == name)).first()
+        if env is None:
+            raise NotFound(f"No environment is named {name!r}.")
+        if env.four_eyes != four_eyes:
+            env.four_eyes = four_eyes
+            session.add(env)
+            audit(session, actor, "environment.set", name,
+                  "four eyes" if four_eyes else "no four eyes")
+    return {"name": name, "four_eyes": four_eyes}
 
 
 def resolve_pool(definition: RunbookDef, step: Step, environment: str) -> str:

@@ -25,6 +25,7 @@ from backend.fleet import iso
 from backend.store.db import Store, write_retrying
 from backend.store.models import (
     HEALTHY,
+    UNKNOWN,
     Lease,
     Pool,
     PoolMember,
@@ -328,6 +329,11 @@ def _free(members: list[Worker], leased: Counter[int], pool: str,
         members = wanted
     able = [w for w in members if unable_because(w) is None]
     if not able and can_grow():
+        return []
+    if not able and any(w.enabled and not w.draining and w.check_status == UNKNOWN
+                        for w in members):
+        # A member not checked yet (the server has just started, or it was just added)
+        # is checked within seconds: the step waits for it rather than failing.
         return []
     if not able:
         draining = sum(1 for w in members if w.draining)

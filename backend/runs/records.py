@@ -94,8 +94,9 @@ class RunRecords:
         with self.store.write() as session:
             session.add(Decision(run_id=run_id, position=position, action=action, actor=actor,
                                  note=note))
+            where = "its start" if position == 0 else f"step {position}" if position else ""
             audit(session, actor, f"run.{action}", f"run {run_id}",
-                  (f"step {position}" if position else "") + (f": {note}" if note else ""))
+                  where + (f": {note}" if note else ""))
 
     # -------------------------------------------------------- stored changes
 

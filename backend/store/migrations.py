@@ -292,6 +292,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
          "CREATE INDEX ix_api_token_person_id ON api_token (person_id)",
          "CREATE INDEX ix_api_token_digest ON api_token (digest)"],
     ),
+    (
+        "the OS account a person is on the server's host",
+        ["ALTER TABLE person ADD COLUMN os_user VARCHAR",
+         "CREATE UNIQUE INDEX ix_person_os_user ON person (os_user)"],
+    ),
+    (
+        "four eyes: environments that need another person's approval, and who launched",
+        ["ALTER TABLE environment ADD COLUMN four_eyes BOOLEAN NOT NULL DEFAULT 0",
+         "ALTER TABLE run ADD COLUMN person VARCHAR NOT NULL DEFAULT ''"],
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

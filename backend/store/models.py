@@ -165,6 +165,8 @@ class Environment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # Every launch and manual step here needs another person's approval.
+    four_eyes: bool = False
 
 
 class Runbook(SQLModel, table=True):
@@ -193,6 +195,7 @@ class Run(SQLModel, table=True):
     guided: bool = False
     step_through: bool = False
     actor: str = ""
+    person: str = ""  # who launched it (the actor's person), whom four eyes exclude
     created_at: datetime = Field(default_factory=utcnow, index=True)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -302,6 +305,9 @@ class Person(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # Their account on the server's host: over the Unix socket the kernel says who
+    # connects (SO_PEERCRED), and this says which person that is.
+    os_user: str | None = Field(default=None, unique=True)
 
 
 class RoleGrant(SQLModel, table=True):

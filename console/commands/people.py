@@ -31,14 +31,39 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("name")
+@click.option("--os-user", metavar="ACCOUNT", help="Their account on the server's host: "
+              "over a socket opened to their group (`server --socket-group`) they need no "
+              "token.")
 @pass_ctx
-def user_add(ctx: Context, name: str) -> None:
+def user_add(ctx: Context, name: str, os_user: str | None) -> None:
     """Add a person (with no role until one is granted)."""
     with ctx.client() as client:
-        added: Person = view(client.post("/api/people", {"name": name}))
-    output.say(f"Added {added.name}. Grant a role with `workdeck user grant {added.name} "
-               "viewer|operator|approver|admin`, and make them a token with `workdeck token "
-               f"create --user {added.name}`.")
+        added: Person = view(client.post("/api/people", {"name": name, "os_user": os_user}))
+    account = f" (the account {added.os_user} on the server's host)" if added.os_user else ""
+    output.say(f"Added {added.name}{account}. Grant a role with `workdeck user grant "
+               f"{added.name} viewer|operator|approver|admin`"
+               + ("." if added.os_user else ", and make them a token with `workdeck token "
+                  f"create --user {added.name}`."))
+
+
+@user.command("set")
+@click.argument("name")
+@click.option("--os-user", metavar="ACCOUNT", help="Their account on the server's host.")
+@click.option("--no-os-user", is_flag=True, help="No account: over the socket they are "
+              "refused (tokens still work).")
+@pass_ctx
+def user_set(ctx: Context, name: str, os_user: str | None, no_os_user: bool) -> None:
+    """Change a person: the account they are on the server's host."""
+    from console.commands.base import fail
+
+    if (os_user is None) == (not no_os_user):
+        fail("Give --os-user ACCOUNT or --no-os-user.")
+    with ctx.client() as client:
+        person: Person = view(client.patch(f"/api/people/{segment(name)}",
+                                           {"os_user": os_user}))
+    output.say(f"{person.name} is " + (f"the account {person.os_user} on the server's host."
+                                       if person.os_user else "no account on the server's "
+                                       "host."))
 
 
 @user.command("list")
@@ -51,9 +76,10 @@ def user_list(ctx: Context, as_json: bool) -> None:
     if as_json:
         output.print_json(people)
         return
-    output.table(["NAME", "ROLES", "TOKENS", "ADDED"], [
-        [p.name + (" (the server's account)" if p.builtin else ""), _grants(p), p.tokens,
-         display.ago(p.created_at) if p.created_at else "-"] for p in people])
+    output.table(["NAME", "ACCOUNT", "ROLES", "TOKENS", "ADDED"], [
+        [p.name + (" (the server's account)" if p.builtin else ""), p.os_user or "-",
+         _grants(p), p.tokens, display.ago(p.created_at) if p.created_at else "-"]
+        for p in people])
 
 
 @user.command("show")
@@ -69,7 +95,9 @@ def user_show(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         output.print_json(person)
         return
-    output.say(f"{person.name}: {_grants(person)}")
+    output.say(f"{person.name}: {_grants(person)}"
+               + (f"; the account {person.os_user} on the server's host" if person.os_user
+                  else ""))
     if tokens:
         output.table(["TOKEN", "LABEL", "CREATED", "EXPIRES", "LAST USED"], [
             [t.id, t.label, display.ago(t.created_at), t.expires_at or "never",
@@ -170,7 +198,8 @@ def whoami(ctx: Context) -> None:
     """Who the server takes you for, and what you may do."""
     with ctx.client() as client:
         me: Whoami = view(client.get("/api/whoami"))
-    output.say(f"{me.name} ({me.via}): {_grants(me)}")
+    how = f"socket, account {me.os_user}" if me.via == "socket" and me.os_user else me.via
+    output.say(f"{me.name} ({how}): {_grants(me)}")
     output.say("may: " + (", ".join(me.permissions) or "nothing yet"))
 
 

@@ -17,7 +17,7 @@ from wire.paths import segment
 
 if TYPE_CHECKING:
     from wire.runbook import RunbookDef, RunbookSummary
-    from wire.runs import Run, RunSummary
+    from wire.runs import Environment, Run, RunSummary
 
 EXIT_BY_STATUS = {"succeeded": 0, "failed": 1, "cancelled": 3, "interrupted": 3}
 
@@ -27,14 +27,34 @@ def env() -> None:
     """Environments that runs target (Development, Test, Production...)."""
 
 
+FOUR_EYES = "every launch and manual step needs another person's approval"
+
+
 @env.command("add")
 @click.argument("name")
+@click.option("--four-eyes", is_flag=True, help=f"There, {FOUR_EYES}.")
 @pass_ctx
-def env_add(ctx: Context, name: str) -> None:
+def env_add(ctx: Context, name: str, four_eyes: bool) -> None:
     """Add an environment."""
     with ctx.client() as client:
-        client.post("/api/environments", {"name": name})
-    output.say(f"Added environment {name}.")
+        client.post("/api/environments", {"name": name, "four_eyes": four_eyes})
+    output.say(f"Added environment {name}" + (f": {FOUR_EYES}." if four_eyes else "."))
+
+
+@env.command("set")
+@click.argument("name")
+@click.option("--four-eyes/--no-four-eyes", default=None, help=f"Whether {FOUR_EYES} there.")
+@pass_ctx
+def env_set(ctx: Context, name: str, four_eyes: bool | None) -> None:
+    """Change an environment: four eyes on or off (runs already waiting keep the question
+    they were asked)."""
+    if four_eyes is None:
+        fail("Give --four-eyes or --no-four-eyes.")
+    with ctx.client() as client:
+        changed: Environment = view(client.patch(f"/api/environments/{segment(name)}",
+                                                 {"four_eyes": four_eyes}))
+    output.say(f"{changed.name}: " + (FOUR_EYES if changed.four_eyes
+                                      else "anyone allowed may approve") + ".")
 
 
 @env.command("list")
@@ -43,12 +63,12 @@ def env_add(ctx: Context, name: str) -> None:
 def env_list(ctx: Context, as_json: bool) -> None:
     """List the environments."""
     with ctx.client() as client:
-        names = client.get("/api/environments")
+        envs: list[Environment] = view(client.get("/api/environments"))
     if as_json:
-        output.print_json(names)
+        output.print_json(envs)
     else:
-        for name in names:
-            output.say(name)
+        for env_ in envs:
+            output.say(env_.name + ("  (four eyes)" if env_.four_eyes else ""))
 
 
 @click.group()
@@ -305,7 +325,8 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
         output.print_json(item)
         return
     output.say(f"run {item.id}: {item.runbook} on {item.environment}, "
-               f"{item.status}" + (f" ({item.reason})" if item.reason else ""))
+               f"{item.status}" + (f" ({item.reason})" if item.reason else "")
+               + (f"; launched by {item.actor}" if item.actor else ""))
     output.table(["#", "STEP", "WORKER", "STATUS", "ATTEMPT", "REASON"],
                  [[s.position, s.name, s.worker, s.status, s.attempt,
                    s.reason or s.worker_reason]
@@ -313,12 +334,15 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
     if item.decisions:
         output.say("\ndecisions:")
         output.table(["AT", "BY", "DECIDED", "STEP", "NOTE"],
-                     [[display.ago(d.at), d.actor, d.action, d.position or "", d.note]
+                     [[display.started(d.at), d.actor, d.action,
+                       "start" if d.position == 0 else d.position or "", d.note]
                       for d in item.decisions])
     if item.waiting:
         actions = ", ".join(item.waiting.actions)
         output.say(f"\nwaiting: {item.waiting.prompt}\n  {ctx.command} runs decide "
-                   f"{item.id} ACTION   (ACTION: {actions})")
+                   f"{item.id} ACTION [--note TEXT]   (ACTION: {actions})"
+                   + (f"\n  (not by {item.person}, who launched it)"
+                      if item.waiting.another_person and item.person else ""))
 
 
 @runs.command("log")

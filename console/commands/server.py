@@ -24,14 +24,17 @@ if TYPE_CHECKING:
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
 @click.option("--plain-http", is_flag=True, help="Serve HTTP without TLS: on a loopback "
               "address only (tokens would cross the network in the clear).")
+@click.option("--socket-group", metavar="GROUP", help="Open the Unix socket to this OS "
+              "group's members too: each is the person mapped to their account (`user add "
+              "--os-user`), known by the kernel, with no token.")
 @click.option("--demo-fleet", is_flag=True, hidden=True)
 @click.option("--exit-with", type=int, hidden=True, metavar="PID",
               help="Stop when this process (the demo's console) is gone.")
 @pass_ctx
 @click.pass_context
 def server(click_ctx: click.Context, ctx: Context, listen: str | None, tls_cert: str | None,
-           tls_key: str | None, plain_http: bool, demo_fleet: bool,
-           exit_with: int | None) -> None:
+           tls_key: str | None, plain_http: bool, socket_group: str | None,
+           demo_fleet: bool, exit_with: int | None) -> None:
     """Run the backend server in the foreground (or: status, stop)."""
     if click_ctx.invoked_subcommand is not None:
         return
@@ -50,7 +53,7 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, tls_cert:
 
     try:
         serve(ctx.target.data_dir, listen, prepare=prepare, tls_cert=tls_cert,
-              tls_key=tls_key, plain_http=plain_http)
+              tls_key=tls_key, plain_http=plain_http, socket_group=socket_group)
     except ServerError as exc:
         fail(str(exc))
     finally:
@@ -81,6 +84,9 @@ def server_status(ctx: Context, as_json: bool) -> None:
     output.say(f"Workdeck server {status.version} running, pid {status.pid}, "
                f"up {status.uptime_s:.0f}s, listening on {status.listen}, "
                f"{status.connections} SSH connections, {status.subscribers} consoles.")
+    if status.socket_group:
+        output.say(f"The socket is open to the group {status.socket_group}: its members are "
+                   "the people mapped to their accounts (`workdeck user add --os-user`).")
     if status.tls_fingerprint:
         output.say(f"TLS certificate {status.tls_fingerprint} (clients pin it with "
                    "`workdeck login`).")

@@ -138,7 +138,8 @@ class RunScreen(RunLogReader):
                 if index:
                     headline.append(" · ", style="bright_black")
                 headline.append(decision.action, style="bold")
-                where = f" step {decision.position}" if decision.position else ""
+                where = (" the start" if decision.position == 0 else
+                         f" step {decision.position}" if decision.position else "")
                 headline.append(f"{where} by {plain(decision.actor, 60)} "
                                 f"{ago(decision.at)}", style="bright_black")
                 if decision.note:
@@ -220,9 +221,10 @@ class RunScreen(RunLogReader):
                 if note is not None:
                     self._send_decision("approve", note)
 
+            what = ("the start" if waiting and waiting.position == 0 else
+                    f"step {waiting.position if waiting else '?'}")
             self.app.push_screen(NoteDialog(
-                f"Approve step {waiting.position if waiting else '?'} of run {self.run_id}"
-                f"{where}?",
+                f"Approve {what} of run {self.run_id}{where}?",
                 "A note for the record (optional); enter approves"), approved)
             return
         if action == "abort":
