@@ -21,7 +21,7 @@ EXCLUDED = ("/api/events", "/api/runs/{run_id}/log", "/api/server/stop",
             "/api/pools/{name}/provisioner")
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
-BUDGET_S = int(os.environ.get("WORKDECK_FUZZ_S", "90"))
+BUDGET_S = int(os.environ.get("WORKDECK_FUZZ_S", "50"))
 
 
 def free_port() -> int:
