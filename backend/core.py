@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -96,6 +97,7 @@ class Backend:
         self.token: str | None = None  # the data directory's api-token, over TCP
         self.tls_fingerprint: str | None = None  # of the certificate served over TCP
         self.socket_group: str | None = None  # whose members may use the socket too
+        self.host = socket.gethostname()
         self._advice_wake = asyncio.Event()
         # The advisor's last count, for snapshots (None until it has counted once).
         self.advice_counts: dict[str, int] | None = None
@@ -150,6 +152,9 @@ class Backend:
             found = runbooks.list_all(self.store)
         elif kind == "environment":
             found = launch.environment_rows(self.store)
+        elif kind == "people":
+            # Only that they changed: each console asks for what it may see of them.
+            return {"people": {}}
         else:
             return None
         by_name = {item["name"]: item for item in found}
@@ -176,6 +181,7 @@ class Backend:
             "disk_free_bytes": self.disk_free_bytes,
             "tls_fingerprint": self.tls_fingerprint,
             "socket_group": self.socket_group,
+            "host": self.host,
         }
 
     def measure_data_dir(self) -> None:

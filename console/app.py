@@ -47,10 +47,10 @@ class WorkdeckApp(App[None]):
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # In the Run view `a` approves: it must never also mean "open the Advisor" (a
-        # stray approval, or a view switched away from the run when none waits).
-        in_run_view = getattr(self.screen, "VIEW_NAME", "") == "Run"
-        return not (in_run_view and action == "view" and parameters == ("advisor",))
+        # In the Run and Approvals views `a` approves: it must never also mean "open the
+        # Advisor" (a stray approval, or a view switched away when nothing waits).
+        approving = getattr(self.screen, "VIEW_NAME", "") in ("Run", "Approvals")
+        return not (approving and action == "view" and parameters == ("advisor",))
 
     connected: reactive[bool] = reactive(False)
     connection_note: reactive[str] = reactive("connecting…")
@@ -95,6 +95,7 @@ class WorkdeckApp(App[None]):
             try:
                 async for event, data in self.api.events():
                     if event == "snapshot":
+                        you = self.fleet.you
                         self.fleet.load(data)
                         if not self.fleet_loaded:
                             self.call_after_refresh(_freeze_startup_objects)
@@ -103,8 +104,13 @@ class WorkdeckApp(App[None]):
                         self.connection_note = ""
                         delay, failures = 0.5, 0
                         self.broadcast(None)
+                        if self.fleet.you != you:
+                            self._you_changed()
                     elif event == "changes":
+                        people = self.fleet.people_version
                         self._changed_later(self.fleet.apply(data))
+                        if self.fleet.people_version != people:
+                            self.ask_who_i_am()
                 raise ServerUnavailable("the server closed the event stream")
             except ApiError as exc:
                 self.connected = False
@@ -119,6 +125,19 @@ class WorkdeckApp(App[None]):
                         self.connection_note = f"cannot restart the server: {start_error}"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
+
+    @work(exclusive=True, group="you", exit_on_error=False)
+    async def ask_who_i_am(self) -> None:
+        """People or grants changed: who this console is for, and what they may do now."""
+        with contextlib.suppress(ApiError):
+            self.fleet.you = view(await self.api.get("/api/whoami"))
+            self._you_changed()
+
+    def _you_changed(self) -> None:
+        # The keys on offer follow what the person may do; the top bar says who they are.
+        for screen in self._fleet_screens():
+            screen.refresh_bindings()
+            screen.connection_changed()
 
     def broadcast(self, changed: set[str] | None) -> None:
         """Tell the view on screen what changed (None: everything).
@@ -290,8 +309,9 @@ class WorkdeckApp(App[None]):
                 f"key {self.get_key_display(Binding(key, ''))}",
                 lambda action=binding.action, on=screen: self.call_later(on.run_action,
                                                                          action))
-        yield SystemCommand("Check every worker now", "Run a health check on the whole fleet",
-                            lambda: self.check_workers(None))
+        if self.fleet.may("check"):
+            yield SystemCommand("Check every worker now", "Run a health check on the whole "
+                                "fleet", lambda: self.check_workers(None))
         yield SystemCommand("Help", "Keys of this view", self.action_help)
         yield SystemCommand("Quit", "Close the console (the server keeps running)", self.exit)
 

@@ -16,6 +16,7 @@ from wire.text import clean_line
 
 if TYPE_CHECKING:  # read as these models, never imported at run time (console/typed.py)
     from wire.events import AdviceCounts, Change, Snapshot, Usage
+    from wire.people import Whoami
     from wire.pools import HistoryPoint, Pool
     from wire.runbook import RunbookSummary
     from wire.runs import RunSummary
@@ -49,6 +50,8 @@ class Fleet:
     runbooks: dict[str, RunbookSummary] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
     four_eyes: set[str] = field(default_factory=set)  # environments that need it
+    you: Whoami | None = None  # who the server takes this console for (None: not known)
+    people_version: int = 0  # goes up whenever people, grants or tokens changed
     # Per pool, [unix time, leased, capacity, queued] over the last HISTORY_S, oldest first.
     usage_history: dict[str, deque[HistoryPoint]] = field(default_factory=dict)
     advice: AdviceCounts | None = None  # None until the advisor has counted once
@@ -75,6 +78,7 @@ class Fleet:
         self.runbooks = {b.name: b for b in snapshot.runbooks}
         self.environments = list(snapshot.environments)
         self.four_eyes = set(snapshot.four_eyes)
+        self.you = snapshot.you
 
     def apply(self, data: list[dict[str, Any]]) -> set[str]:
         """Apply a batch of changes; return the names of the objects touched."""
@@ -108,6 +112,8 @@ class Fleet:
                 self.runbooks.pop(key, None)
             elif change.type == "server":
                 self.server = change.data
+            elif change.type == "people":
+                self.people_version += 1
             elif change.type == "environment":
                 if key not in self.environments:
                     self.environments = sorted([*self.environments, key])
@@ -123,6 +129,31 @@ class Fleet:
         # Keep one point from before the window: it says what the window started at.
         while len(points) > 1 and points[1][0] < figure.at - HISTORY_S:
             points.popleft()
+
+    def may(self, permission: str, environment: str | None = None) -> bool:
+        """Whether the server would let this console's person do it (there, for what
+        acts on a run); True until it is known, since the server decides anyway."""
+        if self.you is None:
+            return True
+        from wire.roles import permits
+
+        return permits(((g.role, where) for g in self.you.grants
+                        for where in g.environments or [""]), permission, environment)
+
+    def may_approve(self, run: RunSummary) -> bool:
+        """A run waits for an approval this person may give: allowed on its environment,
+        and not the one who launched it where another person must approve."""
+        waiting = run.waiting
+        if waiting is None or "approve" not in waiting.actions:
+            return False
+        if waiting.another_person and self.you is not None and run.person == self.you.name:
+            return False
+        return self.may("approve", run.environment)
+
+    def awaiting_approval(self) -> list[RunSummary]:
+        """The runs waiting for an approval this person may give, oldest first."""
+        return sorted((r for r in self.runs.values() if self.may_approve(r)),
+                      key=lambda r: r.id)
 
     def counts(self) -> Counter[str]:
         """Workers by status (counted again only after a worker changed)."""

@@ -20,7 +20,7 @@ from textual.screen import Screen
 class View:
     mode: str  # the app's mode, and the `:` command's full word
     title: str
-    key: str  # the key that opens it from anywhere
+    key: str | None  # the key that opens it from anywhere (None: `:` and the palette)
     about: str  # what it shows, in the palette
     words: tuple[str, ...]  # more `:` commands that open it
     screen: str  # "module:Class"
@@ -43,6 +43,10 @@ VIEWS = (
          "console.screens.runs:RunsScreen"),
     View("advisor", "Advisor", "a", "What goes against the worker recommendations",
          ("a", "advice"), "console.screens.advisor:AdvisorScreen"),
+    View("approvals", "Approvals", None, "Runs waiting for your approval",
+         ("approve", "approval"), "console.screens.approvals:ApprovalsScreen"),
+    View("people", "People", None, "People, their roles and their tokens",
+         ("users", "user"), "console.screens.people:PeopleScreen"),
 )
 FIRST = VIEWS[0].mode
 
@@ -55,7 +59,7 @@ def by_word() -> dict[str, str]:
 def bindings() -> list[Binding]:
     """The keys that open each view from anywhere (listed in `?` help, not the footer)."""
     return [Binding(v.key, f"view({v.mode!r})", v.title, show=False, id=v.mode)
-            for v in VIEWS]
+            for v in VIEWS if v.key]
 
 
 def modes() -> dict[str, str | Callable[[], Screen[Any]]]:

@@ -87,7 +87,51 @@ for _pool in POOLS:
 SERVER = {"version": "0.1.0", "pid": 4242, "data_dir": "/srv/workdeck",
           "listen": "/srv/workdeck/server.sock", "started_at": 1_700_000_000.0,
           "uptime_s": 86_400.0, "connections": 6, "subscribers": 1, "store_fault": None,
-          "data_dir_bytes": 48_000_000, "disk_free_bytes": 80_000_000_000}
+          "data_dir_bytes": 48_000_000, "disk_free_bytes": 80_000_000_000, "host": "ops-1"}
+# Who the console is for: an operator on two environments who approves everywhere.
+YOU = {"name": "alice", "via": "socket", "os_user": "alice",
+       "grants": [{"role": "approver", "environments": []},
+                  {"role": "operator", "environments": ["Development", "Test"]}],
+       "permissions": ["view", "launch", "decide", "cancel", "check", "drain", "approve"]}
+
+
+def _waiting_run(run_id: int, runbook: str, environment: str, person: str, position: int,
+                 prompt: str) -> dict[str, Any]:
+    return {"id": run_id, "runbook": runbook, "environment": environment,
+            "status": "waiting", "reason": prompt, "guided": False, "step_through": False,
+            "actor": f"{person} (socket, account {person})", "person": person,
+            # A fixed time and no start: the Dashboard shows when runs started and how long
+            # they ran, which would move with the clock.
+            "created_at": "2026-01-15T09:00:00+00:00", "started_at": None, "finished_at": None,
+            "variables": {}, "sensitive": [], "step_count": 3,
+            "waiting": {"position": position, "actions": ["abort", "approve"],
+                        "prompt": prompt, "another_person": True}}
+
+
+RUNS = [
+    _waiting_run(51, "Restart web tier", "Production", "bob", 0,
+                 "needs approval by another person to start on Production (four eyes)"),
+    _waiting_run(52, "Rotate certificates", "Production", "carol", 2,
+                 "manual step 2: Check the new certificate is served, then approve. (needs "
+                 "approval by another person)"),
+    # alice's own: another person must approve it, so it is not hers to.
+    _waiting_run(53, "Migrate database", "Production", "alice", 0,
+                 "needs approval by another person to start on Production (four eyes)"),
+]
+PEOPLE = [
+    {"name": "workdeck", "grants": [{"role": "admin", "environments": []}], "builtin": True,
+     "os_user": "workdeck", "created_at": None, "tokens": 0},
+    {"name": "alice", "grants": YOU["grants"], "builtin": False, "os_user": "alice",
+     "created_at": TWO_DAYS_AGO, "tokens": 1},
+    {"name": "bob", "grants": [{"role": "operator", "environments": []}], "builtin": False,
+     "os_user": "bob", "created_at": TWO_DAYS_AGO, "tokens": 0},
+    {"name": "carol", "grants": [{"role": "admin", "environments": []}], "builtin": False,
+     "os_user": None, "created_at": TWO_DAYS_AGO, "tokens": 2},
+]
+TOKENS = [
+    {"id": 3, "person": "alice", "label": "laptop", "created_at": TWO_DAYS_AGO,
+     "expires_at": "2027-03-01T00:00:00+00:00", "last_used_at": TWO_DAYS_AGO},
+]
 
 
 def snapshot(usage_history: dict[str, list[list[float]]]) -> dict[str, Any]:
@@ -95,9 +139,10 @@ def snapshot(usage_history: dict[str, list[list[float]]]) -> dict[str, Any]:
     columns = list(WORKERS[0])
     return {"worker_columns": columns,
             "worker_rows": [[w[c] for c in columns] for w in WORKERS],
-            "pools": POOLS, "usage_history": usage_history, "runs": [],
+            "pools": POOLS, "usage_history": usage_history, "runs": RUNS,
             "advice": {"findings": 3, "critical": 1}, "runbooks": [],
-            "environments": ["Development", "Production", "Test"], "server": SERVER}
+            "environments": ["Development", "Production", "Test"],
+            "four_eyes": ["Production"], "server": SERVER, "you": YOU}
 
 HISTORY = [
     {"checked_at": f"2026-01-15T09:{i:02d}:00+00:00",
@@ -155,6 +200,10 @@ class FixedApi:
             return DB_DETAIL
         if path == "/api/runs/7":
             return LONG_RUN
+        if path == "/api/people":
+            return PEOPLE
+        if path == "/api/tokens":
+            return TOKENS
         return {}
 
     async def stream_events(self, path: str, params: dict[str, str] | None = None) -> Any:

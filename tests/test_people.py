@@ -21,7 +21,7 @@ from test_api_fuzz import free_port
 from waiting import eventually
 
 from console.client import Client, Target
-from wire.people import ROLES, SCOPED
+from wire.roles import ROLES, SCOPED
 
 ROOT = Path(__file__).resolve().parent.parent
 PEOPLE = {"vera": "viewer", "otto": "operator", "ada": "approver", "adam": "admin",

@@ -73,3 +73,14 @@ def test_run_view_of_a_long_log_paged_to_its_first_line(snap_compare):
         await _open_long_run(pilot, home=True)
 
     assert snap_compare(FixedFleetApp(), run_before=home, terminal_size=SIZE)
+
+
+def test_approvals_view(snap_compare):
+    # The runs alice may approve (not her own), and the top bar counting them.
+    assert snap_compare(FixedFleetApp(), press=["colon", *"approvals", "enter"],
+                        terminal_size=SIZE)
+
+
+def test_people_view(snap_compare):
+    assert snap_compare(FixedFleetApp(), press=["colon", *"people", "enter", "down"],
+                        terminal_size=SIZE)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from wire.base import Answer, renamed
+from wire.people import Whoami
 from wire.pools import HistoryPoint, Pool
 from wire.runbook import RunbookSummary
 from wire.runs import Environment, Run, RunSummary, Waiting
@@ -61,6 +62,8 @@ class Snapshot(Answer):
         "The environments where every launch and manual step needs another person's "
         "approval."))
     server: ServerStatus
+    you: Whoami | None = Field(None, description="Who the server takes the stream's reader "
+                                                 "for (as GET /api/whoami says).")
 
 
 class _Change(Answer):
@@ -109,6 +112,14 @@ class ServerChanged(_Change):
     data: ServerStatus
 
 
+class PeopleChanged(_Change):
+    """People, their grants or their tokens changed: a console asks again who it is (GET
+    /api/whoami) and, where it shows them, who the people are."""
+
+    type: Literal["people"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 class Removed(_Change):
     type: Literal["worker.removed", "runbook.removed"]
     data: None = None
@@ -116,7 +127,7 @@ class Removed(_Change):
 
 Change = Annotated[
     WorkerChanged | PoolChanged | UsageChanged | RunChanged | RunbookChanged
-    | EnvironmentAdded | AdviceChanged | ServerChanged | Removed,
+    | EnvironmentAdded | AdviceChanged | ServerChanged | PeopleChanged | Removed,
     Field(discriminator="type")]
 
 CHANGES: TypeAdapter[list[Change]] = TypeAdapter(list[Change])

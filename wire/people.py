@@ -1,9 +1,8 @@
 """People, their roles and their tokens, as the server and its clients share them.
 
-Four built-in roles, each a fixed set of permissions (README, "People and roles"). A
-grant gives one role to one person, in every environment or in the ones it names; the
-permissions that act on a run (launch, decide, approve, cancel) are judged against the
-run's environment, the others need the role in any environment.
+A grant gives one role (wire/roles.py) to one person, in every environment or in the
+ones it names; the permissions that act on a run (launch, decide, approve, cancel) are
+judged against the run's environment, the others need the role in any environment.
 """
 
 from __future__ import annotations
@@ -11,29 +10,6 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from wire.base import Answer
-
-# What each permission lets a person do.
-PERMISSIONS = {
-    "view": "see the fleet, pools, runbooks, runs and logs, the audit log (no secret "
-            "values)",
-    "launch": "launch runs",
-    "decide": "answer a guided failure or step-through (retry, skip, abort, run)",
-    "cancel": "cancel runs",
-    "check": "check workers now",
-    "drain": "drain and undrain workers",
-    "approve": "approve or abort manual steps",
-    "admin": "change workers, pools, host keys, the policy, settings, environments, "
-             "runbooks, people and tokens",
-}
-# Judged against the run's environment.
-SCOPED = frozenset({"launch", "decide", "cancel", "approve"})
-
-ROLES: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"view"}),
-    "operator": frozenset({"view", "launch", "decide", "cancel", "check", "drain"}),
-    "approver": frozenset({"view", "approve"}),
-    "admin": frozenset(PERMISSIONS),
-}
 
 
 class PersonCreate(BaseModel):

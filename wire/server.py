@@ -26,6 +26,7 @@ class ServerStatus(Answer):
     tls_fingerprint: str | None = Field(None, description=(
         "The SHA-256 fingerprint of the TLS certificate served over TCP (null: no TCP, or "
         "plain HTTP on loopback)."))
+    host: str = Field("", description="The server's host name.")
     socket_group: str | None = Field(None, description=(
         "The OS group whose members may use the Unix socket too (null: the server's "
         "account only)."))

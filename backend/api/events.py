@@ -100,7 +100,7 @@ async def events(request: Request, backend: BackendDep) -> StreamingResponse:
                     "advice": backend.advice_counts, "runbooks": books,
                     "environments": [env["name"] for env in envs],
                     "four_eyes": [env["name"] for env in envs if env["four_eyes"]],
-                    "server": backend.status()}
+                    "server": backend.status(), "you": request.state.principal.public()}
             # Megabytes for a big fleet: made off the loop, which serves everyone.
             yield await for_client(lambda: _snapshot(_ENCODED.workers(latest), rest))
             watch = Watch(backend.access, request.state.principal, "view")

@@ -11,7 +11,6 @@ from fastapi.responses import Response
 from backend.api.deps import LARGEST, ActorDep, BackendDep, WhoDep, need
 from backend.people import directory
 from wire.people import (
-    PERMISSIONS,
     Grant,
     Person,
     PersonChange,
@@ -29,9 +28,7 @@ TokenId = Annotated[int, Path(ge=1, le=LARGEST, description="The token's number.
 @router.get("/whoami", response_model=Whoami, dependencies=[need(None)])
 async def whoami(who: WhoDep) -> dict[str, Any]:
     """Who the server takes you for, and what you may do (somewhere)."""
-    return {"name": who.name, "via": who.via, "grants": who.grants_public(),
-            "os_user": who.os_user or None,
-            "permissions": [p for p in PERMISSIONS if who.permits(p)]}
+    return who.public()
 
 
 @router.get("/people", response_model=list[Person], dependencies=[need("view")])

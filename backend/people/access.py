@@ -32,7 +32,7 @@ from backend.fleet.audit import audit
 from backend.people import directory
 from backend.store.db import Store
 from backend.store.models import utcnow
-from wire.people import ROLES, SCOPED
+from wire.roles import PERMISSIONS, SCOPED, permits
 
 log = logging.getLogger(__name__)
 _PENDING: set[asyncio.Future[None]] = set()  # audit writes under way
@@ -72,11 +72,7 @@ class Principal:
     def permits(self, permission: str, environment: str | None = None) -> bool:
         """May they do it: in `environment`, for what acts on a run; anywhere when no
         environment is given (a route's first look, before it knows the run's)."""
-        if self.builtin:
-            return True
-        return any(permission in ROLES.get(role, ()) and (
-            environment is None or permission not in SCOPED or not where
-            or where == environment) for role, where in self.grants)
+        return self.builtin or permits(self.grants, permission, environment)
 
     def grants_public(self) -> list[dict[str, Any]]:
         """Their grants as the API shows them: one per role, with the environments it is
@@ -95,6 +91,12 @@ class Principal:
         return ", ".join(g["role"] + (f" on {', '.join(g['environments'])}"
                                       if g["environments"] else "")
                          for g in self.grants_public())
+
+    def public(self) -> dict[str, Any]:
+        """Who they are as `GET /api/whoami` and the push stream's snapshot say it."""
+        return {"name": self.name, "via": self.via, "grants": self.grants_public(),
+                "os_user": self.os_user or None,
+                "permissions": [p for p in PERMISSIONS if self.permits(p)]}
 
     def require(self, permission: str, environment: str | None = None) -> None:
         if not self.permits(permission, environment):

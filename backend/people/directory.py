@@ -18,7 +18,7 @@ from backend.fleet import validation
 from backend.fleet.audit import audit, iso
 from backend.store.db import Store
 from backend.store.models import ApiToken, Environment, Person, RoleGrant, utcnow
-from wire.people import ROLES
+from wire.roles import ROLES
 
 TOKEN_PREFIX = "wd_"
 

@@ -13,7 +13,7 @@ from console.commands.base import Context, pass_ctx
 from console.commands.pools import Seconds
 from console.typed import view
 from wire.paths import segment
-from wire.people import ROLES
+from wire.roles import ROLES
 
 if TYPE_CHECKING:
     from wire.people import Person, Token, TokenCreated, Whoami

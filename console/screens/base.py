@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,6 +15,17 @@ from console.state import STATUS_ORDER, plain, status_text
 
 if TYPE_CHECKING:
     from console.app import WorkdeckApp
+
+
+# What each view's verb needs (wire/roles.py): a key the server would refuse is not
+# offered, in the footer, the `?` help or the palette. The server decides anyway.
+ACTION_NEEDS = {
+    "check": "check", "check_all": "check", "toggle_drain": "drain",
+    "trust": "admin", "toggle_enabled": "admin", "new_pool": "admin",
+    "launch": "launch", "edit": "admin", "new": "admin", "remove": "admin",
+    "cancel_run": "cancel", "grant": "admin", "revoke": "admin", "remove_person": "admin",
+    "approve": "approve", "refuse": "approve",
+}
 
 
 class TopBar(Horizontal):
@@ -40,8 +51,12 @@ class FleetScreen(Screen):
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # False hides the binding from the footer of views that have no filter.
-        return not (action == "filter" and not self.FILTERABLE)
+        # False hides the binding: the filter of views that have none, a verb the person
+        # may not use.
+        if action == "filter" and not self.FILTERABLE:
+            return False
+        need = ACTION_NEEDS.get(action)
+        return need is None or self.wapp.fleet.may(need)
 
     @property
     def wapp(self) -> WorkdeckApp:
@@ -70,8 +85,9 @@ class FleetScreen(Screen):
 
     def fleet_changed(self, changed: set[str] | None) -> None:
         self._update_counts()
-        if changed is None or "status" in changed:
-            self.connection_changed()  # the server's own condition (a full disk, say)
+        # The server's own condition (a full disk, say), and the runs waiting for this
+        # person's approval: the bar is redrawn only when what it says changed.
+        self.connection_changed()
 
     def _update_counts(self) -> None:
         counts = self.wapp.fleet.counts()
@@ -84,18 +100,20 @@ class FleetScreen(Screen):
 
     def connection_changed(self) -> None:
         app = self.wapp
-        bar = self.query_one("#connection", Static)
         fault = app.fleet.server.store_fault if app.connected and app.fleet.server else None
         if fault:
-            bar.update(Text(f"⚠ server: {plain(fault, 120)}; runs keep their output in "
-                            "memory until it is fixed", style="bold"))
-            bar.add_class("lost")
+            said = Text(f"⚠ server: {plain(fault, 120)}; runs keep their output in memory "
+                        "until it is fixed", style="bold")
         elif app.connected:
-            bar.update(Text(f"● {app.target.describe()}", style="green"))
-            bar.remove_class("lost")
+            said = identity(app)
         else:
-            bar.update(Text(f"⚠ {plain(app.connection_note, 300)}", style="bold"))
-            bar.add_class("lost")
+            said = Text(f"⚠ {plain(app.connection_note, 300)}", style="bold")
+        if said == getattr(self, "_connection_said", None):
+            return
+        self._connection_said = said
+        bar = self.query_one("#connection", Static)
+        bar.update(said)
+        bar.set_class(bool(fault) or not app.connected, "lost")
 
     # ------------------------------------------------------------ filter
 
@@ -141,3 +159,29 @@ class FleetScreen(Screen):
                 return
         if self.app.current_mode != "dashboard":
             self.app.switch_mode("dashboard")
+
+
+def identity(app: WorkdeckApp) -> Text:
+    """`⏸ 2 to approve  ● alice@ops (operator)`: the runs waiting for their approval
+    first (what they can act on), then who and where they are."""
+    fleet = app.fleet
+    you, server = fleet.you, fleet.server
+    text = Text()
+    waiting = len(fleet.awaiting_approval()) if you is not None else 0
+    if waiting:
+        text.append(f"⏸ {waiting} to approve  ", style="bold yellow")
+    text.append("● ", style="green")
+    if you is None:  # an older server: where it is, then
+        text.append(app.target.describe(), style="green")
+        return text
+    host = (server.host if server else "") or app.target.describe()
+    text.append(f"{plain(you.name, 40)}@{plain(host, 40)}", style="green")
+    roles = sorted({g.role for g in you.grants}) or ["no role"]
+    text.append(f" ({', '.join(roles)})", style="bright_black")
+    return text
+
+
+def roles_text(you: Any) -> str:
+    """Their roles in a few words: "admin", "operator on Development, viewer"."""
+    return ", ".join(g.role + (f" on {', '.join(g.environments)}" if g.environments else "")
+                     for g in you.grants) or "no role"

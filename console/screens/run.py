@@ -77,11 +77,18 @@ class RunScreen(RunLogReader):
         self.watch(self.log_view, "pending", lambda _v: self._show_log_status())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        run, fleet = self.shown, self.wapp.fleet
         if action == "decide":
-            waiting = self.shown.waiting if self.shown else None
-            return waiting is not None and parameters[0] in waiting.actions
+            waiting = run.waiting if run else None
+            if run is None or waiting is None or parameters[0] not in waiting.actions:
+                return False
+            if parameters[0] == "approve":
+                return fleet.may_approve(run)  # never their own launch under four eyes
+            need = "approve" if "approve" in waiting.actions else "decide"
+            return fleet.may(need, run.environment)
         if action == "cancel_run":
-            return self.shown is not None and self.shown.finished_at is None
+            return run is not None and run.finished_at is None and fleet.may(
+                "cancel", run.environment)
         return super().check_action(action, parameters)
 
     def fleet_changed(self, changed: set[str] | None) -> None:
@@ -146,9 +153,14 @@ class RunScreen(RunLogReader):
                     headline.append(": ")
                     headline.append_text(safe(decision.note, 120))
         if run.waiting:
-            keys = "  ".join(f"[{DECISION_KEYS[a]}] {a}" for a in run.waiting.actions)
+            # Only the answers this person may give; who else must, when not them.
+            keys = "  ".join(f"[{DECISION_KEYS[a]}] {a}" for a in run.waiting.actions
+                             if self.check_action("decide", (a,)))
             headline.append("\n")
-            headline.append(f"⏸ {keys}", style="bold yellow")
+            headline.append(f"⏸ {keys or 'waiting'}", style="bold yellow")
+            if run.waiting.another_person:
+                headline.append(f"   another person than {plain(run.person, 40)} must "
+                                "approve (four eyes)", style="yellow")
         self.query_one("#run-headline", Static).update(headline)
         now = datetime.now(UTC)
         self.steps.sync({
