@@ -119,7 +119,7 @@ async def until(pilot, predicate, timeout: float = 20) -> None:  # type: ignore[
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise SystemExit("the console did not get there in time")
+            raise SystemExit(f"the console did not get there in time ({pilot.app.screen!r} {getattr(pilot.app.screen, 'title_text', '')} {getattr(pilot.app.screen, 'body', '')})")
         await pilot.pause(0.05)
 
 
@@ -162,10 +162,20 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     await until(pilot, lambda: run_screen.run and run_screen.run["waiting"])
     await pilot.pause(0.8)
     app.save_screenshot("run-manual-step.svg", str(OUT))
+    run_id = run_screen.run_id
+    # The same question in the Approvals view, answered there with a note.
+    await pilot.press("colon", *"approvals", "enter")
+    approvals = app.screen.query_one("#approvals-table")
+    await until(pilot, lambda: approvals.row_count >= 1)
+    await pilot.pause(0.5)
+    app.save_screenshot("approvals.svg", str(OUT))
     await pilot.press("a")
     await pilot.pause(0.3)
     await pilot.press(*"drained, LB green", "enter")  # the approval's note
-    await until(pilot, lambda: run_screen.run["finished_at"] is not None)
+    await pilot.press("colon", *f"run {run_id}", "enter")
+    await until(pilot, lambda: isinstance(app.screen, RunScreen))
+    run_screen = app.screen
+    await until(pilot, lambda: run_screen.run and run_screen.run["finished_at"] is not None)
     # The finished run: the decision on it, and the worker its "all" step left out.
     await until(pilot, lambda: run_screen.run.get("decisions"))
     await pilot.pause(0.8)
@@ -189,6 +199,23 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     await pilot.press("escape", "u")
     await pilot.pause(0.5)
     app.save_screenshot("runs.svg", str(OUT))
+    await pilot.press("colon", *"people", "enter")
+    people = app.screen.query_one("#people-table")
+    await until(pilot, lambda: people.row_count >= 3)
+    people.move_cursor(row=people.get_row_index("alice"))
+    await pilot.pause(0.5)
+    app.save_screenshot("people.svg", str(OUT))
+
+
+def add_people(target: Target) -> None:
+    """A team beside the server's own account, for the People view."""
+    with Client(target) as client:
+        for name, role, envs in (("alice", "operator", ["Development", "Test"]),
+                                 ("bob", "approver", []), ("carol", "viewer", [])):
+            client.post("/api/people", {"name": name})
+            client.post(f"/api/people/{name}/grants", {"role": role, "environments": envs})
+        client.post("/api/tokens", {"person": "alice", "label": "laptop",
+                                    "expires_s": 90 * 86400})
 
 
 def main() -> None:
@@ -202,6 +229,7 @@ def main() -> None:
         with Client(target) as client:
             for _ in range(12):
                 client.post("/api/checks", {"workers": ["p-web-local-worker-01"]})
+        add_people(target)
         asyncio.run(shoot(target))
     finally:
         stop_server(target)

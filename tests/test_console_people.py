@@ -170,3 +170,32 @@ async def test_an_admin_grants_revokes_and_removes_in_the_people_view(team, monk
         await until(pilot, lambda: "ada" in table.row_keys())
         assert not footer_keys(app) & {"Grant", "Revoke", "Remove"}
 
+
+
+async def test_the_editor_keeps_who_approves_a_manual_step(team, monkeypatch):
+    from textual.widgets import Select
+
+    from console.screens.editor import RunbookEditor
+
+    monkeypatch.delenv("WORKDECK_TOKEN", raising=False)
+    app = console_of(team, "adam")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.fleet_loaded)
+        await pilot.press("b")
+        table = app.screen.query_one("#runbooks-table", LiveTable)
+        await until(pilot, lambda: "Gate" in table.row_keys())
+        table.move_cursor(row=table.row_keys().index("Gate"))
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, RunbookEditor) and app.screen.steps)
+        editor = app.screen
+        await pilot.pause(0.3)
+        assert not editor.unsaved  # opened as it is: nothing to lose
+        assert editor.query_one("#step-approval", Select).value == "another person"
+        # Saved as it is, the field stays; set to anyone, it goes.
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not editor.unsaved)
+        assert 'approval = "another person"' in team.admin("runbook", "export", "Gate")[1]
+        editor.query_one("#step-approval", Select).value = "anyone"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "approval" not in team.admin(
+            "runbook", "export", "Gate")[1])

@@ -24,7 +24,7 @@ from wire.runbook import RunbookDef, RunbookError, Step, from_data, to_toml
 
 NEW_STEP = {"name": "New step", "script": "echo hello\n", "manual": None, "pool": None,
             "timeout": 3600, "container": None, "retries": 0, "run_on": "any",
-            "condition": "success"}
+            "condition": "success", "approval": "anyone"}
 
 VARIABLES_HELP = """\
 # Variables (prompted at launch) and worker pool variables, in TOML:
@@ -120,6 +120,10 @@ class RunbookEditor(Screen[None]):
                     yield Label("Manual", classes="label")
                     yield Input(id="step-manual", placeholder="instructions: makes this a "
                                 "manual step (no script)")
+                    yield Label("Approved by", classes="label short")
+                    yield Select([("anyone allowed", "anyone"),
+                                  ("another person", "another person")],
+                                 id="step-approval", allow_blank=False, value="anyone")
                 yield Static(Text("Script (bash)", style="bold"))
                 yield TextArea.code_editor("", language="bash", id="step-script",
                                            tab_behavior="focus")
@@ -174,6 +178,7 @@ class RunbookEditor(Screen[None]):
         self.query_one("#step-retries", Input).value = str(step.get("retries", 0))
         self.query_one("#step-container", Input).value = step.get("container") or ""
         self.query_one("#step-manual", Input).value = step.get("manual") or ""
+        self.query_one("#step-approval", Select).value = step.get("approval", "anyone")
         self.query_one("#step-script", TextArea).text = step.get("script") or ""
 
     def _keep_step(self) -> None:
@@ -197,6 +202,9 @@ class RunbookEditor(Screen[None]):
             "retries": number("#step-retries", 0),
             "container": self.query_one("#step-container", Input).value.strip() or None,
             "manual": manual or None,
+            # Who may approve: only a manual step is approved.
+            "approval": self.query_one("#step-approval", Select).value if manual
+            else "anyone",
             "script": "" if manual else self.query_one("#step-script", TextArea).text,
         }
 
