@@ -119,7 +119,10 @@ async def until(pilot, predicate, timeout: float = 20) -> None:  # type: ignore[
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise SystemExit(f"the console did not get there in time ({pilot.app.screen!r} {getattr(pilot.app.screen, 'title_text', '')} {getattr(pilot.app.screen, 'body', '')})")
+            # Which screen it is stuck on says why (a dialog asking, say).
+            screen = pilot.app.screen
+            raise SystemExit(f"the console did not get there in time: {screen!r} "
+                             f"{getattr(screen, 'title_text', '')}")
         await pilot.pause(0.05)
 
 
