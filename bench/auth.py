@@ -8,6 +8,9 @@ holding a token each. Measures:
 - a request (`GET /api/server`, a connection kept open) over HTTPS with a token against
   the same request over the Unix socket: the added latency, median and p99;
 - the token check alone, in-process (a SHA-256 and a lookup): median and p99;
+- as root: the same request over the socket opened to a group (`--socket-group`) from
+  another account (`nobody`, mapped to a person by SO_PEERCRED), and that identity check
+  alone, in-process;
 - the console from start to its first Dashboard frame over HTTPS against the socket
   (each in its own process, `--rounds` times);
 - a logged-in console's push stream while 500 failed logins a second arrive from
@@ -100,6 +103,52 @@ asyncio.run(main())
 """
 
 
+def socket_person_check(data_dir: DataDir, uid: int, count: int) -> list[float]:
+    """The identity of a local client from its uid (the kernel's word), in-process."""
+    from backend.people.access import Access
+    from backend.store.db import Store
+
+    access = Access(Store(data_dir.database))
+
+    async def measure() -> list[float]:
+        await access.local(uid)  # loads the cache
+        seconds = []
+        for _ in range(count):
+            started = time.perf_counter()
+            await access.local(uid)
+            seconds.append(time.perf_counter() - started)
+        return seconds
+
+    return asyncio.run(measure())
+
+
+def requests_as(uid: int, gid: int, socket_path: str, count: int) -> list[float]:
+    """Timed requests over the socket from a child process that is another account."""
+    import json
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            transport = httpx.HTTPTransport(uds=socket_path)
+            with httpx.Client(transport=transport, base_url="http://workdeck") as local:
+                seconds = timed_requests(local, count)
+            os.write(write, json.dumps(seconds).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(answer)
+
+
 def first_frame(data_dir: DataDir, server: str, env: dict[str, str]) -> float:
     done = subprocess.run([sys.executable, "-c", PROBE, str(data_dir.root), server],
                           capture_output=True, text=True, env=env, timeout=120, check=True)
@@ -173,7 +222,16 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="wd-auth-"))
     target = Target(DataDir(root / "data"))
     port = free_port()
-    start_server(target, extra_args=["--listen", f"127.0.0.1:{port}"])
+    # As root, the socket is opened to nobody's group too: nobody is a person there.
+    import grp
+    import pwd
+
+    nobody = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    shared = []
+    if nobody is not None:
+        root.chmod(0o711)
+        shared = ["--socket-group", grp.getgrgid(nobody.pw_gid).gr_name]
+    start_server(target, extra_args=["--listen", f"127.0.0.1:{port}", *shared])
     url = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(target.data_dir.root / "tls-cert.pem"))
     try:
@@ -192,6 +250,15 @@ def main() -> None:
                           headers={"Authorization": f"Bearer {tokens[7]}"}) as remote:
             tls_s = timed_requests(remote, args.requests)
         check_s = token_check(target.data_dir, tokens)
+        person_s: list[float] = []
+        person_check_s: list[float] = []
+        if nobody is not None:
+            with Client(target) as client:
+                client.patch("/api/people/person-0001", {"os_user": "nobody"})
+            person_s = requests_as(nobody.pw_uid, nobody.pw_gid,
+                                   str(target.data_dir.socket), args.requests)
+            person_check_s = socket_person_check(target.data_dir, nobody.pw_uid,
+                                                 args.requests)
         env = {**os.environ, "WORKDECK_TOKEN": tokens[3],
                "SSL_CERT_FILE": str(target.data_dir.root / "tls-cert.pem")}
         frames_socket = [first_frame(target.data_dir, "", env) for _ in range(args.rounds)]
@@ -208,6 +275,9 @@ def main() -> None:
           f"{(statistics.median(tls_s) - statistics.median(socket_s)) * 1000:7.2f} ms median, "
           f"{(percentile(tls_s, .99) - percentile(socket_s, .99)) * 1000:7.2f} ms p99")
     print(f"the token check alone ({PEOPLE} people)  {said(check_s, 1e6, 'µs')}")
+    if person_s:
+        print(f"  over the socket as nobody (a person by SO_PEERCRED) {said(person_s)}")
+        print(f"  that identity check alone         {said(person_check_s, 1e6, 'µs')}")
     print(f"console start → first Dashboard frame, {args.rounds} rounds:")
     print(f"  over the Unix socket              {statistics.median(frames_socket):6.3f} s "
           f"median, {max(frames_socket):6.3f} s worst")

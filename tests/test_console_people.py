@@ -199,3 +199,31 @@ async def test_the_editor_keeps_who_approves_a_manual_step(team, monkeypatch):
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "approval" not in team.admin(
             "runbook", "export", "Gate")[1])
+
+
+async def test_the_launch_dialog_offers_where_one_may_launch_and_says_four_eyes(
+        team, monkeypatch):
+    from textual.widgets import Select
+
+    from console.screens.launch import LaunchDialog
+
+    monkeypatch.delenv("WORKDECK_TOKEN", raising=False)
+    team.admin("user", "add", "dev")
+    team.admin("user", "grant", "dev", "operator", "--env", "Development")
+    team.tokens["dev"] = team.admin("token", "create", "--user", "dev")[1].split()[0]
+    for person, offered in (("otto", ["Development", "Production"]), ("dev", ["Development"])):
+        app = console_of(team, person)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.fleet_loaded)  # noqa: B023 - awaited at once
+            await pilot.press("b")
+            table = app.screen.query_one("#runbooks-table", LiveTable)
+            await until(pilot, lambda: "Deploy" in table.row_keys())  # noqa: B023
+            table.move_cursor(row=table.row_keys().index("Deploy"))
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, LaunchDialog))  # noqa: B023
+            select = app.screen.query_one("#launch-env", Select)
+            options = [(str(prompt), value) for prompt, value in select._options
+                       if value is not Select.NULL]
+            assert [value for _prompt, value in options] == offered
+            if "Production" in offered:
+                assert "four eyes" in dict((v, p) for p, v in options)["Production"]

@@ -198,6 +198,10 @@ def test_only_the_socket_is_opened_to_the_group(shared, accounts):
     # Restarted without --socket-group, the folder and socket are the account's alone.
     assert shared.cli("server", "stop").code == 0
     shared.process.wait(10)
+    # No server at all: a member does not try to start one in a directory not theirs.
+    code, said = cli_as(accounts["wdbob"], str(root), "whoami")
+    assert code != 0 and "its data directory is the account root's" in said, said
+    assert not (root / "server.sock").exists()
     _, process = start_workdeck(root.parent, shared.home)
     try:
         assert stat.S_IMODE(root.stat().st_mode) == 0o700

@@ -39,7 +39,9 @@ class LaunchDialog(ModalScreen[None]):
         self._replan: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        envs = self.app.fleet.environments  # type: ignore[attr-defined]
+        fleet = self.app.fleet  # type: ignore[attr-defined]
+        # Only where this person may launch; four eyes said beside the name.
+        envs = [e for e in fleet.environments if fleet.may("launch", e)]
         with Vertical(id="launch-box", classes="dialog"):
             yield Static(Text.assemble(("Run ", "bold"), safe(self.runbook, 100)),
                          id="launch-title")
@@ -47,7 +49,10 @@ class LaunchDialog(ModalScreen[None]):
                 yield Label("Environment", classes="label")
                 # No default when there is a choice: Production is never one key away.
                 # Prompts as Text: a plain str would be parsed as markup ("[/]" crashes it).
-                yield Select([(safe(e, 100), e) for e in envs], id="launch-env",
+                yield Select([(safe(e, 100) + (Text("  four eyes: another person approves "
+                                                    "the start", style="yellow")
+                                               if e in fleet.four_eyes else Text()), e)
+                              for e in envs], id="launch-env",
                              allow_blank=True,
                              prompt="choose an environment",
                              value=envs[0] if len(envs) == 1 else Select.NULL)
