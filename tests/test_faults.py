@@ -5,6 +5,7 @@
 | a second `workdeck server` on a data dir served over TCP, a step running | one sentence naming the running server (pid, address); `runs list` reaches the first server | the run stays running, its slot stays taken, no second server starts |
 | `kill -9` of the server mid-step (built-in worker; OpenSSH as root and as an ordinary account) | the run `interrupted` after restart | the step's processes are killed after the restart, its slot held until they are, every line stored before the kill |
 | the data directory fills up during a 1,000,000-line step, then is freed | `server status` and the top bar say the data directory is full; the step fails with that reason | the server stays up, the lines it took are stored in order with no gap, runs work again once space is freed |
+| the same, 12 MB freed while far more lines are held | the run ends `failed` (API, `runs show`, console) | its steps' and its own outcome and its slot are stored before the held lines; every line in the end, with no gap |
 | a worker's link goes down mid-step (network namespace) | the step `lost`, the worker `orphan: 1` with a reason | the slot stays taken until the link is back and the step's processes are killed |
 | a worker's packets silently dropped mid-step (`nft` in its namespace), then healed | the step `lost` after the keepalives, then the orphan killed | as above |
 | a worker with running steps removed | one sentence: drain it first | the worker, its leases and its connection |
@@ -204,6 +205,9 @@ script = "echo cleanup"
 """
 
 
+FLOOD_ALONE = FLOOD.split("\n[[steps]]\nname = \"Cleanup\"")[0]  # no cleanup step
+
+
 @pytest.fixture
 def small_disk():
     need_root("mounting a tmpfs")
@@ -257,6 +261,65 @@ def test_a_full_data_directory_is_survived(small_disk, tmp_path):
         with deck.client() as client:
             eventually(lambda: client.get("/api/server")["store_fault"] is None,
                        what="the fault cleared")
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(20)
+        if process.poll() is None:
+            process.kill()
+
+
+def stored_run(data_dir: DataDir, run_id: int) -> tuple[str, str | None]:
+    """The run's status and end as the store has them (not as the server shows them)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir.database}?mode=ro",
+                                            uri=True, timeout=10)) as db:
+        return db.execute("SELECT status, finished_at FROM run WHERE id = ?",
+                          (run_id,)).fetchone()
+
+
+def test_a_runs_outcome_is_stored_before_its_held_lines_when_space_comes_back(
+        small_disk, tmp_path):
+    home = small_disk.parent / "home"
+    (home / ".ssh").mkdir(parents=True)
+    data_dir, process = start_workdeck(small_disk, home)
+    from conftest import QUIET_POLICY, Workdeck
+
+    deck = Workdeck(data_dir, home, process)
+    try:
+        with deck.client() as client:
+            client.put("/api/policy", QUIET_POLICY)
+        deck.cli("env", "add", "Test")
+        import_runbook(deck, tmp_path, FLOOD_ALONE)
+        assert deck.cli("check").code == 0
+        ballast = small_disk / "ballast"
+        left = shutil.disk_usage(small_disk).free - 15 * 2**20
+        with open(ballast, "wb") as out:
+            while left > 0:
+                left -= out.write(b"\0" * min(left, 2**24))
+        run = launch(deck, "Flood")
+        # The step is stopped at the bound of what may be held, its processes killed.
+        eventually(lambda: "data directory is full" in deck.cli("server", "status").out,
+                   timeout=60, what="server status saying the disk is full")
+        eventually(lambda: not processes("i <= 1000000"), timeout=60, what="the flood killed")
+        # 12 MB freed, far less than the lines held: the step's and the run's outcome and
+        # the slot given back take it first; the run ends, the lines wait on.
+        with open(ballast, "r+b") as out:
+            out.truncate(ballast.stat().st_size - 12 * 2**20)
+        eventually(lambda: stored_run(data_dir, run["id"])[0] == "failed", timeout=60,
+                   what="the outcome stored")
+        shown = wait_run(deck, run["id"], lambda r: r["finished_at"])
+        assert shown["reason"] == "a step failed"
+        assert "data directory is full" in shown["steps"][0]["reason"]
+        said = deck.cli("runs", "show", str(run["id"])).out
+        assert said.startswith(f"run {run['id']}: Flood on Test, failed (a step failed)")
+        with deck.client() as client:
+            assert client.get("/api/pools/Default Worker Pool")["leased"] == 0
+        ballast.unlink()
+        # Every line reaches the store in the end, and a follower reads them all.
+        lines = numbered(log_lines(deck, run["id"]))
+        assert len(lines) > 100_000 and lines[:-1] == list(range(1, len(lines)))
     finally:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

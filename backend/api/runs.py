@@ -195,9 +195,9 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
             yield "chunks", chunks
             continue
         run = await asyncio.to_thread(backend.runs.get, run_id)
-        if run["status"] in FINISHED:
-            # The run's last lines were stored before its status changed: nothing more
-            # can come, so check once more and end.
+        if run["status"] in FINISHED and not backend.hub.writing(run_id):
+            # Its last lines are stored (its outcome may be known before them, on a full
+            # disk): nothing more can come, so check once more and end.
             chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen, page)
             if chunks:
                 seen = chunks[-1]["last_seq"]

@@ -304,6 +304,7 @@ class RunEngine(StepAttempts):
                 runlog.note(state.position, "", "the server stopped; the run still waits "
                                                 "and will ask again once it is started")
                 await asyncio.shield(runlog.close(deadline_s=SHUTDOWN_WAIT_S))
+                self.hub.written(run_id)
                 self._states.pop(run_id, None)
                 return
             final, reason = INTERRUPTED, "the server was stopped during this run"
@@ -388,6 +389,10 @@ class RunEngine(StepAttempts):
                                     runlog, state, failed_before)
 
     async def _finish(self, run_id: int, runlog: RunLog, status: str, reason: str) -> None:
+        # The outcome first, after the steps it did not reach and its slots (a finished run
+        # holds none): stored before the rest of what it has to write (on a full disk,
+        # before its held lines). Its log's followers end once its last line is stored
+        # (LogHub.writing).
         def not_reached() -> None:
             with self.store.write() as session:
                 for step in session.exec(select(RunStep).where(
@@ -396,12 +401,17 @@ class RunEngine(StepAttempts):
                     step.reason = f"not run: the run {status}"
                     session.add(step)
 
-        await write_retrying(self.store, not_reached, what=f"the steps of run {run_id}")
+        await write_retrying(self.store, not_reached, what=f"the steps of run {run_id}",
+                             urgent=True)
         await self.leases.release_run(run_id)
-        await runlog.close(deadline_s=SHUTDOWN_WAIT_S if self._stopping else None)
-        # The run ends here: nothing can retry it, so its sealed values go.
         await self._set_run(run_id, status=status, reason=reason, finished_at=utcnow(),
-                            output_bytes=runlog.output_bytes, secrets="", waiting="")
+                            waiting="")
+        try:
+            await runlog.close(deadline_s=SHUTDOWN_WAIT_S if self._stopping else None)
+        finally:
+            self.hub.written(run_id)
+        # The run ends here: nothing can retry it, so its sealed values go.
+        await self._set_run(run_id, output_bytes=runlog.output_bytes, secrets="")
         self.hub.forget(run_id)
         self.hub.notify(run_id)
 

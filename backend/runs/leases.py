@@ -117,14 +117,14 @@ class Leases:
     async def release(self, lease_id: int) -> None:
         """Give a slot back; a store that fails only delays it (the slot must not leak)."""
         await write_retrying(self.store, self._delete, Lease.id == lease_id,
-                             what=f"giving back lease {lease_id}")
+                             what=f"giving back lease {lease_id}", urgent=True)
         self.wake()
 
     async def release_run(self, run_id: int) -> None:
         """Give back a run's slots, but those of orphaned steps: their processes may live."""
         await write_retrying(self.store, self._delete,
                              (Lease.run_id == run_id) & (Lease.orphan == ""),
-                             what=f"giving back the slots of run {run_id}")
+                             what=f"giving back the slots of run {run_id}", urgent=True)
         self.wake()
 
     async def record_process(self, lease_id: int, process: StepProcess) -> None:

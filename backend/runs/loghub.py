@@ -24,6 +24,20 @@ class LogHub:
         self._events: dict[int, asyncio.Event] = {}
         self._recent: dict[int, deque[dict[str, Any]]] = {}
         self._recent_lines: dict[int, int] = {}
+        self._writing: set[int] = set()  # runs whose log may still get lines
+
+    def writing(self, run_id: int) -> bool:
+        """Lines of this run may still be stored (its log is open, or held lines wait
+        for the store): a follower does not end at its finished status yet."""
+        return run_id in self._writing
+
+    def opened(self, run_id: int) -> None:
+        self._writing.add(run_id)
+
+    def written(self, run_id: int) -> None:
+        """Every line of the run is stored (or given up on, at a stop)."""
+        self._writing.discard(run_id)
+        self.notify(run_id)
 
     def stored(self, run_id: int, chunks: list[dict[str, Any]]) -> None:
         recent = self._recent.setdefault(run_id, deque())

@@ -82,6 +82,7 @@ class RunLog:
         self.last_stderr: dict[tuple[int, str], str] = {}
 
     def start(self) -> None:
+        self.hub.opened(self.run_id)
         self._flusher = asyncio.create_task(self._flush_forever())
 
     async def close(self, deadline_s: float | None = None) -> bool:
@@ -107,7 +108,10 @@ class RunLog:
         """
         if self._pending_lines >= MAX_PENDING_LINES:
             if self.store.fault is None:
-                await self.flush()
+                if not await self.flush():
+                    # Held back behind a run's outcome, or refused: the step's reader
+                    # waits a moment rather than piling lines up towards the bound.
+                    await asyncio.sleep(self._retry_s)
             elif self._pending_lines >= HELD_LINES:
                 raise LogStoreFull(self.store.fault)
         if self.limit_reached:
@@ -190,6 +194,11 @@ class RunLog:
 
     async def flush(self) -> bool:
         """Store what is pending; False when the store refused it (it stays pending)."""
+        if self.store.urgent and self._pending:
+            # A run's outcome waits for the store: it goes first (space freed on a full
+            # disk would otherwise go to these lines, and the outcome wait on).
+            self._retry_s = max(self._retry_s, RETRY_FIRST_S)
+            return False
         async with self._lock:
             batch, self._pending, self._pending_lines = self._pending, [], 0
             if not batch:

@@ -39,6 +39,9 @@ class RunRecords:
         self._moved: dict[int, asyncio.Event] = {}  # set when a run's state is published
         # The newest runs as last published, for consoles' snapshots (seeded on first use).
         self._recent: dict[int, dict[str, Any]] | None = None
+        # Changes to runs that the store has not taken yet (a full disk): shown as they
+        # are meanwhile, so that a run's outcome is never hidden behind a store fault.
+        self._unstored: dict[int, dict[str, Any]] = {}
 
     # -------------------------------------------------------- queries (call in a thread)
 
@@ -50,7 +53,15 @@ class RunRecords:
             steps = session.exec(select(RunStep).where(RunStep.run_id == run_id)).all()
             decisions = session.exec(select(Decision).where(Decision.run_id == run_id)
                                      .order_by(Decision.id)).all()
-        return run_public(run, list(steps), self._waits.get(run_id), list(decisions))
+        return run_public(self._as_known(run), list(steps), self._waits.get(run_id),
+                          list(decisions))
+
+    def _as_known(self, run: Run) -> Run:
+        """The run as the engine knows it: with the changes the store has not taken yet
+        (on this detached copy only)."""
+        for key, value in dict(self._unstored.get(run.id or 0, {})).items():
+            setattr(run, key, value)
+        return run
 
     def list(self, limit: int = 200, status: str | None = None) -> list[dict[str, Any]]:
         with self.store.read() as session:
@@ -58,7 +69,8 @@ class RunRecords:
             if status:
                 query = query.where(Run.status == status)
             runs = session.exec(query).all()
-        return [run_summary(run_public(r, [], self._waits.get(r.id))) for r in runs]
+        return [run_summary(run_public(self._as_known(r), [], self._waits.get(r.id)))
+                for r in runs]
 
     # -------------------------------------------------------- publishing (on the loop)
 
@@ -121,15 +133,26 @@ class RunRecords:
 
     async def _set_run(self, run_id: int, **changes: Any) -> None:
         # A run's state must reach the store: a full disk delays it, it is not dropped.
-        await write_retrying(self.store, self._write_run, run_id, changes,
-                             what=f"run {run_id}")
+        # Meanwhile it is shown as it is, and it goes before the log's held lines.
+        unstored = self._unstored.setdefault(run_id, {})
+        unstored.update(changes)
+        try:
+            await write_retrying(self.store, self._write_run, run_id, changes,
+                                 what=f"run {run_id}", urgent=True,
+                                 on_wait=lambda: self._publish(run_id))
+        finally:
+            for key, value in changes.items():
+                if key in unstored and unstored[key] is value:
+                    del unstored[key]  # stored (a later change to it is not)
+            if not unstored and self._unstored.get(run_id) is unstored:
+                del self._unstored[run_id]
         await self._publish(run_id)
 
     async def _set_step(self, run_id: int, position: int, on_worker: str | None = None,
                         **changes: Any) -> None:
         """Change the step's rows (only the row of `on_worker`, when given)."""
         await write_retrying(self.store, self._write_step, run_id, position, on_worker,
-                             changes, what=f"step {position} of run {run_id}")
+                             changes, what=f"step {position} of run {run_id}", urgent=True)
         await self._publish(run_id)
 
     async def _end_position(self, run_id: int, position: int, status: str, reason: str,
@@ -149,7 +172,8 @@ class RunRecords:
                     row.finished_at = utcnow()
                     session.add(row)
 
-        await write_retrying(self.store, mark, what=f"step {position} of run {run_id}")
+        await write_retrying(self.store, mark, what=f"step {position} of run {run_id}",
+                             urgent=True)
         runlog.note(position, "", f"step {position} {status}: {reason}")
         await self._publish(run_id)
 

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +88,10 @@ class Store:
         self.path = path
         # Why writes fail now (the data directory is full, say); None while they work.
         self.fault: str | None = None
+        # Writes waiting for the store that must be taken before held log lines (a run's
+        # outcome): while there are any, logs hold their lines back (backend/runs/logstore.py),
+        # or space freed on a full disk would go to the lines first.
+        self.urgent = 0
         try:
             raw = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             try:
@@ -148,21 +152,34 @@ async def for_client(fn: Callable[..., T], *args: Any) -> T:
         _CLIENT_READS, functools.partial(fn, *args))
 
 
-async def write_retrying(store: Store, fn: Callable[..., T], *args: Any, what: str) -> T:
+async def write_retrying(store: Store, fn: Callable[..., T], *args: Any, what: str,
+                         urgent: bool = False,
+                         on_wait: Callable[[], Awaitable[Any]] | None = None) -> T:
     """Run a write `fn(*args)` in a thread until the store takes it.
 
     For writes that must not be lost (a run's end, a slot given back): a full disk or a
     locked database delays them, with backoff, until it works again. Errors that are
-    not the store's fault are raised at once.
+    not the store's fault are raised at once. An `urgent` write goes before held log
+    lines; `on_wait` is awaited once, when the write first has to wait.
     """
     delay = RETRY_FIRST_S
-    while True:
-        try:
-            return await asyncio.to_thread(fn, *args)
-        except Exception as exc:
-            if fault_of(exc) is None:
-                raise
-            if delay == RETRY_FIRST_S:
-                log.warning("%s waits for the store: %s", what, fault_of(exc))
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX_S)
+    waiting = False
+    try:
+        while True:
+            try:
+                return await asyncio.to_thread(fn, *args)
+            except Exception as exc:
+                if fault_of(exc) is None:
+                    raise
+                if not waiting:
+                    waiting = True
+                    log.warning("%s waits for the store: %s", what, fault_of(exc))
+                    if urgent:
+                        store.urgent += 1
+                    if on_wait is not None:
+                        await on_wait()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+    finally:
+        if waiting and urgent:
+            store.urgent -= 1
