@@ -40,6 +40,8 @@ from backend.transport.ssh import (
     tcp_connect,
 )
 
+CLOSE_WAIT_S = 3.0  # how long a stopping server waits for its SSH connections to close
+
 
 class ConnectionPool:
     """Persistent SSH connections keyed by worker, with bounded connection storms."""
@@ -313,6 +315,13 @@ class ConnectionPool:
         self._connections.clear()
         for connection in connections:
             connection.conn.close()
-        for connection in connections:
-            with contextlib.suppress(Exception):
-                await connection.conn.wait_closed()
+        # Bounded: a peer that stopped reading with our data unsent (a frozen worker, a
+        # full window) holds a graceful close open, and a stopping server must not wait.
+        waits = [asyncio.ensure_future(c.conn.wait_closed()) for c in connections]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=CLOSE_WAIT_S)
+            for wait in pending:
+                wait.cancel()
+            for connection in connections:
+                with contextlib.suppress(Exception):
+                    connection.conn.abort()
