@@ -169,9 +169,11 @@ def _private(root: Path, keep: set[str]) -> None:
     for folder, folders, files in os.walk(root):
         for name in folders + files:
             path = os.path.join(folder, name)
-            mode = os.lstat(path)
-            if path not in keep and not stat.S_ISLNK(mode.st_mode) and mode.st_mode & 0o077:
-                os.chmod(path, stat.S_IMODE(mode.st_mode) & 0o700)
+            with contextlib.suppress(FileNotFoundError):  # gone meanwhile: nothing to close
+                mode = os.lstat(path)
+                if path not in keep and not stat.S_ISLNK(mode.st_mode) and \
+                        mode.st_mode & 0o077:
+                    os.chmod(path, stat.S_IMODE(mode.st_mode) & 0o700)
 
 
 def serve(data_dir: DataDir, listen: str | None = None,
