@@ -266,3 +266,46 @@ def test_a_socket_group_the_server_cannot_use_is_refused(accounts):
     with pytest.raises(RuntimeError) as refused:
         start_workdeck(root, home, ["--socket-group", "no-such-group-here"])
     assert "There is no group 'no-such-group-here' on this machine" in str(refused.value)
+
+
+def test_unmapping_a_person_closes_their_open_stream(shared, accounts):
+    deck = shared
+    deck.cli("user", "add", "alice", "--os-user", "wdalice")
+    deck.cli("user", "grant", "alice", "viewer")
+    socket_path = str(deck.data_dir.socket)
+    alice = accounts["wdalice"]
+    ready, done = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # alice follows the push stream until the server ends it
+        code = 1
+        try:
+            os.setgroups(list(alice.groups))
+            os.setgid(alice.gid)
+            os.setuid(alice.uid)
+            import socket as sockets
+
+            with sockets.socket(sockets.AF_UNIX) as client:
+                client.connect(socket_path)
+                client.sendall(b"GET /api/events HTTP/1.1\r\nHost: workdeck\r\n\r\n")
+                first = client.recv(65536)
+                os.write(ready[1], b"1" if b"200 OK" in first else b"0")
+                client.settimeout(30)
+                tail = first
+                # Until the server ends the stream: its last chunk, or the connection.
+                while not tail.endswith(b"\r\n0\r\n\r\n"):
+                    piece = client.recv(65536)
+                    if not piece:
+                        break
+                    tail = (tail + piece)[-16:]
+            os.write(done[1], b"closed")
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(ready[0], 1) == b"1"  # the stream is open, as alice
+        assert deck.cli("user", "set", "alice", "--no-os-user").code == 0
+        readable, _, _ = select.select([done[0]], [], [], 30)
+        assert readable and os.read(done[0], 16) == b"closed"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

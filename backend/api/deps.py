@@ -79,12 +79,16 @@ class Watch:
         self.access = access
         self.principal = principal
         self.permission = permission
-        self.seen = access.generation
+        # Not the generation of now: people may have changed since the request was let
+        # in (a token revoked, an account unmapped, while its snapshot was being made),
+        # so the first look always asks.
+        self.seen = -1
         self.last_beat = time.monotonic()
 
     def wait(self, heartbeat_s: float) -> float:
-        """How long the stream may wait for news before looking again."""
-        return heartbeat_s if self.principal.token_id is None else self.WATCH_S
+        """How long the stream may wait for news before looking again: a person's stream
+        (by token or by OS account) looks every WATCH_S even when nothing happens."""
+        return heartbeat_s if self.principal.builtin else self.WATCH_S
 
     async def allowed(self) -> bool:
         if self.access.generation == self.seen:
