@@ -151,9 +151,9 @@ def _open_to_group(paths: list[str], root: Path, group: str) -> None:
                     "reach, such as one under /srv.")
     _private(root, keep=set(paths))
     try:
-        for folder in {str(Path(p).parent) for p in paths} & {str(root)}:
-            os.chown(folder, -1, gid)
-            os.chmod(folder, 0o710)
+        if any(Path(path).parent == root for path in paths):
+            os.chown(root, -1, gid)
+            os.chmod(root, 0o710)
         for path in paths:
             os.chown(path, -1, gid)
             os.chmod(path, 0o660)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wire.people import Person, Whoami
 
 # A status and its symbol: worker health, then run and step states.
 SYMBOLS = {
@@ -136,3 +140,9 @@ def engine(container_engine: str | None) -> str:
     if container_engine is None:
         return "-"
     return container_engine or "none"
+
+
+def grants(person: Person | Whoami) -> str:
+    """A person's roles in a few words: "admin", "operator on Development, Test, viewer"."""
+    return ", ".join(g.role + (f" on {', '.join(g.environments)}" if g.environments else "")
+                     for g in person.grants) or "no role"

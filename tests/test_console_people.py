@@ -26,6 +26,23 @@ def console_of(team: Team, person: str | None) -> WorkdeckApp:
     return WorkdeckApp(target)
 
 
+async def people_table(pilot, app: WorkdeckApp) -> LiveTable:
+    """The People view, opened with `:people` once the console has the fleet."""
+    await until(pilot, lambda: app.fleet_loaded)
+    await pilot.press("colon", *"people", "enter")
+    await until(pilot, lambda: app.screen.VIEW_NAME == "People")
+    return app.screen.query_one("#people-table", LiveTable)
+
+
+async def select_runbook(pilot, app: WorkdeckApp, name: str) -> None:
+    """The Runbooks view, with the runbook `name` selected."""
+    await until(pilot, lambda: app.fleet_loaded)
+    await pilot.press("b")
+    table = app.screen.query_one("#runbooks-table", LiveTable)
+    await until(pilot, lambda: name in table.row_keys())
+    table.move_cursor(row=table.row_keys().index(name))
+
+
 def footer_keys(app: WorkdeckApp) -> set[str]:
     # As the app itself would judge them: with two apps in one test, a screen's `app` is
     # whichever is active in the caller's context.
@@ -136,10 +153,7 @@ async def test_an_admin_grants_revokes_and_removes_in_the_people_view(team, monk
     monkeypatch.delenv("WORKDECK_TOKEN", raising=False)
     app = console_of(team, "adam")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.fleet_loaded)
-        await pilot.press("colon", *"people", "enter")
-        await until(pilot, lambda: app.screen.VIEW_NAME == "People")
-        table = app.screen.query_one("#people-table", LiveTable)
+        table = await people_table(pilot, app)
         await until(pilot, lambda: {"otto", "ada", "amy", "adam"} <= set(table.row_keys()))
         table.move_cursor(row=table.row_keys().index("otto"))
         await until(pilot, lambda: "Tokens of otto: 1" in shown(
@@ -163,13 +177,9 @@ async def test_an_admin_grants_revokes_and_removes_in_the_people_view(team, monk
     # Someone who is not an admin sees the people, and no verbs on them.
     app = console_of(team, "ada")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.fleet_loaded)
-        await pilot.press("colon", *"people", "enter")
-        await until(pilot, lambda: app.screen.VIEW_NAME == "People")
-        table = app.screen.query_one("#people-table", LiveTable)
+        table = await people_table(pilot, app)
         await until(pilot, lambda: "ada" in table.row_keys())
         assert not footer_keys(app) & {"Grant", "Revoke", "Remove"}
-
 
 
 async def test_the_editor_keeps_who_approves_a_manual_step(team, monkeypatch):
@@ -180,15 +190,11 @@ async def test_the_editor_keeps_who_approves_a_manual_step(team, monkeypatch):
     monkeypatch.delenv("WORKDECK_TOKEN", raising=False)
     app = console_of(team, "adam")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.fleet_loaded)
-        await pilot.press("b")
-        table = app.screen.query_one("#runbooks-table", LiveTable)
-        await until(pilot, lambda: "Gate" in table.row_keys())
-        table.move_cursor(row=table.row_keys().index("Gate"))
+        await select_runbook(pilot, app, "Gate")
         await pilot.press("e")
         await until(pilot, lambda: isinstance(app.screen, RunbookEditor) and app.screen.steps)
         editor = app.screen
-        await pilot.pause(0.3)
+        await until(pilot, lambda: editor._saved_state)  # loaded: what "unsaved" compares
         assert not editor.unsaved  # opened as it is: nothing to lose
         assert editor.query_one("#step-approval", Select).value == "another person"
         # Saved as it is, the field stays; set to anyone, it goes.
@@ -214,11 +220,7 @@ async def test_the_launch_dialog_offers_where_one_may_launch_and_says_four_eyes(
     for person, offered in (("otto", ["Development", "Production"]), ("dev", ["Development"])):
         app = console_of(team, person)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.fleet_loaded)  # noqa: B023 - awaited at once
-            await pilot.press("b")
-            table = app.screen.query_one("#runbooks-table", LiveTable)
-            await until(pilot, lambda: "Deploy" in table.row_keys())  # noqa: B023
-            table.move_cursor(row=table.row_keys().index("Deploy"))
+            await select_runbook(pilot, app, "Deploy")
             await pilot.press("r")
             await until(pilot, lambda: isinstance(app.screen, LaunchDialog))  # noqa: B023
             select = app.screen.query_one("#launch-env", Select)

@@ -222,25 +222,39 @@ def small_disk():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_a_full_data_directory_is_survived(small_disk, tmp_path):
+@contextlib.contextmanager
+def full_disk_deck(small_disk, tmp_path, runbook: str):  # type: ignore[no-untyped-def]
+    """A server whose data directory is on `small_disk`, with `runbook` imported and the
+    disk filled but for about 15 MB (a flood's 60 MB of lines cannot fit): (deck,
+    ballast), the ballast being the file to shrink or remove to free space."""
+    from conftest import QUIET_POLICY, Workdeck
+
     home = small_disk.parent / "home"
     (home / ".ssh").mkdir(parents=True)
     data_dir, process = start_workdeck(small_disk, home)
-    from conftest import QUIET_POLICY, Workdeck
-
     deck = Workdeck(data_dir, home, process)
     try:
         with deck.client() as client:
             client.put("/api/policy", QUIET_POLICY)
         deck.cli("env", "add", "Test")
-        import_runbook(deck, tmp_path, FLOOD)
+        import_runbook(deck, tmp_path, runbook)
         assert deck.cli("check").code == 0  # the built-in worker, healthy
-        # Leave the store about 15 MB: the flood's 60 MB of lines cannot fit.
         ballast = small_disk / "ballast"
         left = shutil.disk_usage(small_disk).free - 15 * 2**20
         with open(ballast, "wb") as out:
             while left > 0:
                 left -= out.write(b"\0" * min(left, 2**24))
+        yield deck, ballast
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(20)
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_full_data_directory_is_survived(small_disk, tmp_path):
+    with full_disk_deck(small_disk, tmp_path, FLOOD) as (deck, ballast):
         run = launch(deck, "Flood")
         eventually(lambda: "data directory is full" in deck.cli("server", "status").out,
                    timeout=60, what="server status saying the disk is full")
@@ -261,12 +275,6 @@ def test_a_full_data_directory_is_survived(small_disk, tmp_path):
         with deck.client() as client:
             eventually(lambda: client.get("/api/server")["store_fault"] is None,
                        what="the fault cleared")
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(20)
-        if process.poll() is None:
-            process.kill()
 
 
 def stored_run(data_dir: DataDir, run_id: int) -> tuple[str, str | None]:
@@ -281,23 +289,7 @@ def stored_run(data_dir: DataDir, run_id: int) -> tuple[str, str | None]:
 
 def test_a_runs_outcome_is_stored_before_its_held_lines_when_space_comes_back(
         small_disk, tmp_path):
-    home = small_disk.parent / "home"
-    (home / ".ssh").mkdir(parents=True)
-    data_dir, process = start_workdeck(small_disk, home)
-    from conftest import QUIET_POLICY, Workdeck
-
-    deck = Workdeck(data_dir, home, process)
-    try:
-        with deck.client() as client:
-            client.put("/api/policy", QUIET_POLICY)
-        deck.cli("env", "add", "Test")
-        import_runbook(deck, tmp_path, FLOOD_ALONE)
-        assert deck.cli("check").code == 0
-        ballast = small_disk / "ballast"
-        left = shutil.disk_usage(small_disk).free - 15 * 2**20
-        with open(ballast, "wb") as out:
-            while left > 0:
-                left -= out.write(b"\0" * min(left, 2**24))
+    with full_disk_deck(small_disk, tmp_path, FLOOD_ALONE) as (deck, ballast):
         run = launch(deck, "Flood")
         # The step is stopped at the bound of what may be held, its processes killed.
         eventually(lambda: "data directory is full" in deck.cli("server", "status").out,
@@ -307,7 +299,7 @@ def test_a_runs_outcome_is_stored_before_its_held_lines_when_space_comes_back(
         # the slot given back take it first; the run ends, the lines wait on.
         with open(ballast, "r+b") as out:
             out.truncate(ballast.stat().st_size - 12 * 2**20)
-        eventually(lambda: stored_run(data_dir, run["id"])[0] == "failed", timeout=60,
+        eventually(lambda: stored_run(deck.data_dir, run["id"])[0] == "failed", timeout=60,
                    what="the outcome stored")
         shown = wait_run(deck, run["id"], lambda r: r["finished_at"])
         assert shown["reason"] == "a step failed"
@@ -320,12 +312,6 @@ def test_a_runs_outcome_is_stored_before_its_held_lines_when_space_comes_back(
         # Every line reaches the store in the end, and a follower reads them all.
         lines = numbered(log_lines(deck, run["id"]))
         assert len(lines) > 100_000 and lines[:-1] == list(range(1, len(lines)))
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(20)
-        if process.poll() is None:
-            process.kill()
 
 
 # ---------------------------------------------------------------- a worker in a namespace

@@ -22,8 +22,7 @@ MIN_SECRET = MIN_MASKED
 
 
 def environments(store: Store) -> list[str]:
-    with store.read() as session:
-        return list(session.exec(select(Environment.name).order_by(Environment.name)).all())
+    return [env["name"] for env in environment_rows(store)]
 
 
 def environment_rows(store: Store) -> list[dict[str, Any]]:

@@ -19,11 +19,6 @@ if TYPE_CHECKING:
     from wire.people import Person, Token, TokenCreated, Whoami
 
 
-def _grants(person: Person | Whoami) -> str:
-    return ", ".join(g.role + (f" on {', '.join(g.environments)}" if g.environments else "")
-                     for g in person.grants) or "no role"
-
-
 @click.group()
 def user() -> None:
     """People who may use Workdeck, and their roles."""
@@ -78,7 +73,7 @@ def user_list(ctx: Context, as_json: bool) -> None:
         return
     output.table(["NAME", "ACCOUNT", "ROLES", "TOKENS", "ADDED"], [
         [p.name + (" (the server's account)" if p.builtin else ""), p.os_user or "-",
-         _grants(p), p.tokens, display.ago(p.created_at) if p.created_at else "-"]
+         display.grants(p), p.tokens, display.ago(p.created_at) if p.created_at else "-"]
         for p in people])
 
 
@@ -95,7 +90,7 @@ def user_show(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         output.print_json(person)
         return
-    output.say(f"{person.name}: {_grants(person)}"
+    output.say(f"{person.name}: {display.grants(person)}"
                + (f"; the account {person.os_user} on the server's host" if person.os_user
                   else ""))
     if tokens:
@@ -130,7 +125,7 @@ def _change_grant(ctx: Context, name: str, how: str, role: str,
     with ctx.client() as client:
         person: Person = view(client.post(f"/api/people/{segment(name)}/{how}",
                                           {"role": role, "environments": list(environments)}))
-    output.say(f"{person.name}: {_grants(person)}.")
+    output.say(f"{person.name}: {display.grants(person)}.")
 
 
 @user.command("revoke")
@@ -199,7 +194,7 @@ def whoami(ctx: Context) -> None:
     with ctx.client() as client:
         me: Whoami = view(client.get("/api/whoami"))
     how = f"socket, account {me.os_user}" if me.via == "socket" and me.os_user else me.via
-    output.say(f"{me.name} ({how}): {_grants(me)}")
+    output.say(f"{me.name} ({how}): {display.grants(me)}")
     output.say("may: " + (", ".join(me.permissions) or "nothing yet"))
 
 
@@ -276,5 +271,5 @@ def login(url: str, name: str | None, expected: str | None) -> None:
         fail(f"The server refused the token: {said}")
     me: Whoami = view(answer.json())
     saved = profiles.save(profile)
-    output.say(f"Logged in to {profile.url} as {me.name}: {_grants(me)}. Saved as "
+    output.say(f"Logged in to {profile.url} as {me.name}: {display.grants(me)}. Saved as "
                f"{profile.name!r} in {saved}: use it with `workdeck --server {profile.name}`.")

@@ -38,6 +38,8 @@ class ApprovalsScreen(FleetScreen):
         Binding("enter", "open", "Open", id="open"),
     ]
 
+    _offered: bool | None = None  # whether a/x/enter were last offered
+
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
         table = LiveTable(id="approvals-table", sort_key=lambda key, _c: int(key),
@@ -71,7 +73,11 @@ class ApprovalsScreen(FleetScreen):
             for run in waiting if matches(text, run.id, run.runbook, run.environment,
                                           run.actor, run.waiting.prompt if run.waiting
                                           else "")})
-        self.refresh_bindings()
+        # Only when the keys on offer change: the footer rebuilds itself on every call.
+        offered = self.selected() is not None
+        if offered != self._offered:
+            self._offered = offered
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("approve", "refuse", "open") and self.selected() is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -180,8 +180,3 @@ def identity(app: WorkdeckApp) -> Text:
     text.append(f" ({', '.join(roles)})", style="bright_black")
     return text
 
-
-def roles_text(you: Any) -> str:
-    """Their roles in a few words: "admin", "operator on Development, viewer"."""
-    return ", ".join(g.role + (f" on {', '.join(g.environments)}" if g.environments else "")
-                     for g in you.grants) or "no role"

@@ -14,8 +14,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from console.client import ApiError
-from console.display import ago, started
-from console.screens.base import FleetScreen, roles_text
+from console.display import ago, grants, started
+from console.screens.base import FleetScreen
 from console.state import matches, plain, safe
 from console.typed import view
 from console.widgets.live_table import LiveTable
@@ -115,9 +115,9 @@ class PeopleScreen(FleetScreen):
                                                if person.builtin else Text()),
             Text(str(person.tokens)),
             Text(ago(person.created_at) if person.created_at else "-", style="bright_black"),
-            safe(roles_text(person), 300)]
+            safe(grants(person), 300)]
             for name, person in self.people.items()
-            if matches(text, name, person.os_user or "", roles_text(person))})
+            if matches(text, name, person.os_user or "", grants(person))})
         self._show_tokens()
 
     def on_live_table_row_highlighted(self, _event: Any) -> None:
@@ -175,7 +175,7 @@ class PeopleScreen(FleetScreen):
                                done=plain(f"{person.name}: {role}{where} {done}.", 300))
 
         self.app.push_screen(NoteDialog(plain(f"{verb} a role: {person.name} "
-                                              f"({roles_text(person)})", 300), ROLE_HELP),
+                                              f"({grants(person)})", 300), ROLE_HELP),
                              asked)
 
     def action_remove_person(self) -> None:
