@@ -177,6 +177,7 @@ class Backend:
             "subscribers": self.bus.subscriber_count,
             # Why the store refuses writes now (e.g. "the data directory is full").
             "store_fault": self.store.fault,
+            "store": {"kind": self.store.dialect, "where": self.store.where},
             "data_dir_bytes": self.data_dir_bytes,
             "disk_free_bytes": self.disk_free_bytes,
             "tls_fingerprint": self.tls_fingerprint,

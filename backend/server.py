@@ -26,7 +26,7 @@ from backend.certificate import Certificate, CertificateError, server_certificat
 from backend.core import Backend
 from backend.errors import WorkdeckError
 from backend.peer import PeerHTTPProtocol
-from backend.store.db import Store
+from backend.store.db import Store, StoreError
 from wire.datadir import DataDir
 from wire.serverlock import AlreadyRunning, ServerLock
 
@@ -179,13 +179,15 @@ def _private(root: Path, keep: set[str]) -> None:
 def serve(data_dir: DataDir, listen: str | None = None,
           prepare: Callable[[Backend], None] | None = None, *,
           tls_cert: str | None = None, tls_key: str | None = None,
-          plain_http: bool = False, socket_group: str | None = None) -> None:
+          plain_http: bool = False, socket_group: str | None = None,
+          database: str | None = None) -> None:
     """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API).
 
     It always serves the data directory's Unix socket, where local clients look first
     (the server's account only, or the members of `socket_group` too); `listen` may add a
     TCP address for others, served over HTTPS (with the certificate given, or one made
-    for this server), or plain HTTP on a loopback address only.
+    for this server), or plain HTTP on a loopback address only. Its data is in the
+    data directory's SQLite file, or in the PostgreSQL `database` (a URL).
     """
     _fewer_malloc_arenas()
     _quick_gil_handoff()
@@ -227,7 +229,7 @@ def serve(data_dir: DataDir, listen: str | None = None,
                 addresses.append(f"unix:{path}")
         if socket_group:
             _open_to_group(unix_paths, data_dir.root, socket_group)
-        _run(data_dir, addresses, sockets, lock, prepare, tls, socket_group)
+        _run(data_dir, addresses, sockets, lock, prepare, tls, socket_group, database)
     finally:
         for sock in sockets:
             sock.close()
@@ -272,9 +274,12 @@ def _loopback(host: str) -> bool:
 
 def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
          lock: ServerLock, prepare: Callable[[Backend], None] | None,
-         tls: Certificate | None, socket_group: str | None) -> None:
+         tls: Certificate | None, socket_group: str | None, database: str | None) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    store = Store(data_dir.database)
+    try:
+        store = Store(database or data_dir.database)
+    except StoreError as exc:
+        raise ServerError(str(exc)) from None
     try:
         try:
             fleet.ensure_builtin(store, "server")

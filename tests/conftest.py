@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 from contract import Contract
 from openssh import OpenSSHServer, find_sshd
+from postgres import PostgresServer, find_postgres
 
 from backend import loopwatch
 from backend.demo.sshd import LocalSSHServer
@@ -42,6 +43,22 @@ def pytest_configure(config: pytest.Config) -> None:
     # (A hook, not an import side effect: the benchmarks import this module too.)
     # (pytest-asyncio's own loops: asyncio_debug in pyproject.toml.)
     os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Locally, WORKDECK_TEST_STORES=sqlite runs the tests of both stores on one, for speed;
+    # CI always runs both.
+    wanted = os.environ.get("WORKDECK_TEST_STORES")
+    if not wanted or ON_CI:
+        return
+    kept = [item for item in items if _store_of(item) in (None, *wanted.split(","))]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
+def _store_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("store_kind") if callspec else None
 
 
 def short_tmp(prefix: str) -> Path:
@@ -178,6 +195,7 @@ class Workdeck:
     data_dir: DataDir
     home: Path
     process: subprocess.Popen[bytes]
+    database: str | None = None  # its PostgreSQL database; None: SQLite in data_dir
 
     @property
     def target(self) -> Target:
@@ -224,13 +242,71 @@ def contract(client: Client) -> Contract:
     return _contract[0]
 
 
-def start_workdeck(root: Path, home: Path, extra: list[str] | None = None
-                   ) -> tuple[DataDir, subprocess.Popen[bytes]]:
+STORES = ("sqlite", "postgresql")
+# Tests of what the store keeps run on both stores: `pytestmark = both_stores`.
+both_stores = pytest.mark.parametrize("store_kind", STORES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(unprivileged_user: str) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session, as an unprivileged account."""
+    bin_dir = find_postgres()
+    if bin_dir is None:
+        message = "PostgreSQL is not installed (apt-get install postgresql)"
+        if ON_CI:
+            pytest.fail(f"{message}: the PostgreSQL tests must run on CI")
+        pytest.skip(message)
+    with PostgresServer(bin_dir, account=unprivileged_user) as server:
+        yield server
+
+
+@pytest.fixture
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which store a test's server uses: SQLite unless the test runs on both_stores."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database(store_kind: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A test's PostgreSQL database (a new one, its URL), or None for SQLite in the data
+    directory."""
+    if store_kind == "sqlite":
+        yield None
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.database()
+    yield url
+    with contextlib.suppress(Exception):  # a test may have stopped the server
+        server.drop(url)
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, database: str | None) -> Iterator[Any]:
+    """Open the test's store (SQLite in tmp_path, or its PostgreSQL database): a real
+    store without a server. Every store it opened is closed at the end."""
+    from backend.store.db import Store
+
+    opened: list[Store] = []
+
+    def make(name: str = "store.db") -> Store:
+        opened.append(Store(database or tmp_path / name))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def start_workdeck(root: Path, home: Path, extra: list[str] | None = None,
+                   database: str | None = None) -> tuple[DataDir, subprocess.Popen[bytes]]:
     data_dir = DataDir(root / "data")
     data_dir.ensure()
     # Every JSON answer is recorded, and checked against the API's contract afterwards.
     env = {**os.environ, "HOME": str(home), RECORD_ENV: str(answers_file(root))}
     env.pop("WORKDECK_SERVER", None)
+    env.pop("WORKDECK_DATABASE", None)
+    if database:
+        env["WORKDECK_DATABASE"] = database
     log = open(data_dir.log_file, "ab")  # noqa: SIM115 - owned by the child
     process = subprocess.Popen(
         [sys.executable, "-m", "console.cli", "--data-dir", str(data_dir.root), "server",
@@ -255,12 +331,12 @@ QUIET_POLICY = {"interval_s": 3600, "timeout_s": 5, "disk_free_warning_mb": 0,
 
 
 @pytest.fixture
-def workdeck() -> Iterator[Workdeck]:
+def workdeck(database: str | None) -> Iterator[Workdeck]:
     root = short_tmp("wd-")
     home = root / "home"
     (home / ".ssh").mkdir(parents=True)
-    data_dir, process = start_workdeck(root, home)
-    deck = Workdeck(data_dir, home, process)
+    data_dir, process = start_workdeck(root, home, database=database)
+    deck = Workdeck(data_dir, home, process, database)
     with deck.client() as client:
         client.put("/api/policy", QUIET_POLICY)
         client.put("/api/settings", {"builtin_worker": False})
@@ -318,15 +394,11 @@ def unprivileged_user() -> str:
 
 
 @pytest.fixture
-def run_store(tmp_path):
+def run_store(make_store):
     """A real store holding run 1, for tests of a run's log without a server."""
-    import sqlite3
+    from backend.store.models import Run
 
-    from backend.store.db import Store
-
-    store = Store(tmp_path / "runs.db")
-    with sqlite3.connect(tmp_path / "runs.db") as conn:
-        conn.execute("INSERT INTO run (id, runbook, environment, definition, created_at) "
-                     "VALUES (1, 'r', 'e', '{}', '2026-01-01')")
-    yield store
-    store.close()
+    store = make_store("runs.db")
+    with store.write() as session:
+        session.add(Run(runbook="r", environment="e", definition="{}"))
+    return store

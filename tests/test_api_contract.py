@@ -7,8 +7,11 @@ import json
 
 import httpx
 import pytest
+from conftest import both_stores
 
 from console.client import ApiError
+
+pytestmark = both_stores
 
 
 def raw(workdeck, method, path, **kwargs):

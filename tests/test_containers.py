@@ -118,7 +118,8 @@ def test_kill_9_of_the_server_leaves_no_container(builtin, image, tmp_path):
     workdeck.process.send_signal(signal.SIGKILL)
     workdeck.process.wait(10)
     assert len(containers()) == 1  # a crash leaves it running
-    _data, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home)
+    _data, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home,
+                                            database=workdeck.database)
     eventually(lambda: containers() == [], timeout=30, what="the orphaned container removed")
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
     assert done["status"] == "interrupted"

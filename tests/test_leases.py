@@ -1,4 +1,5 @@
-"""Lease accounting and pool utilization against a real SQLite store, in process."""
+"""Lease accounting and pool utilization against a real store (SQLite and PostgreSQL), in
+process."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import both_stores
 from sqlalchemy import func, update
 from sqlmodel import select
 from waiting import eventually_async
@@ -19,13 +21,12 @@ from backend.store.models import HEALTHY, UNAVAILABLE, Lease, Pool, Run, UsageSa
 from wire.workers import WorkerCreate
 
 POOL = "Web Pool"
+pytestmark = both_stores
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "leases.db")
-    yield store
-    store.close()
+def store(make_store):
+    return make_store("leases.db")
 
 
 def fleet_of(store: Store, workers: int, capacity: int) -> list[str]:

@@ -4,16 +4,19 @@ or while the store is slow, loses nothing."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import both_stores
 
 from backend.runs import logstore
 from backend.runs.loghub import LogHub
 from backend.runs.logstore import RunLog, read
+from backend.store.models import Run
 from wire.logcodec import expand
+
+pytestmark = both_stores
 
 
 @pytest.fixture
@@ -92,11 +95,8 @@ async def test_a_cancelled_flush_still_stores_its_batch(store, monkeypatch):
 
 async def test_many_logs_closed_under_a_busy_pool_keep_every_line(store):
     # Ten runs' logs sharing two threads with other store work, all closed at once.
-    conn = sqlite3.connect(store.path)
-    conn.executemany("INSERT INTO run (id, runbook, environment, definition, created_at) "
-                     "VALUES (?, 'r', 'e', '{}', '2026-01-01')", [(i,) for i in range(2, 12)])
-    conn.commit()
-    conn.close()
+    with store.write() as session:
+        session.add_all(Run(runbook="r", environment="e", definition="{}") for _ in range(10))
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
     logs = [RunLog(store, LogHub(), run_id, secrets=[]) for run_id in range(2, 12)]

@@ -6,7 +6,7 @@ import json
 import signal
 
 import pytest
-from conftest import start_workdeck
+from conftest import both_stores, start_workdeck
 from waiting import eventually
 
 THREE_STEPS = """
@@ -42,6 +42,8 @@ name = "Finish"
 pool = "Web Pool"
 script = "echo finished"
 """
+
+pytestmark = both_stores
 
 
 def setup_fleet(workdeck, ssh_servers, client_key, count=2, pool="Web Pool"):
@@ -358,7 +360,7 @@ script = "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.1; done; sleep
     workdeck.process.send_signal(signal.SIGKILL)
     workdeck.process.wait(10)
     _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent,
-                                                 workdeck.home)
+                                                 workdeck.home, database=workdeck.database)
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"])
     assert done["status"] == "interrupted"
     assert "server stopped" in done["reason"]
@@ -460,20 +462,12 @@ script = "seq 1 30000; sleep 30"
     assert all(line["at"] > 0 for line in lines)  # a chunk cut in its middle keeps times
 
 
-async def test_the_output_limit_truncates_with_a_marker(tmp_path):
+async def test_the_output_limit_truncates_with_a_marker(run_store):
     from backend.runs.loghub import LogHub
     from backend.runs.logstore import RunLog, read
-    from backend.store.db import Store
     from wire.logcodec import expand
 
-    store = Store(tmp_path / "limit.db")
-    import sqlite3
-
-    conn = sqlite3.connect(tmp_path / "limit.db")
-    conn.execute("INSERT INTO run (id, runbook, environment, definition, created_at) "
-                 "VALUES (1, 'r', 'e', '{}', '2026-01-01')")
-    conn.commit()
-    conn.close()
+    store = run_store
     log = RunLog(store, LogHub(), 1, secrets=["hunter2"], output_limit=1000)
     log.start()
     await log.output(1, "w", "stdout", b"password is hunter2\n" + b"x" * 100 + b"\n")
@@ -485,4 +479,3 @@ async def test_the_output_limit_truncates_with_a_marker(tmp_path):
     assert lines[0]["text"] == "password is ********"
     assert any("output limit of" in line["text"] for line in lines)
     assert sum(1 for line in lines if line["text"].startswith("y")) < 20
-    store.close()

@@ -1,4 +1,5 @@
-"""The SQLite store: private files, WAL, migrations from every older version."""
+"""The store: private files, WAL, migrations by Alembic, and the SQLite stores from
+before Alembic brought to its baseline."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import sqlite3
 import stat
 
 import pytest
+from conftest import both_stores
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from backend.store import models  # noqa: F401 - registers the tables on SQLModel.metadata
-from backend.store.db import Store, StoreError
-from backend.store.migrations import LATEST, MIGRATIONS, SchemaTooNewError, migrate
+from backend.store import (
+    models,  # noqa: F401 - registers the tables on SQLModel.metadata
+    schema,
+)
+from backend.store.db import Store, StoreError, masked
+from backend.store.legacy import LATEST, MIGRATIONS, migrate
 from wire.datadir import DataDir
 
 
@@ -57,18 +63,75 @@ def test_a_database_from_any_older_version_opens(tmp_path, start):
     store = Store(path)
     store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+        (schema.HEAD,)]
+    # A Workdeck from before Alembic refuses it as newer than itself.
+    assert conn.execute("PRAGMA user_version").fetchone()[0] > LATEST
     if start >= 1:
         assert conn.execute("SELECT description FROM pool WHERE name = 'Old Pool'"
                             ).fetchone() == ("kept",)
 
 
-def test_a_newer_database_is_refused_clearly(tmp_path):
-    path = tmp_path / "new.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
-    with pytest.raises(SchemaTooNewError, match="upgrade Workdeck"):
-        migrate(conn)
+@both_stores
+def test_the_schema_is_what_the_models_declare(make_store):
+    """Every table, column and index of the models is in the store Alembic made, and
+    nothing else: a model changed without a revision fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    store = make_store()
+    with store.read() as session:
+        differences = compare_metadata(MigrationContext.configure(session.connection()),
+                                       SQLModel.metadata)
+    assert differences == []
+
+
+@both_stores
+def test_a_newer_database_is_refused_clearly(make_store, database, tmp_path):
+    store = make_store()
+    with store.write() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+        session.execute(text("INSERT INTO setting (key, value) VALUES ('kept', 'yes')"))
+    with pytest.raises(StoreError, match=r"revision f00d, which this Workdeck does not know.*"
+                                         r"upgrade Workdeck"):
+        Store(database or tmp_path / "store.db")
+    with store.read() as session:
+        assert session.execute(text("SELECT value FROM setting")).all() == [("yes",)]
+
+
+def test_a_store_from_before_alembic_is_refused_by_workdecks_before_it(tmp_path):
+    """A Workdeck from before Alembic reads PRAGMA user_version: it says "newer"."""
+    Store(tmp_path / "s.db").close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] > LATEST
+
+
+def test_a_database_that_is_not_postgresql_or_not_there_is_refused_clearly(postgres):
+    with pytest.raises(StoreError, match=r"SQLite .* or PostgreSQL, not 'mysql'"):
+        Store("mysql://me@db/deck")
+    with pytest.raises(StoreError, match="not a database URL"):
+        Store("postgresql://me@db:port/deck")
+    gone = f"postgresql://workdeck:sesame@127.0.0.1:{postgres.port}/missing"
+    with pytest.raises(StoreError, match=r"Cannot use the database postgresql://workdeck:\*\*\*"
+                                         r"@127.0.0.1:\d+/missing: .*missing"):
+        Store(gone)
+
+
+def test_a_database_url_is_shown_without_its_password():
+    assert masked("postgresql://ops:s3cret@db.example:5432/deck") == \
+        "postgresql://ops:***@db.example:5432/deck"
+    assert masked("postgresql://ops@db/deck?password=s3cret&sslmode=require") == \
+        "postgresql://ops@db/deck?password=***&sslmode=require"
+    assert "s3cret" not in masked("postgresql+psycopg://ops:s3cret@db/deck")
+
+
+def test_head_is_the_newest_revision():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(schema.SCRIPTS))
+    assert ScriptDirectory.from_config(config).get_heads() == [schema.HEAD]
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):

@@ -10,6 +10,12 @@ from pydantic import BaseModel, Field
 from wire.base import Answer
 
 
+class StoreInUse(Answer):
+    kind: Literal["sqlite", "postgresql"]
+    where: str = Field(description="The SQLite file, or the PostgreSQL URL (its password "
+                                    "masked).")
+
+
 class ServerStatus(Answer):
     version: str
     pid: int
@@ -21,6 +27,7 @@ class ServerStatus(Answer):
     subscribers: int = Field(description="Consoles following the push stream.")
     store_fault: str | None = Field(description="Why the store refuses writes now (a full "
                                                 "disk, say); null while it works.")
+    store: StoreInUse = Field(description="Where the server keeps its data.")
     data_dir_bytes: int
     disk_free_bytes: int | None
     tls_fingerprint: str | None = Field(None, description=(

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import select
 
 from backend.store.db import Store
 from backend.store.models import DEFAULT_POOL, Pool, PoolMember, Runbook, Worker
+from backend.store.sql import json_text
 from wire.runbook import RunbookDef
 
 CRITICAL, WARNING = "critical", "warning"
@@ -45,12 +45,12 @@ def findings(store: Store) -> list[dict[str, Any]]:
     with store.read() as session:
         definitions = [RunbookDef.model_validate_json(text) for text in
                        session.exec(select(Runbook.definition)).all()]
-        # Two facts of every enabled member, taken out of their JSON by SQLite: the
+        # Two facts of every enabled member, taken out of their JSON by the database: the
         # advisor reads the whole fleet on each pass, and parsing ten thousand facts in
         # Python would hold the interpreter that answers every console meanwhile.
         rows = session.exec(
-            select(Pool.name, Worker.name, func.json_extract(Worker.facts, "$.os"),
-                   func.json_extract(Worker.facts, "$.container_engine"))
+            select(Pool.name, Worker.name, json_text(Worker.facts, "os"),
+                   json_text(Worker.facts, "container_engine"))
             .join(PoolMember, PoolMember.pool_id == Pool.id)
             .join(Worker, Worker.id == PoolMember.worker_id)
             .where(Worker.enabled)).all()

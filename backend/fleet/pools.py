@@ -45,11 +45,15 @@ def ensure_pools(session: Session, names: Iterable[str], actor: str) -> list[Poo
 _FIGURES = """
 SELECT p.name,
        COUNT(w.id) AS workers,
-       COALESCE(SUM(w.enabled AND w.check_status = 'healthy'), 0) AS healthy,
-       COALESCE(SUM(CASE WHEN w.enabled AND w.check_status = 'healthy' AND NOT w.draining
-                         THEN w.capacity ELSE COALESCE(l.n, 0) END), 0) AS capacity,
-       COALESCE(SUM(l.n), 0) AS leased,
-       COALESCE(SUM(w.draining), 0) AS draining,
+       COALESCE(SUM(CASE WHEN w.enabled AND w.check_status = 'healthy' THEN 1 ELSE 0 END),
+                0) AS healthy,
+       -- (PostgreSQL sums a count as a decimal: the casts keep them whole numbers.)
+       CAST(COALESCE(SUM(CASE WHEN w.enabled AND w.check_status = 'healthy'
+                                   AND NOT w.draining
+                              THEN w.capacity ELSE COALESCE(l.n, 0) END), 0) AS INTEGER)
+           AS capacity,
+       CAST(COALESCE(SUM(l.n), 0) AS INTEGER) AS leased,
+       COALESCE(SUM(CASE WHEN w.draining THEN 1 ELSE 0 END), 0) AS draining,
        p.id
 FROM pool p
 LEFT JOIN pool_member pm ON pm.pool_id = p.id

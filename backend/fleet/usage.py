@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, func, insert, text
+from sqlalchemy import DateTime, bindparam, delete, func, insert, text
 from sqlmodel import select
 
 from backend.events import EventBus
@@ -21,6 +21,7 @@ from backend.fleet.provisioners import provisioners_public
 from backend.runs.leases import Leases
 from backend.store.db import Store, for_client
 from backend.store.models import Lease, UsageSample
+from backend.store.sql import epoch
 from wire.constants import HISTORY_S
 
 log = logging.getLogger(__name__)
@@ -260,21 +261,17 @@ def public(name: str, figure: dict[str, Any], at: float) -> dict[str, Any]:
             **{k: v for k, v in figure.items() if k != "pool_id"}}
 
 
-_DROP_OLD = text("DELETE FROM usage_sample WHERE at < :gone").bindparams(
-    bindparam("gone", type_=DateTime))
-# SQLite gives the row holding the MAX() for a bare column: the busiest sample is kept.
-_THIN = text("""
-DELETE FROM usage_sample WHERE at < :detail AND id NOT IN (
-    SELECT id FROM (SELECT id, MAX(leased) FROM usage_sample WHERE at < :detail
-                    GROUP BY pool_id, CAST(strftime('%s', at) AS INTEGER) / :thin))
-""").bindparams(bindparam("detail", type_=DateTime))
-
-
 def prune(store: Store) -> None:
     """Drop samples past KEEP_S; past FULL_DETAIL_S keep the busiest per THIN_S per pool."""
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = datetime.now(UTC)
+    detail = now - timedelta(seconds=FULL_DETAIL_S)
+    # Each older sample's rank in its pool's THIN_S: the busiest is first.
+    ranked = select(UsageSample.id, func.row_number().over(
+        partition_by=(UsageSample.pool_id, epoch(UsageSample.at) // THIN_S),
+        order_by=(UsageSample.leased.desc(), UsageSample.id)).label("rank")
+    ).where(UsageSample.at < detail).subquery()
     with store.write() as session:
-        connection = session.connection()
-        connection.execute(_DROP_OLD, {"gone": now - timedelta(seconds=KEEP_S)})
-        connection.execute(_THIN, {"detail": now - timedelta(seconds=FULL_DETAIL_S),
-                                   "thin": THIN_S})
+        session.execute(delete(UsageSample).where(
+            UsageSample.at < now - timedelta(seconds=KEEP_S)))
+        session.execute(delete(UsageSample).where(
+            UsageSample.id.in_(select(ranked.c.id).where(ranked.c.rank > 1))))

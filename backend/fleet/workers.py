@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import case, delete, func
 from sqlmodel import Session, select
 
 from backend.errors import Conflict, InvalidInput, NotFound
@@ -53,7 +53,7 @@ def _leases(session: Session, worker_ids: Iterable[int] | None = None
             ) -> dict[int, tuple[int, int, str]]:
     """Per worker: slots held, how many of them by orphaned steps, and why (one reason)."""
     query = select(Lease.worker_id, func.count(),
-                   func.sum(func.iif(Lease.orphan != "", 1, 0)), func.max(Lease.orphan)
+                   func.sum(case((Lease.orphan != "", 1), else_=0)), func.max(Lease.orphan)
                    ).group_by(Lease.worker_id)
     if worker_ids is not None:
         query = query.where(Lease.worker_id.in_(list(worker_ids)))

@@ -14,7 +14,7 @@ from backend.runs.course import RunState
 from backend.runs.leases import Granted, Leases, NoWorker
 from backend.runs.logstore import LogStoreFull, RunLog
 from backend.runs.records import RunRecords
-from backend.store.db import DATA_DIR_FULL, Store, write_retrying
+from backend.store.db import FULL, Store, write_retrying
 from backend.store.models import (
     FAILED,
     LOST,
@@ -253,7 +253,7 @@ class StepAttempts(RunRecords):
         if not gone:
             reason += "; its processes may still run: the slot stays taken until they are " \
                       "killed"
-        if result.timed_out or DATA_DIR_FULL in result.reason:
+        if result.timed_out or any(full in result.reason for full in FULL):
             return FAILED, reason
         return LOST, reason
 

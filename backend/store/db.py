@@ -1,8 +1,14 @@
-"""The SQLite store: WAL mode, a busy timeout, immediate write transactions, migrations.
+"""The store: an SQLite file in the data directory, or a PostgreSQL database.
 
-It also knows when writes fail for a reason outside Workdeck (a full disk, an I/O
-error), so that the server can say so and keep what it could not write until the store
-works again.
+SQLite: WAL mode, a busy timeout, immediate write transactions. PostgreSQL: a pool of
+connections checked before use (a restarted database is reconnected to), in UTC. On
+both, write transactions queue for one lock, so that what callers read and then write
+in one transaction is never raced by another writer. Migrations run at open
+(schema.py).
+
+It also knows when writes fail for a reason outside Workdeck (a full disk, a database
+gone away), so that the server can say so and keep what it could not write until the
+store works again.
 """
 
 from __future__ import annotations
@@ -19,15 +25,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
 from sqlmodel import Session, create_engine
 
 from backend import loopwatch
-from backend.store.migrations import migrate
+from backend.store import schema
 
 BUSY_TIMEOUT_MS = 10_000
 PAGE_SIZE = 65_536
-
+# PostgreSQL: how long to wait for a connection, and the one lock writers queue for
+# (an advisory lock's key, any fixed number of Workdeck's own).
+CONNECT_TIMEOUT_S = 5
+WRITE_LOCK = 0x5764_0001
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,9 @@ RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 2.0
 
 DATA_DIR_FULL = "the data directory is full"
+DATABASE_FULL = "the database's disk is full"
+# What stops a step whose lines cannot be kept (backend/runs/attempts.py).
+FULL = (DATA_DIR_FULL, DATABASE_FULL)
 
 
 class StoreError(Exception):
@@ -44,21 +57,73 @@ class StoreError(Exception):
 
 def fault_of(exc: BaseException) -> str | None:
     """What an error says about the store itself (None: it is not the store's fault)."""
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return f"the database cannot be reached ({_first_line(exc.orig or exc)})"
         exc = exc.orig or exc
-    if not isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        text = str(exc).lower()
+        if "full" in text:
+            return DATA_DIR_FULL
+        if "locked" in text or "busy" in text:
+            return "the database is locked by another process"
+        if "i/o" in text or "readonly" in text or "read-only" in text or "unable to open" in text:
+            return f"the database cannot be written ({exc})"
         return None
-    text = str(exc).lower()
-    if "full" in text:
-        return DATA_DIR_FULL
-    if "locked" in text or "busy" in text:
-        return "the database is locked by another process"
-    if "i/o" in text or "readonly" in text or "read-only" in text or "unable to open" in text:
-        return f"the database cannot be written ({exc})"
+    return _postgresql_fault(exc)
+
+
+def _postgresql_fault(exc: BaseException) -> str | None:
+    import sys
+
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:  # never loaded: not a PostgreSQL error
+        return None
+    errors = psycopg.errors
+    if isinstance(exc, errors.DiskFull | errors.OutOfMemory):
+        return DATABASE_FULL
+    if isinstance(exc, errors.ReadOnlySqlTransaction):
+        return f"the database takes no writes now ({_first_line(exc)})"
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # The server gone, restarting, refusing connections, or the link cut.
+        return f"the database cannot be reached ({_first_line(exc)})"
     return None
 
 
-def _engine(path: Path, *, immediate: bool) -> Engine:
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def is_url(database: str) -> bool:
+    return "://" in database
+
+
+def database_url(database: str) -> URL:
+    """A PostgreSQL URL as SQLAlchemy takes it (with psycopg), or a StoreError."""
+    try:
+        url = make_url(database)
+    except (ArgumentError, ValueError):
+        raise StoreError(f"{masked(database)!r} is not a database URL: give one like "
+                         "postgresql://USER@HOST/DATABASE.") from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise StoreError(f"Workdeck stores its data in SQLite (the default) or PostgreSQL, "
+                         f"not {url.get_backend_name()!r}: give a postgresql:// URL.")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def masked(database: str) -> str:
+    """A database URL to show: its password hidden, wherever it was written."""
+    try:
+        url = make_url(database)
+    except (ArgumentError, ValueError):
+        return database.split("@")[-1]
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "***"})
+    shown = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")
+
+
+def _sqlite_engine(path: Path, *, immediate: bool) -> Engine:
     engine = create_engine(
         f"sqlite:///{path}",
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
@@ -81,17 +146,49 @@ def _engine(path: Path, *, immediate: bool) -> Engine:
     return engine
 
 
-class Store:
-    """One SQLite file: readers see a snapshot (WAL), writers queue for one lock."""
+def _postgresql_engine(url: URL, *, writer: bool) -> Engine:
+    engine = create_engine(
+        url,
+        # A connection left from before the database restarted is found dead and
+        # replaced before it is used, not on a write that then has to be retried.
+        pool_pre_ping=True, pool_size=8, max_overflow=8,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "workdeck",
+                      # Times without a zone (raw SQL's parameters) are UTC, as on SQLite.
+                      "options": "-c TimeZone=UTC"},
+    )
+    if writer:
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+            # Writers queue as on SQLite (BEGIN IMMEDIATE): a transaction that reads, then
+            # writes what it read (a slot's count, the next line number), is never raced.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    return engine
+
+
+class Store:
+    """One database: readers see a snapshot, writers queue for one lock.
+
+    `database` is the SQLite file's path, or a PostgreSQL URL.
+    """
+
+    def __init__(self, database: Path | str) -> None:
         # Why writes fail now (the data directory is full, say); None while they work.
         self.fault: str | None = None
         # Writes waiting for the store that must be taken before held log lines (a run's
         # outcome): while there are any, logs hold their lines back (backend/runs/logstore.py),
         # or space freed on a full disk would go to the lines first.
         self.urgent = 0
+        if isinstance(database, str) and is_url(database):
+            self.dialect = "postgresql"
+            self.where = masked(database)
+            self._open_postgresql(database_url(database))
+        else:
+            self.dialect = "sqlite"
+            self.where = str(database)
+            self._open_sqlite(Path(database))
+
+    def _open_sqlite(self, path: Path) -> None:
         try:
             raw = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             try:
@@ -100,14 +197,29 @@ class Store:
                 # long overflow chains, three times slower to write.
                 raw.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 raw.execute("PRAGMA journal_mode=WAL")
-                migrate(raw)
             finally:
                 raw.close()
             path.chmod(0o600)
-        except sqlite3.DatabaseError as exc:
+            self._reader = _sqlite_engine(path, immediate=False)
+            self._writer = _sqlite_engine(path, immediate=True)
+            schema.upgrade(self._writer)
+        except (sqlite3.DatabaseError, DatabaseError) as exc:
             raise StoreError(f"Cannot open the database {path}: {exc}.") from exc
-        self._reader = _engine(path, immediate=False)
-        self._writer = _engine(path, immediate=True)
+        except schema.SchemaTooNewError as exc:
+            raise StoreError(str(exc)) from None
+
+    def _open_postgresql(self, url: URL) -> None:
+        self._reader = _postgresql_engine(url, writer=False)
+        self._writer = _postgresql_engine(url, writer=True)
+        try:
+            schema.upgrade(self._writer)
+        except DBAPIError as exc:
+            self.close()
+            raise StoreError(f"Cannot use the database {self.where}: "
+                             f"{_first_line(exc.orig or exc)}.") from None
+        except schema.SchemaTooNewError as exc:
+            self.close()
+            raise StoreError(str(exc)) from None
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 # The statuses are part of the wire contract; they are defined there once.
@@ -88,7 +89,8 @@ class Provisioner(SQLModel, table=True):
 
     __tablename__ = "provisioner"
 
-    pool_id: int = Field(foreign_key="pool.id", primary_key=True, ondelete="CASCADE")
+    pool_id: int = Field(foreign_key="pool.id", primary_key=True, ondelete="CASCADE",
+                         sa_column_kwargs={"autoincrement": False})
     create_command: str  # the new worker's name is its last argument; prints one JSON object
     destroy_command: str  # the worker's name is its last argument
     min_workers: int = 0  # kept warm, idle or not
@@ -116,7 +118,8 @@ class HostKey(SQLModel, table=True):
 
     __tablename__ = "host_key"
 
-    worker_id: int = Field(foreign_key="worker.id", primary_key=True, ondelete="CASCADE")
+    worker_id: int = Field(foreign_key="worker.id", primary_key=True, ondelete="CASCADE",
+                           sa_column_kwargs={"autoincrement": False})
     public_key: str
     fingerprint: str
     trusted_at: datetime = Field(default_factory=utcnow)
@@ -198,7 +201,7 @@ class Run(SQLModel, table=True):
     person: str = ""  # who launched it (the actor's person), whom four eyes exclude
     created_at: datetime = Field(default_factory=utcnow, index=True)
     started_at: datetime | None = None
-    finished_at: datetime | None = None
+    finished_at: datetime | None = Field(default=None, index=True)  # retention, oldest first
     output_bytes: int = 0
     # JSON, while the run waits for a decision: what it waits for and where its course
     # stands, so that a server started again asks the same question.
@@ -233,9 +236,11 @@ class LogChunk(SQLModel, table=True):
     """
 
     __tablename__ = "log_chunk"
+    # Followers ask for "lines of run R after N": this index answers it directly.
+    __table_args__ = (Index("ix_log_chunk_run_id", "run_id", "last_seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
+    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE")
     first_seq: int
     last_seq: int
     position: int
@@ -274,10 +279,12 @@ class UsageSample(SQLModel, table=True):
     age."""
 
     __tablename__ = "usage_sample"
+    # History is read per pool over a time range, and pruned by time.
+    __table_args__ = (Index("ix_usage_sample_pool_id", "pool_id", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     pool_id: int = Field(foreign_key="pool.id", ondelete="CASCADE")
-    at: datetime = Field(default_factory=utcnow)
+    at: datetime = Field(default_factory=utcnow, index=True)
     leased: int
     capacity: int
     queued: int

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 @click.option("--socket-group", metavar="GROUP", help="Open the Unix socket to this OS "
               "group's members too: each is the person mapped to their account (`user add "
               "--os-user`), known by the kernel, with no token.")
+@click.option("--database", envvar="WORKDECK_DATABASE", metavar="postgresql://USER@HOST/DB",
+              help="Keep the data in this PostgreSQL database (default: SQLite in the data "
+              "directory; env WORKDECK_DATABASE).")
 @click.option("--demo-fleet", is_flag=True, hidden=True)
 @click.option("--exit-with", type=int, hidden=True, metavar="PID",
               help="Stop when this process (the demo's console) is gone.")
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 @click.pass_context
 def server(click_ctx: click.Context, ctx: Context, listen: str | None, tls_cert: str | None,
            tls_key: str | None, plain_http: bool, socket_group: str | None,
-           demo_fleet: bool, exit_with: int | None) -> None:
+           database: str | None, demo_fleet: bool, exit_with: int | None) -> None:
     """Run the backend server in the foreground (or: status, stop)."""
     if click_ctx.invoked_subcommand is not None:
         return
@@ -53,7 +56,8 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, tls_cert:
 
     try:
         serve(ctx.target.data_dir, listen, prepare=prepare, tls_cert=tls_cert,
-              tls_key=tls_key, plain_http=plain_http, socket_group=socket_group)
+              tls_key=tls_key, plain_http=plain_http, socket_group=socket_group,
+              database=database)
     except ServerError as exc:
         fail(str(exc))
     finally:
@@ -90,6 +94,8 @@ def server_status(ctx: Context, as_json: bool) -> None:
     if status.tls_fingerprint:
         output.say(f"TLS certificate {status.tls_fingerprint} (clients pin it with "
                    "`workdeck login`).")
+    if status.store.kind == "postgresql":
+        output.say(f"Store: PostgreSQL at {status.store.where}.")
     free = status.disk_free_bytes
     output.say(f"Data directory {status.data_dir}: {display.size(status.data_dir_bytes)}"
                + (f", {display.size(free)} free on its disk" if free is not None else "") + ".")

@@ -1,14 +1,16 @@
-"""Schema migrations: each step moves the database one version forward, in order.
+"""The SQLite schema's steps from before Alembic, frozen: never add to them.
 
-The version lives in SQLite's `PRAGMA user_version`, so a database written by any
-older Workdeck opens: the server applies the missing steps at start, each in its
-own transaction. Steps are plain SQL so they stay readable and never change once
-released; add a new step instead of editing an old one.
+Until Alembic, an SQLite store kept its version in `PRAGMA user_version` and these steps
+moved it forward one version at a time. A store from then is brought to LATEST by them,
+which is the schema of Alembic's baseline revision (schema.py does both). Steps are
+plain SQL so they stay readable.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from sqlalchemy import Connection
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
     (
@@ -306,13 +308,25 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
 
 LATEST = len(MIGRATIONS)
 
-
-class SchemaTooNewError(Exception):
-    """The database was written by a newer Workdeck than this one."""
+# What a store at LATEST still differs in from the baseline revision: its names were
+# indexed twice (a unique constraint and a plain index), the baseline's index is unique.
+# Done as the store is recorded at the baseline, so that later revisions find one schema.
+TO_BASELINE = [
+    statement
+    for table in ("worker", "pool", "environment", "runbook", "person")
+    for statement in (f"DROP INDEX ix_{table}_name",
+                      f"CREATE UNIQUE INDEX ix_{table}_name ON {table} (name)")
+] + ["DROP INDEX ix_api_token_digest",
+     "CREATE UNIQUE INDEX ix_api_token_digest ON api_token (digest)"]
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def version(connection: Connection) -> int:
+    """The legacy version of the store behind an SQLAlchemy connection (0: none)."""
+    return connection.exec_driver_sql("PRAGMA user_version").scalar() or 0
 
 
 def migrate(conn: sqlite3.Connection, target: int = LATEST) -> list[int]:
@@ -323,11 +337,6 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST) -> list[int]:
     """
     applied: list[int] = []
     current = schema_version(conn)
-    if current > LATEST:
-        raise SchemaTooNewError(
-            f"The database is at schema version {current}, newer than this Workdeck "
-            f"understands ({LATEST}); upgrade Workdeck to open it."
-        )
     for version in range(current + 1, target + 1):
         _, statements = MIGRATIONS[version - 1]
         conn.execute("BEGIN IMMEDIATE")
