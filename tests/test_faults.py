@@ -6,6 +6,7 @@
 | `kill -9` of the server mid-step (built-in worker; OpenSSH as root and as an ordinary account) | the run `interrupted` after restart | the step's processes are killed after the restart, its slot held until they are, every line stored before the kill |
 | the data directory fills up during a 1,000,000-line step, then is freed | `server status` and the top bar say the data directory is full; the step fails with that reason | the server stays up, the lines it took are stored in order with no gap, runs work again once space is freed |
 | the same, 12 MB freed while far more lines are held | the run ends `failed` (API, `runs show`, console) | its steps' and its own outcome and its slot are stored before the held lines; every line in the end, with no gap |
+| PostgreSQL stopped in the middle of a 100,000-line step, then started again | `server status` and the top bar say the database cannot be reached, then nothing | the run ends `succeeded`; every line stored once, in order; the server carries on by itself |
 | a worker's link goes down mid-step (network namespace) | the step `lost`, the worker `orphan: 1` with a reason | the slot stays taken until the link is back and the step's processes are killed |
 | a worker's packets silently dropped mid-step (`nft` in its namespace), then healed | the step `lost` after the keepalives, then the orphan killed | as above |
 | a worker with running steps removed | one sentence: drain it first | the worker, its leases and its connection |
@@ -398,6 +399,46 @@ script = "echo started; sleep 9{marker}"
     eventually(lambda: not processes(f"sleep 9{marker}")
                and worker(workdeck, "t-ns-remote-worker-01")["leased"] == 0, timeout=90,
                what="the orphan killed once the worker is reachable")
+
+
+PACED_FLOOD = """
+name = "Paced flood"
+
+[[steps]]
+name = "Flood"
+pool = "Default Worker Pool"
+script = '''
+for part in $(seq 0 9); do
+  seq $((part * 10000 + 1)) $((part * 10000 + 10000)) | sed 's/^/line /'
+  sleep 0.4
+done
+'''
+"""
+
+
+@pytest.mark.parametrize("store_kind", ["postgresql"], indirect=True)
+def test_postgresql_stopped_mid_step_then_started_again_loses_nothing(postgres, workdeck,
+                                                                        tmp_path):
+    workdeck.cli("env", "add", "Test")
+    with workdeck.client() as client:
+        client.put("/api/settings", {"builtin_worker": True})
+    import_runbook(workdeck, tmp_path, PACED_FLOOD)
+    eventually(lambda: workdeck.cli("check").code == 0, what="the built-in worker healthy")
+    run = launch(workdeck, "Paced flood")
+    wait_run(workdeck, run["id"], lambda r: r["steps"][0]["status"] == "running")
+    postgres.stop()
+    try:
+        eventually(lambda: "database cannot be reached" in workdeck.cli("server", "status").out,
+                   timeout=30, what="server status saying the database is gone")
+    finally:
+        postgres.start()
+    done = wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=120)
+    assert done["status"] == "succeeded", done
+    assert numbered(log_lines(workdeck, run["id"])) == list(range(1, 100_001))
+    with workdeck.client() as client:
+        eventually(lambda: client.get("/api/server")["store_fault"] is None,
+                   what="the fault cleared")
+    assert "PROBLEM" not in workdeck.cli("server", "status").out
 
 
 @pytest.mark.openssh

@@ -6,10 +6,12 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from sqlalchemy import delete
 from test_runs import import_runbook, launch, setup_fleet, wait_run
 
 from backend.runs.loghub import LogHub
 from backend.runs.logstore import RunLog, read
+from backend.store.models import LogChunk
 from wire.logcodec import expand
 from wire.text import MAX_LINE
 
@@ -56,8 +58,8 @@ async def test_masking_on_the_raw_stream(store, case):
     elif case == "byte by byte":
         pieces = [[printed[i:i + 1] for i in range(len(printed))]]
     for attempt, chunks in enumerate(pieces):
-        with sqlite3.connect(store.path) as conn:
-            conn.execute("DELETE FROM log_chunk")
+        with store.write() as session:
+            session.execute(delete(LogChunk))
         texts = await logged(store, [secret], chunks)
         joined = "\n".join(texts)
         for part in secret.split("\n"):

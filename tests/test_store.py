@@ -3,11 +3,14 @@ before Alembic brought to its baseline."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 import stat
+from pathlib import Path
 
 import pytest
-from conftest import both_stores
+from conftest import Workdeck, both_stores, short_tmp, start_workdeck
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
@@ -178,3 +181,65 @@ def test_renamed_columns_keep_their_values(tmp_path):
         ("b", "w: healthy")
     assert conn.execute("SELECT leased, capacity, queued FROM usage_sample").fetchone() == \
         (3, 4, 1)
+
+
+BEFORE_ALEMBIC = Path(__file__).parent / "data" / "store-before-alembic.sql"
+
+
+def test_a_data_directory_made_before_alembic_upgrades_in_place_on_first_start():
+    """The store that the last Workdeck before Alembic made (its runs, logs, fleet and
+    people, tests/data) opens in a server of today: nothing is lost, and it goes on."""
+    root = short_tmp("wd-upgrade-")
+    home = root / "home"
+    home.mkdir()
+    data_dir = DataDir(root / "data")
+    data_dir.ensure()
+    with sqlite3.connect(data_dir.database) as conn:
+        conn.executescript(BEFORE_ALEMBIC.read_text())
+    data_dir, process = start_workdeck(root, home)
+    deck = Workdeck(data_dir, home, process)
+    try:
+        runs = json.loads(deck.cli("runs", "list", "--json").out)
+        assert [(r["id"], r["status"], r["environment"]) for r in runs] == [
+            (2, "failed", "Test"), (1, "failed", "Test")]
+        log = deck.cli("runs", "log", "1").out
+        assert "hello line 50" in log and "to stderr" in log and "failing" in log
+        assert "bonjour line 1" in deck.cli("runs", "log", "2").out
+        workers = {w["name"]: w for w in json.loads(deck.cli("worker", "list", "--json").out)}
+        assert workers["w-web-01"]["pools"] == ["Web Pool"]
+        assert deck.cli("env", "list").out.split() == ["Staging", "(four", "eyes)", "Test"]
+        people = deck.cli("user", "list").out
+        assert "alice" in people and "operator on Test" in people
+        with deck.client() as client:
+            assert client.get("/api/server")["store"]["kind"] == "sqlite"
+        # It goes on: a run launched now is the next one, its log kept as before.
+        assert deck.cli("run", "Upgrade check", "--env", "Test", "--follow").code == 1
+        assert "hello line 50" in deck.cli("runs", "log", "3").out
+        with sqlite3.connect(data_dir.database) as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+                (schema.HEAD,)]
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_server_status_names_the_store_with_its_password_hidden(postgres):
+    url = postgres.database().replace("workdeck@", "workdeck:sesame@")
+    root = short_tmp("wd-pg-status-")
+    home = root / "home"
+    home.mkdir()
+    data_dir, process = start_workdeck(root, home, database=url)
+    deck = Workdeck(data_dir, home, process, url)
+    try:
+        said = deck.cli("server", "status").out
+        shown = url.replace("sesame", "***")
+        assert f"Store: PostgreSQL at {shown}." in said
+        status = json.loads(deck.cli("server", "status", "--json").out)
+        assert status["store"] == {"kind": "postgresql", "where": shown}
+        assert "sesame" not in said + json.dumps(status) + deck.log()
+        assert not (data_dir.root / "workdeck.db").exists()  # nothing kept beside it
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(root, ignore_errors=True)

@@ -404,14 +404,14 @@ class RunEngine(StepAttempts):
         await write_retrying(self.store, not_reached, what=f"the steps of run {run_id}",
                              urgent=True)
         await self.leases.release_run(run_id)
+        # The run ends here: nothing can retry it, so its sealed values go with it.
         await self._set_run(run_id, status=status, reason=reason, finished_at=utcnow(),
-                            waiting="")
+                            waiting="", secrets="")
         try:
             await runlog.close(deadline_s=SHUTDOWN_WAIT_S if self._stopping else None)
         finally:
             self.hub.written(run_id)
-        # The run ends here: nothing can retry it, so its sealed values go.
-        await self._set_run(run_id, output_bytes=runlog.output_bytes, secrets="")
+        await self._set_run(run_id, output_bytes=runlog.output_bytes)
         self.hub.forget(run_id)
         self.hub.notify(run_id)
 
