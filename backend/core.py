@@ -31,7 +31,7 @@ from backend.runs.loghub import LogHub
 from backend.runs.orphans import Reaper
 from backend.runs.vault import Vault
 from backend.store import retention
-from backend.store.db import Store
+from backend.store.db import Store, pass_failed
 from backend.transport.connections import ConnectionPool
 from backend.transport.reach import Reach
 from wire.datadir import DataDir
@@ -230,7 +230,7 @@ class Backend:
             try:
                 counts = advisor.summary(await asyncio.to_thread(advisor.advise, self.store))
             except Exception:  # the count must not stop for good over one bad pass
-                log.exception("the advisor failed")
+                pass_failed(log, "the advisor failed")
                 counts = None
             if counts is not None and counts != last:
                 self.advice_counts = counts

@@ -5,7 +5,7 @@
 | a second `workdeck server` on a data dir served over TCP, a step running | one sentence naming the running server (pid, address); `runs list` reaches the first server | the run stays running, its slot stays taken, no second server starts |
 | `kill -9` of the server mid-step (built-in worker; OpenSSH as root and as an ordinary account) | the run `interrupted` after restart | the step's processes are killed after the restart, its slot held until they are, every line stored before the kill |
 | the data directory fills up during a 1,000,000-line step, then is freed | `server status` and the top bar say the data directory is full; the step fails with that reason | the server stays up, the lines it took are stored in order with no gap, runs work again once space is freed |
-| the same, 12 MB freed while far more lines are held | the run ends `failed` (API, `runs show`, console) | its steps' and its own outcome and its slot are stored before the held lines; every line in the end, with no gap |
+| the same, the disk left full, then 12 MB freed while far more lines are held | the run ends `failed` (API, `runs list`, `runs show`, console) while the disk is still full | its steps' and its own outcome and its slot are stored before the held lines; every line in the end, with no gap |
 | PostgreSQL stopped in the middle of a 100,000-line step, then started again | `server status` and the top bar say the database cannot be reached, then nothing | the run ends `succeeded`; every line stored once, in order; the server carries on by itself |
 | a worker's link goes down mid-step (network namespace) | the step `lost`, the worker `orphan: 1` with a reason | the slot stays taken until the link is back and the step's processes are killed |
 | a worker's packets silently dropped mid-step (`nft` in its namespace), then healed | the step `lost` after the keepalives, then the orphan killed | as above |
@@ -296,6 +296,11 @@ def test_a_runs_outcome_is_stored_before_its_held_lines_when_space_comes_back(
         eventually(lambda: "data directory is full" in deck.cli("server", "status").out,
                    timeout=60, what="server status saying the disk is full")
         eventually(lambda: not processes("i <= 1000000"), timeout=60, what="the flood killed")
+        # The outcome is shown while the disk stays full, before the store has it.
+        shown = wait_run(deck, run["id"], lambda r: r["finished_at"], timeout=60)
+        assert (shown["status"], shown["reason"]) == ("failed", "a step failed")
+        assert "data directory is full" in shown["steps"][0]["reason"]
+        assert deck.cli("runs", "list").out.splitlines()[1].split()[3] == "failed"
         # 12 MB freed, far less than the lines held: the step's and the run's outcome and
         # the slot given back take it first; the run ends, the lines wait on.
         with open(ballast, "r+b") as out:
@@ -430,10 +435,14 @@ def test_postgresql_stopped_mid_step_then_started_again_loses_nothing(postgres, 
     try:
         eventually(lambda: "database cannot be reached" in workdeck.cli("server", "status").out,
                    timeout=30, what="server status saying the database is gone")
+        listed = workdeck.cli("runs", "list")
+        assert listed.code == 1
+        assert "cannot answer this now: the database cannot be reached" in listed.err
     finally:
         postgres.start()
     done = wait_run(workdeck, run["id"], lambda r: r["finished_at"], timeout=120)
-    assert done["status"] == "succeeded", done
+    if done["status"] != "succeeded":
+        pytest.fail(f"the run {done['status']}: {json.dumps(done['steps'])}\n{workdeck.log()}")
     assert numbered(log_lines(workdeck, run["id"])) == list(range(1, 100_001))
     with workdeck.client() as client:
         eventually(lambda: client.get("/api/server")["store_fault"] is None,

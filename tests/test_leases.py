@@ -71,7 +71,7 @@ async def test_contending_steps_never_exceed_capacity_and_are_served_in_order(st
         most = max(most, busy)
         await asyncio.sleep(0.05)
         busy -= 1
-        await leases.release(granted.lease_id)
+        await leases.release(granted.lease_id, run_id)
 
     tasks = []
     for position in range(1, 13):
@@ -111,13 +111,13 @@ async def test_cancelled_waiters_and_a_worker_gone_unavailable_leak_nothing(stor
     set_status(store, [held[0].worker], UNAVAILABLE)
     figures = fleet.pool_figures(store)[POOL]
     assert (figures["leased"], figures["capacity"]) == (2, 2)
-    await leases.release(held[0].lease_id)  # its step is noticed lost and let go
-    await leases.release(held[1].lease_id)
+    await leases.release(held[0].lease_id, run_id)  # its step is noticed lost and let go
+    await leases.release(held[1].lease_id, run_id)
     granted = await asyncio.wait_for(waiting[1], 5)
     assert granted.worker == next(n for n in names if n != held[0].worker)
-    await leases.release(granted.lease_id)
+    await leases.release(granted.lease_id, run_id)
     granted = await asyncio.wait_for(waiting[2], 5)
-    await leases.release(granted.lease_id)
+    await leases.release(granted.lease_id, run_id)
     await eventually_async(lambda: lease_count(store) == 0 and leases.queued_by_pool() == {})
     # Nobody healthy at all: a clear failure, not an endless wait.
     set_status(store, names, UNAVAILABLE)
@@ -140,7 +140,7 @@ async def test_a_draining_worker_takes_no_new_leases(store):
     fleet.set_draining(store, names[1], True, "test")
     with pytest.raises(NoWorker, match="2 draining"):
         await leases.acquire(POOL, run_id, 4)
-    await leases.release(on_first.lease_id)
+    await leases.release(on_first.lease_id, run_id)
     assert fleet.pool_figures(store)[POOL]["capacity"] == 2
 
 
@@ -158,7 +158,7 @@ async def test_utilization_is_sampled_when_it_changes_and_thinned_as_it_ages(sto
     events = [e for e in await subscription.next_batch(0) if e["type"] == "usage"]
     assert events[-1]["data"]["leased"] == 1
     assert await sampler.sample() == {}  # nothing changed: nothing pushed
-    await leases.release(granted.lease_id)
+    await leases.release(granted.lease_id, run_id)
     await sampler.sample()
     points = usage.history(store, POOL)[POOL]
     assert [p[1] for p in points] == [0, 1, 0]

@@ -243,3 +243,24 @@ def test_server_status_names_the_store_with_its_password_hidden(postgres):
         process.terminate()
         process.wait(10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("store_kind", ["postgresql"], indirect=True)
+async def test_log_lines_go_to_postgresql_as_a_copy_stream(run_store):
+    """Not a statement per row: the rows of a flush are one COPY."""
+    from sqlalchemy import event
+
+    from backend.runs.loghub import LogHub
+    from backend.runs.logstore import RunLog, read
+
+    statements: list[str] = []
+    event.listen(run_store._writer, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_rest: statements.append(sql))
+    log = RunLog(run_store, LogHub(), 1, secrets=[])
+    log.start()
+    for n in range(1, 5001):
+        await log.output(1, "w", "stdout", f"line {n}\n".encode())
+    assert await log.close() is True
+    assert not [sql for sql in statements if "INSERT INTO log_chunk" in sql]
+    texts = [line for chunk in read(run_store, 1) for line in chunk["lines"].splitlines()]
+    assert [text.split("\t")[-1] for text in texts] == [f"line {n}" for n in range(1, 5001)]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__, fleet, loopwatch
@@ -34,6 +35,7 @@ from backend.api import (
 from backend.api.limits import BodyLimit
 from backend.api.names import KeepSlashes
 from backend.errors import WorkdeckError
+from backend.store.db import fault_of
 from wire.errors import ErrorBody, code_for
 
 if TYPE_CHECKING:
@@ -121,6 +123,17 @@ def create_app(backend: Backend) -> FastAPI:
         return JSONResponse({"detail": detail, "code": code_for(exc.status_code)},
                             status_code=exc.status_code, headers=exc.headers)
 
+    # Its own handler (not the one for every Exception, after which Starlette logs the
+    # traceback again): the store says it once, and the top bar shows it.
+    @app.exception_handler(DBAPIError)
+    async def _store(_request: Request, exc: DBAPIError) -> JSONResponse:
+        fault = fault_of(exc)
+        if fault is None:
+            return await _internal(_request, exc)
+        return JSONResponse({"detail": f"The server cannot answer this now: {fault}. It "
+                                       "carries on by itself once the store is back.",
+                             "code": "busy"}, status_code=503)
+
     @app.exception_handler(Exception)
     async def _internal(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("a request failed")
@@ -187,7 +200,8 @@ def _document(app: FastAPI, routes: list[Any]) -> None:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 responses = operation.setdefault("responses", {})
-                for status in ("400", "404", "409", "413", "422", "500"):
+                # 503: the store cannot be reached now (a database restarting).
+                for status in ("400", "404", "409", "413", "422", "500", "503"):
                     responses[status] = error
         app.openapi_schema = schema
         return schema

@@ -37,7 +37,7 @@ from backend.fleet import provisioners
 from backend.fleet.provisioners import Plan
 from backend.health.checker import HealthChecker
 from backend.runs.leases import Leases
-from backend.store.db import Store
+from backend.store.db import Store, pass_failed
 from backend.store.models import HEALTHY, UNAVAILABLE, UNHEALTHY, utcnow
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class DynamicWorkers:
                 try:
                     await self.decide()
                 except Exception:  # one bad pass must not stop dynamic workers for good
-                    log.exception("deciding on dynamic workers failed")
+                    pass_failed(log, "deciding on dynamic workers failed")
         finally:
             for task in list(self._tasks):
                 task.cancel()

@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, delete, func, insert, text
+from sqlalchemy import DateTime, bindparam, delete, func, text
 from sqlmodel import select
 
 from backend.events import EventBus
 from backend.fleet.pools import pool_public
 from backend.fleet.provisioners import provisioners_public
 from backend.runs.leases import Leases
-from backend.store.db import Store, for_client
+from backend.store.db import Store, for_client, pass_failed
 from backend.store.models import Lease, UsageSample
 from backend.store.sql import epoch
 from wire.constants import HISTORY_S
@@ -216,7 +216,7 @@ class Usage:
                     await asyncio.to_thread(prune, self.store)
                     self._pruned_at = time.time()
             except Exception:  # a failed sample must not end sampling for good
-                log.exception("sampling pool utilization failed")
+                pass_failed(log, "sampling pool utilization failed")
             await asyncio.sleep(QUICK_S)
 
     async def sample(self) -> dict[str, dict[str, Any]]:
@@ -253,7 +253,7 @@ class Usage:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         with self.store.write() as session:
-            session.execute(insert(UsageSample), rows)
+            self.store.insert_rows(session, UsageSample.__table__, rows)
 
 
 def public(name: str, figure: dict[str, Any], at: float) -> dict[str, Any]:

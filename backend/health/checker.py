@@ -15,7 +15,7 @@ from backend import fleet
 from backend.events import EventBus
 from backend.health import probe, results
 from backend.health.results import Outcome
-from backend.store.db import Store
+from backend.store.db import Store, pass_failed
 from backend.store.models import UNAVAILABLE, utcnow
 from backend.transport.reach import Reach, Target
 from backend.transport.ssh import Endpoint, HostKeyRefused, SSHFailure
@@ -331,7 +331,7 @@ class HealthChecker:
             try:
                 await self.flush()
             except Exception:
-                log.exception("could not record health checks; will retry")
+                pass_failed(log, "could not record health checks; will retry")
 
 
 def _span(seconds: float) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, update
+from sqlalchemy import bindparam, delete, func, update
 from sqlmodel import Session, select
 
 from backend import fleet
@@ -70,7 +70,7 @@ def write(store: Store, batch: list[Outcome], history_size: int, now: datetime) 
         for same in shapes.values():
             connection.execute(_UPDATE_WORKER, same)
         if batch:
-            connection.execute(insert(HealthCheck.__table__), [
+            store.insert_rows(session, HealthCheck.__table__, [
                 {"worker_id": o.worker_id, "checked_at": now, "status": o.status,
                  "reason": o.reason, "latency_ms": o.latency_ms,
                  "connect_ms": o.connect_ms, "load1": o.load1,

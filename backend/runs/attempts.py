@@ -213,7 +213,7 @@ class StepAttempts(RunRecords):
         finally:
             # Cancelled or failed here: run_step killed the group (process.gone says).
             ended_clean = ended_clean or process.gone is True
-            await asyncio.shield(self._give_back(granted, ended_clean, worker))
+            await asyncio.shield(self._give_back(run_id, granted, ended_clean, worker))
 
     def _sensitive(self, run_id: int) -> frozenset[str]:
         state = self._states.get(run_id)
@@ -257,11 +257,12 @@ class StepAttempts(RunRecords):
             return FAILED, reason
         return LOST, reason
 
-    async def _give_back(self, granted: Granted, clean: bool, worker: str) -> None:
+    async def _give_back(self, run_id: int, granted: Granted, clean: bool, worker: str
+                         ) -> None:
         """The step is over: its slot goes back, or stays as an orphan when its processes
         may still run (a lost connection, a kill that could not be confirmed)."""
         if clean:
-            await self.leases.release(granted.lease_id)
+            await self.leases.release(granted.lease_id, run_id)
         else:
             await self.leases.orphan(granted.lease_id, "the step ended without its processes "
                                                        "being seen gone")

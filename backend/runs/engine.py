@@ -25,6 +25,7 @@ from backend.events import EventBus
 from backend.fleet import audit
 from backend.fleet.validation import free_text
 from backend.runs.attempts import StepAttempts
+from backend.runs.backlog import StepChange, set_fields
 from backend.runs.course import (
     FAILURE_ACTIONS,
     MANUAL_ACTIONS,
@@ -37,7 +38,7 @@ from backend.runs.leases import Leases
 from backend.runs.loghub import LogHub
 from backend.runs.logstore import RunLog, last_seq
 from backend.runs.vault import Vault
-from backend.store.db import Store, write_retrying
+from backend.store.db import Store
 from backend.store.models import (
     CANCELLED,
     FAILED,
@@ -67,7 +68,7 @@ SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill the
 class RunEngine(StepAttempts):
     def __init__(self, store: Store, reach: Reach, bus: EventBus, vault: Vault,
                  hub: LogHub, checker: Any, leases: Leases) -> None:
-        super().__init__(store, bus)
+        super().__init__(store, bus, leases.backlog)
         self.reach = reach
         self.vault = vault
         self.hub = hub
@@ -393,16 +394,10 @@ class RunEngine(StepAttempts):
         # holds none): stored before the rest of what it has to write (on a full disk,
         # before its held lines). Its log's followers end once its last line is stored
         # (LogHub.writing).
-        def not_reached() -> None:
-            with self.store.write() as session:
-                for step in session.exec(select(RunStep).where(
-                        RunStep.run_id == run_id, RunStep.status.in_([QUEUED, WAITING]))):
-                    step.status = SKIPPED
-                    step.reason = f"not run: the run {status}"
-                    session.add(step)
-
-        await write_retrying(self.store, not_reached, what=f"the steps of run {run_id}",
-                             urgent=True)
+        await self._change_steps(run_id, StepChange(
+            None, None, frozenset([QUEUED, WAITING]),
+            set_fields(status=SKIPPED, reason=f"not run: the run {status}")),
+            "the steps not reached")
         await self.leases.release_run(run_id)
         # The run ends here: nothing can retry it, so its sealed values go with it.
         await self._set_run(run_id, status=status, reason=reason, finished_at=utcnow(),

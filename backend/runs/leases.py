@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, func
@@ -22,7 +23,8 @@ from sqlmodel import Session, select
 
 from backend.errors import InvalidInput
 from backend.fleet import iso
-from backend.store.db import Store, write_retrying
+from backend.runs.backlog import Backlog
+from backend.store.db import Store, pass_failed, write_retrying
 from backend.store.models import (
     HEALTHY,
     UNKNOWN,
@@ -75,8 +77,10 @@ class Waiter:
 class Leases:
     """Leases in the store, the queue of steps waiting for a slot, and who gets the next."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, backlog: Backlog | None = None) -> None:
         self.store = store
+        # Slots a step or a run gives back go in order with what its run became.
+        self.backlog = backlog or Backlog(store)
         self.queue: list[Waiter] = []  # oldest first, every pool
         self.listeners: list[Callable[[], None]] = []  # told when leases or the queue change
         self.orphan_listeners: list[Callable[[], None]] = []  # told when a step is orphaned
@@ -107,24 +111,24 @@ class Leases:
             # Granted just as the step was cancelled: the slot goes back at once.
             if waiter.future.done() and not waiter.future.cancelled() \
                     and waiter.future.exception() is None:
-                _background(self.release(waiter.future.result().lease_id))
+                _background(self.release(waiter.future.result().lease_id, run_id))
             raise
         finally:
             if waiter in self.queue:
                 self.queue.remove(waiter)
                 self._changed()
 
-    async def release(self, lease_id: int) -> None:
+    async def release(self, lease_id: int, run_id: int) -> None:
         """Give a slot back; a store that fails only delays it (the slot must not leak)."""
-        await write_retrying(self.store, self._delete, Lease.id == lease_id,
-                             what=f"giving back lease {lease_id}", urgent=True)
+        await self.backlog.write(run_id, partial(self._delete, Lease.id == lease_id),
+                                 what=f"giving back lease {lease_id}")
         self.wake()
 
     async def release_run(self, run_id: int) -> None:
         """Give back a run's slots, but those of orphaned steps: their processes may live."""
-        await write_retrying(self.store, self._delete,
-                             (Lease.run_id == run_id) & (Lease.orphan == ""),
-                             what=f"giving back the slots of run {run_id}", urgent=True)
+        await self.backlog.write(
+            run_id, partial(self._delete, (Lease.run_id == run_id) & (Lease.orphan == "")),
+            what=f"giving back the slots of run {run_id}")
         self.wake()
 
     async def record_process(self, lease_id: int, process: StepProcess) -> None:
@@ -195,7 +199,7 @@ class Leases:
             try:
                 await self._dispatch()
             except Exception:  # a failed pass (a busy store) must not strand the queue
-                log.exception("serving the queue of steps waiting for a slot failed")
+                pass_failed(log, "serving the queue of steps waiting for a slot failed")
             if self.queue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), RECHECK_S)
@@ -213,7 +217,7 @@ class Leases:
                 continue
             if waiter.future.done():  # cancelled meanwhile: give its slot back
                 if isinstance(outcome, Granted):
-                    await self.release(outcome.lease_id)
+                    await self.release(outcome.lease_id, waiter.run_id)
                 continue
             if isinstance(outcome, Granted):
                 waiter.future.set_result(outcome)

@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from backend.runs.loghub import LogHub
 from backend.runs.logtext import MASK, Masker, Splitter, clean_block, masked_pieces
-from backend.store.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of
+from backend.store.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of, pass_failed
 from backend.store.models import LogChunk
 from wire.logcodec import stamp_before
 from wire.text import clean_line
@@ -190,7 +190,7 @@ class RunLog:
             try:
                 await self.flush()
             except Exception:  # the flusher must outlive anything a flush can meet
-                log.exception("flushing the log of run %s failed", self.run_id)
+                pass_failed(log, "flushing the log of run %s failed", self.run_id)
 
     async def flush(self) -> bool:
         """Store what is pending; False when the store refused it (it stays pending)."""
@@ -259,11 +259,9 @@ def chunk_of(first_seq: int, last_seq: int, position: int, worker: str, stream: 
 
 
 def _insert(store: Store, rows: list[dict[str, Any]]) -> None:
-    from sqlalchemy import insert
-
     with store.write() as session:
-        # Core, not the ORM's bulk insert: the rows are plain values already.
-        session.connection().execute(insert(LogChunk.__table__), rows)
+        # Not the ORM's bulk insert: the rows are plain values already.
+        store.insert_rows(session, LogChunk.__table__, rows)
 
 
 def read(store: Store, run_id: int, after: int = 0, limit: int = 50_000

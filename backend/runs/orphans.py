@@ -20,7 +20,7 @@ from sqlmodel import select
 from backend.events import EventBus
 from backend.fleet import audit
 from backend.runs.leases import Leases
-from backend.store.db import Store, write_retrying
+from backend.store.db import Store, pass_failed, write_retrying
 from backend.store.models import Lease, Worker
 from backend.transport.remote import StepProcess, Transport, kill_group
 
@@ -52,7 +52,7 @@ class Reaper:
             try:
                 await self.reap()
             except Exception:  # one bad pass must not end reaping for good
-                log.exception("killing what is left of orphaned steps failed")
+                pass_failed(log, "killing what is left of orphaned steps failed")
             waits = [when - asyncio.get_running_loop().time() for when in self._next.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(),

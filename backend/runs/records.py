@@ -4,6 +4,7 @@ directory, never dropped) and each change published to every console."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from sqlmodel import select
@@ -12,9 +13,10 @@ from backend import fleet
 from backend.errors import NotFound
 from backend.events import EventBus
 from backend.fleet import audit
+from backend.runs.backlog import Backlog, StepChange, set_fields
 from backend.runs.course import Waiting, run_public, run_summary
 from backend.runs.logstore import RunLog
-from backend.store.db import Store, write_retrying
+from backend.store.db import Store
 from backend.store.models import (
     FAILED,
     LOST,
@@ -32,16 +34,16 @@ RECENT_RUNS = 200  # runs a console's snapshot carries; older ones are a `GET /a
 
 
 class RunRecords:
-    def __init__(self, store: Store, bus: EventBus) -> None:
+    def __init__(self, store: Store, bus: EventBus, backlog: Backlog) -> None:
         self.store = store
         self.bus = bus
+        # What a run and its steps became, stored in order, shown before the store has it.
+        self.backlog = backlog
+        backlog.listeners.append(self._publish)
         self._waits: dict[int, Waiting] = {}
         self._moved: dict[int, asyncio.Event] = {}  # set when a run's state is published
         # The newest runs as last published, for consoles' snapshots (seeded on first use).
         self._recent: dict[int, dict[str, Any]] | None = None
-        # Changes to runs that the store has not taken yet (a full disk): shown as they
-        # are meanwhile, so that a run's outcome is never hidden behind a store fault.
-        self._unstored: dict[int, dict[str, Any]] = {}
 
     # -------------------------------------------------------- queries (call in a thread)
 
@@ -53,15 +55,9 @@ class RunRecords:
             steps = session.exec(select(RunStep).where(RunStep.run_id == run_id)).all()
             decisions = session.exec(select(Decision).where(Decision.run_id == run_id)
                                      .order_by(Decision.id)).all()
-        return run_public(self._as_known(run), list(steps), self._waits.get(run_id),
-                          list(decisions))
-
-    def _as_known(self, run: Run) -> Run:
-        """The run as the engine knows it: with the changes the store has not taken yet
-        (on this detached copy only)."""
-        for key, value in dict(self._unstored.get(run.id or 0, {})).items():
-            setattr(run, key, value)
-        return run
+        steps = list(steps)
+        self.backlog.shown(run, steps)  # on these detached copies only
+        return run_public(run, steps, self._waits.get(run_id), list(decisions))
 
     def list(self, limit: int = 200, status: str | None = None) -> list[dict[str, Any]]:
         with self.store.read() as session:
@@ -69,8 +65,9 @@ class RunRecords:
             if status:
                 query = query.where(Run.status == status)
             runs = session.exec(query).all()
-        return [run_summary(run_public(self._as_known(r), [], self._waits.get(r.id)))
-                for r in runs]
+        for run in runs:
+            self.backlog.shown(run, [])
+        return [run_summary(run_public(r, [], self._waits.get(r.id))) for r in runs]
 
     # -------------------------------------------------------- publishing (on the loop)
 
@@ -112,48 +109,31 @@ class RunRecords:
 
     # -------------------------------------------------------- stored changes
 
-    def _write_run(self, run_id: int, changes: dict[str, Any]) -> None:
+    def _write_run(self, run_id: int, changes: dict[str, Any]) -> None:  # in a thread
         with self.store.write() as session:
             run = session.get(Run, run_id)
             for key, value in changes.items():
                 setattr(run, key, value)
             session.add(run)
 
-    def _write_step(self, run_id: int, position: int, on_worker: str | None,
-                    changes: dict[str, Any]) -> None:
-        with self.store.write() as session:
-            query = select(RunStep).where(RunStep.run_id == run_id,
-                                          RunStep.position == position)
-            if on_worker is not None:
-                query = query.where(RunStep.worker == on_worker)
-            for step in session.exec(query).all():
-                for key, value in changes.items():
-                    setattr(step, key, value)
-                session.add(step)
-
     async def _set_run(self, run_id: int, **changes: Any) -> None:
-        # A run's state must reach the store: a full disk delays it, it is not dropped.
-        # Meanwhile it is shown as it is, and it goes before the log's held lines.
-        unstored = self._unstored.setdefault(run_id, {})
-        unstored.update(changes)
-        try:
-            await write_retrying(self.store, self._write_run, run_id, changes,
-                                 what=f"run {run_id}", urgent=True,
-                                 on_wait=lambda: self._publish(run_id))
-        finally:
-            for key, value in changes.items():
-                if key in unstored and unstored[key] is value:
-                    del unstored[key]  # stored (a later change to it is not)
-            if not unstored and self._unstored.get(run_id) is unstored:
-                del self._unstored[run_id]
+        # A run's state must reach the store: a store fault delays it (it goes before the
+        # log's held lines), it is not dropped, and it is shown meanwhile.
+        await self.backlog.write(run_id, partial(self._write_run, run_id, changes),
+                                 what=f"run {run_id}", run=changes)
+        await self._publish(run_id)
+
+    async def _change_steps(self, run_id: int, change: StepChange, what: str) -> None:
+        await self.backlog.write(run_id, partial(change.write, self.store, run_id),
+                                 what=f"{what} of run {run_id}", step=change)
         await self._publish(run_id)
 
     async def _set_step(self, run_id: int, position: int, on_worker: str | None = None,
                         **changes: Any) -> None:
         """Change the step's rows (only the row of `on_worker`, when given)."""
-        await write_retrying(self.store, self._write_step, run_id, position, on_worker,
-                             changes, what=f"step {position} of run {run_id}", urgent=True)
-        await self._publish(run_id)
+        await self._change_steps(run_id, StepChange(position, on_worker, None,
+                                                    set_fields(**changes)),
+                                 f"step {position}")
 
     async def _end_position(self, run_id: int, position: int, status: str, reason: str,
                             runlog: RunLog) -> None:
@@ -161,34 +141,19 @@ class RunRecords:
         worker's finished result stays as it was)."""
         if position == 0:
             return
-
-        def mark() -> None:
-            with self.store.write() as session:
-                for row in session.exec(select(RunStep).where(
-                        RunStep.run_id == run_id, RunStep.position == position,
-                        RunStep.status.in_([RUNNING, QUEUED, WAITING]))):
-                    row.status = status
-                    row.reason = reason
-                    row.finished_at = utcnow()
-                    session.add(row)
-
-        await write_retrying(self.store, mark, what=f"step {position} of run {run_id}",
-                             urgent=True)
+        await self._change_steps(run_id, StepChange(
+            position, None, frozenset([RUNNING, QUEUED, WAITING]),
+            set_fields(status=status, reason=reason, finished_at=utcnow())),
+            f"step {position}")
         runlog.note(position, "", f"step {position} {status}: {reason}")
-        await self._publish(run_id)
 
     async def _skip_failed(self, run_id: int, position: int, actor: str) -> None:
         """A failed step is skipped: its rows that did not succeed say so, with what went
         wrong; a worker's success stays as it was."""
 
-        def mark() -> None:
-            with self.store.write() as session:
-                for row in session.exec(select(RunStep).where(
-                        RunStep.run_id == run_id, RunStep.position == position,
-                        RunStep.status.in_([FAILED, LOST]))):
-                    row.reason = f"{row.status} ({row.reason}), then skipped by {actor}"
-                    row.status = SKIPPED
-                    session.add(row)
+        def skip(row: RunStep) -> None:
+            row.reason = f"{row.status} ({row.reason}), then skipped by {actor}"
+            row.status = SKIPPED
 
-        await write_retrying(self.store, mark, what=f"step {position} of run {run_id}")
-        await self._publish(run_id)
+        await self._change_steps(run_id, StepChange(position, None, frozenset([FAILED, LOST]),
+                                                    skip), f"step {position}")

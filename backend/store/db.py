@@ -18,13 +18,14 @@ import contextlib
 import functools
 import logging
 import sqlite3
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, event, insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
 from sqlmodel import Session, create_engine
@@ -74,8 +75,6 @@ def fault_of(exc: BaseException) -> str | None:
 
 
 def _postgresql_fault(exc: BaseException) -> str | None:
-    import sys
-
     psycopg = sys.modules.get("psycopg")
     if psycopg is None:  # never loaded: not a PostgreSQL error
         return None
@@ -88,6 +87,18 @@ def _postgresql_fault(exc: BaseException) -> str | None:
         # The server gone, restarting, refusing connections, or the link cut.
         return f"the database cannot be reached ({_first_line(exc)})"
     return None
+
+
+def pass_failed(logger: logging.Logger, what: str, *args: Any) -> None:
+    """Log the exception being handled, that failed a background pass (a sample, a
+    sweep): with its traceback, unless the store's own fault is why, which the store says
+    once, and the top bar shows, however many passes it fails."""
+    exc = sys.exc_info()[1]
+    fault = fault_of(exc) if exc is not None else None
+    if fault is not None:
+        logger.debug(f"{what} (%s)", *args, fault)
+    else:
+        logger.exception(what, *args)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -175,6 +186,7 @@ class Store:
     def __init__(self, database: Path | str) -> None:
         # Why writes fail now (the data directory is full, say); None while they work.
         self.fault: str | None = None
+        self._fault_by_read = False  # found by a read: a read that works clears it
         # Writes waiting for the store that must be taken before held log lines (a run's
         # outcome): while there are any, logs hold their lines back (backend/runs/logstore.py),
         # or space freed on a full disk would go to the lines first.
@@ -225,7 +237,19 @@ class Store:
     def read(self) -> Iterator[Session]:
         loopwatch.off_the_loop()
         with Session(self._reader) as session:
-            yield session
+            try:
+                yield session
+            except Exception as exc:
+                # A database gone away fails reads too: say so as for writes. (A full disk
+                # fails only writes: reads never set or clear that.)
+                fault = fault_of(exc)
+                if fault is not None and self.fault is None:
+                    log.error("reading the store failed: %s (%s)", fault, exc)
+                    self.fault, self._fault_by_read = fault, True
+                raise
+        if self._fault_by_read:
+            log.warning("the store works again (it failed: %s)", self.fault)
+            self.fault, self._fault_by_read = None, False
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -246,7 +270,27 @@ class Store:
                 raise
         if self.fault is not None:
             log.warning("the store works again (it failed: %s)", self.fault)
-            self.fault = None
+            self.fault, self._fault_by_read = None, False
+
+    def insert_rows(self, session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Many rows into one table, in `session`'s transaction; every row has the same keys.
+
+        PostgreSQL takes them as one COPY stream, not a statement per row; SQLite, in this
+        process, as one prepared statement run for each.
+        """
+        if not rows:
+            return
+        connection = session.connection()
+        if self.dialect != "postgresql":
+            connection.execute(insert(table), rows)
+            return
+        columns = list(rows[0])
+        into = ", ".join(f'"{column}"' for column in columns)
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                f'COPY "{table.name}" ({into}) FROM STDIN') as stream:
+            for row in rows:
+                stream.write_row([row[column] for column in columns])
 
     def close(self) -> None:
         self._reader.dispose()

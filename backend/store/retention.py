@@ -19,7 +19,7 @@ from sqlalchemy import delete, func
 from sqlmodel import select
 
 from backend import fleet
-from backend.store.db import Store
+from backend.store.db import Store, pass_failed
 from backend.store.models import FINISHED, AuditEvent, Lease, Run, utcnow
 
 log = logging.getLogger(__name__)
@@ -119,5 +119,5 @@ async def prune_forever(store: Store) -> None:
                          removed["audit"])
         except Exception:  # a full disk, say: try again at the next round
             with contextlib.suppress(Exception):
-                log.exception("pruning old runs failed")
+                pass_failed(log, "pruning old runs failed")
         await asyncio.sleep(PRUNE_EVERY_S)

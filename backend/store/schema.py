@@ -50,6 +50,10 @@ def upgrade(engine: Engine) -> list[str]:
             raise SchemaTooNewError(
                 f"The database is at schema version {before}, newer than this Workdeck "
                 "understands; upgrade Workdeck to open it.")
+        import logging
+
+        # Alembic says which revisions it applies (INFO), and each plugin it loads.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
         from alembic import command
         from alembic.config import Config
         from alembic.script import ScriptDirectory
