@@ -25,7 +25,8 @@ class Rig:
         return httpx.Client(transport=transport, base_url="http://workdeck", timeout=60)
 
 
-def start_rig(prefix: str) -> Rig:
+def start_rig(prefix: str, database: str | None = None) -> Rig:
+    """`database`: the server's PostgreSQL URL (default: SQLite in its data directory)."""
     from wire.datadir import DataDir
 
     user = bench_account()
@@ -35,5 +36,5 @@ def start_rig(prefix: str) -> Rig:
     sshd.authorized_keys.chmod(0o644)
     sshd.start()
     target = Target(DataDir(root / "data"))
-    start_server(target)
+    start_server(target, extra_args=["--database", database] if database else None)
     return Rig(user, root, sshd, target)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncssh
 import pytest
@@ -134,13 +134,18 @@ def ssh_servers(loop_thread: LoopThread, client_key: Path) -> Iterator[Any]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def missing(message: str, tests: str) -> NoReturn:
+    """A real part is not here: skip the test, or fail it on CI, where every one must run."""
+    if ON_CI:
+        pytest.fail(f"{message}: {tests} must run on CI")
+    pytest.skip(message)
+
+
 def need_sshd() -> str:
     sshd = find_sshd()
     if sshd is None:
-        message = "OpenSSH sshd is not installed (apt-get install openssh-server)"
-        if ON_CI:
-            pytest.fail(f"{message}: the OpenSSH tests must run on CI")
-        pytest.skip(message)
+        missing("OpenSSH sshd is not installed (apt-get install openssh-server)",
+                "the OpenSSH tests")
     return sshd
 
 
@@ -243,8 +248,15 @@ def contract(client: Client) -> Contract:
 
 
 STORES = ("sqlite", "postgresql")
-# Tests of what the store keeps run on both stores: `pytestmark = both_stores`.
-both_stores = pytest.mark.parametrize("store_kind", STORES, indirect=True)
+# Tests of what the store keeps run on both stores: `pytestmark = both_stores` (those of
+# them that use a store: the workdeck, database, make_store or run_store fixtures).
+both_stores = pytest.mark.both_stores
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_stores") and \
+            "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", STORES, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -252,10 +264,8 @@ def postgres(unprivileged_user: str) -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the session, as an unprivileged account."""
     bin_dir = find_postgres()
     if bin_dir is None:
-        message = "PostgreSQL is not installed (apt-get install postgresql)"
-        if ON_CI:
-            pytest.fail(f"{message}: the PostgreSQL tests must run on CI")
-        pytest.skip(message)
+        missing("PostgreSQL is not installed (apt-get install postgresql)",
+                "the PostgreSQL tests")
     with PostgresServer(bin_dir, account=unprivileged_user) as server:
         yield server
 

@@ -40,13 +40,16 @@ class PostgresServer:
     """One PostgreSQL server of its own, started and stopped by a test."""
 
     def __init__(self, bin_dir: Path, account: str | None = None,
-                 root: Path | None = None) -> None:
+                 root: Path | None = None, *, durable: bool = False) -> None:
         self.bin_dir = bin_dir
         self.account = account  # run as this OS account (required when we are root)
         self.root = root or Path(tempfile.mkdtemp(prefix="wd-pg-", dir="/tmp"))
         self.data = self.root / "data"
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        # Tests need no crash safety of the machine's power; benchmarks measure with it
+        # (fsync on; commits not waiting for it, as SQLite's synchronous=NORMAL in WAL).
+        self.durable = durable
         self._made = 0
 
     def _as_account(self) -> dict[str, object]:
@@ -68,8 +71,8 @@ class PostgresServer:
         self.process = subprocess.Popen(
             [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
              "-k", str(self.root), "-c", "listen_addresses=127.0.0.1",
-             # Tests and benchmarks need no crash safety of the machine's power.
-             "-c", "fsync=off", "-c", "full_page_writes=off",
+             *(["-c", "synchronous_commit=off"] if self.durable else
+               ["-c", "fsync=off", "-c", "full_page_writes=off"]),
              "-c", "max_connections=200"],
             stdout=log, stderr=log, start_new_session=True,
             **self._as_account())  # type: ignore[call-overload]

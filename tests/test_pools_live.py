@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 
-from conftest import start_workdeck
+from conftest import both_stores, start_workdeck
 from test_console import SIZE, until
 from test_runs import import_runbook, launch, setup_fleet, wait_run
 from waiting import eventually
 
 from console.app import WorkdeckApp
 from console.widgets.live_table import LiveTable
+
+pytestmark = both_stores
 
 HOLD = """
 name = "Hold"
@@ -91,7 +93,8 @@ def test_utilization_history_survives_a_server_restart(workdeck, ssh_servers, cl
     assert shown["history"] == shown["usage_history"]  # its name of one release ago
     workdeck.cli("server", "stop")
     workdeck.process.wait(10)
-    _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home)
+    _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home,
+                                                 database=workdeck.database)
     leased_then_given_back(pool(workdeck)["history"])
     with workdeck.client() as client:
         snapshot = next(data for event, data in client.stream_events("/api/events")

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+from conftest import both_stores
 from test_runs import import_runbook, launch, log_lines, setup_fleet, wait_run
 from waiting import eventually
+
+pytestmark = both_stores
 
 
 def test_many_runs_onto_few_slots_keep_every_log_line(workdeck, ssh_servers, client_key,
@@ -451,7 +454,8 @@ def restart(workdeck, polite=True):
     else:
         workdeck.process.send_signal(signal.SIGKILL)
     workdeck.process.wait(20)
-    _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home)
+    _data_dir, workdeck.process = start_workdeck(workdeck.data_dir.root.parent, workdeck.home,
+                                                 database=workdeck.database)
 
 
 def test_a_run_waiting_for_a_decision_waits_on_after_a_restart(workdeck, ssh_servers,

@@ -9,9 +9,12 @@ import sys
 import time
 
 from click.testing import CliRunner
+from conftest import both_stores
 from test_runs import import_runbook, setup_fleet
 
 from console.cli import cli
+
+pytestmark = both_stores
 
 SECRET_RUNBOOK = """
 name = "Secret"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+from conftest import both_stores
 from waiting import eventually
 
 from backend.store.models import BUILTIN_WORKER
+
+pytestmark = both_stores
 
 
 def add(workdeck, name, server, key, *extra):

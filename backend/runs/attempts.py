@@ -14,7 +14,7 @@ from backend.runs.course import RunState
 from backend.runs.leases import Granted, Leases, NoWorker
 from backend.runs.logstore import LogStoreFull, RunLog
 from backend.runs.records import RunRecords
-from backend.store.db import FULL, Store, write_retrying
+from backend.store.db import FULL, Store, retrying
 from backend.store.models import (
     FAILED,
     LOST,
@@ -59,7 +59,8 @@ class StepAttempts(RunRecords):
         if again is not None:
             workers = again
         else:
-            workers, unable = await asyncio.to_thread(self.leases.every_member, pool)
+            workers, unable = await retrying(self.store, self.leases.every_member, pool,
+                                             what=f"the members of {pool}")
             refused = await self._fan_out(run_id, position, step, pool, workers, unable,
                                           runlog)
             if refused:
@@ -110,7 +111,7 @@ class StepAttempts(RunRecords):
                     session.add(RunStep(run_id=run_id, position=position, name=step.name,
                                         status=FAILED, reason=refusal, finished_at=now))
 
-        await write_retrying(self.store, write, what=f"step {position} of run {run_id}")
+        await retrying(self.store, write, what=f"step {position} of run {run_id}")
         if refusal:
             runlog.note(position, "", f"step {position} failed: {refusal}")
         else:
@@ -167,7 +168,8 @@ class StepAttempts(RunRecords):
                                  started_at=utcnow(), finished_at=None, exit_status=None)
             runlog.note(position, worker, f"step {position} ({step.name}) attempt {attempt} "
                                           f"on {granted.worker_reason}")
-            target = await self.reach.target(worker)
+            [target] = await retrying(self.store, self.reach.targets, [worker],
+                                      what=f"how to reach {worker}")
             try:
                 transport = await self.reach.transport(target)
             except SSHFailure as exc:
@@ -225,8 +227,8 @@ class StepAttempts(RunRecords):
         to use (which is then the only one tried)."""
         shown = self.bus.latest.get("worker", {}).get(worker) or {}
         found = ((shown.get("facts") or {}).get("container_engine") or "").split(" ", 1)[0]
-        chosen = shown.get("engine") or await asyncio.to_thread(_pool_engine, self.store,
-                                                                pool)
+        chosen = shown.get("engine") or await retrying(
+            self.store, _pool_engine, self.store, pool, what=f"the engine of {pool}")
         return found or None, chosen or None
 
     async def _recheck(self, worker: str, runlog: RunLog, position: int) -> None:

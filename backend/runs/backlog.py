@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend.store.db import Store, fault_of, write_retrying
+from backend.store.db import Store, fault_of, retrying
 from backend.store.models import Run, RunStep
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class Backlog:
         try:
             while entries:
                 entry = entries[0]
-                await write_retrying(self.store, entry.write, what=entry.what)
+                await retrying(self.store, entry.write, what=entry.what)
                 entries.popleft()
                 for listener in self.listeners:
                     await listener(run_id)

@@ -38,7 +38,7 @@ from backend.runs.leases import Leases
 from backend.runs.loghub import LogHub
 from backend.runs.logstore import RunLog, last_seq
 from backend.runs.vault import Vault
-from backend.store.db import Store
+from backend.store.db import Store, retrying
 from backend.store.models import (
     CANCELLED,
     FAILED,
@@ -268,7 +268,8 @@ class RunEngine(StepAttempts):
     async def _execute(self, run_id: int, resume: dict[str, Any] | None = None) -> None:
         """Run a run's steps from the first; or, with `resume` (what a run waited for when
         the server stopped), from that question on."""
-        run, four_eyes, secrets, seen = await asyncio.to_thread(self._load, run_id)
+        run, four_eyes, secrets, seen = await retrying(self.store, self._load, run_id,
+                                                       what=f"run {run_id}")
         definition = RunbookDef.model_validate_json(run.definition)
         variables = json.loads(run.variables) | secrets
         runlog = RunLog(self.store, self.hub, run_id, secrets=list(secrets.values()),

@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 from backend.errors import InvalidInput
 from backend.fleet import iso
 from backend.runs.backlog import Backlog
-from backend.store.db import Store, pass_failed, write_retrying
+from backend.store.db import Store, pass_failed, retrying
 from backend.store.models import (
     HEALTHY,
     UNKNOWN,
@@ -143,7 +143,7 @@ class Leases:
                     lease.container = process.container
                     session.add(lease)
 
-        await write_retrying(self.store, write, what=f"recording the processes of lease "
+        await retrying(self.store, write, what=f"recording the processes of lease "
                                                        f"{lease_id}")
 
     async def orphan(self, lease_id: int, reason: str) -> None:
@@ -157,7 +157,7 @@ class Leases:
                     lease.orphan = reason
                     session.add(lease)
 
-        await write_retrying(self.store, write, what=f"orphaning lease {lease_id}")
+        await retrying(self.store, write, what=f"orphaning lease {lease_id}")
         self.wake()
         for listener in self.orphan_listeners:
             listener()

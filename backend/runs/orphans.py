@@ -20,7 +20,7 @@ from sqlmodel import select
 from backend.events import EventBus
 from backend.fleet import audit
 from backend.runs.leases import Leases
-from backend.store.db import Store, pass_failed, write_retrying
+from backend.store.db import Store, pass_failed, retrying
 from backend.store.models import Lease, Worker
 from backend.transport.remote import StepProcess, Transport, kill_group
 
@@ -109,7 +109,7 @@ class Reaper:
                           f"step {orphan['position']} on {worker}: what was left of it is "
                           f"gone ({orphan['orphan'].split('; not killed yet:')[0]})")
 
-        await write_retrying(self.store, free, what=f"freeing orphan lease {lease_id}")
+        await retrying(self.store, free, what=f"freeing orphan lease {lease_id}")
         self._retry.pop(lease_id, None)
         self._next.pop(lease_id, None)
         log.info("orphaned step %s of run %s on %s: killed, slot given back",

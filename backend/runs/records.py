@@ -16,7 +16,7 @@ from backend.fleet import audit
 from backend.runs.backlog import Backlog, StepChange, set_fields
 from backend.runs.course import Waiting, run_public, run_summary
 from backend.runs.logstore import RunLog
-from backend.store.db import Store
+from backend.store.db import Store, retrying
 from backend.store.models import (
     FAILED,
     LOST,
@@ -72,12 +72,13 @@ class RunRecords:
     # -------------------------------------------------------- publishing (on the loop)
 
     async def publish_worker(self, name: str) -> None:
-        for worker in await asyncio.to_thread(fleet.list_workers, self.store, [name]):
+        for worker in await retrying(self.store, fleet.list_workers, self.store, [name],
+                                     what=f"worker {name}"):
             self.bus.publish("worker", name, worker)
 
     async def _publish(self, run_id: int) -> dict[str, Any] | None:
         try:
-            current = await asyncio.to_thread(self.get, run_id)
+            current = await retrying(self.store, self.get, run_id, what=f"run {run_id}")
         except NotFound:
             return None
         self.bus.publish("run", str(run_id), current)

@@ -102,7 +102,10 @@ def pass_failed(logger: logging.Logger, what: str, *args: Any) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """What went wrong, short: libpq's "connection failed: connection to server at ...,
+    port ... failed: FATAL:  the database system is shutting down" says it at its end."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
 
 
 def is_url(database: str) -> bool:
@@ -308,15 +311,16 @@ async def for_client(fn: Callable[..., T], *args: Any) -> T:
         _CLIENT_READS, functools.partial(fn, *args))
 
 
-async def write_retrying(store: Store, fn: Callable[..., T], *args: Any, what: str,
-                         urgent: bool = False,
-                         on_wait: Callable[[], Awaitable[Any]] | None = None) -> T:
-    """Run a write `fn(*args)` in a thread until the store takes it.
+async def retrying(store: Store, fn: Callable[..., T], *args: Any, what: str,
+                   urgent: bool = False,
+                   on_wait: Callable[[], Awaitable[Any]] | None = None) -> T:
+    """Run `fn(*args)` in a thread until the store answers it.
 
-    For writes that must not be lost (a run's end, a slot given back): a full disk or a
-    locked database delays them, with backoff, until it works again. Errors that are
-    not the store's fault are raised at once. An `urgent` write goes before held log
-    lines; `on_wait` is awaited once, when the write first has to wait.
+    For writes that must not be lost (a run's end, a slot given back), and for what a run
+    under way must read to go on: a full disk, a locked database or one gone away delays
+    them, with backoff, until it works again. Errors that are not the store's fault are
+    raised at once. An `urgent` write goes before held log lines; `on_wait` is awaited
+    once, when it first has to wait.
     """
     delay = RETRY_FIRST_S
     waiting = False
