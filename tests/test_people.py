@@ -16,12 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import short_tmp, start_workdeck
+from conftest import both_stores, short_tmp, start_workdeck
 from test_api_fuzz import free_port
 from waiting import eventually
 
 from console.client import Client, Target
 from wire.roles import ROLES, SCOPED
+
+pytestmark = both_stores
 
 ROOT = Path(__file__).resolve().parent.parent
 PEOPLE = {"vera": "viewer", "otto": "operator", "ada": "approver", "adam": "admin",
@@ -29,13 +31,14 @@ PEOPLE = {"vera": "viewer", "otto": "operator", "ada": "approver", "adam": "admi
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, database: str | None = None) -> None:
         self.root = short_tmp("wd-people-")
         home = self.root / "home"
         home.mkdir()
         self.port = free_port()
+        self.database = database
         self.data_dir, self.process = start_workdeck(
-            self.root, home, ["--listen", f"127.0.0.1:{self.port}"])
+            self.root, home, ["--listen", f"127.0.0.1:{self.port}"], database=database)
         self.url = f"https://127.0.0.1:{self.port}"
         self.tokens: dict[str, str] = {}
         # The certificate the server made for itself, trusted as it is (names and all).
@@ -64,8 +67,8 @@ class Server:
 
 
 @pytest.fixture
-def server():
-    running = Server()
+def server(database):
+    running = Server(database)
     with running.local() as client:
         for environment in ("Development", "Production"):
             client.post("/api/environments", {"name": environment})
@@ -322,7 +325,7 @@ def test_login_pins_the_certificate_and_refuses_another_on_the_same_address(serv
         (server.data_dir.root / made).unlink()
     home = server.root / "home"
     server.data_dir, server.process = start_workdeck(
-        server.root, home, ["--listen", f"127.0.0.1:{server.port}"])
+        server.root, home, ["--listen", f"127.0.0.1:{server.port}"], database=server.database)
     changed = workdeck("--server", "lab", "whoami")
     assert changed.returncode != 0
     assert f"not {shown} pinned for 'lab': it may be a man-in-the-middle" in changed.stderr

@@ -53,9 +53,11 @@ def put(store: Store, retention: Retention, actor: str) -> Retention:
     return retention
 
 
-def _prunable(session: Any) -> Any:
+def _prunable(*columns: Any) -> Any:
+    """The finished runs no orphaned step holds a slot for (their `columns`)."""
     held = select(Lease.run_id)
-    return select(Run.id).where(Run.status.in_(FINISHED), Run.id.not_in(held))
+    return select(*(columns or (Run.id,))).where(Run.status.in_(FINISHED),
+                                                 Run.id.not_in(held))
 
 
 def _delete_runs(store: Store, ids: list[int]) -> None:
@@ -71,7 +73,7 @@ def prune_once(store: Store, retention: Retention | None = None) -> dict[str, in
     cutoff = utcnow() - timedelta(days=retention.runs_days)
     while True:
         with store.read() as session:
-            ids = list(session.exec(_prunable(session).where(Run.finished_at < cutoff)
+            ids = list(session.exec(_prunable().where(Run.finished_at < cutoff)
                                     .order_by(Run.id).limit(RUNS_PER_TRANSACTION)).all())
         if not ids:
             break
@@ -84,7 +86,8 @@ def prune_once(store: Store, retention: Retention | None = None) -> dict[str, in
                 Run.status.in_(FINISHED))).one()
             if total <= cap:
                 break
-            oldest = session.exec(_prunable(session).add_columns(Run.output_bytes)
+            # Both columns named at once: sqlmodel's select of one gives bare values.
+            oldest = session.exec(_prunable(Run.id, Run.output_bytes)
                                   .order_by(Run.id).limit(RUNS_PER_TRANSACTION)).all()
         if not oldest:
             break
