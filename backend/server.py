@@ -278,6 +278,11 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
         store = Store(database or data_dir.database)
+        try:
+            store.claim()
+        except StoreError:
+            store.close()
+            raise
     except StoreError as exc:
         raise ServerError(str(exc)) from None
     try:

@@ -264,3 +264,20 @@ async def test_log_lines_go_to_postgresql_as_a_copy_stream(run_store):
     assert not [sql for sql in statements if "INSERT INTO log_chunk" in sql]
     texts = [line for chunk in read(run_store, 1) for line in chunk["lines"].splitlines()]
     assert [text.split("\t")[-1] for text in texts] == [f"line {n}" for n in range(1, 5001)]
+
+
+@pytest.mark.parametrize("store_kind", ["postgresql"], indirect=True)
+def test_one_server_per_postgresql_database(workdeck, tmp_path):
+    """As one per data directory: a second server on the same database would run and
+    check everything twice."""
+    import subprocess
+    import sys
+
+    second = subprocess.run(
+        [sys.executable, "-m", "console.cli", "--data-dir", str(tmp_path / "other"),
+         "server", "--database", workdeck.database],
+        capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert "Another Workdeck server uses the database" in second.stderr
+    assert "one server per database" in second.stderr and "Traceback" not in second.stderr
+    assert workdeck.cli("runs", "list").code == 0  # the first serves on
