@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import faulthandler
 import grp
 import ipaddress
 import logging
 import os
 import secrets
+import signal
 import socket
 import stat
 import sys
@@ -239,6 +241,19 @@ def serve(data_dir: DataDir, listen: str | None = None,
         lock.release()
 
 
+class _MainServer(uvicorn.Server):
+    """The server that takes the signals. Stopped by one, it returns and the process
+    cleans up after itself (its pid file, its socket, where it listens, the store), where
+    uvicorn would raise the signal again once stopped, its default action ending the
+    process before any of that (a stale socket and pid file were left behind)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 class _SecondServer(uvicorn.Server):
     """A server beside the first on the same loop: the first one takes the signals (and
     stops this one)."""
@@ -276,6 +291,9 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
          lock: ServerLock, prepare: Callable[[Backend], None] | None,
          tls: Certificate | None, socket_group: str | None, database: str | None) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    # `kill -USR1 PID` writes every thread's stack to the server's log: what a server that
+    # is slow to stop (or to answer) is doing, without stopping it.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     try:
         store = Store(database or data_dir.database)
         try:
@@ -313,7 +331,7 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
         # server (which runs the application's start and stop), the TCP address with the
         # certificate by a second one on the same loop.
         tcp = [s for s in sockets if s.family != socket.AF_UNIX] if tls else []
-        main = uvicorn.Server(uvicorn.Config(app, lifespan="on", **common))
+        main = _MainServer(uvicorn.Config(app, lifespan="on", **common))
         servers: list[tuple[uvicorn.Server, list[socket.socket]]] = [
             (main, [s for s in sockets if s not in tcp])]
         if tcp and tls:

@@ -354,13 +354,7 @@ def workdeck(database: str | None) -> Iterator[Workdeck]:
     yield deck
     broken = [line for line in deck.log().splitlines()
               if any(error in line for error in THREAD_SAFETY_ERRORS)]
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    slow_stop = stop_workdeck(process, data_dir)
     # A server started later (a test's restart, a console starting a lost server again)
     # is not `process`: its pid file says who it is.
     with contextlib.suppress(OSError, ValueError):
@@ -370,8 +364,33 @@ def workdeck(database: str | None) -> Iterator[Workdeck]:
     broken_contract = api.violations(answers_file(root))
     shutil.rmtree(root, ignore_errors=True)
     assert not broken, "the server touched asyncio objects off its loop:\n" + "\n".join(broken)
+    assert not slow_stop, slow_stop
     assert not broken_contract, "answers that break the API's contract:\n" + \
         "\n".join(broken_contract)
+
+
+STOP_WAIT_S = 20
+
+
+def stop_workdeck(process: subprocess.Popen[bytes], data_dir: DataDir) -> str:
+    """Stop a server as `kill` does (SIGTERM) and wait; "" when it stopped in time and
+    cleaned up after itself, else why not: what it left behind, or every thread's stack
+    (SIGUSR1, backend/server.py) and its log's end, after which it is killed."""
+    if process.poll() is not None:
+        return ""
+    process.terminate()
+    try:
+        process.wait(STOP_WAIT_S)
+        left = [path.name for path in (data_dir.socket, data_dir.pid_file,
+                                       data_dir.server_file) if path.exists()]
+        return f"the server stopped but left {', '.join(left)} behind" if left else ""
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        process.kill()
+        process.wait()
+    log = data_dir.log_file.read_text(errors="replace") if data_dir.log_file.exists() else ""
+    return f"the server did not stop within {STOP_WAIT_S} s of SIGTERM:\n{log[-30_000:]}"
 
 
 def need_root(what: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Workdeck, short_tmp, start_workdeck
+from conftest import Workdeck, short_tmp, start_workdeck, stop_workdeck
 from sqlalchemy import func, select, text
 from sqlmodel import SQLModel
 
@@ -100,8 +100,8 @@ def test_a_server_on_the_copy_shows_what_the_sqlite_store_held(full_data_dir, po
         assert "hello line 50" in deck.cli("runs", "log", "1").out
         assert "alice" in deck.cli("user", "list").out
     finally:
-        process.terminate()
-        process.wait(10)
+        slow = stop_workdeck(process, data_dir)
+    assert not slow, slow
 
 
 def test_db_copy_refuses_a_running_server_and_a_foreign_database(full_data_dir, postgres,

@@ -30,7 +30,7 @@ import time
 
 import httpx
 import pytest
-from conftest import need_root, short_tmp, start_workdeck
+from conftest import need_root, short_tmp, start_workdeck, stop_workdeck
 from openssh import _generate_key
 from test_runs import import_runbook, launch, log_lines, setup_fleet, wait_run
 from waiting import eventually
@@ -247,11 +247,8 @@ def full_disk_deck(small_disk, tmp_path, runbook: str):  # type: ignore[no-untyp
                 left -= out.write(b"\0" * min(left, 2**24))
         yield deck, ballast
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(20)
-        if process.poll() is None:
-            process.kill()
+        slow = stop_workdeck(process, data_dir)
+    assert not slow, slow
 
 
 def test_a_full_data_directory_is_survived(small_disk, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import short_tmp, start_workdeck
+from conftest import short_tmp, start_workdeck, stop_workdeck
 from test_api_fuzz import free_port
 from waiting import eventually
 
@@ -73,8 +73,8 @@ class Team:
         self.data_dir, self.process = start_workdeck(self.root, self.home, self.args)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
+        slow = stop_workdeck(self.process, self.data_dir)
+        assert not slow, slow
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import both_stores, short_tmp, start_workdeck
+from conftest import both_stores, short_tmp, start_workdeck, stop_workdeck
 from test_api_fuzz import free_port
 from waiting import eventually
 
@@ -62,8 +62,8 @@ class Server:
         return made["id"], made["token"]
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
+        slow = stop_workdeck(self.process, self.data_dir)
+        assert not slow, slow
 
 
 @pytest.fixture

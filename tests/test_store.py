@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import Workdeck, both_stores, short_tmp, start_workdeck
+from conftest import Workdeck, both_stores, short_tmp, start_workdeck, stop_workdeck
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
@@ -219,9 +219,9 @@ def test_a_data_directory_made_before_alembic_upgrades_in_place_on_first_start()
             assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
                 (schema.HEAD,)]
     finally:
-        process.terminate()
-        process.wait(10)
+        slow = stop_workdeck(process, data_dir)
         shutil.rmtree(root, ignore_errors=True)
+    assert not slow, slow
 
 
 def test_server_status_names_the_store_with_its_password_hidden(postgres):
@@ -240,9 +240,9 @@ def test_server_status_names_the_store_with_its_password_hidden(postgres):
         assert "sesame" not in said + json.dumps(status) + deck.log()
         assert not (data_dir.root / "workdeck.db").exists()  # nothing kept beside it
     finally:
-        process.terminate()
-        process.wait(10)
+        slow = stop_workdeck(process, data_dir)
         shutil.rmtree(root, ignore_errors=True)
+    assert not slow, slow
 
 
 @pytest.mark.parametrize("store_kind", ["postgresql"], indirect=True)

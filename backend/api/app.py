@@ -8,6 +8,7 @@ import contextlib
 import gc
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -71,17 +72,24 @@ def create_app(backend: Backend) -> FastAPI:
         try:
             yield
         finally:
+            # Each stage's time is logged: a slow stop says where it was slow.
+            stopping = time.monotonic()
             # Runs first, while SSH connections are still open: their steps are killed.
             with contextlib.suppress(Exception):
                 await backend.runs.shutdown()
+            runs_s = time.monotonic() - stopping
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            tasks_s = time.monotonic() - stopping - runs_s
             with contextlib.suppress(Exception):
                 await backend.checker.flush()
             await backend.connections.close()
+            log.info("stopped in %.2f s: runs %.2f s, background tasks %.2f s, checks and "
+                     "connections %.2f s", time.monotonic() - stopping, runs_s, tasks_s,
+                     time.monotonic() - stopping - runs_s - tasks_s)
 
     app = FastAPI(title="Workdeck", version=__version__, lifespan=lifespan)
     app.state.backend = backend
