@@ -247,7 +247,8 @@ def test_server_status_names_the_store_with_its_password_hidden(postgres):
 
 @pytest.mark.parametrize("store_kind", ["postgresql"], indirect=True)
 async def test_log_lines_go_to_postgresql_as_a_copy_stream(run_store):
-    """Not a statement per row: the rows of a flush are one COPY."""
+    """Not a statement per row: the rows of a flush are one binary COPY, of text stored
+    with lz4."""
     from sqlalchemy import event
 
     from backend.runs.loghub import LogHub
@@ -264,6 +265,10 @@ async def test_log_lines_go_to_postgresql_as_a_copy_stream(run_store):
     assert not [sql for sql in statements if "INSERT INTO log_chunk" in sql]
     texts = [line for chunk in read(run_store, 1) for line in chunk["lines"].splitlines()]
     assert [text.split("\t")[-1] for text in texts] == [f"line {n}" for n in range(1, 5001)]
+    with run_store.read() as session:  # compressed with lz4 (revision 0002), not pglz
+        assert session.execute(text(
+            "SELECT attcompression FROM pg_attribute WHERE attname = 'lines' "
+            "AND attrelid = 'log_chunk'::regclass")).scalar() == "l"
 
 
 @pytest.mark.parametrize("store_kind", ["postgresql"], indirect=True)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, Table, event, insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
+from sqlalchemy.sql import sqltypes
 from sqlmodel import Session, create_engine
 
 from backend import loopwatch
@@ -136,6 +137,25 @@ def masked(database: str) -> str:
         url = url.update_query_dict({"password": "***"})
     shown = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
     return shown.replace("%2A%2A%2A", "***")
+
+
+def _copy_type(column: Any) -> str:
+    """The PostgreSQL type of a column, as a binary COPY must name it exactly."""
+    kind = column.type
+    if isinstance(kind, sqltypes.BigInteger):
+        return "int8"
+    if isinstance(kind, sqltypes.Integer):
+        return "int4"
+    if isinstance(kind, sqltypes.Float):
+        return "float8"
+    if isinstance(kind, sqltypes.Boolean):
+        return "bool"
+    if isinstance(kind, sqltypes.DateTime) or isinstance(
+            getattr(kind, "impl", None), sqltypes.DateTime):
+        timezone = getattr(kind, "timezone", False) or getattr(
+            getattr(kind, "impl", None), "timezone", False)
+        return "timestamptz" if timezone else "timestamp"
+    return "text"
 
 
 def _sqlite_engine(path: Path, *, immediate: bool) -> Engine:
@@ -313,8 +333,10 @@ class Store:
     def insert_rows(self, session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
         """Many rows into one table, in `session`'s transaction; every row has the same keys.
 
-        PostgreSQL takes them as one COPY stream, not a statement per row; SQLite, in this
-        process, as one prepared statement run for each.
+        PostgreSQL takes them as one binary COPY stream, not a statement per row (binary:
+        a log's text goes as it is, where the text format escapes every newline and tab,
+        three times slower); SQLite, in this process, as one prepared statement run for
+        each.
         """
         if not rows:
             return
@@ -323,12 +345,19 @@ class Store:
             connection.execute(insert(table), rows)
             return
         columns = list(rows[0])
+        types = [_copy_type(table.c[column]) for column in columns]
+        floats = [i for i, kind in enumerate(types) if kind == "float8"]
         into = ", ".join(f'"{column}"' for column in columns)
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-                f'COPY "{table.name}" ({into}) FROM STDIN') as stream:
+                f'COPY "{table.name}" ({into}) FROM STDIN (FORMAT BINARY)') as stream:
+            stream.set_types(types)
             for row in rows:
-                stream.write_row([row[column] for column in columns])
+                values = [row[column] for column in columns]
+                for i in floats:  # binary float8 takes no int (a latency of 3 ms)
+                    if values[i] is not None:
+                        values[i] = float(values[i])
+                stream.write_row(values)
 
     def close(self) -> None:
         self._reader.dispose()
