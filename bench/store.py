@@ -1,6 +1,6 @@
 """Benchmark: the two stores, PostgreSQL beside SQLite, for the same work.
 
-Usage: .venv/bin/python bench/store.py [--lines 1000000] [--floods 3] [--launches 200]
+Usage: .venv/bin/python bench/store.py [--lines 1000000] [--floods 7] [--launches 200]
        [--workers 1000] [--sweeps 10]
 
 - A step printing --lines lines (about 80 bytes each) on a loopback OpenSSH worker,
@@ -130,7 +130,7 @@ def _size(store, database: str | Path) -> int:  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--floods", type=int, default=3)
+    parser.add_argument("--floods", type=int, default=7)
     parser.add_argument("--launches", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--sweeps", type=int, default=10)
