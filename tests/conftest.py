@@ -369,7 +369,10 @@ def workdeck(database: str | None) -> Iterator[Workdeck]:
         "\n".join(broken_contract)
 
 
-STOP_WAIT_S = 20
+# A stopping server gives its runs 15 s to kill their steps (a worker that does not
+# answer), its SSH connections 3 s to close and uvicorn's 2 s to its clients: past these,
+# it is stuck.
+STOP_WAIT_S = 30
 
 
 def stop_workdeck(process: subprocess.Popen[bytes], data_dir: DataDir) -> str:

@@ -74,6 +74,7 @@ def create_app(backend: Backend) -> FastAPI:
         finally:
             # Each stage's time is logged: a slow stop says where it was slow.
             stopping = time.monotonic()
+            log.info("stopping: %d runs under way are interrupted", backend.runs.under_way())
             # Runs first, while SSH connections are still open: their steps are killed.
             with contextlib.suppress(Exception):
                 await backend.runs.shutdown()

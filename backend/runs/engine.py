@@ -121,6 +121,9 @@ class RunEngine(StepAttempts):
         self._tasks[run_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
 
+    def under_way(self) -> int:
+        return len(self._tasks)
+
     async def shutdown(self) -> None:
         """The server stops: interrupt every run, killing its steps' processes; a run
         waiting for a decision stays waiting, stored, for the next server."""
