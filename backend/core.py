@@ -23,6 +23,7 @@ from backend.fleet import advisor
 from backend.fleet.dynamic import DynamicWorkers
 from backend.fleet.usage import Usage
 from backend.health.checker import HealthChecker
+from backend.nodes import Registry, default_name
 from backend.people.access import Access
 from backend.runs import launch, runbooks
 from backend.runs.engine import RunEngine
@@ -50,10 +51,13 @@ KINDS = ("worker", "pool", "runbook", "environment", "settings", "policy", "peop
 class Backend:
     """Everything one running server holds, shared by the API routes."""
 
-    def __init__(self, data_dir: DataDir, *, listen: str, store: Store) -> None:
+    def __init__(self, data_dir: DataDir, *, listen: str, store: Store,
+                 node: str | None = None) -> None:
         self.data_dir = data_dir
         self.listen = listen
         self.store = store
+        # This server among those using the store: its name, heartbeat, draining or not.
+        self.nodes = Registry(store, node or default_name(), listen)
         self.bus = EventBus(retain=("worker",))
         self.connections = ConnectionPool()
         # Checks, steps and the reaper reach workers one way.
@@ -68,6 +72,10 @@ class Backend:
         self.usage = Usage(store, self.leases, self.bus)
         self.dynamic = DynamicWorkers(store, self.leases, self.checker, self.changed)
         self.access = Access(store)  # who is asking, and what they may do
+        self.nodes.runs_executing = self.runs.under_way
+        self.nodes.workers_checked = lambda: sum(
+            1 for worker in self.bus.latest.get("worker", {}).values()
+            if worker.get("status") != "disabled")
         # Parts that change what others see, without a route in between: a lease turned
         # orphan wants the reaper; new health results may free a slot for a queued step,
         # and change the pools and the advisor's findings.
@@ -178,6 +186,7 @@ class Backend:
             # Why the store refuses writes now (e.g. "the data directory is full").
             "store_fault": self.store.fault,
             "store": {"kind": self.store.dialect, "where": self.store.where},
+            "node": self.nodes.name,
             "data_dir_bytes": self.data_dir_bytes,
             "disk_free_bytes": self.disk_free_bytes,
             "tls_fingerprint": self.tls_fingerprint,
@@ -244,6 +253,7 @@ class Backend:
         """What runs for as long as the server does."""
         return [self.checker.run_schedule, self.usage.run_forever, self.count_advice_forever,
                 self.reaper.run_forever, self.watch_store_forever, self.dynamic.run_forever,
+                self.nodes.run_forever,
                 lambda: retention.prune_forever(self.store), *self.extra_tasks]
 
     def request_stop(self, actor: str) -> None:

@@ -182,7 +182,7 @@ def serve(data_dir: DataDir, listen: str | None = None,
           prepare: Callable[[Backend], None] | None = None, *,
           tls_cert: str | None = None, tls_key: str | None = None,
           plain_http: bool = False, socket_group: str | None = None,
-          database: str | None = None) -> None:
+          database: str | None = None, node: str | None = None) -> None:
     """Run the server in the foreground until stopped (SIGTERM, SIGINT or the API).
 
     It always serves the data directory's Unix socket, where local clients look first
@@ -231,7 +231,7 @@ def serve(data_dir: DataDir, listen: str | None = None,
                 addresses.append(f"unix:{path}")
         if socket_group:
             _open_to_group(unix_paths, data_dir.root, socket_group)
-        _run(data_dir, addresses, sockets, lock, prepare, tls, socket_group, database)
+        _run(data_dir, addresses, sockets, lock, prepare, tls, socket_group, database, node)
     finally:
         for sock in sockets:
             sock.close()
@@ -289,7 +289,8 @@ def _loopback(host: str) -> bool:
 
 def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
          lock: ServerLock, prepare: Callable[[Backend], None] | None,
-         tls: Certificate | None, socket_group: str | None, database: str | None) -> None:
+         tls: Certificate | None, socket_group: str | None, database: str | None,
+         node: str | None) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     # `kill -USR1 PID` writes every thread's stack to the server's log: what a server that
     # is slow to stop (or to answer) is doing, without stopping it.
@@ -308,7 +309,11 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
             fleet.ensure_builtin(store, "server")
         except WorkdeckError as exc:  # a worker by hand holds its name: say so, serve on
             log.warning("the built-in worker is not there: %s", exc)
-        backend = Backend(data_dir, listen=addresses[0], store=store)
+        backend = Backend(data_dir, listen=addresses[0], store=store, node=node)
+        try:
+            backend.nodes.register()
+        except WorkdeckError as exc:
+            raise ServerError(str(exc)) from None
         backend.socket_group = socket_group
         if not addresses[0].startswith("unix:"):
             backend.token = _api_token(data_dir)

@@ -28,6 +28,7 @@ class ServerStatus(Answer):
     store_fault: str | None = Field(description="Why the store refuses writes now (a full "
                                                 "disk, say); null while it works.")
     store: StoreInUse = Field(description="Where the server keeps its data.")
+    node: str = Field("", description="This server's name among those using the store.")
     data_dir_bytes: int
     disk_free_bytes: int | None
     tls_fingerprint: str | None = Field(None, description=(

@@ -24,6 +24,7 @@ from backend import __version__, fleet, loopwatch
 from backend.api import (
     checks,
     events,
+    nodes,
     people,
     pools,
     recording,
@@ -88,6 +89,8 @@ def create_app(backend: Backend) -> FastAPI:
             with contextlib.suppress(Exception):
                 await backend.checker.flush()
             await backend.connections.close()
+            with contextlib.suppress(Exception):  # a store gone: its heartbeat stops anyway
+                await asyncio.to_thread(backend.nodes.stopped)
             log.info("stopped in %.2f s: runs %.2f s, background tasks %.2f s, checks and "
                      "connections %.2f s", time.monotonic() - stopping, runs_s, tasks_s,
                      time.monotonic() - stopping - runs_s - tasks_s)
@@ -98,7 +101,7 @@ def create_app(backend: Backend) -> FastAPI:
     backend.access.shared_token = backend.token
     app.add_middleware(Who, access=backend.access)
     routers = [m.router for m in (workers, pools, checks, events, server, runbooks, runs,
-                                   people)]
+                                   people, nodes)]
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit)

@@ -22,6 +22,7 @@ from backend.api.deps import (
 )
 from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
+from backend.nodes import refuse_if_draining
 from backend.runs import launch, logsearch, logstore
 from backend.store.models import FINISHED
 from wire import jsontext
@@ -39,6 +40,7 @@ PAGE = 50_000  # lines per read from the store, so a long log streams in bounded
 async def launch_run(body: LaunchRequest, backend: BackendDep, who: WhoDep,
                      actor: ActorDep) -> dict[str, Any]:
     who.require("launch", body.environment)
+    refuse_if_draining(backend.nodes)
     return await backend.runs.launch(body, actor, who.name)
 
 

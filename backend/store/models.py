@@ -340,3 +340,24 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
+
+
+class Node(SQLModel, table=True):
+    """A server using the store: where it listens, and its heartbeat (the database's
+    time, not its own clock's)."""
+
+    __tablename__ = "node"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    address: str = ""  # where it listens (its socket, and an address if any)
+    host: str = ""
+    pid: int = 0
+    version: str = ""
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+    stopped_at: datetime | None = None  # a stop it said; a node that died never says it
+    draining: bool = False  # finishes what it runs, takes no new runs
+    # What it does, as of its last heartbeat.
+    workers_checked: int = 0
+    runs_executing: int = 0

@@ -6,9 +6,10 @@ dialect compiles each one.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, String, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -51,3 +52,11 @@ def _json_text_sqlite(element: json_text, compiler: Any, **kw: Any) -> str:
 def _json_text_postgresql(element: json_text, compiler: Any, **kw: Any) -> str:
     column, key = list(element.clauses)
     return f"(CAST({compiler.process(column, **kw)} AS JSON) ->> {compiler.process(key, **kw)})"
+
+
+def database_now(session: Any) -> datetime:
+    """The database's time: what every node's heartbeat and expiry are judged by, since no
+    node's own clock is trusted. (SQLite is in this process: its time is this machine's.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(select(func.now())).scalar_one()
+    return datetime.now(UTC)

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 @click.option("--database", envvar="WORKDECK_DATABASE", metavar="postgresql://USER@HOST/DB",
               help="Keep the data in this PostgreSQL database (default: SQLite in the data "
               "directory; env WORKDECK_DATABASE).")
+@click.option("--node", envvar="WORKDECK_NODE", metavar="NAME",
+              help="This server's name among those using the store (default: the host "
+              "name; env WORKDECK_NODE).")
 @click.option("--demo-fleet", is_flag=True, hidden=True)
 @click.option("--exit-with", type=int, hidden=True, metavar="PID",
               help="Stop when this process (the demo's console) is gone.")
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 @click.pass_context
 def server(click_ctx: click.Context, ctx: Context, listen: str | None, tls_cert: str | None,
            tls_key: str | None, plain_http: bool, socket_group: str | None,
-           database: str | None, demo_fleet: bool, exit_with: int | None) -> None:
+           database: str | None, node: str | None, demo_fleet: bool, exit_with: int | None) -> None:
     """Run the backend server in the foreground (or: status, stop)."""
     if click_ctx.invoked_subcommand is not None:
         return
@@ -57,7 +60,7 @@ def server(click_ctx: click.Context, ctx: Context, listen: str | None, tls_cert:
     try:
         serve(ctx.target.data_dir, listen, prepare=prepare, tls_cert=tls_cert,
               tls_key=tls_key, plain_http=plain_http, socket_group=socket_group,
-              database=database)
+              database=database, node=node)
     except ServerError as exc:
         fail(str(exc))
     finally:
