@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from backend import __version__, fleet
-from backend.events import EventBus
+from backend.events import EventBus, woken
 from backend.fleet import advisor
 from backend.fleet.dynamic import DynamicWorkers
 from backend.fleet.usage import Usage
@@ -233,8 +233,7 @@ class Backend:
         """Keep every console's count of the advisor's findings current."""
         last: dict[str, int] | None = None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advice_wake.wait(), ADVICE_EVERY_S)
+            await woken(self._advice_wake, ADVICE_EVERY_S)
             self._advice_wake.clear()
             try:
                 counts = advisor.summary(await asyncio.to_thread(advisor.advise, self.store))

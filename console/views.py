@@ -47,6 +47,8 @@ VIEWS = (
          ("approve", "approval"), "console.screens.approvals:ApprovalsScreen"),
     View("people", "People", None, "People, their roles and their tokens",
          ("users", "user"), "console.screens.people:PeopleScreen"),
+    View("nodes", "Nodes", None, "The servers using this store, and their heartbeats",
+         ("node", "servers"), "console.screens.nodes:NodesScreen"),
 )
 FIRST = VIEWS[0].mode
 

@@ -208,6 +208,11 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     people.move_cursor(row=people.get_row_index("alice"))
     await pilot.pause(0.5)
     app.save_screenshot("people.svg", str(OUT))
+    await pilot.press("colon", *"nodes", "enter")
+    nodes = app.screen.query_one("#nodes-table")
+    await until(pilot, lambda: nodes.row_count >= 1)
+    await pilot.pause(0.5)
+    app.save_screenshot("nodes.svg", str(OUT))
 
 
 def add_people(target: Target) -> None:

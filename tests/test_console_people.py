@@ -229,3 +229,32 @@ async def test_the_launch_dialog_offers_where_one_may_launch_and_says_four_eyes(
             assert [value for _prompt, value in options] == offered
             if "Production" in offered:
                 assert "four eyes" in dict((v, p) for p, v in options)["Production"]
+
+
+async def nodes_table(pilot, app: WorkdeckApp) -> tuple[LiveTable, str]:
+    """The Nodes view, opened with `:nodes`, once it shows the one node: (table, name)."""
+    await until(pilot, lambda: app.fleet_loaded)
+    await pilot.press("colon", *"nodes", "enter")
+    await until(pilot, lambda: app.screen.VIEW_NAME == "Nodes")
+    table = app.screen.query_one("#nodes-table", LiveTable)
+    await until(pilot, lambda: len(table.row_keys()) == 1)
+    return table, table.row_keys()[0]
+
+
+async def test_the_nodes_view_shows_this_server_and_an_admin_drains_it(team, monkeypatch):
+    monkeypatch.delenv("WORKDECK_TOKEN", raising=False)
+    operator = console_of(team, "otto")
+    async with operator.run_test(size=SIZE) as pilot:
+        table, name = await nodes_table(pilot, operator)
+        assert table.get_cell(name, "state").plain == "up"
+        assert "(this)" in table.get_cell(name, "name").plain
+        assert "Drain/undrain" not in footer_keys(operator)  # sees them, drains none
+    admin = console_of(team, "adam")
+    async with admin.run_test(size=SIZE) as pilot:
+        table, name = await nodes_table(pilot, admin)
+        assert "Drain/undrain" in footer_keys(admin)
+        await pilot.press("d")
+        await until(pilot, lambda: table.get_cell(name, "state").plain == "up, draining")
+        await pilot.press("d")
+        await until(pilot, lambda: table.get_cell(name, "state").plain == "up")
+    assert "node.drain" in team.admin("audit")[1]

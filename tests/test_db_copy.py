@@ -14,7 +14,7 @@ from sqlmodel import SQLModel
 
 from backend.store import models  # noqa: F401 - registers the tables on SQLModel.metadata
 from backend.store.db import Store
-from backend.store.models import Decision, HostKey, Lease, Provisioner, Run, Worker
+from backend.store.models import Decision, HostKey, Lease, Node, Provisioner, Run, Worker
 from console.cli import cli
 from wire.datadir import DataDir
 
@@ -46,6 +46,8 @@ def full_data_dir():
                              note="once more, with feeling"))
         session.add(Provisioner(pool_id=2, create_command="make-worker",
                                 destroy_command="unmake-worker", max_workers=3))
+        session.add(Node(name="ops-1", address="unix:/srv/deck/server.sock", host="ops-1",
+                         pid=4242, version="0.1.0", draining=True))
     store.close()
     yield data_dir
 

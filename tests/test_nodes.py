@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from conftest import both_stores
 from sqlmodel import select
-from test_runs import import_runbook, wait_run
+from test_runs import import_runbook
 
 from backend import nodes
 from backend.errors import Conflict
@@ -83,7 +83,7 @@ def test_a_name_alive_elsewhere_is_refused(make_store):
         row = session.exec(select(Node).where(Node.name == "ops-1")).one()
         row.pid = 1  # another process alive on this host (init) holds the name
         session.add(row)
-    with pytest.raises(Conflict, match="A node named ops-1 is alive .*--node NAME"):
+    with pytest.raises(Conflict, match=r"A node named ops-1 is alive .*--node NAME"):
         nodes.Registry(store, "ops-1").register()
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from backend import fleet
 from backend.errors import WorkdeckError
+from backend.events import woken
 from backend.fleet import provisioners
 from backend.fleet.provisioners import Plan
 from backend.health.checker import HealthChecker
@@ -89,8 +90,7 @@ class DynamicWorkers:
     async def run_forever(self) -> None:
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), PASS_S)
+                await woken(self._wake, PASS_S)
                 self._wake.clear()
                 try:
                     await self.decide()

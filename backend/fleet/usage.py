@@ -5,7 +5,6 @@ change."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from typing import Any
 from sqlalchemy import DateTime, bindparam, delete, func, text
 from sqlmodel import select
 
-from backend.events import EventBus
+from backend.events import EventBus, woken
 from backend.fleet.pools import pool_public
 from backend.fleet.provisioners import provisioners_public
 from backend.runs.leases import Leases
@@ -207,8 +206,7 @@ class Usage:
 
     async def run_forever(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SAMPLE_S)
+            await woken(self._wake, SAMPLE_S)
             self._wake.clear()
             try:
                 await self.sample()

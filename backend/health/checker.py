@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend import fleet
-from backend.events import EventBus
+from backend.events import EventBus, woken
 from backend.health import probe, results
 from backend.health.results import Outcome
 from backend.store.db import Store, pass_failed
@@ -270,8 +269,7 @@ class HealthChecker:
                 if self._targets is not None:  # not invalidated while it was read
                     await self._start_all(self._due_now(self._targets))
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                await woken(self._wake, 0.5)
         finally:
             flusher.cancel()
 

@@ -13,7 +13,6 @@ events are published on the loop once a write is done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from sqlmodel import select
 
 from backend.errors import Conflict, Forbidden, InvalidInput
-from backend.events import EventBus
+from backend.events import EventBus, woken
 from backend.fleet import audit
 from backend.fleet.validation import free_text
 from backend.runs.attempts import StepAttempts
@@ -226,8 +225,7 @@ class RunEngine(StepAttempts):
             if remaining <= 0:
                 return current
             moved = self._moved.setdefault(run_id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), remaining)
+            await woken(moved, remaining)
 
     # -------------------------------------------------------- execution
 

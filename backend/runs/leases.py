@@ -9,7 +9,6 @@ one waits for one particular worker (a `run_on = "all"` step) that is still full
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
 from backend.errors import InvalidInput
+from backend.events import woken
 from backend.fleet import iso
 from backend.runs.backlog import Backlog
 from backend.store.db import Store, pass_failed, retrying
@@ -201,8 +201,7 @@ class Leases:
             except Exception:  # a failed pass (a busy store) must not strand the queue
                 pass_failed(log, "serving the queue of steps waiting for a slot failed")
             if self.queue:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), RECHECK_S)
+                await woken(self._wake, RECHECK_S)
 
     async def _dispatch(self) -> None:
         waiting = [w for w in self.queue if not w.future.done()]

@@ -5,9 +5,10 @@ woken when a batch is stored."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from typing import Any
+
+from backend.events import woken
 
 RECENT_LINES = 200_000  # lines of each running run kept in memory for its followers
 RECENT_AFTER_END_S = 5.0  # followers still catching up on a finished run read memory
@@ -89,5 +90,4 @@ class LogHub:
 
     async def wait(self, run_id: int, timeout: float) -> None:
         event = self._events.setdefault(run_id, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        await woken(event, timeout)

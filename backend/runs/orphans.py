@@ -10,14 +10,13 @@ time that it is still the step's) and only then gives the slot back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlmodel import select
 
-from backend.events import EventBus
+from backend.events import EventBus, woken
 from backend.fleet import audit
 from backend.runs.leases import Leases
 from backend.store.db import Store, pass_failed, retrying
@@ -54,9 +53,7 @@ class Reaper:
             except Exception:  # one bad pass must not end reaping for good
                 pass_failed(log, "killing what is left of orphaned steps failed")
             waits = [when - asyncio.get_running_loop().time() for when in self._next.values()]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(),
-                                       max(0.2, min(waits, default=MAX_RETRY_S)))
+            await woken(self._wake, max(0.2, min(waits, default=MAX_RETRY_S)))
 
     async def reap(self) -> int:
         """One pass over the orphans that are due; return how many were freed."""

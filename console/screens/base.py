@@ -24,7 +24,7 @@ ACTION_NEEDS = {
     "trust": "admin", "toggle_enabled": "admin", "new_pool": "admin",
     "launch": "launch", "edit": "admin", "new": "admin", "remove": "admin",
     "cancel_run": "cancel", "grant": "admin", "revoke": "admin", "remove_person": "admin",
-    "approve": "approve", "refuse": "approve",
+    "approve": "approve", "refuse": "approve", "toggle_node_drain": "admin",
 }
 
 
