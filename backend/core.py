@@ -72,10 +72,13 @@ class Backend:
         self.usage = Usage(store, self.leases, self.bus)
         self.dynamic = DynamicWorkers(store, self.leases, self.checker, self.changed)
         self.access = Access(store)  # who is asking, and what they may do
+        # The health checks are shared with the other live nodes (nodes.py).
+        self.checker.owns = self.nodes.mine
+        self.nodes.listeners.append(self.checker.wake)
         self.nodes.runs_executing = self.runs.under_way
         self.nodes.workers_checked = lambda: sum(
-            1 for worker in self.bus.latest.get("worker", {}).values()
-            if worker.get("status") != "disabled")
+            1 for name, worker in list(self.bus.latest.get("worker", {}).items())
+            if worker.get("status") != "disabled" and self.nodes.mine(name))
         # Parts that change what others see, without a route in between: a lease turned
         # orphan wants the reaper; new health results may free a slot for a queued step,
         # and change the pools and the advisor's findings.

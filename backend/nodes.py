@@ -4,14 +4,22 @@
 Alive is judged by the database's time: a node whose last heartbeat is older than
 LEASE_S is lost (it died, or cannot reach the database), one that said it stopped is
 stopped. A node that is draining finishes what it runs and takes no new runs.
+
+The health checks are shared among the live nodes: each worker is checked by the node
+that rendezvous hashing gives it (the highest hash of node and worker), so the fleet is
+spread evenly, and when a node joins or leaves only the workers that must move do. Each
+node learns who is alive at its heartbeat; for as long as two nodes see the membership
+differently (a heartbeat at most), a worker may be checked by both, or by neither.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +65,11 @@ class Registry:
         self.workers_checked = lambda: 0
         self.runs_executing = lambda: 0
         self.draining = False
+        self.live: frozenset[str] = frozenset()  # the nodes alive at the last heartbeat
+        # Told when the live nodes change (the checker takes its share again).
+        self.listeners: list[Callable[[], None]] = []
+        self._moved = False
+        self._mine: dict[str, bool] = {}
 
     # -------------------------------------------------------- this node (in a thread)
 
@@ -84,11 +97,30 @@ class Registry:
             if row is None:  # removed meanwhile: this node is back
                 row = Node(name=self.name, address=self.address, host=socket.gethostname(),
                            pid=os.getpid(), version=__version__)
-            row.heartbeat_at = database_now(session)
+            now = row.heartbeat_at = database_now(session)
             row.workers_checked = self.workers_checked()
             row.runs_executing = self.runs_executing()
             session.add(row)
             self.draining = row.draining
+            live = frozenset(name for name, at, stopped in session.exec(
+                select(Node.name, Node.heartbeat_at, Node.stopped_at))
+                if stopped is None and _age(now, at) < LEASE_S) | {self.name}
+        if live != self.live:
+            if self.live:
+                log.warning("the live nodes are now %s (were %s)", ", ".join(sorted(live)),
+                            ", ".join(sorted(self.live)))
+            self.live = live
+            self._mine = {}
+            self._moved = True
+
+    def mine(self, worker: str) -> bool:
+        """Whether this node checks `worker` (every worker, until it knows who is alive)."""
+        if len(self.live) <= 1:
+            return True
+        mine = self._mine.get(worker)
+        if mine is None:  # a hash per worker per membership, not per schedule round
+            mine = self._mine[worker] = owner(worker, self.live) == self.name
+        return mine
 
     def stopped(self) -> None:
         with self.store.write() as session:
@@ -100,11 +132,16 @@ class Registry:
 
     async def run_forever(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
             try:
                 await asyncio.to_thread(self.heartbeat)
             except Exception:  # the next heartbeat tries again
                 pass_failed(log, "the heartbeat of node %s failed", self.name)
+            else:
+                if self._moved:  # told on the loop: listeners touch asyncio objects
+                    self._moved = False
+                    for listener in self.listeners:
+                        listener()
+            await asyncio.sleep(HEARTBEAT_S)
 
     # -------------------------------------------------------- every node
 
@@ -131,6 +168,13 @@ class Registry:
         if name == self.name:
             self.draining = draining
         return shown
+
+
+def owner(worker: str, live: Iterable[str]) -> str:
+    """The live node that checks `worker`: rendezvous hashing (stable, even, and a node
+    joining or leaving moves only the workers that must move)."""
+    return max(live, key=lambda node: hashlib.blake2b(
+        f"{node}\0{worker}".encode(), digest_size=8).digest())
 
 
 def _elsewhere(row: Node) -> bool:

@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from conftest import both_stores
+from conftest import QUIET_POLICY, both_stores
 from sqlmodel import select
 from test_runs import import_runbook
 
@@ -95,3 +95,89 @@ def test_a_node_killed_on_this_host_is_taken_over_at_once(make_store):
         row.pid = 2**22 + 7  # no such process: it was killed (kill -9 leaves no word)
         session.add(row)
     nodes.Registry(store, "ops-1").register()  # its lease has not run out: no matter
+
+
+def test_rendezvous_spreads_the_fleet_evenly_and_moves_only_what_must_move():
+    workers = [f"p-web-worker-{i:04d}" for i in range(3000)]
+    three = {w: nodes.owner(w, ["ops-1", "ops-2", "ops-3"]) for w in workers}
+    counts = {n: list(three.values()).count(n) for n in ("ops-1", "ops-2", "ops-3")}
+    assert all(850 <= count <= 1150 for count in counts.values()), counts
+    # ops-3 leaves: only its workers move, spread over the two left.
+    two = {w: nodes.owner(w, ["ops-1", "ops-2"]) for w in workers}
+    moved = {w for w in workers if two[w] != three[w]}
+    assert moved == {w for w in workers if three[w] == "ops-3"}
+    # ops-4 joins: only workers going to it move, about a quarter.
+    four = {w: nodes.owner(w, ["ops-1", "ops-2", "ops-3", "ops-4"]) for w in workers}
+    moved = {w for w in workers if four[w] != three[w]}
+    assert all(four[w] == "ops-4" for w in moved) and 600 <= len(moved) <= 900
+
+
+def test_the_checks_are_shared_with_a_live_node_and_taken_over_when_it_goes(workdeck):
+    import threading
+    import time
+
+    from waiting import eventually
+
+    from backend.store.db import Store
+
+    [me] = json.loads(workdeck.cli("nodes", "--json").out)
+    names = [f"t-share-worker-{i:02d}" for i in range(12)]
+
+    def checked_at() -> dict[str, str | None]:
+        return {w["name"]: w["checked_at"] for w in json.loads(
+            workdeck.cli("worker", "list", "--json").out) if w["name"] in names}
+
+    store = Store(workdeck.database or workdeck.data_dir.database)
+    other = nodes.Registry(store, "zz-other")  # a second node on the same store
+    other.register()
+    beating = threading.Event()
+    beating.set()
+
+    def heartbeats() -> None:
+        while beating.is_set():
+            other.heartbeat()
+            time.sleep(1)
+
+    thread = threading.Thread(target=heartbeats, daemon=True)
+    thread.start()
+    try:
+        mine = {n for n in names if nodes.owner(n, [me["name"], "zz-other"]) == me["name"]}
+        assert mine and mine != set(names)  # both have a share
+        eventually(lambda: {n["name"]: n["state"] for n in json.loads(
+            workdeck.cli("nodes", "--json").out)} == {me["name"]: "up", "zz-other": "up"},
+            what="both nodes up")
+        time.sleep(nodes.HEARTBEAT_S + 1)  # this node's heartbeat has seen the other one
+        for name in names:  # unreachable: a check says so at once
+            assert workdeck.cli("worker", "add", name, "--host", "127.0.0.1",
+                                "--port", "1").code == 0
+        with workdeck.client() as client:  # checked every 2 s from now on
+            client.put("/api/policy", {**QUIET_POLICY, "interval_s": 2})
+        first = checked_at()
+
+        def moved_on() -> set[str]:
+            now = checked_at()
+            return {name for name in names if now[name] != first[name]}
+
+        def share_checked() -> bool:
+            found = moved_on()
+            assert found == mine, (sorted(found), sorted(mine))
+            return True
+
+        eventually(share_checked, timeout=20, what="this node's share checked again")
+        time.sleep(4)
+        assert moved_on() == mine  # and not the other node's
+        eventually(lambda: next(n for n in json.loads(workdeck.cli("nodes", "--json").out)
+                                if n["this"])["workers_checked"] == len(mine),
+                   timeout=15, what="the count of workers this node checks")
+    finally:
+        beating.clear()
+        thread.join()
+        store.close()
+    # The other node dies (no word): its share is checked here within 30 s.
+    died = time.monotonic()
+    before = checked_at()
+    eventually(lambda: all(checked_at()[name] != before[name] for name in names),
+               timeout=40, what="the dead node's share checked here")
+    assert time.monotonic() - died < 30 + 5
+    assert {n["name"]: n["state"] for n in json.loads(
+        workdeck.cli("nodes", "--json").out)}["zz-other"] == "lost"

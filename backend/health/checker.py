@@ -86,6 +86,10 @@ class HealthChecker:
         self._due: dict[int, float] = {}
         self._failures: dict[int, int] = {}  # checks in a row that could not reach a worker
         self._never_checked: set[int] = set()
+        # Whether this server checks a worker, when several share the store (nodes.py):
+        # the others check the rest. Those it took over last round, to check soon.
+        self.owns: Callable[[str], bool] = lambda _name: True
+        self._owned: set[int] | None = None
         self._policy: Policy = fleet.get_policy(store)
         self._wake = asyncio.Event()
         self._targets: list[Target] | None = None
@@ -288,10 +292,16 @@ class HealthChecker:
                 self._due.pop(worker_id)
                 self._memory.pop(worker_id, None)
                 self._failures.pop(worker_id, None)
+        owned = {t.id for t in targets if t.enabled and self.owns(t.name)}
+        gained = owned - self._owned if self._owned is not None else set()
+        self._owned = owned
         for target in targets:
-            if not target.enabled:
+            if target.id not in owned:
                 continue
             due = self._due.get(target.id)
+            if target.id in gained and due is not None:
+                # Taken over from a node that left: its last check may be a while ago.
+                due = self._due[target.id] = min(due, now + random.uniform(0, 2.0))
             if due is None:
                 # First sight: never-checked workers go within a few seconds, the rest
                 # where their last check says, each spread so no sweep fires in one burst.
