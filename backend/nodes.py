@@ -49,8 +49,8 @@ def default_name() -> str:
 def node_name(raw: str) -> str:
     name = free_text(raw, 64, one_line=True).strip()
     if not name or any(c.isspace() or c == "/" for c in name):
-        raise InvalidInput(f"{raw!r} is not a node name: one word of 64 characters at most, "
-                       "like ops-1.")
+        raise InvalidInput(f"{raw!r} is not a node name: one word of 64 characters at "
+                           "most, like ops-1.")
     return name
 
 

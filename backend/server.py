@@ -309,8 +309,8 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
             fleet.ensure_builtin(store, "server")
         except WorkdeckError as exc:  # a worker by hand holds its name: say so, serve on
             log.warning("the built-in worker is not there: %s", exc)
-        backend = Backend(data_dir, listen=addresses[0], store=store, node=node)
-        try:
+        try:  # a name that is no name, or one alive elsewhere: said, not served
+            backend = Backend(data_dir, listen=addresses[0], store=store, node=node)
             backend.nodes.register()
         except WorkdeckError as exc:
             raise ServerError(str(exc)) from None

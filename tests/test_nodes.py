@@ -181,3 +181,17 @@ def test_the_checks_are_shared_with_a_live_node_and_taken_over_when_it_goes(work
     assert time.monotonic() - died < 30 + 5
     assert {n["name"]: n["state"] for n in json.loads(
         workdeck.cli("nodes", "--json").out)}["zz-other"] == "lost"
+
+
+def test_a_node_name_that_is_no_name_is_refused_with_a_sentence(tmp_path):
+    import subprocess
+    import sys
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "console.cli", "--data-dir", str(tmp_path / "deck"), "server",
+         "--node", "two words"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "workdeck: 'two words' is not a node name: one word of 64 characters at most, "
+        "like ops-1.")
+    assert "Traceback" not in refused.stderr
