@@ -161,6 +161,24 @@ def clear_stale_rehash_lock(older_than_s: float = 10) -> None:
             lock.unlink()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_stale_rehash_lock() -> Iterator[None]:
+    """All along: a rehash lock left by a root login killed in some test (the suite runs
+    in several processes) makes every root login wait, a dynamic worker's or a
+    namespace's included, not only OpenSSH's: one older than 10 s has no owner, and goes."""
+    done = threading.Event()
+
+    def sweep() -> None:
+        while not done.wait(2):
+            clear_stale_rehash_lock()
+
+    clear_stale_rehash_lock()
+    thread = threading.Thread(target=sweep, name="rehash-lock-sweeper", daemon=True)
+    thread.start()
+    yield
+    done.set()
+
+
 @pytest.fixture
 def openssh(client_key: Path) -> Iterator[Any]:
     """Start real OpenSSH servers on loopback ports; they accept the test client key."""
