@@ -109,6 +109,8 @@ class Registry:
             if self.live:
                 log.warning("the live nodes are now %s (were %s)", ", ".join(sorted(live)),
                             ", ".join(sorted(self.live)))
+            else:
+                log.info("the live nodes are %s", ", ".join(sorted(live)))
             self.live = live
             self._mine = {}
             self._moved = True

@@ -116,11 +116,9 @@ def _size(store, database: str | Path) -> int:  # type: ignore[no-untyped-def]
     from sqlalchemy import text
 
     if isinstance(database, Path):
-        with store.write() as session:  # what the WAL holds goes into the file
-            session.connection()
         import sqlite3
 
-        with sqlite3.connect(database) as conn:
+        with sqlite3.connect(database) as conn:  # what the WAL holds goes into the file
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return database.stat().st_size
     with store.read() as session:

@@ -407,7 +407,13 @@ def stop_workdeck(process: subprocess.Popen[bytes], data_dir: DataDir) -> str:
         return f"the server stopped but left {', '.join(left)} behind" if left else ""
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGUSR1)
-        time.sleep(1)
+        # The stacks are in the log once the current thread's is (faulthandler writes it
+        # last); a server too stuck to write them gets a few seconds.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "Current thread" not in (
+                data_dir.log_file.read_text(errors="replace")
+                if data_dir.log_file.exists() else ""):
+            time.sleep(0.05)
         process.kill()
         process.wait()
     log = data_dir.log_file.read_text(errors="replace") if data_dir.log_file.exists() else ""

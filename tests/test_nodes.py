@@ -130,13 +130,12 @@ def test_the_checks_are_shared_with_a_live_node_and_taken_over_when_it_goes(work
     store = Store(workdeck.database or workdeck.data_dir.database)
     other = nodes.Registry(store, "zz-other")  # a second node on the same store
     other.register()
-    beating = threading.Event()
-    beating.set()
+    stop = threading.Event()
 
-    def heartbeats() -> None:
-        while beating.is_set():
+    def heartbeats() -> None:  # every second, until it "dies"
+        other.heartbeat()
+        while not stop.wait(1):
             other.heartbeat()
-            time.sleep(1)
 
     thread = threading.Thread(target=heartbeats, daemon=True)
     thread.start()
@@ -146,7 +145,9 @@ def test_the_checks_are_shared_with_a_live_node_and_taken_over_when_it_goes(work
         eventually(lambda: {n["name"]: n["state"] for n in json.loads(
             workdeck.cli("nodes", "--json").out)} == {me["name"]: "up", "zz-other": "up"},
             what="both nodes up")
-        time.sleep(nodes.HEARTBEAT_S + 1)  # this node's heartbeat has seen the other one
+        eventually(lambda: any("live nodes are" in line and "zz-other" in line
+                               for line in workdeck.log().splitlines()),
+                   what="this node's heartbeat seeing the other one")
         for name in names:  # unreachable: a check says so at once
             assert workdeck.cli("worker", "add", name, "--host", "127.0.0.1",
                                 "--port", "1").code == 0
@@ -164,13 +165,16 @@ def test_the_checks_are_shared_with_a_live_node_and_taken_over_when_it_goes(work
             return True
 
         eventually(share_checked, timeout=20, what="this node's share checked again")
-        time.sleep(4)
-        assert moved_on() == mine  # and not the other node's
+        # Twice more, and still none of the other node's share.
+        second = checked_at()
+        eventually(lambda: all(checked_at()[name] != second[name] for name in mine),
+                   timeout=20, what="this node's share checked once more")
+        assert moved_on() == mine
         eventually(lambda: next(n for n in json.loads(workdeck.cli("nodes", "--json").out)
                                 if n["this"])["workers_checked"] == len(mine),
                    timeout=15, what="the count of workers this node checks")
     finally:
-        beating.clear()
+        stop.set()
         thread.join()
         store.close()
     # The other node dies (no word): its share is checked here within 30 s.

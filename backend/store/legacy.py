@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 
-from sqlalchemy import Connection
-
 MIGRATIONS: list[tuple[str, list[str]]] = [
     (
         "workers, pools, host keys, health checks, audit log, settings",
@@ -322,11 +320,6 @@ TO_BASELINE = [
 
 def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
-
-
-def version(connection: Connection) -> int:
-    """The legacy version of the store behind an SQLAlchemy connection (0: none)."""
-    return connection.exec_driver_sql("PRAGMA user_version").scalar() or 0
 
 
 def migrate(conn: sqlite3.Connection, target: int = LATEST) -> list[int]:

@@ -44,7 +44,8 @@ def upgrade(engine: Engine) -> list[str]:
         if current == HEAD:
             return []
         sqlite = engine.dialect.name == "sqlite"
-        before = legacy.version(connection) if sqlite and current is None else 0
+        raw = connection.connection.driver_connection
+        before = legacy.schema_version(raw) if sqlite and current is None else 0
         connection.rollback()
         if before > legacy.LATEST:
             raise SchemaTooNewError(
@@ -72,7 +73,7 @@ def upgrade(engine: Engine) -> list[str]:
                     f"does not know (it knows up to {HEAD}): a newer Workdeck wrote it; "
                     "upgrade Workdeck to open it.") from None
         if before:
-            legacy.migrate(connection.connection.driver_connection)
+            legacy.migrate(raw)
             with connection.begin():
                 for statement in legacy.TO_BASELINE:
                     connection.exec_driver_sql(statement)

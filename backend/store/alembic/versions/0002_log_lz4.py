@@ -11,6 +11,8 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
+import contextlib
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,11 +27,8 @@ def upgrade() -> None:
     if bind.dialect.name != "postgresql":
         return
     # A server built without lz4 refuses it: the logs stay with pglz there.
-    try:
-        with bind.begin_nested():
-            op.execute("ALTER TABLE log_chunk ALTER COLUMN lines SET COMPRESSION lz4")
-    except sa.exc.DBAPIError:
-        pass
+    with contextlib.suppress(sa.exc.DBAPIError), bind.begin_nested():
+        op.execute("ALTER TABLE log_chunk ALTER COLUMN lines SET COMPRESSION lz4")
 
 
 def downgrade() -> None:
