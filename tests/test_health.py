@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import time
 
 from backend.health import probe
 from backend.transport.local import LocalRunner
@@ -119,3 +120,27 @@ def test_the_container_engine_is_one_that_answers(tmp_path):
                                                         "HOME": str(tmp_path)},
                           capture_output=True, timeout=30)
     assert probe.parse_facts(done.stdout)[0]["container_engine"] == ""
+
+
+def test_a_check_made_on_demand_is_the_workers_check_for_the_interval(tmp_path, make_store):
+    # A worker added and checked at once (`worker add`, `check`) was checked once more by
+    # the schedule's first sight of it within two seconds: a worker stopped in between
+    # was found down before any step tried it, and a step's retry never had to recheck it.
+    from backend.health.checker import HealthChecker
+    from backend.health.results import Outcome
+    from backend.transport.reach import Target
+    from backend.transport.ssh import Endpoint
+
+    checker = HealthChecker(make_store(), reach=None, bus=None)  # type: ignore[arg-type]
+    interval = checker._policy.interval_s
+    new = Target(1, "w1", False, True, Endpoint("127.0.0.1"), "/tmp", None)
+    checker._due_now([new])
+    assert checker._due[1] - time.monotonic() <= 2.0  # first sight: soon
+
+    checker._back_off(Outcome(1, "w1", "healthy", "", {}, 1.0, 1.0))
+    assert checker._due[1] - time.monotonic() >= 0.85 * interval
+    assert checker._due_now([new]) == []
+    # A check that could not reach it is tried again later, as before.
+    checker._back_off(Outcome(1, "w1", "unavailable", "refused", {}, None, None,
+                              unreachable=True))
+    assert checker._due[1] - time.monotonic() >= 0.7 * interval

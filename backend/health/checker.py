@@ -207,6 +207,13 @@ class HealthChecker:
         and the first success brings the normal pace back."""
         if not outcome.unreachable:
             self._failures.pop(outcome.worker_id, None)
+            # A check just made (a manual one too) is this worker's check for the
+            # interval: one already scheduled would ask again at once, and a worker
+            # that went down since would be found so before any step says it.
+            if outcome.worker_id in self._due:
+                self._never_checked.discard(outcome.worker_id)
+                self._due[outcome.worker_id] = time.monotonic() + \
+                    self._policy.interval_s * random.uniform(0.9, 1.1)
             return
         failures = self._failures.get(outcome.worker_id, 0) + 1
         self._failures[outcome.worker_id] = failures
