@@ -72,10 +72,16 @@ class Backend:
         self.usage = Usage(store, self.leases, self.bus)
         self.dynamic = DynamicWorkers(store, self.leases, self.checker, self.changed)
         self.access = Access(store)  # who is asking, and what they may do
-        # The health checks are shared with the other live nodes (nodes.py).
+        # The health checks are shared with the other live nodes (nodes.py); each run is
+        # executed by one (runs/claims.py), the leader taking over what a gone one left.
         self.checker.owns = self.nodes.mine
         self.nodes.listeners.append(self.checker.wake)
         self.nodes.runs_executing = self.runs.under_way
+        self.runs.node = self.reaper.node = self.nodes.name
+        self.runs.takes_runs = lambda: not self.nodes.draining
+        self.nodes.take_over = self.runs.take_over
+        self.nodes.on_lost = self.runs.abandon
+        self.usage.leads = self.nodes.leads
         self.nodes.workers_checked = lambda: sum(
             1 for name, worker in list(self.bus.latest.get("worker", {}).items())
             if worker.get("status") != "disabled" and self.nodes.mine(name))
@@ -255,8 +261,9 @@ class Backend:
         """What runs for as long as the server does."""
         return [self.checker.run_schedule, self.usage.run_forever, self.count_advice_forever,
                 self.reaper.run_forever, self.watch_store_forever, self.dynamic.run_forever,
-                self.nodes.run_forever,
-                lambda: retention.prune_forever(self.store), *self.extra_tasks]
+                self.nodes.run_forever, self.runs.claim_forever,
+                lambda: retention.prune_forever(self.store, self.nodes.leads),
+                *self.extra_tasks]
 
     def request_stop(self, actor: str) -> None:
         log.info("stop requested by %s", actor)

@@ -9,8 +9,9 @@ from wire.errors import (
     InvalidInput,
     NotFound,
     Unauthorized,
+    Unavailable,
     WorkdeckError,
 )
 
 __all__ = ["Conflict", "Forbidden", "InvalidInput", "NotFound", "Unauthorized",
-           "WorkdeckError"]
+           "Unavailable", "WorkdeckError"]

@@ -10,6 +10,15 @@ that rendezvous hashing gives it (the highest hash of node and worker), so the f
 spread evenly, and when a node joins or leaves only the workers that must move do. Each
 node learns who is alive at its heartbeat; for as long as two nodes see the membership
 differently (a heartbeat at most), a worker may be checked by both, or by neither.
+
+Runs are claimed by one node each (backend/runs/claims.py). When a node is lost, the
+live node with the first name (the leader) takes over what it left: its runs are
+interrupted (or adopted, when they wait for a decision), what is left of their steps on
+the workers is killed, and only then are their slots given back. So that a lost node
+that comes back (it was paused, or cut off from the database) cannot write over that,
+the takeover marks it lost in the same transaction, and every write a node makes checks
+its own mark first (Store.fence): a node found lost stops its stale work, writing
+nothing, before it rejoins.
 """
 
 from __future__ import annotations
@@ -19,19 +28,19 @@ import hashlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from backend import __version__
-from backend.errors import Conflict, InvalidInput, NotFound
+from backend.errors import Conflict, InvalidInput, NotFound, Unavailable
 from backend.fleet import audit, iso
 from backend.fleet.validation import free_text
 from backend.store.db import Store, pass_failed, retrying
-from backend.store.models import Node
+from backend.store.models import Node, Run
 from backend.store.sql import database_now
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,11 @@ HEARTBEAT_S = 5.0
 LEASE_S = 15.0  # a node silent for longer is lost
 
 UP, STOPPED, LOST = "up", "stopped", "lost"
+
+
+class Fenced(Unavailable):
+    """This node was found lost and its runs taken over: it writes nothing until it has
+    stopped what it ran."""
 
 
 def default_name() -> str:
@@ -66,33 +80,46 @@ class Registry:
         self.runs_executing = lambda: 0
         self.draining = False
         self.live: frozenset[str] = frozenset()  # the nodes alive at the last heartbeat
+        self.taking: frozenset[str] = frozenset()  # those of them that take new runs
         # Told when the live nodes change (the checker takes its share again).
         self.listeners: list[Callable[[], None]] = []
+        # What this node does when it finds it was lost and its runs were taken over:
+        # stop them, writing nothing (the run engine). Then it rejoins.
+        self.on_lost: Callable[[str], Awaitable[None]] | None = None
+        # The leader takes over what a node that is gone left (the run engine); told the
+        # node's name, after each heartbeat that finds one.
+        self.take_over: Callable[[str], Awaitable[None]] | None = None
+        self.left: list[str] = []  # gone nodes with unfinished runs, at the last heartbeat
+        self.lost_by = ""  # who found this node lost, until it has stopped its stale work
         self._moved = False
         self._mine: dict[str, bool] = {}
+        if store.dialect == "postgresql":  # one SQLite server per store: nobody to fence
+            store.fence = self.fence
 
     # -------------------------------------------------------- this node (in a thread)
 
     def register(self) -> None:
         """Take this node's row (a node of that name that is alive elsewhere refuses)."""
-        with self.store.write() as session:
+        with self.store.write(fenced=False) as session:
             now = database_now(session)
             row = session.exec(select(Node).where(Node.name == self.name)).first()
             if row is not None and row.stopped_at is None and \
-                    _age(now, row.heartbeat_at) < LEASE_S and _elsewhere(row):
+                    elapsed(now, row.heartbeat_at) < LEASE_S and _elsewhere(row):
                 raise Conflict(
                     f"A node named {self.name} is alive on {row.host} (pid {row.pid}, seen "
-                    f"{_age(now, row.heartbeat_at):.0f} s ago): give this server another "
+                    f"{elapsed(now, row.heartbeat_at):.0f} s ago): give this server another "
                     "name (--node NAME).")
             row = row or Node(name=self.name)
             row.address, row.host, row.pid = self.address, socket.gethostname(), os.getpid()
             row.version, row.started_at, row.heartbeat_at = __version__, now, now
             row.stopped_at = None
+            # A new life: what an earlier one left was taken over, or is recovered now.
+            row.lost_at, row.taken_over_by = None, ""
             session.add(row)
             self.draining = row.draining
 
     def heartbeat(self) -> None:
-        with self.store.write() as session:
+        with self.store.write(fenced=False) as session:
             row = session.exec(select(Node).where(Node.name == self.name)).first()
             if row is None:  # removed meanwhile: this node is back
                 row = Node(name=self.name, address=self.address, host=socket.gethostname(),
@@ -102,9 +129,22 @@ class Registry:
             row.runs_executing = self.runs_executing()
             session.add(row)
             self.draining = row.draining
-            live = frozenset(name for name, at, stopped in session.exec(
-                select(Node.name, Node.heartbeat_at, Node.stopped_at))
-                if stopped is None and _age(now, at) < LEASE_S) | {self.name}
+            if row.lost_at is not None and not self.lost_by:
+                self.lost_by = row.taken_over_by or "another node"
+                log.error("this node (%s) was found lost by %s, which took its runs over "
+                          "at %s: it stops what it ran, writing nothing, then rejoins",
+                          self.name, self.lost_by, iso(row.lost_at))
+            nodes = session.exec(select(Node.name, Node.heartbeat_at, Node.stopped_at,
+                                        Node.draining)).all()
+            alive = [(name, draining) for name, at, stopped, draining in nodes
+                     if stopped is None and elapsed(now, at) < LEASE_S and name != self.name]
+            live = frozenset(name for name, _ in alive) | {self.name}
+            self.taking = frozenset(name for name, draining in alive if not draining) | (
+                frozenset() if self.draining else {self.name})
+            # Runs not finished whose node is gone (lost, or stopped with runs that wait).
+            self.left = sorted(set(session.exec(
+                select(Run.node).where(Run.finished_at == None,  # noqa: E711
+                                       Run.node.not_in([*live, ""])).distinct()).all()))
         if live != self.live:
             if self.live:
                 log.warning("the live nodes are now %s (were %s)", ", ".join(sorted(live)),
@@ -114,6 +154,32 @@ class Registry:
             self.live = live
             self._mine = {}
             self._moved = True
+
+    def fence(self, session: Session) -> None:
+        """Refuse a write of this node while it is marked lost (Store.fence)."""
+        lost = session.exec(select(Node.lost_at, Node.taken_over_by)
+                            .where(Node.name == self.name)).first()
+        if lost is not None and lost[0] is not None:
+            raise Fenced(f"This server (node {self.name}) lost touch with the database for "
+                         f"a while and {lost[1] or 'another node'} took over its runs: it "
+                         "writes nothing until it has stopped them, within seconds; try "
+                         "again then, or on another node.")
+
+    def rejoin(self) -> None:
+        """This node has stopped its stale work: it writes again."""
+        with self.store.write(fenced=False) as session:
+            row = session.exec(select(Node).where(Node.name == self.name)).first()
+            if row is not None:
+                row.lost_at, row.taken_over_by = None, ""
+                session.add(row)
+        log.warning("this node (%s) rejoins: the runs it ran were taken over by %s",
+                    self.name, self.lost_by)
+        self.lost_by = ""
+
+    def leads(self) -> bool:
+        """Whether this node does what only one should: take over what gone nodes left,
+        sample the pools' usage, prune old runs (the live node with the first name)."""
+        return not self.lost_by and min(self.live or {self.name}) == self.name
 
     def mine(self, worker: str) -> bool:
         """Whether this node checks `worker` (every worker, until it knows who is alive)."""
@@ -125,7 +191,7 @@ class Registry:
         return mine
 
     def stopped(self) -> None:
-        with self.store.write() as session:
+        with self.store.write(fenced=False) as session:
             row = session.exec(select(Node).where(Node.name == self.name)).first()
             if row is not None:
                 row.stopped_at = database_now(session)
@@ -143,7 +209,24 @@ class Registry:
                     self._moved = False
                     for listener in self.listeners:
                         listener()
+                await self._after_heartbeat()
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def _after_heartbeat(self) -> None:
+        if self.lost_by:
+            try:
+                if self.on_lost is not None:
+                    await self.on_lost(self.lost_by)
+                await asyncio.to_thread(self.rejoin)
+            except Exception:
+                pass_failed(log, "node %s could not rejoin yet", self.name)
+            return
+        if self.leads() and self.take_over is not None:
+            for gone in self.left:
+                try:
+                    await self.take_over(gone)
+                except Exception:  # tried again after the next heartbeat
+                    pass_failed(log, "taking over what node %s left failed", gone)
 
     # -------------------------------------------------------- every node
 
@@ -198,13 +281,13 @@ def _elsewhere(row: Node) -> bool:
         return True
 
 
-def _age(now: datetime, then: datetime) -> float:
+def elapsed(now: datetime, then: datetime) -> float:
     return (now - then).total_seconds() if then.tzinfo else \
         (now.replace(tzinfo=None) - then).total_seconds()
 
 
 def public(row: Node, now: datetime, this: bool) -> dict[str, Any]:
-    age = max(0.0, _age(now, row.heartbeat_at))
+    age = max(0.0, elapsed(now, row.heartbeat_at))
     state = STOPPED if row.stopped_at is not None else UP if age < LEASE_S else LOST
     return {"name": row.name, "state": state, "this": this, "address": row.address,
             "host": row.host, "pid": row.pid, "version": row.version,
@@ -215,6 +298,8 @@ def public(row: Node, now: datetime, this: bool) -> dict[str, Any]:
 
 
 def refuse_if_draining(registry: Registry) -> None:
-    if registry.draining:
+    """A launch on a draining node is refused when no other node would claim the run."""
+    if registry.draining and not registry.taking - {registry.name}:
         raise Conflict(f"This server (node {registry.name}) is draining: it finishes what it "
-                       f"runs and takes no new runs (`workdeck node undrain {registry.name}`).")
+                       f"runs and takes no new runs (`workdeck node undrain {registry.name}`), "
+                       "and no other node takes them.")

@@ -58,5 +58,12 @@ class Forbidden(WorkdeckError):
     code = "forbidden"
 
 
+class Unavailable(WorkdeckError):
+    """The server cannot do it now, but will, or another can (try again, or elsewhere)."""
+
+    status_code = 503
+    code = "busy"
+
+
 def code_for(status: int) -> str:
     return CODES.get(status, "invalid" if 400 <= status < 500 else "internal")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -200,6 +200,9 @@ class Usage:
         self._pruned_at = 0.0
         self.figures = Figures(store)
         leases.listeners.append(self.wake)
+        # Whether this node keeps the samples (one node of those sharing the store does:
+        # the leader, backend/nodes.py); every node tells its own consoles.
+        self.leads: Callable[[], bool] = lambda: True
 
     def wake(self) -> None:
         self._wake.set()
@@ -210,7 +213,7 @@ class Usage:
             self._wake.clear()
             try:
                 await self.sample()
-                if time.time() - self._pruned_at > PRUNE_EVERY_S:
+                if self.leads() and time.time() - self._pruned_at > PRUNE_EVERY_S:
                     await asyncio.to_thread(prune, self.store)
                     self._pruned_at = time.time()
             except Exception:  # a failed sample must not end sampling for good
@@ -225,7 +228,7 @@ class Usage:
                    if name not in self.current or _key(figure) != _key(self.current[name])}
         due = {name: figure for name, figure in current.items()
                if name in changed or now - self._written_at.get(name, 0) >= HEARTBEAT_S}
-        if due:
+        if due and self.leads():
             at = datetime.fromtimestamp(now, UTC)
             await asyncio.to_thread(self._write, [
                 {"pool_id": f["pool_id"], "at": at, "leased": f["leased"],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import select
@@ -23,8 +24,10 @@ from backend.errors import Conflict, Forbidden, InvalidInput
 from backend.events import EventBus, woken
 from backend.fleet import audit
 from backend.fleet.validation import free_text
+from backend.nodes import Fenced
 from backend.runs.attempts import StepAttempts
 from backend.runs.backlog import StepChange, set_fields
+from backend.runs.claims import claim_queued, take_over
 from backend.runs.course import (
     FAILURE_ACTIONS,
     MANUAL_ACTIONS,
@@ -37,7 +40,7 @@ from backend.runs.leases import Leases
 from backend.runs.loghub import LogHub
 from backend.runs.logstore import RunLog, last_seq
 from backend.runs.vault import Vault
-from backend.store.db import Store, retrying
+from backend.store.db import Store, pass_failed, retrying
 from backend.store.models import (
     CANCELLED,
     FAILED,
@@ -62,6 +65,7 @@ log = logging.getLogger(__name__)
 RETRY_WAIT_FIRST_S = 1.0  # an automatic retry waits this long, doubled each time
 RETRY_WAIT_MAX_S = 60.0
 SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill their steps
+CLAIM_S = 1.0  # runs nobody claimed are looked for this often anyway
 
 
 class RunEngine(StepAttempts):
@@ -77,21 +81,33 @@ class RunEngine(StepAttempts):
         self._states: dict[int, RunState] = {}  # runs under way
         self._resumable: dict[int, dict[str, Any]] = {}  # found waiting at start
         self._stopping = False
+        # This node, among those sharing the store (backend/nodes.py), and whether it
+        # takes new runs now (not while draining).
+        self.node = ""
+        self.takes_runs: Callable[[], bool] = lambda: True
+        self._claim_wake = asyncio.Event()
 
     # -------------------------------------------------------- lifecycle
 
     def recover(self) -> int:
-        """At start: runs the last server left unfinished are interrupted, not running.
+        """At start: runs this node left unfinished when it stopped are interrupted, not
+        running (runs of other nodes are theirs; the leader takes over a gone node's).
 
         Their steps' processes may live on: their leases stay, as orphans, until the
         reaper has killed what is left (or seen it gone)."""
-        self.leases.recover("the server stopped during this step")
+        mine = [self.node, ""]  # "": the runs of a store from before nodes
+        self.leases.recover("the server stopped during this step", mine)
         with self.store.write() as session:
             runs = session.exec(select(Run).where(Run.status.in_(
-                [QUEUED, RUNNING, WAITING]))).all()
+                [QUEUED, RUNNING, WAITING]), Run.node.in_(mine))).all()
+            # Claimed by nobody yet: claimed as any other (claim_forever).
+            runs = [run for run in runs if run.node or run.status != QUEUED]
             # A run that waited for a decision ran nothing meanwhile: it waits on.
             self._resumable = {run.id: json.loads(run.waiting) for run in runs
                                if run.status == WAITING and run.waiting}
+            for run in runs:
+                run.node = self.node
+                session.add(run)
             runs = [run for run in runs if run.id not in self._resumable]
             for run in runs:
                 run.reason = f"the server stopped while this run was {run.status}"
@@ -133,6 +149,61 @@ class RunEngine(StepAttempts):
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
 
+    # -------------------------------------------------------- runs among nodes
+
+    def claim_wake(self) -> None:
+        self._claim_wake.set()
+
+    async def claim_forever(self) -> None:
+        """Claim and start the runs nobody claimed (launched on a draining node, or given
+        back by a takeover), while this node takes runs."""
+        while True:
+            self._claim_wake.clear()
+            if not self._stopping and self.takes_runs():
+                try:
+                    claimed = await asyncio.to_thread(claim_queued, self.store, self.node)
+                except Exception:
+                    pass_failed(log, "claiming runs failed")
+                    claimed = []
+                for run_id in claimed:
+                    log.info("run %s claimed by node %s", run_id, self.node)
+                    self._states[run_id] = RunState()
+                    self._start(run_id)
+                    await self._publish(run_id)
+            await woken(self._claim_wake, CLAIM_S)
+
+    async def take_over(self, gone: str) -> None:
+        """What node `gone` left unfinished becomes this node's (backend/runs/claims.py)."""
+        done = await asyncio.to_thread(take_over, self.store, gone, self.node)
+        if not (done.interrupted or done.adopted or done.requeued):
+            return
+        log.warning("took over from node %s (%s): %d runs interrupted, %d waiting runs "
+                    "adopted, %d given back to be claimed; %d steps' processes to kill, "
+                    "%d slots given back", gone, "lost" if done.lost else "stopped",
+                    len(done.interrupted), len(done.adopted), len(done.requeued),
+                    done.orphans, done.freed)
+        for run_id, resume in done.adopted.items():
+            if run_id not in self._tasks:
+                self._states[run_id] = RunState.restored(resume["state"])
+                self._start(run_id, resume)
+        if done.orphans:
+            for listener in self.leases.orphan_listeners:
+                listener()
+        self.leases.wake()
+        self.claim_wake()
+        for run_id in done.interrupted + done.requeued:
+            await self._publish(run_id)
+
+    async def abandon(self, taken_by: str) -> None:
+        """This node was found lost and its runs taken over by `taken_by`: stop them,
+        killing their steps' processes; their writes are refused (nodes.Fenced)."""
+        tasks = list(self._tasks.values())
+        log.warning("stopping %d runs that node %s took over", len(tasks), taken_by)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
+
     async def launch(self, request: LaunchRequest, actor: str, person: str = ""
                      ) -> dict[str, Any]:
         """Create a run and start it; `person` is who launched it (whom four eyes keep
@@ -140,13 +211,16 @@ class RunEngine(StepAttempts):
         definition, environment, values, secrets, _pools = await asyncio.to_thread(
             prepare, self.store, request)
 
+        # Claimed by this node, unless it is draining: then by another (claim_forever).
+        node = self.node if self.takes_runs() else ""
+
         def create() -> int:
             with self.store.write() as session:
                 run = Run(runbook=definition.name, environment=environment,
                           definition=definition.model_dump_json(),
                           variables=json.dumps(values), secrets=self.vault.seal(secrets),
                           guided=request.guided, step_through=request.step_through,
-                          actor=actor, person=person)
+                          actor=actor, person=person, node=node)
                 session.add(run)
                 session.flush()
                 for position, step in enumerate(definition.steps, 1):
@@ -156,8 +230,9 @@ class RunEngine(StepAttempts):
                 return run.id
 
         run_id = await asyncio.to_thread(create)
-        self._states[run_id] = RunState()  # a cancel may come before the task starts
-        self._start(run_id)
+        if node or not self.node:
+            self._states[run_id] = RunState()  # a cancel may come before the task starts
+            self._start(run_id)
         return await self._publish(run_id) or await asyncio.to_thread(self.get, run_id)
 
     async def cancel(self, run_id: int, actor: str) -> dict[str, Any]:
@@ -271,14 +346,34 @@ class RunEngine(StepAttempts):
         the server stopped), from that question on."""
         run, four_eyes, secrets, seen = await retrying(self.store, self._load, run_id,
                                                        what=f"run {run_id}")
-        definition = RunbookDef.model_validate_json(run.definition)
-        variables = json.loads(run.variables) | secrets
         runlog = RunLog(self.store, self.hub, run_id, secrets=list(secrets.values()),
                         next_seq=seen + 1)
         runlog.start()
         state = self._states.setdefault(run_id, RunState())
         state.sensitive = frozenset(secrets)
         state.four_eyes = four_eyes
+        try:
+            outcome = await self._course(run_id, run, secrets, runlog, state, resume)
+            self._states.pop(run_id, None)
+            if outcome is not None:
+                await asyncio.shield(self._finish(run_id, runlog, *outcome))
+        except Fenced:
+            # This node was found lost: the node that took the run over said how it
+            # ended, and kills what was left of its steps. Nothing more of it is kept.
+            log.warning("run %s was taken over by another node: this node stops it and "
+                        "writes nothing more of it", run_id)
+            self._states.pop(run_id, None)
+            runlog.discard()
+            self.hub.written(run_id)
+            self.hub.forget(run_id)
+
+    async def _course(self, run_id: int, run: Run, secrets: dict[str, str], runlog: RunLog,
+                      state: RunState, resume: dict[str, Any] | None
+                      ) -> tuple[str, str] | None:
+        """The run's steps, in order; how the run ends and why (None: it waits on, for
+        the next server, for a decision)."""
+        definition = RunbookDef.model_validate_json(run.definition)
+        variables = json.loads(run.variables) | secrets
         final, reason = SUCCEEDED, ""
         try:
             first = 1
@@ -287,7 +382,7 @@ class RunEngine(StepAttempts):
                 runlog.note(resume["position"], "", "the server started again: the run "
                                                     "waits on")
             if resume is None or resume["kind"] == "launch":
-                if four_eyes:
+                if state.four_eyes:
                     refused = await self._approved_start(run_id, run, runlog, state)
                     if refused is not None:
                         raise _Refused(refused)
@@ -309,15 +404,16 @@ class RunEngine(StepAttempts):
                 await asyncio.shield(runlog.close(deadline_s=SHUTDOWN_WAIT_S))
                 self.hub.written(run_id)
                 self._states.pop(run_id, None)
-                return
+                return None
             final, reason = INTERRUPTED, "the server was stopped during this run"
             await asyncio.shield(self._end_position(
                 run_id, state.position, INTERRUPTED, "the server was stopped", runlog))
+        except Fenced:
+            raise
         except Exception as exc:  # a bug must end the run visibly, not leave it running
             log.exception("run %s failed", run_id)
             final, reason = FAILED, free_text(f"internal error: {exc}", 500, one_line=True)
-        self._states.pop(run_id, None)
-        await asyncio.shield(self._finish(run_id, runlog, final, reason))
+        return final, reason
 
     async def _approved_start(self, run_id: int, run: Run, runlog: RunLog,
                               state: RunState) -> str | None:

@@ -162,17 +162,19 @@ class Leases:
         for listener in self.orphan_listeners:
             listener()
 
-    def recover(self, reason: str) -> int:
-        """At start: a lease of a server that stopped holds no slot any more, unless its
-        step's processes may still run: those are orphans, held until killed. Returns
-        the number of orphans."""
+    def recover(self, reason: str, nodes: list[str]) -> int:
+        """At start: a lease of a run of `nodes` (this node's last life) holds no slot any
+        more, unless its step's processes may still run: those are orphans, held until
+        killed. Returns the number of orphans."""
         with self.store.write() as session:
-            session.exec(delete(Lease).where(Lease.marker == "", Lease.pgid == None))  # noqa: E711
-            orphans = session.exec(select(Lease).where(Lease.orphan == "")).all()
+            theirs = Lease.run_id.in_(select(Run.id).where(Run.node.in_(nodes)))  # type: ignore[attr-defined]
+            session.exec(delete(Lease).where(theirs, Lease.marker == "",  # type: ignore[call-overload]
+                                             Lease.pgid == None))  # noqa: E711
+            orphans = session.exec(select(Lease).where(theirs, Lease.orphan == "")).all()
             for lease in orphans:
                 lease.orphan = reason
                 session.add(lease)
-            return session.exec(select(func.count()).select_from(Lease)).one()
+            return session.exec(select(func.count()).select_from(Lease).where(theirs)).one()
 
     def wake(self) -> None:
         """Slots may have freed up or workers changed: serve the queue again now."""

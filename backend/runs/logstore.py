@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import select
 
+from backend.nodes import Fenced
 from backend.runs.loghub import LogHub
 from backend.runs.logtext import MASK, Masker, Splitter, clean_block, masked_pieces
 from backend.store.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of, pass_failed
@@ -80,6 +81,7 @@ class RunLog:
         self.failed_writes = 0
         # The last line each step wrote to stderr on each worker: why it failed, often.
         self.last_stderr: dict[tuple[int, str], str] = {}
+        self.discarded = False
 
     def start(self) -> None:
         self.hub.opened(self.run_id)
@@ -98,6 +100,13 @@ class RunLog:
                 return False
             await asyncio.sleep(self._retry_s)
         return True
+
+    def discard(self) -> None:
+        """Keep nothing more of this log (its run was taken over by another node)."""
+        self.discarded = True
+        self._pending, self._pending_lines = [], 0
+        if self._flusher:
+            self._flusher.cancel()
 
     async def output(self, position: int, worker: str, stream: str, data: bytes) -> None:
         """Raw bytes from a step's stdout or stderr, in whatever pieces they came.
@@ -165,6 +174,8 @@ class RunLog:
 
     def _lines(self, position: int, worker: str, stream: str, text: str) -> None:
         """Cleaned (and masked) lines, one per `\\n`, that came in one read."""
+        if self.discarded:
+            return
         count = text.count("\n") + 1
         if stream == "stderr":
             last = text.rsplit("\n", 1)[-1].strip()
@@ -214,6 +225,10 @@ class RunLog:
             cancelled = await _outlive_cancellation(write)
             try:
                 write.result()
+            except Fenced:
+                # This node was found lost, its run taken over: its lines go nowhere.
+                self.discard()
+                return True
             except (Exception, asyncio.CancelledError) as exc:
                 # Kept, in order, ahead of what came meanwhile: stored on a later try.
                 self._pending = batch + self._pending

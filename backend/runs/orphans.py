@@ -20,7 +20,7 @@ from backend.events import EventBus, woken
 from backend.fleet import audit
 from backend.runs.leases import Leases
 from backend.store.db import Store, pass_failed, retrying
-from backend.store.models import Lease, Worker
+from backend.store.models import Lease, Run, Worker
 from backend.transport.remote import StepProcess, Transport, kill_group
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ class Reaper:
         self._wake = asyncio.Event()
         self._retry: dict[int, float] = {}  # lease id -> the wait before its next try
         self._next: dict[int, float] = {}  # lease id -> when it is tried again (loop time)
+        # The node whose runs' orphans this reaper kills (each node its own: a node that
+        # took over a lost one's runs, those too).
+        self.node = ""
 
     def wake(self) -> None:
         self._wake.set()
@@ -71,7 +74,8 @@ class Reaper:
     def _orphans(self) -> list[dict[str, Any]]:
         with self.store.read() as session:
             rows = session.exec(select(Lease, Worker.name).join(
-                Worker, Worker.id == Lease.worker_id).where(Lease.orphan != "")).all()
+                Worker, Worker.id == Lease.worker_id).join(Run, Run.id == Lease.run_id)
+                .where(Lease.orphan != "", Run.node.in_([self.node, ""]))).all()  # type: ignore[attr-defined]
         return [{"id": lease.id, "worker": name, "run_id": lease.run_id,
                  "position": lease.position, "orphan": lease.orphan,
                  "process": StepProcess(lease.marker, lease.pgid, lease.boot_id,

@@ -215,6 +215,10 @@ class Store:
         # outcome): while there are any, logs hold their lines back (backend/runs/logstore.py),
         # or space freed on a full disk would go to the lines first.
         self.urgent = 0
+        # Called in every write's transaction before it commits (raising refuses it):
+        # how a node that was found lost is kept from writing over what the others did
+        # (backend/nodes.py). A write with fenced=False is not asked (the heartbeat).
+        self.fence: Callable[[Session], None] | None = None
         if isinstance(database, str) and is_url(database):
             self.dialect = "postgresql"
             self.where = masked(database)
@@ -310,12 +314,14 @@ class Store:
             self.fault, self._fault_by_read = None, False
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, *, fenced: bool = True) -> Iterator[Session]:
         """A session whose work commits as one immediate transaction, or not at all."""
         loopwatch.off_the_loop()
         with Session(self._writer, expire_on_commit=False) as session:
             try:
                 yield session
+                if fenced and self.fence is not None:
+                    self.fence(session)
                 session.commit()
             except BaseException as exc:
                 with contextlib.suppress(Exception):  # a full disk can fail this too

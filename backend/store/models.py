@@ -206,6 +206,8 @@ class Run(SQLModel, table=True):
     # JSON, while the run waits for a decision: what it waits for and where its course
     # stands, so that a server started again asks the same question.
     waiting: str = ""
+    # The node that executes it ("" until one claims it: backend/runs/claims.py).
+    node: str = Field(default="", index=True)
 
 
 class RunStep(SQLModel, table=True):
@@ -361,3 +363,7 @@ class Node(SQLModel, table=True):
     # What it does, as of its last heartbeat.
     workers_checked: int = 0
     runs_executing: int = 0
+    # Set by the node that found it lost and took its runs over: until it has stopped
+    # its stale work, every write it tries is refused (backend/nodes.py, "fencing").
+    lost_at: datetime | None = None
+    taken_over_by: str = ""

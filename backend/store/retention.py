@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -112,11 +113,14 @@ def prune_once(store: Store, retention: Retention | None = None) -> dict[str, in
     return removed
 
 
-async def prune_forever(store: Store) -> None:
+async def prune_forever(store: Store, leads: Callable[[], bool] = lambda: True) -> None:
+    """Prune now and then, while this node `leads` (one of those sharing the store)."""
     await asyncio.sleep(FIRST_PRUNE_S)
     while True:
         try:
-            removed = await asyncio.to_thread(prune_once, store)
+            removed = {"runs": 0, "audit": 0}
+            if leads():
+                removed = await asyncio.to_thread(prune_once, store)
             if removed["runs"] or removed["audit"]:
                 log.info("retention removed %d runs and %d audit events", removed["runs"],
                          removed["audit"])
