@@ -15,15 +15,18 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from backend import __version__, fleet
 from backend.events import EventBus, woken
+from backend.fanout import Fanout
 from backend.fleet import advisor
 from backend.fleet.dynamic import DynamicWorkers
 from backend.fleet.usage import Usage
 from backend.health.checker import HealthChecker
 from backend.nodes import Registry, default_name
+from backend.nodes import timing as nodes_timing
 from backend.people.access import Access
 from backend.runs import launch, runbooks
 from backend.runs.engine import RunEngine
@@ -41,6 +44,7 @@ log = logging.getLogger("workdeck.server")
 
 ADVICE_EVERY_S = 30.0  # health changes the advisor's findings too, without telling it
 ADVICE_MIN_GAP_S = 10.0  # at most one pass this often: it reads the whole fleet
+CATCH_UP_RUNS = 50  # the newest runs compared with what consoles were shown, at a catch-up
 STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, or takes them
 
 # The kinds of thing a route may change (the push stream's topics, plus two that have
@@ -65,8 +69,11 @@ class Backend:
         self.checker = HealthChecker(store, self.reach, self.bus)
         self.hub = LogHub()
         self.leases = Leases(store)
-        self.runs = RunEngine(store, self.reach, self.bus, Vault(data_dir.secret_key),
-                              self.hub, self.checker, self.leases)
+        # What this node changes is told to the others, and theirs heard (fanout.py).
+        self.fanout = Fanout(store, self.nodes.name)
+        self.vault = Vault(data_dir.secret_key)
+        self.runs = RunEngine(store, self.reach, self.bus, self.vault,
+                              self.hub, self.checker, self.leases, self.fanout)
         self.reaper = Reaper(store, self.leases, self.bus, self.reach.transport_to,
                              self.runs.publish_worker)
         self.usage = Usage(store, self.leases, self.bus)
@@ -77,11 +84,13 @@ class Backend:
         self.checker.owns = self.nodes.mine
         self.nodes.listeners.append(self.checker.wake)
         self.nodes.runs_executing = self.runs.under_way
-        self.runs.node = self.reaper.node = self.nodes.name
+        self.runs.node = self.reaper.node = self.leases.node = self.nodes.name
+        self.leases.live = lambda: self.nodes.live if len(self.nodes.live) > 1 else None
         self.runs.takes_runs = lambda: not self.nodes.draining
         self.nodes.take_over = self.runs.take_over
         self.nodes.on_lost = self.runs.abandon
-        self.usage.leads = self.nodes.leads
+        self.usage.leads = self.dynamic.leads = self.nodes.leads
+        self._hear_the_other_nodes()
         self.nodes.workers_checked = lambda: sum(
             1 for name, worker in list(self.bus.latest.get("worker", {}).items())
             if worker.get("status") != "disabled" and self.nodes.mine(name))
@@ -124,16 +133,19 @@ class Backend:
     # ------------------------------------------------------------ changes
 
     async def changed(self, kind: str, names: Iterable[str] | None = None, *,
-                      check: bool = False) -> list[dict[str, Any]]:
+                      check: bool = False, told: bool = False) -> list[dict[str, Any]]:
         """Things of `kind` changed in the store (`names`: which ones; None: any of them).
 
         Wakes every part that depends on that kind, and publishes the current state of
         each named thing to every console, or its removal when it is gone. Answers the
         current state, in the order of `names`. `check`: check the named workers now, in
-        the background.
+        the background. `told`: another node made the change and said so (it is not
+        told to the others again).
         """
         if kind not in self._dependents:
             raise ValueError(f"unknown kind of change {kind!r}")
+        if not told:
+            self.fanout.tell(f"changed.{kind}", ["*"] if names is None else names)
         for dependent in self._dependents[kind]:
             if inspect.isawaitable(woken := dependent()):
                 await woken
@@ -178,6 +190,79 @@ class Backend:
         if names is None:
             return by_name
         return {name: by_name[name] for name in names if name in by_name}
+
+    # ------------------------------------------------------------ the other nodes
+
+    def _hear_the_other_nodes(self) -> None:
+        """What this node tells the others, and what it does on hearing them."""
+        tell = self.fanout.tell
+        self.hub.told = lambda run_id: tell("log", [run_id])
+        self.checker.recorded = lambda names: tell("health", names)
+        # A step must not be reached with a key pinned elsewhere while this node's checks
+        # still go the old way (a new connection would close the step's).
+        self.checker.pinned = lambda: tell("pinned")
+        self.leases.listeners.append(lambda: tell("usage"))
+        handlers = self.fanout.handlers
+        handlers["run"] = self._heard_of_runs
+        handlers["log"] = self._heard_of_logs
+        handlers["health"] = self._heard_of_health
+        handlers["request"] = handlers["claim"] = self._heard_of_work
+        handlers["usage"] = self._heard_of_usage
+        handlers["pinned"] = self._heard_of_pinned
+        for kind in KINDS:
+            handlers[f"changed.{kind}"] = partial(self._heard_of_change, kind)
+        self.fanout.catch_up = self._catch_up
+
+    async def _heard_of_runs(self, ids: set[str]) -> None:
+        for run_id in sorted(int(i) for i in ids if i.isdigit()):
+            await self.runs._publish(run_id, tell=False)
+            self.hub.notify(run_id)
+
+    async def _heard_of_logs(self, ids: set[str]) -> None:
+        for run_id in ids:
+            if run_id.isdigit():
+                self.hub.notify(int(run_id))
+
+    async def _heard_of_health(self, names: set[str]) -> None:
+        wanted = None if "*" in names else sorted(names)
+        latest = self.bus.latest.get("worker", {})
+        for worker in await asyncio.to_thread(fleet.list_workers, self.store, wanted):
+            if latest.get(worker["name"]) != worker:
+                self.bus.publish("worker", worker["name"], worker)
+        # As this node's own results do: a slot may be free, the figures changed.
+        self.leases.wake()
+        self.usage.figures.invalidate()
+        self.advice_due()
+
+    async def _heard_of_work(self, _keys: set[str]) -> None:
+        self.runs.claim_wake()
+
+    async def _heard_of_pinned(self, _keys: set[str]) -> None:
+        self.checker.invalidate()
+
+    async def _heard_of_usage(self, _keys: set[str]) -> None:
+        self.usage.wake()
+        self.leases.serve_soon()  # a slot may have come free, or a waiter gone ahead
+
+    async def _heard_of_change(self, kind: str, names: set[str]) -> None:
+        await self.changed(kind, None if "*" in names else sorted(names), told=True)
+
+    async def _catch_up(self) -> None:
+        """What the other nodes did that this node may not have heard of (a message can
+        be lost): the workers others check and the newest runs, published where they
+        differ from what this node's consoles were shown."""
+        latest = self.bus.latest.get("worker", {})
+        for worker in await asyncio.to_thread(fleet.list_workers, self.store):
+            name = worker["name"]
+            if not self.nodes.mine(name) and latest.get(name) != worker:
+                self.bus.publish("worker", name, worker)
+        shown = self.runs.shown_recent()
+        if shown is not None:
+            for run in await asyncio.to_thread(self.runs.list, CATCH_UP_RUNS):
+                if shown.get(run["id"]) != run:
+                    await self.runs._publish(run["id"], tell=False)
+                    self.hub.notify(run["id"])
+        self.usage.wake()
 
     # ------------------------------------------------------------ status and settings
 
@@ -228,9 +313,11 @@ class Backend:
         with self.store.read() as session:
             builtin = fleet.get_setting(session, "builtin_worker", True)
         kept = retention.get(self.store)
+        heartbeat_s, lease_s = nodes_timing(self.store)
         return {"builtin_worker": builtin, **advisor.naming(self.store),
                 "keep_runs_days": kept.runs_days, "keep_runs_gb": kept.runs_gb,
-                "keep_audit_days": kept.audit_days}
+                "keep_audit_days": kept.audit_days, "node_heartbeat_s": heartbeat_s,
+                "node_lease_s": lease_s}
 
     # ------------------------------------------------------------ the advisor's count
 
@@ -261,7 +348,7 @@ class Backend:
         """What runs for as long as the server does."""
         return [self.checker.run_schedule, self.usage.run_forever, self.count_advice_forever,
                 self.reaper.run_forever, self.watch_store_forever, self.dynamic.run_forever,
-                self.nodes.run_forever, self.runs.claim_forever,
+                self.nodes.run_forever, self.runs.claim_forever, self.fanout.run_forever,
                 lambda: retention.prune_forever(self.store, self.nodes.leads),
                 *self.extra_tasks]
 

@@ -1,9 +1,10 @@
 """The servers using one store ("nodes"): each registers itself and heartbeats, so that
 `workdeck nodes` shows which are alive, what each does, and which are draining.
 
-Alive is judged by the database's time: a node whose last heartbeat is older than
-LEASE_S is lost (it died, or cannot reach the database), one that said it stopped is
-stopped. A node that is draining finishes what it runs and takes no new runs.
+Alive is judged by the database's time: a node whose last heartbeat is older than its
+lease (the setting node_lease_s) is lost (it died, or cannot reach the database), one
+that said it stopped is stopped. A node that is draining finishes what it runs and takes
+no new runs.
 
 The health checks are shared among the live nodes: each worker is checked by the node
 that rendezvous hashing gives it (the highest hash of node and worker), so the fleet is
@@ -28,6 +29,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ from sqlmodel import Session, select
 from backend import __version__
 from backend.errors import Conflict, InvalidInput, NotFound, Unavailable
 from backend.fleet import audit, iso
+from backend.fleet.settings import get_setting, put_setting
 from backend.fleet.validation import free_text
 from backend.store.db import Store, pass_failed, retrying
 from backend.store.models import Node, Run
@@ -45,7 +48,7 @@ from backend.store.sql import database_now
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 5.0
+HEARTBEAT_S = 5.0  # the defaults of the settings node_heartbeat_s and node_lease_s
 LEASE_S = 15.0  # a node silent for longer is lost
 
 UP, STOPPED, LOST = "up", "stopped", "lost"
@@ -54,6 +57,33 @@ UP, STOPPED, LOST = "up", "stopped", "lost"
 class Fenced(Unavailable):
     """This node was found lost and its runs taken over: it writes nothing until it has
     stopped what it ran."""
+
+
+def timing(store: Store) -> tuple[float, float]:
+    """The nodes' heartbeat and lease (settings every node reads at each heartbeat)."""
+    with store.read() as session:
+        return read_timing(session)
+
+
+def read_timing(session: Session) -> tuple[float, float]:
+    return (float(get_setting(session, "node_heartbeat_s", HEARTBEAT_S)),
+            float(get_setting(session, "node_lease_s", LEASE_S)))
+
+
+def set_timing(store: Store, actor: str, *, heartbeat_s: float | None,
+               lease_s: float | None) -> None:
+    with store.write() as session:
+        current_heartbeat, current_lease = read_timing(session)
+        heartbeat_s = current_heartbeat if heartbeat_s is None else heartbeat_s
+        lease_s = current_lease if lease_s is None else lease_s
+        if lease_s < 2 * heartbeat_s:
+            raise InvalidInput(
+                f"A node lease of {lease_s:g} s is less than two heartbeats of "
+                f"{heartbeat_s:g} s: one late heartbeat would make a live node lost.")
+        put_setting(session, "node_heartbeat_s", heartbeat_s)
+        put_setting(session, "node_lease_s", lease_s)
+        audit(session, actor, "settings.update", "nodes",
+              f"heartbeat every {heartbeat_s:g} s, lost after {lease_s:g} s")
 
 
 def default_name() -> str:
@@ -79,6 +109,7 @@ class Registry:
         self.workers_checked = lambda: 0
         self.runs_executing = lambda: 0
         self.draining = False
+        self.heartbeat_s, self.lease_s = HEARTBEAT_S, LEASE_S  # the settings, as last read
         self.live: frozenset[str] = frozenset()  # the nodes alive at the last heartbeat
         self.taking: frozenset[str] = frozenset()  # those of them that take new runs
         # Told when the live nodes change (the checker takes its share again).
@@ -93,6 +124,11 @@ class Registry:
         self.lost_by = ""  # who found this node lost, until it has stopped its stale work
         self._moved = False
         self._mine: dict[str, bool] = {}
+        # When this node's own heartbeats stopped for a while (the database restarted, or
+        # was out of reach), every other node's may have too: none is taken over until a
+        # lease has passed with heartbeats again, so that each could say it is alive.
+        self._beat_at: float | None = None
+        self._quiet_until = 0.0
         if store.dialect == "postgresql":  # one SQLite server per store: nobody to fence
             store.fence = self.fence
 
@@ -102,9 +138,10 @@ class Registry:
         """Take this node's row (a node of that name that is alive elsewhere refuses)."""
         with self.store.write(fenced=False) as session:
             now = database_now(session)
+            self.heartbeat_s, self.lease_s = read_timing(session)
             row = session.exec(select(Node).where(Node.name == self.name)).first()
             if row is not None and row.stopped_at is None and \
-                    elapsed(now, row.heartbeat_at) < LEASE_S and _elsewhere(row):
+                    elapsed(now, row.heartbeat_at) < row.lease_s and _elsewhere(row):
                 raise Conflict(
                     f"A node named {self.name} is alive on {row.host} (pid {row.pid}, seen "
                     f"{elapsed(now, row.heartbeat_at):.0f} s ago): give this server another "
@@ -112,6 +149,7 @@ class Registry:
             row = row or Node(name=self.name)
             row.address, row.host, row.pid = self.address, socket.gethostname(), os.getpid()
             row.version, row.started_at, row.heartbeat_at = __version__, now, now
+            row.lease_s = self.lease_s
             row.stopped_at = None
             # A new life: what an earlier one left was taken over, or is recovered now.
             row.lost_at, row.taken_over_by = None, ""
@@ -125,6 +163,8 @@ class Registry:
                 row = Node(name=self.name, address=self.address, host=socket.gethostname(),
                            pid=os.getpid(), version=__version__)
             now = row.heartbeat_at = database_now(session)
+            self.heartbeat_s, self.lease_s = read_timing(session)
+            row.lease_s = self.lease_s  # its promise: the next heartbeat comes before
             row.workers_checked = self.workers_checked()
             row.runs_executing = self.runs_executing()
             session.add(row)
@@ -134,10 +174,10 @@ class Registry:
                 log.error("this node (%s) was found lost by %s, which took its runs over "
                           "at %s: it stops what it ran, writing nothing, then rejoins",
                           self.name, self.lost_by, iso(row.lost_at))
-            nodes = session.exec(select(Node.name, Node.heartbeat_at, Node.stopped_at,
-                                        Node.draining)).all()
-            alive = [(name, draining) for name, at, stopped, draining in nodes
-                     if stopped is None and elapsed(now, at) < LEASE_S and name != self.name]
+            nodes = session.exec(select(Node.name, Node.heartbeat_at, Node.lease_s,
+                                        Node.stopped_at, Node.draining)).all()
+            alive = [(name, draining) for name, at, lease_s, stopped, draining in nodes
+                     if stopped is None and elapsed(now, at) < lease_s and name != self.name]
             live = frozenset(name for name, _ in alive) | {self.name}
             self.taking = frozenset(name for name, draining in alive if not draining) | (
                 frozenset() if self.draining else {self.name})
@@ -205,12 +245,19 @@ class Registry:
             except Exception:  # the next heartbeat tries again
                 pass_failed(log, "the heartbeat of node %s failed", self.name)
             else:
+                now = time.monotonic()
+                if self._beat_at is not None and now - self._beat_at > 2 * self.heartbeat_s:
+                    self._quiet_until = now + self.lease_s
+                    log.warning("node %s missed heartbeats for %.0f s: it takes nothing over "
+                                "for %.0f s, while the others say they are alive",
+                                self.name, now - self._beat_at, self.lease_s)
+                self._beat_at = now
                 if self._moved:  # told on the loop: listeners touch asyncio objects
                     self._moved = False
                     for listener in self.listeners:
                         listener()
                 await self._after_heartbeat()
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self.heartbeat_s)
 
     async def _after_heartbeat(self) -> None:
         if self.lost_by:
@@ -221,7 +268,8 @@ class Registry:
             except Exception:
                 pass_failed(log, "node %s could not rejoin yet", self.name)
             return
-        if self.leads() and self.take_over is not None:
+        if self.leads() and self.take_over is not None and \
+                time.monotonic() >= self._quiet_until:
             for gone in self.left:
                 try:
                     await self.take_over(gone)
@@ -288,7 +336,7 @@ def elapsed(now: datetime, then: datetime) -> float:
 
 def public(row: Node, now: datetime, this: bool) -> dict[str, Any]:
     age = max(0.0, elapsed(now, row.heartbeat_at))
-    state = STOPPED if row.stopped_at is not None else UP if age < LEASE_S else LOST
+    state = STOPPED if row.stopped_at is not None else UP if age < row.lease_s else LOST
     return {"name": row.name, "state": state, "this": this, "address": row.address,
             "host": row.host, "pid": row.pid, "version": row.version,
             "started_at": iso(row.started_at), "last_seen": iso(row.heartbeat_at),

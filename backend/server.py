@@ -297,11 +297,6 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     try:
         store = Store(database or data_dir.database)
-        try:
-            store.claim()
-        except StoreError:
-            store.close()
-            raise
     except StoreError as exc:
         raise ServerError(str(exc)) from None
     try:
@@ -311,6 +306,7 @@ def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],
             log.warning("the built-in worker is not there: %s", exc)
         try:  # a name that is no name, or one alive elsewhere: said, not served
             backend = Backend(data_dir, listen=addresses[0], store=store, node=node)
+            backend.vault.agree(store)
             backend.nodes.register()
         except WorkdeckError as exc:
             raise ServerError(str(exc)) from None

@@ -115,6 +115,12 @@ class WorkdeckApp(App[None]):
             except ApiError as exc:
                 self.connected = False
                 failures += 1
+                if isinstance(exc, ServerUnavailable) and await self.api.fail_over():
+                    # Another node of those sharing the database: at once; its snapshot
+                    # brings everything back, whichever node did what meanwhile.
+                    self.connection_note = ("server connection lost: trying "
+                                            f"{self.target.server_url}")
+                    continue
                 self.connection_note = f"server connection lost, retrying in {delay:g}s: {exc}"
                 if failures == 3 and self.target.local:
                     self.connection_note = "server connection lost; starting a new server…"

@@ -51,7 +51,8 @@ class WorkdeckGroup(click.Group):
 @click.option("--data-dir", type=click.Path(file_okay=False, readable=False),
               help="Where the server keeps its files (default: $WORKDECK_HOME or the "
               "platform's user data directory).")
-@click.option("--server", "server_url", metavar="URL|NAME", help="Talk to the server at URL, "
+@click.option("--server", "server_url", metavar="URL|NAME", help="Talk to the server at URL "
+              "(several, comma-separated: nodes of one database, tried in turn), "
               "or saved as NAME by `workdeck login` (default: $WORKDECK_SERVER, else the "
               "local server).")
 @click.version_option(package_name="workdeck")

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 
 class Target:
-    """Where the server is: a Unix socket in the data directory, or a URL."""
+    """Where the server is: a Unix socket in the data directory, or a URL; or several
+    URLs, comma-separated, of server nodes sharing one database: a client goes to the
+    next one when the one it uses does not answer (fail_over)."""
 
     def __init__(self, data_dir: DataDir, server_url: str | None = None) -> None:
         self.data_dir = data_dir
@@ -43,12 +45,27 @@ class Target:
                                f"https://HOST:PORT --name {self.server_url}` saves one (or "
                                "give a URL).")
             self.server_url = self.profile.url
+        self.addresses = [url.strip() for url in (self.server_url or "").split(",")
+                          if url.strip()]
+        if self.addresses:
+            self.server_url = self.addresses[0]
+
+    def fail_over(self) -> bool:
+        """Go to the next address (False: there is only one)."""
+        if len(self.addresses) < 2:
+            return False
+        index = self.addresses.index(self.server_url) if self.server_url in self.addresses \
+            else -1
+        self.server_url = self.addresses[(index + 1) % len(self.addresses)]
+        return True
 
     @property
     def local(self) -> bool:
         return self.server_url is None
 
     def describe(self) -> str:
+        if len(self.addresses) > 1:  # none of them answered, when a client says so
+            return " or ".join(self.addresses)
         return self.server_url or str(self.data_dir.socket)
 
     def headers(self) -> dict[str, str]:
@@ -179,13 +196,25 @@ class Client:
             import httpx
 
             assert self._http is not None
-            try:
-                response = self._http.request(method, path, **kwargs)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                    httpx.WriteError, FileNotFoundError) as exc:
-                raise _unavailable(self.target, exc) from None
-            except httpx.TimeoutException:
-                raise self._too_slow() from None
+            tries = len(self.target.addresses) or 1
+            while True:
+                tries -= 1
+                try:
+                    response = self._http.request(method, path, **kwargs)
+                    break
+                except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                        httpx.WriteError, FileNotFoundError) as exc:
+                    # Another node, when there are several: at once when nothing reached
+                    # this one, and for a read whatever happened (a write that may have
+                    # been done is not sent twice).
+                    if tries > 0 and (isinstance(exc, httpx.ConnectError) or method == "GET") \
+                            and self.target.fail_over():
+                        self._http.close()
+                        self._http = self.target.sync_client()
+                        continue
+                    raise _unavailable(self.target, exc) from None
+                except httpx.TimeoutException:
+                    raise self._too_slow() from None
         if response.status_code >= 400:
             raise _error_from(response)
         return response
@@ -278,17 +307,32 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def fail_over(self) -> bool:
+        """Use the next of several server nodes (False: there is only one)."""
+        if not self.target.fail_over():
+            return False
+        old, self._http = self._http, self.target.async_client()
+        await old.aclose()
+        return True
+
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
 
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                FileNotFoundError) as exc:
-            raise _unavailable(self.target, exc) from None
-        except httpx.TimeoutException:
-            raise ApiError(f"The server at {self.target.describe()} did not answer in time.") \
-                from None
+        tries = len(self.target.addresses) or 1
+        while True:
+            tries -= 1
+            try:
+                response = await self._http.request(method, path, **kwargs)
+                break
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                    FileNotFoundError) as exc:
+                if tries > 0 and (isinstance(exc, httpx.ConnectError) or method == "GET") \
+                        and await self.fail_over():
+                    continue
+                raise _unavailable(self.target, exc) from None
+            except httpx.TimeoutException:
+                raise ApiError(f"The server at {self.target.describe()} did not answer in "
+                               "time.") from None
         if response.status_code >= 400:
             raise _error_from(response)
         return response.json() if response.content else None

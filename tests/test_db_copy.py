@@ -14,7 +14,17 @@ from sqlmodel import SQLModel
 
 from backend.store import models  # noqa: F401 - registers the tables on SQLModel.metadata
 from backend.store.db import Store
-from backend.store.models import Decision, HostKey, Lease, Node, Provisioner, Run, Worker
+from backend.store.models import (
+    Decision,
+    HostKey,
+    Lease,
+    Node,
+    Provisioner,
+    Run,
+    RunRequest,
+    StepWait,
+    Worker,
+)
 from console.cli import cli
 from wire.datadir import DataDir
 
@@ -47,7 +57,11 @@ def full_data_dir():
         session.add(Provisioner(pool_id=2, create_command="make-worker",
                                 destroy_command="unmake-worker", max_workers=3))
         session.add(Node(name="ops-1", address="unix:/srv/deck/server.sock", host="ops-1",
-                         pid=4242, version="0.1.0", draining=True))
+                         pid=4242, version="0.1.0", draining=True, lease_s=3.0))
+        session.add(RunRequest(run_id=run.id, action="approve", actor="bob", person="bob",
+                               note="asked on another node"))
+        session.add(StepWait(node="ops-1", run_id=run.id, position=3, step_name="Later",
+                             pool="Web Pool", avoid='["w-web-01"]'))
     store.close()
     yield data_dir
 

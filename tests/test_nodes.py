@@ -199,3 +199,17 @@ def test_a_node_name_that_is_no_name_is_refused_with_a_sentence(tmp_path):
         "workdeck: 'two words' is not a node name: one word of 64 characters at most, "
         "like ops-1.")
     assert "Traceback" not in refused.stderr
+
+
+def test_the_heartbeat_and_the_lease_are_settings_a_node_takes_at_its_next_heartbeat(
+        workdeck):
+    shown = workdeck.cli("settings").out
+    assert "server nodes:        heartbeat every 5 s, lost after 15 s" in shown
+    refused = workdeck.cli("settings", "--node-heartbeat", "5", "--node-lease", "6")
+    assert refused.code == 1
+    assert "A node lease of 6 s is less than two heartbeats of 5 s" in refused.err
+    assert workdeck.cli("settings", "--node-lease", "12").code == 0
+    with workdeck.client() as client:
+        settings = client.get("/api/settings")
+    assert (settings["node_heartbeat_s"], settings["node_lease_s"]) == (5, 12)
+    assert "heartbeat every 5 s, lost after 12 s" in workdeck.cli("audit").out

@@ -272,17 +272,21 @@ async def test_log_lines_go_to_postgresql_as_a_copy_stream(run_store):
 
 
 @pytest.mark.parametrize("store_kind", ["postgresql"], indirect=True)
-def test_one_server_per_postgresql_database(workdeck, tmp_path):
-    """As one per data directory: a second server on the same database would run and
-    check everything twice."""
+def test_a_second_server_on_a_database_needs_a_node_name_of_its_own(workdeck, tmp_path):
+    """Several servers share a database as nodes (tests/test_ha.py), each under its own
+    name: a second one here under the same (default) name is refused."""
+    import shutil
     import subprocess
     import sys
 
+    (tmp_path / "other").mkdir(mode=0o700)
+    shutil.copy2(workdeck.data_dir.secret_key, tmp_path / "other" / "secret.key")
     second = subprocess.run(
         [sys.executable, "-m", "console.cli", "--data-dir", str(tmp_path / "other"),
          "server", "--database", workdeck.database],
         capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
-    assert "Another Workdeck server uses the database" in second.stderr
-    assert "one server per database" in second.stderr and "Traceback" not in second.stderr
+    assert "A node named" in second.stderr and "is alive on" in second.stderr
+    assert "give this server another name (--node NAME)" in second.stderr
+    assert "Traceback" not in second.stderr
     assert workdeck.cli("runs", "list").code == 0  # the first serves on

@@ -121,6 +121,7 @@ class QueuedStep(Answer):
     pool: str
     worker: str | None = Field(description="Set when it waits for one worker (run_on all).")
     since: str | None
+    node: str = Field("", description="The server node that executes its run.")
     step: str = Field(deprecated=renamed("step_name"))
 
 

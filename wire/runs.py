@@ -87,6 +87,8 @@ class RunSummary(Answer):
     sensitive: list[str] = Field(description="The names of its sensitive variables.")
     step_count: int = Field(description="Steps in its runbook.")
     waiting: Waiting | None
+    node: str = Field("", description="The server node that executes it (\"\" until "
+                                       "one claims it).")
 
 
 class Run(RunSummary):

@@ -52,6 +52,10 @@ class Settings(Answer):
     keep_runs_days: float = Field(description="Finished runs older than this are pruned.")
     keep_runs_gb: float = Field(description="And the oldest beyond this total size.")
     keep_audit_days: float
+    node_heartbeat_s: float = Field(5.0, description="How often each server node says it "
+                                                     "is alive.")
+    node_lease_s: float = Field(15.0, description="A node silent this long is lost: the "
+                                                  "others take over its work.")
 
 
 class SettingsUpdate(BaseModel):
@@ -64,6 +68,9 @@ class SettingsUpdate(BaseModel):
     keep_runs_days: float | None = Field(None, gt=0, le=36_500)
     keep_runs_gb: float | None = Field(None, gt=0, le=100_000)
     keep_audit_days: float | None = Field(None, gt=0, le=36_500)
+    # Server nodes sharing a database (the lease at least twice the heartbeat).
+    node_heartbeat_s: float | None = Field(None, ge=0.5, le=60)
+    node_lease_s: float | None = Field(None, ge=2, le=600)
 
 
 class AuditEvent(Answer):

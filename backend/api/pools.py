@@ -20,8 +20,8 @@ router = APIRouter(prefix="/api/pools", tags=["pools"])
 
 @router.get("", dependencies=[need("view")], response_model=list[Pool])
 async def list_pools(backend: BackendDep) -> Response:
-    return await encoded(await for_client(fleet.list_pools, backend.store,
-                                          backend.leases.queued_by_pool()))
+    return await encoded(await for_client(lambda: fleet.list_pools(
+        backend.store, backend.leases.queued_by_pool())))
 
 
 @router.post("", dependencies=[need("admin")], status_code=201, response_model=Pool)
@@ -73,8 +73,7 @@ async def show_pool(name: str, backend: BackendDep,
         pool["leases"] = leases_of(backend.store, name)
         pool["usage_history"] = usage.history(backend.store, name, history_s).get(name, [])
         pool["history"] = pool["usage_history"]  # its name of one release ago
+        pool["queue"] = backend.leases.queue_of(name)
         return pool
 
-    result = await asyncio.to_thread(detail)
-    result["queue"] = backend.leases.queue_of(name)
-    return result
+    return await asyncio.to_thread(detail)

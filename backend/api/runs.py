@@ -197,9 +197,12 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
             yield "chunks", chunks
             continue
         run = await asyncio.to_thread(backend.runs.get, run_id)
-        if run["status"] in FINISHED and not backend.hub.writing(run_id):
+        if run["status"] in FINISHED and not backend.hub.writing(run_id) and (
+                run["node"] in ("", backend.nodes.name)
+                or await asyncio.to_thread(logstore.closed, backend.store, run_id)):
             # Its last lines are stored (its outcome may be known before them, on a full
-            # disk): nothing more can come, so check once more and end.
+            # disk; on another node, its log says when it is closed): nothing more can
+            # come, so check once more and end.
             chunks = await asyncio.to_thread(logstore.read, backend.store, run_id, seen, page)
             if chunks:
                 seen = chunks[-1]["last_seq"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend import fleet
+from backend import fleet, nodes
 from backend.api.deps import ActorDep, BackendDep, Count, need
 from backend.fleet import advisor
 from backend.store import retention
@@ -49,6 +49,9 @@ async def put_settings(body: SettingsUpdate, backend: BackendDep,
         current = await asyncio.to_thread(retention.get, backend.store)
         changed = current.model_copy(update={k: v for k, v in kept.items() if v is not None})
         await asyncio.to_thread(retention.put, backend.store, changed, actor)
+    if body.node_heartbeat_s is not None or body.node_lease_s is not None:
+        await asyncio.to_thread(nodes.set_timing, backend.store, actor,
+                                heartbeat_s=body.node_heartbeat_s, lease_s=body.node_lease_s)
     await backend.changed("settings")
     return await asyncio.to_thread(backend.settings)
 

@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from backend import fleet
@@ -39,7 +40,7 @@ from backend.fleet.provisioners import Plan
 from backend.health.checker import HealthChecker
 from backend.runs.leases import Leases
 from backend.store.db import Store, pass_failed
-from backend.store.models import HEALTHY, UNAVAILABLE, UNHEALTHY, utcnow
+from backend.store.models import HEALTHY, UNAVAILABLE, UNHEALTHY, StepWait, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class DynamicWorkers:
         self._wake = asyncio.Event()
         self._pools: dict[str, _PoolState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Whether this node makes and destroys the workers (one of those sharing the
+        # store does, the leader: two would each make one for the same waiting step).
+        self.leads: Callable[[], bool] = lambda: True
 
     def wake(self) -> None:
         self._wake.set()
@@ -104,30 +108,35 @@ class DynamicWorkers:
     # ------------------------------------------------------------ deciding
 
     async def decide(self) -> None:
+        if not self.leads():
+            return
         plans = await asyncio.to_thread(provisioners.plans, self.store)
         for plan in plans:
             pool = self._pools.setdefault(plan.pool, _PoolState())
-            workers, free = await asyncio.to_thread(self._read, plan.pool)
-            await self._decide(plan, pool, workers, free)
+            workers, free, waiting = await asyncio.to_thread(self._read, plan.pool)
+            await self._decide(plan, pool, workers, free, waiting)
         for gone in set(self._pools) - {plan.pool for plan in plans}:
             if not (self._pools[gone].creating or self._pools[gone].destroying):
                 del self._pools[gone]
 
-    def _read(self, pool: str) -> tuple[list[dict[str, Any]], int]:
-        """The pool's dynamic workers, and its free slots now (on any member)."""
+    def _read(self, pool: str) -> tuple[list[dict[str, Any]], int, list[StepWait]]:
+        """The pool's dynamic workers, its free slots now (on any member), and the steps
+        waiting for it (whichever node runs them)."""
         figure = fleet.pool_figures(self.store, name=pool).get(pool) or {}
         return (provisioners.dynamic_workers(self.store, pool),
-                max(0, figure.get("capacity", 0) - figure.get("leased", 0)))
+                max(0, figure.get("capacity", 0) - figure.get("leased", 0)),
+                self.leases.waits(pool))
 
     async def _decide(self, plan: Plan, pool: _PoolState, workers: list[dict[str, Any]],
-                      free: int) -> None:
+                      free: int, queued: list[StepWait]) -> None:
         now = time.monotonic()
         while pool.made and now - pool.made[0] >= 60:
             pool.made.popleft()
         alive = [w for w in workers if w["name"] not in pool.destroying | pool.fresh]
-        waiting = [w for w in self.leases.queue if w.pool == plan.pool and w.only is None
-                   and not w.future.done()]
-        overdue = sum((utcnow() - w.since).total_seconds() >= plan.wait_s for w in waiting)
+        now_at = utcnow()
+        waiting = [w for w in queued if not w.worker]
+        overdue = sum((now_at - (w.since if w.since.tzinfo else w.since.replace(
+            tzinfo=UTC))).total_seconds() >= plan.wait_s for w in waiting)
         # Enough new slots for the steps that waited too long (but those a free slot is
         # about to take), and `min` kept warm; never above `max`, nor faster than
         # `per_minute`, nor before a failure's wait is over.

@@ -222,7 +222,8 @@ class Usage:
 
     async def sample(self) -> dict[str, dict[str, Any]]:
         """Take one sample now; return the pools whose figures changed."""
-        current = await asyncio.to_thread(self.figures.current, self.leases.queued_by_pool())
+        current = await asyncio.to_thread(
+            lambda: self.figures.current(self.leases.queued_by_pool()))
         now = time.time()
         changed = {name: figure for name, figure in current.items()
                    if name not in self.current or _key(figure) != _key(self.current[name])}
@@ -245,9 +246,8 @@ class Usage:
     async def pools(self) -> list[dict[str, Any]]:
         """Every pool with its members and its figures now (the members from memory unless
         something changed)."""
-        queued = self.leases.queued_by_pool()
-
         def read() -> list[dict[str, Any]]:
+            queued = self.leases.queued_by_pool()
             return self.figures.public(self.figures.current(queued, exact=True))
 
         return await for_client(read)

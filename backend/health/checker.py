@@ -95,6 +95,10 @@ class HealthChecker:
         self._targets: list[Target] | None = None
         self._targets_read = 0.0
         self.listeners: list[Callable[[], None]] = []  # told after results are stored
+        # Told the names of the workers whose results were stored, and when a check
+        # pinned a host key (the fan-out: the other nodes reach them anew too).
+        self.recorded: Callable[[list[str]], None] = lambda _names: None
+        self.pinned: Callable[[], None] = lambda: None
         # Told when a result changed some worker's health (not only its latest check).
         self.health_listeners: list[Callable[[], None]] = []
 
@@ -237,6 +241,7 @@ class HealthChecker:
                 if await asyncio.to_thread(results.write, self.store, batch,
                                            self._policy.history_size, now):
                     self._targets = None  # a pinned key changes how a worker is reached
+                    self.pinned()
             except Exception:
                 # Kept for the next try (a full disk, a locked store): only the latest
                 # result of each worker matters, so what is held stays one per worker.
@@ -262,6 +267,7 @@ class HealthChecker:
             if unsure:
                 for worker in await asyncio.to_thread(fleet.list_workers, self.store, unsure):
                     self.bus.publish("worker", worker["name"], worker)
+            self.recorded([outcome.name for outcome in batch])
         for listener in self.listeners:
             listener()
         if health_changed:

@@ -26,19 +26,24 @@ from datetime import datetime
 from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
-from backend.nodes import LEASE_S, elapsed
+from backend.fleet import audit
+from backend.nodes import elapsed
+from backend.runs import requests
 from backend.store.db import Store
 from backend.store.models import (
+    CANCELLED,
     INTERRUPTED,
     QUEUED,
     RUNNING,
     SKIPPED,
     WAITING,
+    Decision,
     Lease,
     LogChunk,
     Node,
     Run,
     RunStep,
+    StepWait,
 )
 from backend.store.sql import database_now
 
@@ -77,7 +82,7 @@ def take_over(store: Store, gone: str, me: str) -> Takeover:
         row = session.exec(select(Node).where(Node.name == gone).with_for_update()).first()
         if row is not None and row.stopped_at is None:
             age = elapsed(now, row.heartbeat_at)
-            if age < LEASE_S:
+            if age < row.lease_s:
                 return done  # it is back: nothing to take
             done.lost = True
             row.lost_at, row.taken_over_by = now, me
@@ -99,14 +104,38 @@ def take_over(store: Store, gone: str, me: str) -> Takeover:
                 run.node = me  # the leader sees to what is left of its steps
                 done.interrupted.append(run.id or 0)
             session.add(run)
+        # Its steps' places in the queue go with it (a run it had not started, once
+        # claimed again, queues anew).
+        session.exec(delete(StepWait).where(StepWait.node == gone))  # type: ignore[call-overload]
         if done.interrupted:
             done.orphans, done.freed = _orphan_leases(session, done.interrupted,
                                                       f"{why} during this step")
+            requests.answer_all(session, done.interrupted, f"the run was interrupted: {why}")
     return done
+
+
+def cancel_unclaimed(store: Store, run_id: int, actor: str) -> bool:
+    """Cancel a run that no node claimed yet (False: one has claimed it meanwhile)."""
+    with store.write() as session:
+        run = session.exec(select(Run).where(Run.id == run_id, Run.node == "",
+                                             Run.status == QUEUED).with_for_update()).first()
+        if run is None:
+            return False
+        now = database_now(session)
+        run.status, run.reason, run.finished_at = CANCELLED, f"cancelled by {actor}", now
+        run.secrets, run.log_closed = "", True
+        session.add(run)
+        for step in session.exec(select(RunStep).where(RunStep.run_id == run_id)):
+            step.status, step.reason = SKIPPED, f"not run: the run {CANCELLED}"
+            session.add(step)
+        session.add(Decision(run_id=run_id, action="cancel", actor=actor))
+        audit(session, actor, "run.cancel", f"run {run_id}", "")
+    return True
 
 
 def _interrupt(session: Session, run: Run, now: datetime, reason: str) -> None:
     run.status, run.reason, run.finished_at = INTERRUPTED, reason, now
+    run.log_closed = True  # what the lost node would still write is refused
     run.secrets = run.waiting = ""  # it can never be retried: its sealed values go
     for step in session.exec(select(RunStep).where(
             RunStep.run_id == run.id, RunStep.status.in_([RUNNING, QUEUED, WAITING]))):

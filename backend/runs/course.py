@@ -13,6 +13,7 @@ from backend.store.models import (
     CANCELLED,
     FAILED,
     SUCCEEDED,
+    WAITING,
     Decision,
     Run,
     RunStep,
@@ -95,7 +96,7 @@ class Waiting:
     position: int  # 0: the run's start (four eyes on its environment)
     actions: set[str]
     prompt: str
-    future: asyncio.Future[tuple[str, str, str]]
+    future: asyncio.Future[tuple[str, str, str]] | None
     excluded: str = ""  # the person who may not approve (who launched the run), if any
 
 
@@ -105,9 +106,22 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in run.items() if key not in ("steps", "decisions")}
 
 
+def stored_waiting(run: Run) -> Waiting | None:
+    """What a run waits for, as stored with it (for a run another node executes)."""
+    if run.status != WAITING or not run.waiting:
+        return None
+    saved = json.loads(run.waiting)
+    if "actions" not in saved:  # stored by a Workdeck from before nodes
+        return None
+    # No future: the node that executes the run awaits the answer.
+    return Waiting(saved["position"], set(saved["actions"]), saved["prompt"], None,
+                   saved.get("excluded", ""))
+
+
 def run_public(run: Run, steps: list[RunStep], waiting: Waiting | None = None,
                decisions: list[Decision] | None = None) -> dict[str, Any]:
     definition = json.loads(run.definition)
+    waiting = waiting or stored_waiting(run)
     shown = {} if decisions is None else {"decisions": [
         {"at": iso(d.at), "actor": d.actor, "action": d.action, "position": d.position,
          "note": d.note} for d in decisions]}
@@ -129,4 +143,5 @@ def run_public(run: Run, steps: list[RunStep], waiting: Waiting | None = None,
         "waiting": None if waiting is None else {
             "position": waiting.position, "actions": sorted(waiting.actions),
             "prompt": waiting.prompt, "another_person": bool(waiting.excluded)},
+        "node": run.node,
     }

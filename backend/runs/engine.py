@@ -20,14 +20,16 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend.errors import Conflict, Forbidden, InvalidInput
+from backend.errors import Conflict, Forbidden, InvalidInput, Unavailable, WorkdeckError
 from backend.events import EventBus, woken
+from backend.fanout import Fanout
 from backend.fleet import audit
 from backend.fleet.validation import free_text
 from backend.nodes import Fenced
+from backend.runs import requests
 from backend.runs.attempts import StepAttempts
 from backend.runs.backlog import StepChange, set_fields
-from backend.runs.claims import claim_queued, take_over
+from backend.runs.claims import cancel_unclaimed, claim_queued, take_over
 from backend.runs.course import (
     FAILURE_ACTIONS,
     MANUAL_ACTIONS,
@@ -53,6 +55,7 @@ from backend.store.models import (
     WAITING,
     Environment,
     Run,
+    RunRequest,
     RunStep,
     utcnow,
 )
@@ -65,13 +68,16 @@ log = logging.getLogger(__name__)
 RETRY_WAIT_FIRST_S = 1.0  # an automatic retry waits this long, doubled each time
 RETRY_WAIT_MAX_S = 60.0
 SHUTDOWN_WAIT_S = 15.0  # a stopping server gives its runs this long to kill their steps
-CLAIM_S = 1.0  # runs nobody claimed are looked for this often anyway
+CLAIM_S = 1.0  # runs nobody claimed, and requests, are looked for this often anyway
+REQUEST_WAIT_S = 30.0  # how long a node waits for another to act on a request
+REQUEST_LOOK_S = 0.25
 
 
 class RunEngine(StepAttempts):
     def __init__(self, store: Store, reach: Reach, bus: EventBus, vault: Vault,
-                 hub: LogHub, checker: Any, leases: Leases) -> None:
-        super().__init__(store, bus, leases.backlog)
+                 hub: LogHub, checker: Any, leases: Leases, fanout: Fanout | None = None
+                 ) -> None:
+        super().__init__(store, bus, leases.backlog, fanout)
         self.reach = reach
         self.vault = vault
         self.hub = hub
@@ -86,6 +92,7 @@ class RunEngine(StepAttempts):
         self.node = ""
         self.takes_runs: Callable[[], bool] = lambda: True
         self._claim_wake = asyncio.Event()
+        self._acting: set[int] = set()  # other nodes' requests being acted on
 
     # -------------------------------------------------------- lifecycle
 
@@ -112,6 +119,7 @@ class RunEngine(StepAttempts):
             for run in runs:
                 run.reason = f"the server stopped while this run was {run.status}"
                 run.status = INTERRUPTED
+                run.log_closed = True
                 run.finished_at = utcnow()
                 run.secrets = ""  # it can never be retried: its sealed values go
                 session.add(run)
@@ -155,10 +163,15 @@ class RunEngine(StepAttempts):
         self._claim_wake.set()
 
     async def claim_forever(self) -> None:
-        """Claim and start the runs nobody claimed (launched on a draining node, or given
-        back by a takeover), while this node takes runs."""
+        """Act on what other nodes asked of this node's runs; claim and start the runs
+        nobody claimed (launched on a draining node, or given back by a takeover), while
+        this node takes runs."""
         while True:
             self._claim_wake.clear()
+            try:
+                await self._act_on_requests()
+            except Exception:
+                pass_failed(log, "acting on other nodes' requests failed")
             if not self._stopping and self.takes_runs():
                 try:
                     claimed = await asyncio.to_thread(claim_queued, self.store, self.node)
@@ -233,12 +246,20 @@ class RunEngine(StepAttempts):
         if node or not self.node:
             self._states[run_id] = RunState()  # a cancel may come before the task starts
             self._start(run_id)
+        else:
+            self.fanout.tell("claim")
         return await self._publish(run_id) or await asyncio.to_thread(self.get, run_id)
 
     async def cancel(self, run_id: int, actor: str) -> dict[str, Any]:
         current = await asyncio.to_thread(self.get, run_id)
         if current["status"] in FINISHED:
             raise Conflict(f"Run {run_id} already {current['status']}.")
+        if run_id not in self._states and current["node"] != self.node:
+            if not current["node"] and await asyncio.to_thread(
+                    cancel_unclaimed, self.store, run_id, actor):
+                self.fanout.tell("run", [run_id])
+                return await self._publish(run_id) or current
+            return await self._ask(run_id, "cancel", actor)
         await asyncio.to_thread(self._record, run_id, None, "cancel", actor, "")
         state = self._states.get(run_id)
         if state is not None:
@@ -249,7 +270,8 @@ class RunEngine(StepAttempts):
             if state.cancels > 1:
                 state.halted = True
             gate = self._waits.get(run_id)
-            if gate is not None and gate.position == 0 and not gate.future.done():
+            if gate is not None and gate.position == 0 and gate.future is not None \
+                    and not gate.future.done():
                 gate.future.set_result(("cancel", actor, ""))  # not started: nothing to clean
             state.started.clear()
             activity = state.activity
@@ -269,6 +291,10 @@ class RunEngine(StepAttempts):
                      person: str = "") -> dict[str, Any]:
         """Answer what the run waits for, as `actor` (the person `person`)."""
         waiting = self._waits.get(run_id)
+        if waiting is None and run_id not in self._states:
+            current = await asyncio.to_thread(self.get, run_id)
+            if current["waiting"] and current["node"] not in ("", self.node):
+                return await self._ask(run_id, request.action, actor, person, request.note)
         if waiting is None:
             raise Conflict(f"Run {run_id} is not waiting for a decision.")
         if request.action not in waiting.actions:
@@ -280,9 +306,58 @@ class RunEngine(StepAttempts):
         note = free_text(request.note, 1000, one_line=True)
         await asyncio.to_thread(self._record, run_id, waiting.position, request.action, actor,
                                 note)
-        if not waiting.future.done():
+        if waiting.future is not None and not waiting.future.done():
             waiting.future.set_result((request.action, actor, note))
         return await self._moved_on(run_id, waiting)
+
+    async def _ask(self, run_id: int, action: str, actor: str, person: str = "",
+                   note: str = "") -> dict[str, Any]:
+        """A cancel or decision for a run another node executes: that node acts on it
+        (backend/runs/requests.py); the answer is what came of it."""
+        asked = await asyncio.to_thread(requests.ask, self.store, run_id, action, actor,
+                                        person, note)
+        self.fanout.tell("request")
+        deadline = asyncio.get_running_loop().time() + REQUEST_WAIT_S
+        while (done := await asyncio.to_thread(requests.outcome, self.store, asked)) is False:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                node = (await asyncio.to_thread(self.get, run_id))["node"]
+                raise Unavailable(
+                    f"Node {node or 'none'}, which executes run {run_id}, has not acted on "
+                    f"the {action} yet: it stands, and is acted on when that node can (or "
+                    "when another takes the run over).")
+            await woken(self._moved.setdefault(run_id, asyncio.Event()),
+                        min(remaining, REQUEST_LOOK_S))
+        if isinstance(done, WorkdeckError):
+            raise done
+        return await self._publish(run_id, tell=False) or \
+            await asyncio.to_thread(self.get, run_id)
+
+    async def _act_on_requests(self) -> None:
+        """Act on the cancels and decisions other nodes stored for this node's runs, each
+        in a task of its own (a cancel waits for the run to stop)."""
+        for asked in await asyncio.to_thread(requests.pending, self.store, self.node):
+            if asked.id not in self._acting:
+                self._acting.add(asked.id or 0)
+                task = asyncio.create_task(self._act_on(asked))
+                task.add_done_callback(lambda _t, i=asked.id: self._acting.discard(i or 0))
+
+    async def _act_on(self, asked: RunRequest) -> None:
+        error: WorkdeckError | None = None
+        try:
+            if asked.action == "cancel":
+                await self.cancel(asked.run_id, asked.actor)
+            else:
+                await self.decide(asked.run_id, DecisionRequest(
+                    action=asked.action, note=asked.note), asked.actor, asked.person)
+        except WorkdeckError as exc:
+            error = exc
+        try:
+            await retrying(self.store, requests.answer, self.store, asked.id or 0, error,
+                           what=f"answering request {asked.id}")
+        except Exception:
+            pass_failed(log, "answering request %s failed", asked.id)
+        self.fanout.tell("run", [asked.run_id])
 
     async def _moved_on(self, run_id: int, left: Waiting, timeout: float = 10.0
                         ) -> dict[str, Any]:
@@ -315,7 +390,9 @@ class RunEngine(StepAttempts):
         stopped meanwhile asks it again once started."""
         future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
         self._waits[run_id] = Waiting(position, actions, prompt, future, excluded)
-        resume = {"kind": kind, "position": position, "state": state.saved(), **where}
+        # The question too, for whoever reads the run on another node (course.stored_waiting).
+        resume = {"kind": kind, "position": position, "state": state.saved(), **where,
+                  "actions": sorted(actions), "prompt": prompt, "excluded": excluded}
         await self._set_run(run_id, status=WAITING, reason=prompt, waiting=json.dumps(resume))
         runlog.note(position, "", f"waiting for an operator: {prompt}")
         try:
@@ -504,7 +581,7 @@ class RunEngine(StepAttempts):
             await runlog.close(deadline_s=SHUTDOWN_WAIT_S if self._stopping else None)
         finally:
             self.hub.written(run_id)
-        await self._set_run(run_id, output_bytes=runlog.output_bytes)
+        await self._set_run(run_id, output_bytes=runlog.output_bytes, log_closed=True)
         self.hub.forget(run_id)
         self.hub.notify(run_id)
 

@@ -1,14 +1,18 @@
 """Worker slots: a step leases one on a healthy, enabled worker of its pool, or queues.
 
-Leases live in the store (so a restart can tell what was held); the queue lives here,
-in the server that runs the steps. Waiters are served first come, first served per
-pool: a step never overtakes an earlier one for the same pool, except when the earlier
-one waits for one particular worker (a `run_on = "all"` step) that is still full.
+Leases live in the store (so a restart can tell what was held), and so does the queue
+(`step_wait`), shared by every node using the store: waiters are served first come,
+first served per pool, whichever node executes their runs. A step never overtakes an
+earlier one for the same pool, except when the earlier one waits for one particular
+worker (a `run_on = "all"` step) that is still full. Each node grants its own waiters,
+keeping a place for the earlier waiters of the others (they are granted by their node
+at its next pass, woken by the fan-out or within RECHECK_S).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from backend.store.models import (
     PoolMember,
     Provisioner,
     Run,
+    StepWait,
     Worker,
     utcnow,
 )
@@ -67,11 +72,8 @@ class Waiter:
     avoid: frozenset[str] = frozenset()  # taken last: a retry's failed worker
     future: asyncio.Future[Granted] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
-
-    def public(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "position": self.position, "step_name": self.step_name,
-                "pool": self.pool, "worker": self.only, "since": iso(self.since),
-                "step": self.step_name}  # its name of one release ago (README, "Changed")
+    row: int = 0  # its place in the shared queue (StepWait), once it had to wait
+    queued: int = 0  # the place being given to it, until its transaction holds
 
 
 class Leases:
@@ -86,6 +88,9 @@ class Leases:
         self.orphan_listeners: list[Callable[[], None]] = []  # told when a step is orphaned
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        # This node, and the nodes alive now (None: every waiter in the store counts).
+        self.node = ""
+        self.live: Callable[[], frozenset[str] | None] = lambda: None
 
     # -------------------------------------------------------- taking and giving back
 
@@ -117,6 +122,21 @@ class Leases:
             if waiter in self.queue:
                 self.queue.remove(waiter)
                 self._changed()
+            self._leave(waiter)
+
+    def _leave(self, waiter: Waiter) -> None:
+        """A waiter that will not be granted gives its place in the shared queue back (a
+        grant takes it in the same transaction)."""
+        if waiter.row and not (waiter.future.done() and not waiter.future.cancelled()
+                               and waiter.future.exception() is None):
+            row, waiter.row = waiter.row, 0
+            _background(self.backlog.write(
+                waiter.run_id, partial(self._delete_waits, StepWait.id == row),
+                what=f"leaving the queue of {waiter.pool}"))
+
+    def _delete_waits(self, condition: object) -> None:
+        with self.store.write() as session:
+            session.exec(delete(StepWait).where(condition))  # type: ignore[call-overload]
 
     async def release(self, lease_id: int, run_id: int) -> None:
         """Give a slot back; a store that fails only delays it (the slot must not leak)."""
@@ -125,10 +145,13 @@ class Leases:
         self.wake()
 
     async def release_run(self, run_id: int) -> None:
-        """Give back a run's slots, but those of orphaned steps: their processes may live."""
+        """Give back a run's slots, but those of orphaned steps: their processes may live;
+        and its places in the queue, if any were left."""
         await self.backlog.write(
             run_id, partial(self._delete, (Lease.run_id == run_id) & (Lease.orphan == "")),
             what=f"giving back the slots of run {run_id}")
+        await self.backlog.write(run_id, partial(self._delete_waits, StepWait.run_id == run_id),
+                                 what=f"the queue places of run {run_id}")
         self.wake()
 
     async def record_process(self, lease_id: int, process: StepProcess) -> None:
@@ -167,6 +190,7 @@ class Leases:
         more, unless its step's processes may still run: those are orphans, held until
         killed. Returns the number of orphans."""
         with self.store.write() as session:
+            session.exec(delete(StepWait).where(StepWait.node.in_(nodes)))  # type: ignore[call-overload, attr-defined]
             theirs = Lease.run_id.in_(select(Run.id).where(Run.node.in_(nodes)))  # type: ignore[attr-defined]
             session.exec(delete(Lease).where(theirs, Lease.marker == "",  # type: ignore[call-overload]
                                              Lease.pgid == None))  # noqa: E711
@@ -180,6 +204,10 @@ class Leases:
         """Slots may have freed up or workers changed: serve the queue again now."""
         self._wake.set()
         self._changed()
+
+    def serve_soon(self) -> None:
+        """Another node's slots or queue changed: serve this node's waiters again now."""
+        self._wake.set()
 
     def _changed(self) -> None:
         for listener in self.listeners:
@@ -219,6 +247,7 @@ class Leases:
             if waiter.future.done():  # cancelled meanwhile: give its slot back
                 if isinstance(outcome, Granted):
                     await self.release(outcome.lease_id, waiter.run_id)
+                self._leave(waiter)  # or its place in the queue, taken meanwhile
                 continue
             if isinstance(outcome, Granted):
                 waiter.future.set_result(outcome)
@@ -226,34 +255,96 @@ class Leases:
                 waiter.future.set_exception(outcome)
 
     def _grant_in_order(self, waiting: list[Waiter]) -> list[Granted | NoWorker | None]:
-        # One transaction for the whole queue, oldest first: the counts it goes by are
-        # the ones it updates as it grants.
-        outcomes: list[Granted | NoWorker | None] = []
+        # One transaction for the whole queue, every node's, oldest first: the counts it
+        # goes by are the ones it updates as it grants. Another node's waiter is not
+        # granted here, but keeps its place: the slot it would take is counted as taken.
+        # A waiter new since the last pass comes after every one queued already: granted
+        # if a slot is left for it, else queued (given its place) in this transaction.
+        mine = {waiter.row: waiter for waiter in waiting if waiter.row}
+        for waiter in waiting:
+            waiter.queued = 0  # what a pass that failed left
+        outcomes: dict[int, Granted | NoWorker | None] = {}  # by id(waiter)
         blocked: set[str] = set()  # pools whose head could not be served by any worker
+        live = self.live()
         with self.store.write() as session:
             leased = _leased(session)
-            for waiter in waiting:
-                if waiter.pool in blocked:
-                    outcomes.append(None)
+            for row in session.exec(select(StepWait).order_by(StepWait.id)).all():
+                waiter = mine.get(row.id or 0)
+                if waiter is None and (row.node == self.node or
+                                       (live is not None and row.node not in live)):
+                    continue  # left by a step that ended, or by a node that is gone
+                if row.pool in blocked:
                     continue
+                only = row.worker or None
                 try:
-                    granted = _grant(session, leased, waiter.pool, waiter.run_id,
-                                     waiter.position, waiter.step_name, waiter.only, waiter.avoid)
+                    granted = _grant(session, leased, row.pool, row.run_id, row.position,
+                                     row.step_name, only, frozenset(json.loads(row.avoid)),
+                                     hold=waiter is not None)
                 except NoWorker as exc:
-                    outcomes.append(exc)
+                    if waiter is not None:
+                        outcomes[id(waiter)] = exc
                     continue
-                if granted is None and waiter.only is None:
-                    blocked.add(waiter.pool)
-                outcomes.append(granted)
-        return outcomes
+                if granted is None and only is None:
+                    blocked.add(row.pool)
+                if waiter is not None:
+                    outcomes[id(waiter)] = granted
+                    if granted is not None:
+                        session.delete(row)
+            for waiter in waiting:
+                if waiter.row:
+                    continue
+                granted = None
+                if waiter.pool not in blocked:
+                    try:
+                        granted = _grant(session, leased, waiter.pool, waiter.run_id,
+                                         waiter.position, waiter.step_name, waiter.only,
+                                         waiter.avoid)
+                    except NoWorker as exc:
+                        outcomes[id(waiter)] = exc
+                        continue
+                    if granted is None and waiter.only is None:
+                        blocked.add(waiter.pool)
+                outcomes[id(waiter)] = granted
+                if granted is None:
+                    row = StepWait(node=self.node, run_id=waiter.run_id,
+                                   position=waiter.position, step_name=waiter.step_name,
+                                   pool=waiter.pool, worker=waiter.only or "",
+                                   avoid=json.dumps(sorted(waiter.avoid)), since=waiter.since)
+                    session.add(row)
+                    session.flush()
+                    waiter.queued = row.id or 0
+        for waiter in waiting:  # their places, once the transaction holds
+            if waiter.queued:
+                waiter.row, waiter.queued = waiter.queued, 0
+        return [outcomes.get(id(waiter)) for waiter in waiting]
 
     # -------------------------------------------------------- looking
 
     def queued_by_pool(self) -> Counter[str]:
-        return Counter(w.pool for w in self.queue if not w.future.done())
+        """Steps waiting for a slot, by pool, whichever node runs them (in a thread)."""
+        with self.store.read() as session:
+            query = select(StepWait.pool, func.count()).group_by(StepWait.pool)
+            live = self.live()
+            if live is not None:
+                query = query.where(StepWait.node.in_(live))  # type: ignore[attr-defined]
+            return Counter(dict(session.exec(query).all()))
+
+    def waits(self, pool: str) -> list[StepWait]:
+        """The steps waiting for a slot in `pool`, oldest first, whichever node executes
+        each (in a thread)."""
+        with self.store.read() as session:
+            rows = session.exec(select(StepWait).where(StepWait.pool == pool)
+                                .order_by(StepWait.id)).all()
+        live = self.live()
+        return [row for row in rows if live is None or row.node in live]
 
     def queue_of(self, pool: str) -> list[dict[str, Any]]:
-        return [w.public() for w in self.queue if w.pool == pool and not w.future.done()]
+        """The queue of `pool` as shown (in a thread)."""
+        return [{"run_id": row.run_id, "position": row.position, "step_name": row.step_name,
+                 "pool": row.pool, "worker": row.worker or None, "since": iso(row.since),
+                 "node": row.node,
+                 "step": row.step_name}  # its name of one release ago (README, "Changed")
+                for row in self.waits(pool)]
 
     def next_worker(self, pool: str) -> str | None:
         """The worker a step of `pool` would be given now (None: it would queue)."""
@@ -350,15 +441,19 @@ def _free(members: list[Worker], leased: Counter[int], pool: str,
 
 
 def _grant(session: Session, leased: Counter[int], pool: str, run_id: int, position: int,
-           step_name: str, only: str | None, avoid: frozenset[str] = frozenset()
-           ) -> Granted | None:
-    """A lease on the member with the fewest leases, or None when all are full."""
+           step_name: str, only: str | None, avoid: frozenset[str] = frozenset(), *,
+           hold: bool = True) -> Granted | None:
+    """A lease on the member with the fewest leases, or None when all are full. Without
+    `hold`, the slot is only counted as taken (kept for another node's waiter)."""
     free = _free(_members(session, pool), leased, pool, only,
                  lambda: _provisioned(session, pool))
     if not free:
         return None
     others = [w for w in free if w.name not in avoid]
     chosen = (others or free)[0]
+    if not hold:
+        leased[chosen.id] += 1
+        return Granted(0, chosen.id, chosen.name, "")
     reason = (f"{chosen.name}: healthy, {leased[chosen.id]} of {chosen.capacity} slots "
               f"in use, the fewest of {len(free)} with a free slot in {pool}")
     if avoid and others:

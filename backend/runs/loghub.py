@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from backend.events import woken
@@ -26,6 +27,9 @@ class LogHub:
         self._recent: dict[int, deque[dict[str, Any]]] = {}
         self._recent_lines: dict[int, int] = {}
         self._writing: set[int] = set()  # runs whose log may still get lines
+        # Told a run's id when lines of it are stored or its log ends here (the fan-out
+        # tells the other nodes' followers).
+        self.told: Callable[[int], None] = lambda _run_id: None
 
     def writing(self, run_id: int) -> bool:
         """Lines of this run may still be stored (its log is open, or held lines wait
@@ -39,6 +43,7 @@ class LogHub:
         """Every line of the run is stored (or given up on, at a stop)."""
         self._writing.discard(run_id)
         self.notify(run_id)
+        self.told(run_id)
 
     def stored(self, run_id: int, chunks: list[dict[str, Any]]) -> None:
         recent = self._recent.setdefault(run_id, deque())
@@ -52,6 +57,7 @@ class LogHub:
             count -= oldest["last_seq"] - oldest["first_seq"] + 1
         self._recent_lines[run_id] = count
         self.notify(run_id)
+        self.told(run_id)
 
     def latest_after(self, run_id: int, seen: int, limit: int) -> list[dict[str, Any]] | None:
         """Recent chunks starting right after line `seen` (about `limit` lines), or None

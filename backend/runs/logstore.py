@@ -22,7 +22,7 @@ from backend.nodes import Fenced
 from backend.runs.loghub import LogHub
 from backend.runs.logtext import MASK, Masker, Splitter, clean_block, masked_pieces
 from backend.store.db import RETRY_FIRST_S, RETRY_MAX_S, Store, fault_of, pass_failed
-from backend.store.models import LogChunk
+from backend.store.models import LogChunk, Run
 from wire.logcodec import stamp_before
 from wire.text import clean_line
 
@@ -352,6 +352,12 @@ def _take_chunks(rows: Any, after: int, limit: int) -> list[dict[str, Any]]:
         if total >= limit:
             break
     return chunks
+
+
+def closed(store: Store, run_id: int) -> bool:
+    """Every line of the run is stored (its node closed its log)."""
+    with store.read() as session:
+        return bool(session.exec(select(Run.log_closed).where(Run.id == run_id)).first())
 
 
 def last_seq(store: Store, run_id: int) -> int:

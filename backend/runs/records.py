@@ -12,6 +12,7 @@ from sqlmodel import select
 from backend import fleet
 from backend.errors import NotFound
 from backend.events import EventBus
+from backend.fanout import Fanout
 from backend.fleet import audit
 from backend.runs.backlog import Backlog, StepChange, set_fields
 from backend.runs.course import Waiting, run_public, run_summary
@@ -34,9 +35,12 @@ RECENT_RUNS = 200  # runs a console's snapshot carries; older ones are a `GET /a
 
 
 class RunRecords:
-    def __init__(self, store: Store, bus: EventBus, backlog: Backlog) -> None:
+    def __init__(self, store: Store, bus: EventBus, backlog: Backlog,
+                 fanout: Fanout | None = None) -> None:
         self.store = store
         self.bus = bus
+        # Each change is told to the other nodes too, for their consoles (backend/fanout.py).
+        self.fanout = fanout or Fanout(store, "", enabled=False)
         # What a run and its steps became, stored in order, shown before the store has it.
         self.backlog = backlog
         backlog.listeners.append(self._publish)
@@ -76,7 +80,11 @@ class RunRecords:
                                      what=f"worker {name}"):
             self.bus.publish("worker", name, worker)
 
-    async def _publish(self, run_id: int) -> dict[str, Any] | None:
+    async def _publish(self, run_id: int, *, tell: bool = True) -> dict[str, Any] | None:
+        """Publish the run as it is now to this node's consoles (and, unless `tell` is
+        False, say to the other nodes that it changed)."""
+        if tell:
+            self.fanout.tell("run", [run_id])
         try:
             current = await retrying(self.store, self.get, run_id, what=f"run {run_id}")
         except NotFound:
@@ -90,6 +98,10 @@ class RunRecords:
             if len(self._recent) > RECENT_RUNS:
                 del self._recent[min(self._recent)]
         return current
+
+    def shown_recent(self) -> dict[int, dict[str, Any]] | None:
+        """The newest runs as last published, by id (None before any console asked)."""
+        return self._recent
 
     async def recent(self) -> list[dict[str, Any]]:
         """The newest RECENT_RUNS runs, newest first, from memory after the first call."""

@@ -40,7 +40,6 @@ PAGE_SIZE = 65_536
 # (an advisory lock's key, any fixed number of Workdeck's own).
 CONNECT_TIMEOUT_S = 5
 WRITE_LOCK = 0x5764_0001
-SERVER_LOCK = 0x5764_0002  # held by the one server that uses the database
 
 log = logging.getLogger(__name__)
 
@@ -248,39 +247,10 @@ class Store:
         except schema.SchemaTooNewError as exc:
             raise StoreError(str(exc)) from None
 
-    def claim(self) -> None:
-        """Take the database for this server, or raise StoreError naming why not.
-
-        One server per store, as one per data directory: two would each run and check
-        everything. (An SQLite store is claimed with its data directory's lock.) The
-        claim lasts as long as this connection: until close(), or the database's end.
-        """
-        if self.dialect != "postgresql":
-            return
-        import psycopg
-
-        url = self._writer.url.set(drivername="postgresql")
-        try:
-            claim = psycopg.connect(url.render_as_string(hide_password=False),
-                                    autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                    application_name="workdeck server")
-            taken = claim.execute("SELECT pg_try_advisory_lock(%s)", (SERVER_LOCK,)
-                                  ).fetchone()
-        except psycopg.Error as exc:
-            raise StoreError(f"Cannot use the database {self.where}: {_first_line(exc)}."
-                             ) from None
-        if not (taken and taken[0]):
-            holder = claim.execute(
-                "SELECT client_addr, backend_start FROM pg_stat_activity a JOIN pg_locks l "
-                "ON l.pid = a.pid WHERE l.locktype = 'advisory' AND l.objid = %s",
-                (SERVER_LOCK,)).fetchone()
-            claim.close()
-            since = f", connected since {holder[1]:%Y-%m-%d %H:%M:%S %Z}" if holder else ""
-            raise StoreError(
-                f"Another Workdeck server uses the database {self.where}"
-                f"{f' from {holder[0]}' if holder and holder[0] else ''}{since}: one "
-                "server per database (stop it first, or give this one another database).")
-        self._claim = claim
+    def libpq_url(self) -> str:
+        """The PostgreSQL database's URL for a connection of its own (psycopg's)."""
+        return self._writer.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
 
     def _open_postgresql(self, url: URL) -> None:
         self._reader = _postgresql_engine(url, writer=False)
@@ -368,9 +338,6 @@ class Store:
     def close(self) -> None:
         self._reader.dispose()
         self._writer.dispose()
-        claim, self._claim = getattr(self, "_claim", None), None
-        if claim is not None:
-            claim.close()
 
 
 # Threads of their own for what a console waits on (its snapshot, say), so that it never

@@ -208,6 +208,8 @@ class Run(SQLModel, table=True):
     waiting: str = ""
     # The node that executes it ("" until one claims it: backend/runs/claims.py).
     node: str = Field(default="", index=True)
+    # Every line of its log is stored: a follower on another node ends there.
+    log_closed: bool = False
 
 
 class RunStep(SQLModel, table=True):
@@ -276,6 +278,23 @@ class Lease(SQLModel, table=True):
     orphan: str = ""
 
 
+class StepWait(SQLModel, table=True):
+    """A step waiting for a slot, whichever node executes its run: every node serves the
+    queue in this order (backend/runs/leases.py), so it stays first come, first served."""
+
+    __tablename__ = "step_wait"
+
+    id: int | None = Field(default=None, primary_key=True)
+    node: str = Field(index=True)
+    run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
+    position: int
+    step_name: str = ""
+    pool: str
+    worker: str = ""  # the one worker it waits for (a `run_on = "all"` step's share)
+    avoid: str = "[]"  # JSON: workers taken last (where a retry just failed)
+    since: datetime = Field(default_factory=utcnow)
+
+
 class UsageSample(SQLModel, table=True):
     """A pool's usage at a moment (its slots): written when they change, thinned as they
     age."""
@@ -304,6 +323,23 @@ class Decision(SQLModel, table=True):
     actor: str
     note: str = ""
     at: datetime = Field(default_factory=utcnow)
+
+
+class RunRequest(SQLModel, table=True):
+    """A cancel or a decision for a run that another node executes, until that node has
+    acted on it (backend/runs/requests.py)."""
+
+    __tablename__ = "run_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True, ondelete="CASCADE")
+    action: str  # "cancel", or a decision's action
+    actor: str
+    person: str = ""
+    note: str = ""
+    at: datetime = Field(default_factory=utcnow)
+    done: bool = False  # acted on: the asking node answers, then removes it
+    error: str = ""  # why it could not be done, when it could not
 
 
 class Person(SQLModel, table=True):
@@ -358,6 +394,9 @@ class Node(SQLModel, table=True):
     version: str = ""
     started_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime = Field(default_factory=utcnow)
+    # Lost once its heartbeat is older than this (the lease it took at that heartbeat: a
+    # change of the setting holds for each node from its next heartbeat on).
+    lease_s: float = 15.0
     stopped_at: datetime | None = None  # a stop it said; a node that died never says it
     draining: bool = False  # finishes what it runs, takes no new runs
     # What it does, as of its last heartbeat.

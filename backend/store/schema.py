@@ -17,7 +17,7 @@ from backend.store import legacy
 
 # The newest revision this code knows; a store already there opens without loading
 # Alembic (tests/test_store.py checks it is the scripts' head).
-HEAD = "0004"
+HEAD = "0005"
 BASELINE = "0001"
 SCRIPTS = Path(__file__).with_name("alembic")
 # An SQLite store that Alembic manages says so in user_version as well, so that a
@@ -81,9 +81,20 @@ def upgrade(engine: Engine) -> list[str]:
             connection.commit()
             current = BASELINE
         applied = [script.revision for script in scripts.iterate_revisions(HEAD, current)]
-        command.upgrade(config, "head")
-        if connection.in_transaction():
-            connection.commit()
+        if sqlite:
+            # A table SQLite changes by copying it (Alembic's batch mode) is dropped at the
+            # end: with foreign keys on, that drop would delete every row referring to it
+            # (a run's steps and log, ON DELETE CASCADE). Off outside a transaction only.
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        try:
+            command.upgrade(config, "head")
+            if connection.in_transaction():
+                connection.commit()
+        finally:
+            if sqlite:
+                if connection.in_transaction():
+                    connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
         if sqlite:
             connection.exec_driver_sql(f"PRAGMA user_version = {ALEMBIC_MANAGED}")
             connection.commit()

@@ -30,17 +30,24 @@ if TYPE_CHECKING:
               "(default 10).")
 @click.option("--keep-audit-days", type=float, metavar="DAYS",
               help="Keep the audit log this long (default 365).")
+@click.option("--node-heartbeat", "node_heartbeat_s", type=float, metavar="SECONDS",
+              help="How often each server node says it is alive (default 5).")
+@click.option("--node-lease", "node_lease_s", type=float, metavar="SECONDS",
+              help="A node silent this long is lost, its work taken over (default 15).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str | None,
              pool_name_pattern: str | None, keep_runs_days: float | None,
              keep_runs_gb: float | None, keep_audit_days: float | None,
+             node_heartbeat_s: float | None, node_lease_s: float | None,
              as_json: bool) -> None:
     """Show or change server settings."""
     change: dict[str, Any] = {"worker_name_pattern": worker_name_pattern,
                               "pool_name_pattern": pool_name_pattern,
                               "keep_runs_days": keep_runs_days, "keep_runs_gb": keep_runs_gb,
-                              "keep_audit_days": keep_audit_days}
+                              "keep_audit_days": keep_audit_days,
+                              "node_heartbeat_s": node_heartbeat_s,
+                              "node_lease_s": node_lease_s}
     if builtin_worker:
         change["builtin_worker"] = builtin_worker == "on"
     change = {k: v for k, v in change.items() if v is not None}
@@ -57,6 +64,8 @@ def settings(ctx: Context, builtin_worker: str | None, worker_name_pattern: str 
         output.say(f"runs kept:           {current.keep_runs_days:g} days, at most "
                    f"{current.keep_runs_gb:g} GB of logs")
         output.say(f"audit log kept:      {current.keep_audit_days:g} days")
+        output.say(f"server nodes:        heartbeat every {current.node_heartbeat_s:g} s, "
+                   f"lost after {current.node_lease_s:g} s")
 
 
 @click.command()

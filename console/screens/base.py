@@ -175,7 +175,10 @@ def identity(app: WorkdeckApp) -> Text:
         text.append(app.target.describe(), style="green")
         return text
     host = (server.host if server else "") or app.target.describe()
-    text.append(f"{plain(you.name, 40)}@{plain(host, 40)}", style="green")
+    node = server.node if server else ""
+    if node and node != host.split(".")[0]:
+        host = f"{host}/{node}"  # which of the server nodes sharing a database
+    text.append(f"{plain(you.name, 40)}@{plain(host, 60)}", style="green")
     roles = sorted({g.role for g in you.grants}) or ["no role"]
     text.append(f" ({', '.join(roles)})", style="bright_black")
     return text

@@ -19,13 +19,12 @@ depends_on = None
 def upgrade() -> None:
     # The runs already stored were executed by the one server there was: "" (nobody
     # now), which a server starting treats as its own.
-    with op.batch_alter_table("run") as table:
-        table.add_column(sa.Column("node", sa.String(), nullable=False, server_default=""))
-        table.create_index("ix_run_node", ["node"])
-    with op.batch_alter_table("node") as table:
-        table.add_column(sa.Column("lost_at", sa.DateTime(timezone=True), nullable=True))
-        table.add_column(sa.Column("taken_over_by", sa.String(), nullable=False,
-                                   server_default=""))
+    # Columns added in place (ALTER TABLE ADD COLUMN), on SQLite too: no table copied.
+    op.add_column("run", sa.Column("node", sa.String(), nullable=False, server_default=""))
+    op.create_index("ix_run_node", "run", ["node"])
+    op.add_column("node", sa.Column("lost_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("node", sa.Column("taken_over_by", sa.String(), nullable=False,
+                                    server_default=""))
 
 
 def downgrade() -> None:
