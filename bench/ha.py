@@ -53,7 +53,7 @@ class Node:
                  key_from: Path | None = None) -> None:
         self.name = name
         self.data_dir = DataDir(root / name)
-        self.data_dir.root.mkdir(mode=0o700)
+        self.data_dir.ensure()
         if key_from is not None:  # every node holds the same key
             shutil.copy2(key_from, self.data_dir.secret_key)
         log = open(self.data_dir.log_file, "ab")  # noqa: SIM115 - the child's
