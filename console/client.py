@@ -86,7 +86,8 @@ class Target:
         if self.server_url:
             return {"base_url": self.server_url.rstrip("/"), "headers": headers,
                     "timeout": timeout,
-                    "verify": self.profile.ssl_context() if self.profile else True}
+                    "verify": self.profile.ssl_context(self.server_url) if self.profile
+                    else True}
         return {"base_url": "http://workdeck", "headers": headers, "timeout": timeout}
 
     def sync_client(self) -> httpx.Client:
@@ -120,6 +121,17 @@ def _error_from(response: httpx.Response | Answer) -> ApiError:
                     code if isinstance(code, str) else "")
 
 
+def _may_fail_over(exc: Exception, method: str) -> bool:
+    """Whether a request that failed so may go to another node: at once when nothing
+    reached this one, for a read whatever happened; never past a certificate that is not
+    the one pinned (that is said, not hidden behind another node)."""
+    import httpx
+
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return False
+    return isinstance(exc, httpx.ConnectError) or method == "GET"
+
+
 def _unavailable(target: Target, exc: Exception) -> ApiError:
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return _untrusted(target)
@@ -141,10 +153,11 @@ def _untrusted(target: Target) -> ApiError:
     where = urlsplit(target.server_url or "")
     shown = presented(where.hostname or "", where.port or 443)
     profile = target.profile
-    if profile is not None and profile.pinned:
+    pinned = profile.pinned_for(target.server_url) if profile is not None else None
+    if profile is not None and pinned:
         return ApiError(
             f"The server at {target.server_url} presented the certificate {shown}, not "
-            f"{profile.pinned} pinned for {profile.name!r}: it may be a man-in-the-middle; "
+            f"{pinned} pinned for {profile.name!r}: it may be a man-in-the-middle; "
             "if its certificate was replaced, check the new one (`workdeck server status` on "
             f"the server) and `workdeck login {target.server_url} --name {profile.name}` "
             "again.")
@@ -207,8 +220,7 @@ class Client:
                     # Another node, when there are several: at once when nothing reached
                     # this one, and for a read whatever happened (a write that may have
                     # been done is not sent twice).
-                    if tries > 0 and (isinstance(exc, httpx.ConnectError) or method == "GET") \
-                            and self.target.fail_over():
+                    if tries > 0 and _may_fail_over(exc, method) and self.target.fail_over():
                         self._http.close()
                         self._http = self.target.sync_client()
                         continue
@@ -326,8 +338,7 @@ class AsyncClient:
                 break
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
                     FileNotFoundError) as exc:
-                if tries > 0 and (isinstance(exc, httpx.ConnectError) or method == "GET") \
-                        and await self.fail_over():
+                if tries > 0 and _may_fail_over(exc, method) and await self.fail_over():
                     continue
                 raise _unavailable(self.target, exc) from None
             except httpx.TimeoutException:

@@ -19,23 +19,39 @@ from wire.certs import fingerprint
 @dataclass(frozen=True)
 class Profile:
     name: str
-    url: str
+    url: str  # several, comma-separated: server nodes sharing one database
     token: str
-    certificate: str | None  # PEM pinned at login (None: the system's CAs vouch for it)
+    # PEM pinned at login, one per URL in their order (None: the system's CAs vouch).
+    certificate: str | None
 
-    def ssl_context(self) -> ssl.SSLContext | bool:
-        """How a client checks the server: against exactly the pinned certificate (its
-        names are not checked: the certificate itself is what was trusted), else the
-        system's certificate authorities."""
-        if self.certificate is None:
+    def certificate_for(self, url: str | None) -> str | None:
+        """The certificate pinned for `url` (the first URL's when None). Each node has
+        its own: one context holding them all would not do, since self-made certificates
+        share a name and OpenSSL checks a server against the first of that name only."""
+        if not self.certificate:
+            return None
+        marker = "-----END CERTIFICATE-----"
+        pems = [part + marker + "\n" for part in self.certificate.split(marker)
+                if part.strip()]
+        urls = self.url.split(",")
+        if url in urls and len(pems) == len(urls):
+            return pems[urls.index(url)]
+        return pems[0]
+
+    def ssl_context(self, url: str | None = None) -> ssl.SSLContext | bool:
+        """How a client checks the server at `url`: against exactly the certificate pinned
+        for it (its names are not checked: the certificate itself is what was trusted),
+        else the system's certificate authorities."""
+        pem = self.certificate_for(url)
+        if pem is None:
             return True
-        context = ssl.create_default_context(cadata=self.certificate)
+        context = ssl.create_default_context(cadata=pem)
         context.check_hostname = False
         return context
 
-    @property
-    def pinned(self) -> str | None:
-        return fingerprint(self.certificate) if self.certificate else None
+    def pinned_for(self, url: str | None = None) -> str | None:
+        pem = self.certificate_for(url)
+        return fingerprint(pem) if pem else None
 
 
 def path() -> Path:

@@ -430,7 +430,7 @@ def test_a_rolling_restart_of_every_node_loses_no_run(nodes, ssh_servers, client
                     launched.append(launch_on(deck, "Quick")["id"])
                 except ApiError as exc:  # a node stopped or starting: the other takes it
                     refused.append(str(exc))
-            time.sleep(0.1)
+            time.sleep(0.3)
 
     launcher = threading.Thread(target=keep_launching, daemon=True)
     launcher.start()
@@ -503,3 +503,43 @@ script = "for i in $(seq 1 40); do echo tick $i; sleep 0.2; done"
         assert ticks == [f"tick {i}" for i in range(1, 41)]
     assert "was found lost" not in a.log() + b.log()
     assert "took over from node" not in a.log() + b.log()
+
+
+def test_a_login_profile_keeps_every_node_and_each_ones_certificate(nodes, tmp_path):
+    import subprocess
+    import sys
+
+    from openssh import free_port
+
+    a, _b, start = nodes
+    ports = [free_port(), free_port()]
+    e, f = (start(name, extra=("--listen", f"127.0.0.1:{port}"))
+            for name, port in zip(("e", "f"), ports, strict=True))
+    shown = []
+    for deck in (e, f):
+        with deck.client() as client:
+            shown.append(client.get("/api/server")["tls_fingerprint"])
+    assert shown[0] != shown[1]  # each node its own self-signed certificate
+    assert a.cli("user", "add", "ops").code == 0
+    assert a.cli("user", "grant", "ops", "viewer").code == 0
+    token = a.cli("token", "create", "--user", "ops").out.split()[0]
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+
+    def workdeck(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "console.cli", *args], input=stdin,
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    urls = ",".join(f"https://127.0.0.1:{port}" for port in ports)
+    half = workdeck("login", urls, "--name", "pair", "--fingerprint", shown[0], stdin=token)
+    assert half.returncode == 1 and f"presented {shown[1]}" in half.stderr
+    done = workdeck("login", urls, "--name", "pair", "--fingerprint", shown[0],
+                    "--fingerprint", shown[1], stdin=token)
+    assert done.returncode == 0, done.stderr
+    assert "as ops: viewer" in done.stdout
+    first = workdeck("--server", "pair", "server", "status", "--json")
+    assert first.returncode == 0 and json.loads(first.stdout)["node"] == "e", first.stderr
+    e.process.send_signal(signal.SIGKILL)
+    e.process.wait(10)
+    then = workdeck("--server", "pair", "server", "status", "--json")
+    assert then.returncode == 0 and json.loads(then.stdout)["node"] == "f", then.stderr

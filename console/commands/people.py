@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
@@ -201,23 +202,67 @@ def whoami(ctx: Context) -> None:
 @click.command()
 @click.argument("url")
 @click.option("--name", help="What to call it in --server NAME (default: its host).")
-@click.option("--fingerprint", "expected", metavar="SHA256:...",
+@click.option("--fingerprint", "expected", metavar="SHA256:...", multiple=True,
               help="The certificate's fingerprint as `workdeck server status` shows it on "
-              "the server: pinned without asking when the server presents it.")
-def login(url: str, name: str | None, expected: str | None) -> None:
-    """Save a server for `workdeck --server NAME`: its URL, your token (asked for, or read
-    from stdin) and, when no authority vouches for it, its certificate, pinned."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
+              "the server: pinned without asking when the server presents it (once per "
+              "node, for several).")
+def login(url: str, name: str | None, expected: tuple[str, ...]) -> None:
+    """Save a server for `workdeck --server NAME`: its URL (or the URLs of several nodes,
+    comma-separated), your token (asked for, or read from stdin) and, when no authority
+    vouches for it, its certificate (each node's), pinned."""
     import httpx
 
-    from console import profiles, tls
+    from console import profiles
     from console.commands.base import fail
-    from wire.certs import fingerprint, same_fingerprint
+
+    urls = [part.strip().rstrip("/") for part in url.split(",") if part.strip()]
+    if not urls:
+        fail(f"{url!r} is not a server's address: give https://HOST:PORT.")
+    for address in urls:
+        _check_address(address)
+    interactive = sys.stdin.isatty()
+    token = (click.prompt("Token", hide_input=True) if interactive
+             else sys.stdin.readline()).strip()
+    if not token:
+        fail("No token was given: `workdeck token create` on the server makes one.")
+    pinned = [_certificate_to_pin(address, expected, interactive) for address in urls]
+    if any(pinned) and not all(pinned):
+        fail("Some of these nodes have a certificate an authority vouches for and some do "
+             "not: give them certificates of one kind (one profile checks them one way).")
+    certificate = "".join(pem for pem in pinned if pem) or None
+    host = urlsplit(urls[0]).hostname or ""
+    profile = profiles.Profile(name or host, ",".join(urls), token, certificate)
+    answer = None
+    for address in urls:  # the first node that answers says who the token is
+        try:
+            with httpx.Client(base_url=address, verify=profile.ssl_context(address), timeout=30,
+                              headers={"Authorization": f"Bearer {token}"}) as http:
+                answer = http.get("/api/whoami")
+            break
+        except httpx.HTTPError as exc:
+            failure = exc
+    if answer is None:
+        fail(f"No server answers at {' or '.join(urls)} ({failure}).")
+    if answer.status_code != 200:
+        try:
+            said = answer.json()["detail"]
+        except (ValueError, KeyError, TypeError):
+            said = f"it answered {answer.status_code}"
+        fail(f"The server refused the token: {said}")
+    me: Whoami = view(answer.json())
+    saved = profiles.save(profile)
+    output.say(f"Logged in to {' and '.join(urls)} as {me.name}: {display.grants(me)}. "
+               f"Saved as {profile.name!r} in {saved}: use it with `workdeck --server "
+               f"{profile.name}`.")
+
+
+def _check_address(url: str) -> None:
+    import ipaddress
+
+    from console.commands.base import fail
 
     where = urlsplit(url)
-    host, port = where.hostname or "", where.port or (443 if where.scheme == "https" else 80)
+    host = where.hostname or ""
     if where.scheme not in ("https", "http") or not host:
         fail(f"{url!r} is not a server's address: give https://HOST:PORT.")
     if where.scheme == "http":
@@ -228,48 +273,38 @@ def login(url: str, name: str | None, expected: str | None) -> None:
         if not loopback:
             fail("Plain HTTP would send your token across the network in the clear: use "
                  "https://.")
-    interactive = sys.stdin.isatty()
-    token = (click.prompt("Token", hide_input=True) if interactive
-             else sys.stdin.readline()).strip()
-    if not token:
-        fail("No token was given: `workdeck token create` on the server makes one.")
-    certificate = None
-    if where.scheme == "https":
-        try:
-            trusted = tls.vouched_for(host, port)
-            certificate = None if trusted else tls.certificate(host, port)
-        except OSError as exc:
-            fail(f"No server answers at {url} ({exc}).")
-        if certificate is not None:
-            shown = fingerprint(certificate)
-            if expected:
-                if not same_fingerprint(expected, shown):
-                    fail(f"The server at {url} presented {shown}, not {expected}: nothing "
-                         "was saved.")
-            elif interactive:
-                output.say(f"No certificate authority this machine trusts vouches for {url}."
-                           f"\nIt presented the certificate\n  {shown}\nCompare it with what "
-                           "`workdeck server status` says on the server.")
-                if not click.confirm("Pin this certificate and trust it from now on?"):
-                    fail("Nothing was saved.")
-            else:
-                fail(f"The server at {url} presented {shown}, which no authority this machine "
-                     "trusts vouches for: check it (`workdeck server status` on the server) "
-                     "and pass it with --fingerprint.")
-    profile = profiles.Profile(name or host, url.rstrip("/"), token, certificate)
+
+
+def _certificate_to_pin(url: str, expected: tuple[str, ...], interactive: bool) -> str | None:
+    """The certificate of the server at `url` to pin (its PEM), once the person said so or
+    it is one of the `expected` fingerprints; None when an authority vouches for it."""
+    from console import tls
+    from console.commands.base import fail
+    from wire.certs import fingerprint, same_fingerprint
+
+    where = urlsplit(url)
+    host, port = where.hostname or "", where.port or (443 if where.scheme == "https" else 80)
+    if where.scheme != "https":
+        return None
     try:
-        with httpx.Client(base_url=profile.url, verify=profile.ssl_context(), timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}) as http:
-            answer = http.get("/api/whoami")
-    except httpx.HTTPError as exc:
+        if tls.vouched_for(host, port):
+            return None
+        certificate = tls.certificate(host, port)
+    except OSError as exc:
         fail(f"No server answers at {url} ({exc}).")
-    if answer.status_code != 200:
-        try:
-            said = answer.json()["detail"]
-        except (ValueError, KeyError, TypeError):
-            said = f"it answered {answer.status_code}"
-        fail(f"The server refused the token: {said}")
-    me: Whoami = view(answer.json())
-    saved = profiles.save(profile)
-    output.say(f"Logged in to {profile.url} as {me.name}: {display.grants(me)}. Saved as "
-               f"{profile.name!r} in {saved}: use it with `workdeck --server {profile.name}`.")
+    shown = fingerprint(certificate)
+    if expected:
+        if not any(same_fingerprint(given, shown) for given in expected):
+            fail(f"The server at {url} presented {shown}, not "
+                 f"{' or '.join(expected)}: nothing was saved.")
+    elif interactive:
+        output.say(f"No certificate authority this machine trusts vouches for {url}.\nIt "
+                   f"presented the certificate\n  {shown}\nCompare it with what `workdeck "
+                   "server status` says on the server.")
+        if not click.confirm("Pin this certificate and trust it from now on?"):
+            fail("Nothing was saved.")
+    else:
+        fail(f"The server at {url} presented {shown}, which no authority this machine "
+             "trusts vouches for: check it (`workdeck server status` on the server) and pass "
+             "it with --fingerprint.")
+    return certificate
