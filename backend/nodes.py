@@ -31,6 +31,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,10 @@ class Registry:
         # lease has passed with heartbeats again, so that each could say it is alive.
         self._beat_at: float | None = None
         self._quiet_until = 0.0
+        # A thread of its own: behind the store work of a busy node (a thousand workers'
+        # first checks) the heartbeat waited 10 to 24 s for one of the shared threads,
+        # and a live node looked lost.
+        self._beating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat")
         if store.dialect == "postgresql":  # one SQLite server per store: nobody to fence
             store.fence = self.fence
 
@@ -241,7 +246,7 @@ class Registry:
     async def run_forever(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.heartbeat)
+                await asyncio.get_running_loop().run_in_executor(self._beating, self.heartbeat)
             except Exception:  # the next heartbeat tries again
                 pass_failed(log, "the heartbeat of node %s failed", self.name)
             else:

@@ -140,16 +140,21 @@ def test_a_run_on_one_node_is_seen_followed_and_decided_on_another(
     assert cancelled["status"] == "cancelled" and "cancelled by" in cancelled["reason"]
 
 
-def test_a_node_killed_mid_run_is_taken_over_and_its_step_killed_on_the_worker(
-        nodes, ssh_servers, client_key, tmp_path):
-    a, b, _start = nodes
+def slow_step_on_b(a, b, ssh_servers, client_key, tmp_path):
+    """A run executed by b, its step under way (sleeping): the run, the step's pid."""
     setup_fleet(a, ssh_servers, client_key, count=1)
     pidfile = tmp_path / "step.pid"
     import_runbook(a, tmp_path, SLOW.format(pidfile=pidfile))
     run = launch_on(b, "Slow")
     eventually(lambda: any(line["text"] == "started" for line in log_lines(a, run["id"])),
                what="the step under way on b")
-    step_pid = int(pidfile.read_text())
+    return run, int(pidfile.read_text())
+
+
+def test_a_node_killed_mid_run_is_taken_over_and_its_step_killed_on_the_worker(
+        nodes, ssh_servers, client_key, tmp_path):
+    a, b, _start = nodes
+    run, step_pid = slow_step_on_b(a, b, ssh_servers, client_key, tmp_path)
     b.process.send_signal(signal.SIGKILL)
     b.process.wait(10)
     done = wait_run(a, run["id"], lambda r: r["finished_at"], timeout=30)
@@ -172,12 +177,7 @@ def test_a_node_killed_mid_run_is_taken_over_and_its_step_killed_on_the_worker(
 def test_a_node_paused_past_its_lease_writes_nothing_over_the_takeover(
         nodes, ssh_servers, client_key, tmp_path):
     a, b, _start = nodes
-    setup_fleet(a, ssh_servers, client_key, count=1)
-    pidfile = tmp_path / "step.pid"
-    import_runbook(a, tmp_path, SLOW.format(pidfile=pidfile))
-    run = launch_on(b, "Slow")
-    eventually(lambda: any(line["text"] == "started" for line in log_lines(a, run["id"])),
-               what="the step under way on b")
+    run, _pid = slow_step_on_b(a, b, ssh_servers, client_key, tmp_path)
     b.process.send_signal(signal.SIGSTOP)
     try:
         done = wait_run(a, run["id"], lambda r: r["finished_at"], timeout=30)
