@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import short_tmp, start_workdeck, stop_workdeck
+from conftest import QUIET_POLICY, short_tmp, start_workdeck, stop_workdeck
 from test_api_fuzz import free_port
 from waiting import eventually
 
@@ -46,6 +46,10 @@ class Team:
         self.port = free_port()
         self.args = ["--listen", f"127.0.0.1:{self.port}", "--plain-http"]
         self.data_dir, self.process = start_workdeck(self.root, self.home, self.args)
+        with Client(Target(self.data_dir)) as client:
+            # The machine's own load must not turn the built-in worker to "warning" (a
+            # worker with a warning takes no step): other test files load it.
+            client.put("/api/policy", QUIET_POLICY)
         self.url = f"http://127.0.0.1:{self.port}"
         self.tokens: dict[str, str] = {}
 

@@ -543,3 +543,42 @@ def test_a_login_profile_keeps_every_node_and_each_ones_certificate(nodes, tmp_p
     e.process.wait(10)
     then = workdeck("--server", "pair", "server", "status", "--json")
     assert then.returncode == 0 and json.loads(then.stdout)["node"] == "f", then.stderr
+
+
+def test_a_followed_log_goes_on_from_the_next_node_where_it_broke_off(
+        nodes, ssh_servers, client_key, tmp_path):
+    import subprocess
+    import sys
+
+    from openssh import free_port
+
+    a, b, start = nodes
+    setup_fleet(a, ssh_servers, client_key, count=1)
+    import_runbook(a, tmp_path, """
+name = "Paced"
+[[steps]]
+name = "Tick"
+pool = "Web Pool"
+script = "for i in $(seq 1 30); do echo tick $i; sleep 0.1; done"
+""")
+    ports = [free_port(), free_port()]
+    c, _d = (start(name, extra=("--listen", f"127.0.0.1:{port}", "--plain-http"))
+             for name, port in zip(("c", "d"), ports, strict=True))
+    assert a.cli("user", "add", "ops").code == 0
+    assert a.cli("user", "grant", "ops", "viewer").code == 0
+    token = a.cli("token", "create", "--user", "ops").out.split()[0]
+    run = launch_on(b, "Paced")  # b executes it; c, then d, serve the follower
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "--server",
+         ",".join(f"http://127.0.0.1:{port}" for port in ports), "runs", "log",
+         str(run["id"]), "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "WORKDECK_TOKEN": token})
+    eventually(lambda: any(line["text"] == "tick 5" for line in log_lines(a, run["id"])),
+               what="the run a few ticks in")
+    c.process.send_signal(signal.SIGKILL)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert "the log stream broke off; going on from line" in err
+    ticks = [line.split()[-2] + " " + line.split()[-1] for line in out.splitlines()
+             if "tick " in line]
+    assert ticks == [f"tick {i}" for i in range(1, 31)]  # each once, in order

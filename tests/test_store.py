@@ -10,7 +10,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import Workdeck, both_stores, short_tmp, start_workdeck, stop_workdeck
+from conftest import (
+    QUIET_POLICY,
+    Workdeck,
+    both_stores,
+    short_tmp,
+    start_workdeck,
+    stop_workdeck,
+)
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
@@ -199,6 +206,8 @@ def test_a_data_directory_made_before_alembic_upgrades_in_place_on_first_start()
     data_dir, process = start_workdeck(root, home)
     deck = Workdeck(data_dir, home, process)
     try:
+        with deck.client() as client:  # the machine's load must not make it a warning
+            client.put("/api/policy", QUIET_POLICY)
         runs = json.loads(deck.cli("runs", "list", "--json").out)
         assert [(r["id"], r["status"], r["environment"]) for r in runs] == [
             (2, "failed", "Test"), (1, "failed", "Test")]

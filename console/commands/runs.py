@@ -236,33 +236,53 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
 
     Whole chunks are formatted at once and written to stdout's buffer in one call each:
     a million-line log is a few hundred writes, not a million echoes."""
+    from console.client import Client
+
     final: dict[str, Any] = {}
     out = sys.stdout.buffer
     clock = Clock()
-    with ctx.client() as client:
-        try:
-            for event, data in client.stream_events(f"/api/runs/{run_id}/log",
-                                                    {"follow": "true" if follow else "false"}):
-                if event == "chunks":
-                    text = "".join(as_json_lines(chunk) if as_json else as_text(chunk, clock)
-                                   for chunk in data)
-                    out.write(text.encode("utf-8", "replace"))
-                    if follow:
-                        out.flush()  # someone is watching: lines as they come
-                elif event == "waiting" and data:
+    seen = 0  # the last line printed: a stream that breaks off goes on after it
+    nodes_left = len(ctx.target.addresses) - 1
+    client = ctx.client()
+    try:
+        while True:
+            try:
+                for event, data in client.stream_events(
+                        f"/api/runs/{run_id}/log",
+                        {"follow": "true" if follow else "false", "after": str(seen)}):
+                    if event == "chunks":
+                        text = "".join(as_json_lines(chunk) if as_json
+                                       else as_text(chunk, clock) for chunk in data)
+                        out.write(text.encode("utf-8", "replace"))
+                        seen = data[-1]["last_seq"]
+                        if follow:
+                            out.flush()  # someone is watching: lines as they come
+                    elif event == "waiting" and data:
+                        out.flush()
+                        _say_waiting(ctx, data)
+                    elif event == "end":
+                        final = data
+                out.flush()
+                break
+            except ApiError as exc:
+                if exc.status_code:  # the server refused it (no such run): its own words
+                    raise
+                if nodes_left > 0 and ctx.target.fail_over():
+                    # Another node of those sharing the database has the same log.
+                    nodes_left -= 1
                     out.flush()
-                    _say_waiting(ctx, data)
-                elif event == "end":
-                    final = data
-            out.flush()
-        except ApiError as exc:
-            if exc.status_code:  # the server refused it (no such run): its own words
-                raise
-            fail(f"The log stream of run {run_id} broke off: {exc}", 4)
-        except BrokenPipeError:
-            # `runs log ID | head`: the reader has what it wanted.
-            _quiet_stdout()
-            return 0
+                    output.say(f"(the log stream broke off; going on from line {seen + 1} "
+                               f"at {ctx.target.server_url})", err=True)
+                    client.close()
+                    client = Client(ctx.target)
+                    continue
+                fail(f"The log stream of run {run_id} broke off: {exc}", 4)
+            except BrokenPipeError:
+                # `runs log ID | head`: the reader has what it wanted.
+                _quiet_stdout()
+                return 0
+    finally:
+        client.close()
     status = final.get("status", "")
     if final.get("following", True):
         output.say(f"run {run_id} {status}" + (f": {final['reason']}" if final.get("reason")

@@ -12,7 +12,7 @@ from textual import work
 from textual.widgets import Input
 
 from console import typed
-from console.client import ApiError
+from console.client import ApiError, ServerUnavailable
 from console.screens.base import FleetScreen
 from console.state import plain
 from console.widgets.log_view import MAX_LINES, LogView
@@ -61,22 +61,40 @@ class RunLogReader(FleetScreen):
     @work(exclusive=True, group="run-log", exit_on_error=False)
     async def follow_log(self) -> None:
         api = self.wapp.api
-        try:
-            self.run = await api.get(f"/api/runs/{self.run_id}")
-            self._show_run()
-            params = {"follow": "true", "tail": str(TAIL), "page": str(PAGE),
-                      "keep": str(MAX_LINES)}
-            async for event, data in api.stream_events(f"/api/runs/{self.run_id}/log",
-                                                       params):
-                if event == "chunks":
-                    await self._add_chunks(data)
-                elif event == "skipped":
-                    self._add_gap(data)
-                elif event == "end":
-                    self._ended = data
-                    self._show_log_status()
-        except ApiError as exc:
-            self.notify(str(exc), severity="error", markup=False)
+        seen: int | None = None  # the last line shown: a stream that broke off goes on
+        nodes_left = len(self.wapp.target.addresses) - 1
+        self._on = self.wapp.target.server_url  # the node this stream reads from
+        while True:
+            try:
+                self.run = await api.get(f"/api/runs/{self.run_id}")
+                self._show_run()
+                params = {"follow": "true", "page": str(PAGE), "keep": str(MAX_LINES)}
+                params |= {"tail": str(TAIL)} if seen is None else {"after": str(seen)}
+                async for event, data in api.stream_events(f"/api/runs/{self.run_id}/log",
+                                                           params):
+                    if event == "chunks":
+                        await self._add_chunks(data)
+                        seen = data[-1]["last_seq"]
+                    elif event == "skipped":
+                        self._add_gap(data)
+                        seen = data["to"]
+                    elif event == "end":
+                        self._ended = data
+                        self._show_log_status()
+                return
+            except ServerUnavailable as exc:
+                # Another node of those sharing the database has the same log: from
+                # where it broke off (the app moves to it; a second node is tried too).
+                if nodes_left > 0 and (self.wapp.target.server_url != self._on or
+                                       await api.fail_over()):
+                    nodes_left -= 1
+                    self._on = self.wapp.target.server_url
+                    continue
+                self.notify(str(exc), severity="error", markup=False)
+                return
+            except ApiError as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
 
     async def _add_chunks(self, chunks: list[dict[str, Any]]) -> None:
         """Take a batch in slices, letting keys through in between; of a flood larger than
