@@ -25,13 +25,14 @@ nothing, before it rejoins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,10 +131,6 @@ class Registry:
         # lease has passed with heartbeats again, so that each could say it is alive.
         self._beat_at: float | None = None
         self._quiet_until = 0.0
-        # A thread of its own: behind the store work of a busy node (a thousand workers'
-        # first checks) the heartbeat waited 10 to 24 s for one of the shared threads,
-        # and a live node looked lost.
-        self._beating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat")
         if store.dialect == "postgresql":  # one SQLite server per store: nobody to fence
             store.fence = self.fence
 
@@ -244,25 +241,47 @@ class Registry:
                 session.add(row)
 
     async def run_forever(self) -> None:
-        while True:
-            try:
-                await asyncio.get_running_loop().run_in_executor(self._beating, self.heartbeat)
-            except Exception:  # the next heartbeat tries again
-                pass_failed(log, "the heartbeat of node %s failed", self.name)
-            else:
-                now = time.monotonic()
-                if self._beat_at is not None and now - self._beat_at > 2 * self.heartbeat_s:
-                    self._quiet_until = now + self.lease_s
-                    log.warning("node %s missed heartbeats for %.0f s: it takes nothing over "
-                                "for %.0f s, while the others say they are alive",
-                                self.name, now - self._beat_at, self.lease_s)
-                self._beat_at = now
+        """Heartbeat in a thread of its own, whatever the event loop is doing: a node whose
+        loop is busy (a thousand workers' first checks kept it so for 20 s) is alive, and
+        must not look lost. What a heartbeat found is acted on on the loop."""
+        loop = asyncio.get_running_loop()
+        beaten = asyncio.Event()
+        stop = threading.Event()
+
+        def beat_forever() -> None:
+            while not stop.is_set():
+                try:
+                    self.heartbeat()
+                except Exception:  # the next heartbeat tries again
+                    pass_failed(log, "the heartbeat of node %s failed", self.name)
+                else:
+                    self._beaten()
+                    with contextlib.suppress(RuntimeError):  # the loop is closing
+                        loop.call_soon_threadsafe(beaten.set)
+                stop.wait(self.heartbeat_s)
+
+        thread = threading.Thread(target=beat_forever, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            while True:
+                await beaten.wait()
+                beaten.clear()
                 if self._moved:  # told on the loop: listeners touch asyncio objects
                     self._moved = False
                     for listener in self.listeners:
                         listener()
                 await self._after_heartbeat()
-            await asyncio.sleep(self.heartbeat_s)
+        finally:
+            stop.set()
+
+    def _beaten(self) -> None:
+        now = time.monotonic()
+        if self._beat_at is not None and now - self._beat_at > 2 * self.heartbeat_s:
+            self._quiet_until = now + self.lease_s
+            log.warning("node %s missed heartbeats for %.0f s: it takes nothing over for "
+                        "%.0f s, while the others say they are alive", self.name,
+                        now - self._beat_at, self.lease_s)
+        self._beat_at = now
 
     async def _after_heartbeat(self) -> None:
         if self.lost_by:
