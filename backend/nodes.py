@@ -159,7 +159,9 @@ class Registry:
             self.draining = row.draining
 
     def heartbeat(self) -> None:
-        with self.store.write(fenced=False) as session:
+        # Its own row only: not queued behind the other writes (a busy database held it
+        # up to 30 s, and a live node looked lost).
+        with self.store.write(fenced=False, queued=False) as session:
             row = session.exec(select(Node).where(Node.name == self.name)).first()
             if row is None:  # removed meanwhile: this node is back
                 row = Node(name=self.name, address=self.address, host=socket.gethostname(),

@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--launches", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["launches", "takeover"])
     args = parser.parse_args()
     bin_dir = find_postgres()
     if bin_dir is None:
@@ -223,9 +224,10 @@ def main() -> None:
         with PostgresServer(bin_dir, account=account, durable=True) as postgres:
             print(f"launches: {args.launches} one-step runs by {args.clients} clients at once, "
                   f"median of {args.rounds} (worst)", flush=True)
-            for label, names, kind in (("3 nodes, PostgreSQL", ["ha-1", "ha-2", "ha-3"], "pg"),
-                                       ("1 node, PostgreSQL", ["ha-1"], "pg"),
-                                       ("1 node, SQLite", ["ha-1"], "sqlite")):
+            setups = [("3 nodes, PostgreSQL", ["ha-1", "ha-2", "ha-3"], "pg"),
+                      ("1 node, PostgreSQL", ["ha-1"], "pg"),
+                      ("1 node, SQLite", ["ha-1"], "sqlite")]
+            for label, names, kind in [] if args.only == "takeover" else setups:
                 rounds = []
                 for _ in range(args.rounds):
                     where = Path(tempfile.mkdtemp(prefix="round-", dir=root))
@@ -241,10 +243,12 @@ def main() -> None:
             print(f"takeover after kill -9 of one of three nodes, {args.workers} workers, "
                   "heartbeat 5 s, lease 15 s:", flush=True)
             rounds = []
-            for _ in range(args.rounds):
+            for _ in range(0 if args.only == "launches" else args.rounds):
                 where = Path(tempfile.mkdtemp(prefix="round-", dir=root))
                 rounds.append(takeover_round(where, sshds, user, postgres.database(),
                                              args.workers))
+            if not rounds:
+                return
             marked, rechecked = summary(rounds, "marked_s"), summary(rounds, "rechecked_s")
             print(f"  its run marked interrupted: {marked[0]:5.1f} s ({marked[1]:.1f})  "
                   "goal 20 s", flush=True)

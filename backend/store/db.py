@@ -284,10 +284,15 @@ class Store:
             self.fault, self._fault_by_read = None, False
 
     @contextmanager
-    def write(self, *, fenced: bool = True) -> Iterator[Session]:
-        """A session whose work commits as one immediate transaction, or not at all."""
+    def write(self, *, fenced: bool = True, queued: bool = True) -> Iterator[Session]:
+        """A session whose work commits as one immediate transaction, or not at all.
+
+        `queued=False` (PostgreSQL): a write that changes only its own row and reads
+        nothing it then writes (a node's heartbeat) does not queue for the write lock
+        behind every other write of every node."""
         loopwatch.off_the_loop()
-        with Session(self._writer, expire_on_commit=False) as session:
+        engine = self._writer if queued or self.dialect != "postgresql" else self._reader
+        with Session(engine, expire_on_commit=False) as session:
             try:
                 yield session
                 if fenced and self.fence is not None:
