@@ -559,8 +559,12 @@ name = "Paced"
 [[steps]]
 name = "Tick"
 pool = "Web Pool"
-script = "for i in $(seq 1 30); do echo tick $i; sleep 0.1; done"
-""")
+script = '''
+for i in $(seq 1 10); do echo tick $i; done
+while [ ! -e {tmp_path}/go ]; do sleep 0.05; done
+for i in $(seq 11 30); do echo tick $i; done
+'''
+""".replace("{tmp_path}", str(tmp_path)))
     ports = [free_port(), free_port()]
     c, _d = (start(name, extra=("--listen", f"127.0.0.1:{port}", "--plain-http"))
              for name, port in zip(("c", "d"), ports, strict=True))
@@ -573,9 +577,11 @@ script = "for i in $(seq 1 30); do echo tick $i; sleep 0.1; done"
          ",".join(f"http://127.0.0.1:{port}" for port in ports), "runs", "log",
          str(run["id"]), "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ, "WORKDECK_TOKEN": token})
-    eventually(lambda: any(line["text"] == "tick 5" for line in log_lines(a, run["id"])),
-               what="the run a few ticks in")
-    c.process.send_signal(signal.SIGKILL)
+    eventually(lambda: any(line["text"] == "tick 10" for line in log_lines(a, run["id"])),
+               what="the run ten ticks in")
+    c.process.send_signal(signal.SIGKILL)  # its follower's node goes; the run goes on
+    c.process.wait(10)
+    (tmp_path / "go").touch()
     out, err = follower.communicate(timeout=60)
     assert follower.returncode == 0, err
     assert "the log stream broke off; going on from line" in err
