@@ -88,6 +88,15 @@ script = "echo $$ > {pidfile}; echo started; sleep 600"
 """
 
 
+def viewer_token(deck):
+    """A token of a person "ops" who may view: a client at a node's URL needs one."""
+    assert deck.cli("user", "add", "ops").code == 0
+    assert deck.cli("user", "grant", "ops", "viewer").code == 0
+    created = deck.cli("token", "create", "--user", "ops")
+    assert created.code == 0, created.err
+    return created.out.split()[0]
+
+
 def launch_on(deck, runbook, env="Test", **variables):
     with deck.client() as client:
         return client.post("/api/runs", {"runbook": runbook, "environment": env,
@@ -350,11 +359,7 @@ def test_a_client_given_several_nodes_goes_on_with_the_next_when_one_dies(nodes)
     ports = [free_port(), free_port()]
     c, d = (start(name, extra=("--listen", f"127.0.0.1:{port}", "--plain-http"))
             for name, port in zip(("c", "d"), ports, strict=True))
-    assert a.cli("user", "add", "ops").code == 0
-    assert a.cli("user", "grant", "ops", "viewer").code == 0
-    created = a.cli("token", "create", "--user", "ops", "--label", "failover")
-    assert created.code == 0, created.err
-    token = created.out.split()[0]
+    token = viewer_token(a)
     servers = ",".join(f"http://127.0.0.1:{port}" for port in ports)
 
     def cli_on_nodes(*args):
@@ -520,9 +525,7 @@ def test_a_login_profile_keeps_every_node_and_each_ones_certificate(nodes, tmp_p
         with deck.client() as client:
             shown.append(client.get("/api/server")["tls_fingerprint"])
     assert shown[0] != shown[1]  # each node its own self-signed certificate
-    assert a.cli("user", "add", "ops").code == 0
-    assert a.cli("user", "grant", "ops", "viewer").code == 0
-    token = a.cli("token", "create", "--user", "ops").out.split()[0]
+    token = viewer_token(a)
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PATH": "/usr/bin:/bin",
            "HOME": str(tmp_path)}
 
@@ -568,9 +571,7 @@ for i in $(seq 11 30); do echo tick $i; done
     ports = [free_port(), free_port()]
     c, _d = (start(name, extra=("--listen", f"127.0.0.1:{port}", "--plain-http"))
              for name, port in zip(("c", "d"), ports, strict=True))
-    assert a.cli("user", "add", "ops").code == 0
-    assert a.cli("user", "grant", "ops", "viewer").code == 0
-    token = a.cli("token", "create", "--user", "ops").out.split()[0]
+    token = viewer_token(a)
     run = launch_on(b, "Paced")  # b executes it; c, then d, serve the follower
     follower = subprocess.Popen(
         [sys.executable, "-m", "console.cli", "--server",
