@@ -196,6 +196,34 @@ def test_grants_scoped_to_environments_are_judged_against_the_run(server):
                for e in audit)
 
 
+def test_a_followed_log_says_why_it_ends_when_the_token_is_revoked(server):
+    # A follower must tell "you may no longer see this" from a node gone away (which it
+    # would take for a broken stream and go on from on another node).
+    with server.local() as client:
+        run = client.post("/api/runs", {"runbook": "Approve", "environment": "Development"})
+    token_id, token = server.token("vera", label="phone")
+    opened, said = threading.Event(), []
+
+    def follow() -> None:
+        with httpx.stream("GET", f"{server.url}/api/runs/{run['id']}/log",
+                          params={"follow": "true"}, timeout=60, verify=server.tls,
+                          headers={"Authorization": f"Bearer {token}"}) as stream:
+            for line in stream.iter_lines():
+                opened.set()
+                said.append(line)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    assert opened.wait(30), "the log stream never opened"
+    with server.local() as client:
+        client.delete(f"/api/tokens/{token_id}")
+    reader.join(10)
+    assert not reader.is_alive(), "a revoked token's log stream stayed open"
+    assert "event: refused" in said, said
+    assert (f'data: {{"message":"You may no longer see run {run["id"]}: your token was '
+            'revoked or your grants changed."}') in said, said
+
+
 def test_expired_and_revoked_tokens_are_refused_and_close_their_streams(server):
     _id, short = server.token("vera", expires_s=1)
     # Valid (200, no failure counted) until its second is up, then refused as expired.

@@ -176,7 +176,11 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
     watch = Watch(backend.access, request.state.principal, "view")
     while True:
         if not await watch.allowed():
-            return  # their token was revoked, or their grants changed
+            # Their token was revoked, or their grants changed: said, so that a follower
+            # does not take the stream's end for a node gone away.
+            yield "refused", {"message": f"You may no longer see run {run_id}: your token "
+                              "was revoked or your grants changed."}
+            return
         newest = backend.hub.newest(run_id)
         if keep is not None and newest - seen > keep:
             yield "skipped", {"after": seen, "to": newest - keep}

@@ -10,7 +10,7 @@ import click
 
 from console import display, output
 from console.commands.base import Context, fail, pass_ctx
-from console.errors import ApiError
+from console.errors import ApiError, ServerUnavailable
 from console.typed import view
 from wire.logcodec import Clock, as_json_lines, as_text
 from wire.paths import segment
@@ -247,6 +247,7 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
     try:
         while True:
             try:
+                ended = False
                 for event, data in client.stream_events(
                         f"/api/runs/{run_id}/log",
                         {"follow": "true" if follow else "false", "after": str(seen)}):
@@ -261,7 +262,16 @@ def _follow(ctx: Context, run_id: int, as_json: bool, follow: bool = True) -> in
                         out.flush()
                         _say_waiting(ctx, data)
                     elif event == "end":
-                        final = data
+                        final, ended = data, True
+                    elif event == "refused":
+                        out.flush()
+                        fail(data["message"])
+                if not ended:
+                    # The stream stopped without saying how the run ended: the node went
+                    # away between two events. Another node has the rest.
+                    raise ServerUnavailable(f"No Workdeck server answers at "
+                                            f"{ctx.target.describe()} (the stream ended "
+                                            "early).")
                 out.flush()
                 break
             except ApiError as exc:

@@ -81,7 +81,13 @@ class RunLogReader(FleetScreen):
                     elif event == "end":
                         self._ended = data
                         self._show_log_status()
-                return
+                        return
+                    elif event == "refused":
+                        self.notify(data["message"], severity="error", markup=False)
+                        return
+                # The stream stopped without saying how the run ended: its node went
+                # away between two events, and another node has the rest.
+                raise ServerUnavailable(f"The log stream from {self._on} ended early.")
             except ServerUnavailable as exc:
                 # Another node of those sharing the database has the same log: from
                 # where it broke off (the app moves to it; a second node is tried too).
