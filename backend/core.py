@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import socket
@@ -33,12 +34,15 @@ from backend.runs.engine import RunEngine
 from backend.runs.leases import Leases
 from backend.runs.loghub import LogHub
 from backend.runs.orphans import Reaper
+from backend.runs.schedules import Scheduler
 from backend.runs.vault import Vault
 from backend.store import retention
 from backend.store.db import Store, pass_failed
+from backend.store.models import Schedule
 from backend.transport.connections import ConnectionPool
 from backend.transport.reach import Reach
 from wire.datadir import DataDir
+from wire.runs import LaunchRequest
 
 log = logging.getLogger("workdeck.server")
 
@@ -49,7 +53,8 @@ STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, o
 
 # The kinds of thing a route may change (the push stream's topics, plus two that have
 # no row of their own to push).
-KINDS = ("worker", "pool", "runbook", "environment", "settings", "policy", "people")
+KINDS = ("worker", "pool", "runbook", "environment", "settings", "policy", "people",
+         "schedule")
 
 
 class Backend:
@@ -79,6 +84,7 @@ class Backend:
         self.usage = Usage(store, self.leases, self.bus)
         self.dynamic = DynamicWorkers(store, self.leases, self.checker, self.changed)
         self.access = Access(store)  # who is asking, and what they may do
+        self.scheduler = Scheduler(store, self.launch_scheduled)
         # The health checks are shared with the other live nodes (nodes.py); each run is
         # executed by one (runs/claims.py), the leader taking over what a gone one left.
         self.checker.owns = self.nodes.mine
@@ -89,7 +95,7 @@ class Backend:
         self.runs.takes_runs = lambda: not self.nodes.draining
         self.nodes.take_over = self.runs.take_over
         self.nodes.on_lost = self.runs.abandon
-        self.usage.leads = self.dynamic.leads = self.nodes.leads
+        self.usage.leads = self.dynamic.leads = self.scheduler.leads = self.nodes.leads
         self._hear_the_other_nodes()
         self.nodes.workers_checked = lambda: sum(
             1 for name, worker in list(self.bus.latest.get("worker", {}).items())
@@ -116,6 +122,7 @@ class Backend:
             "policy": [self.checker.reload_policy, self.advice_due],
             # Who may do what: tokens and grants are read again at the next request.
             "people": [self.access.invalidate],
+            "schedule": [self.scheduler.wake],
         }
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
@@ -190,6 +197,20 @@ class Backend:
         if names is None:
             return by_name
         return {name: by_name[name] for name in names if name in by_name}
+
+    # ------------------------------------------------------------ schedules
+
+    async def launch_scheduled(self, schedule: Schedule, cause: str) -> int:
+        """A schedule's time came: launch as the person who made it, if their grants
+        allow it now, on this node unless it drains (then another claims the run)."""
+        who = await self.access.acting(schedule.person, f"schedule {schedule.name}")
+        who.require("launch", schedule.environment)
+        variables = {**json.loads(schedule.variables), **self.vault.open(schedule.secrets)}
+        run = await self.runs.launch(
+            LaunchRequest(runbook=schedule.runbook, environment=schedule.environment,
+                          variables=variables), who.actor, who.name, cause=cause,
+            schedule=schedule.name)
+        return int(run["id"])
 
     # ------------------------------------------------------------ the other nodes
 
@@ -349,6 +370,7 @@ class Backend:
         return [self.checker.run_schedule, self.usage.run_forever, self.count_advice_forever,
                 self.reaper.run_forever, self.watch_store_forever, self.dynamic.run_forever,
                 self.nodes.run_forever, self.runs.claim_forever, self.fanout.run_forever,
+                self.scheduler.run_forever,
                 lambda: retention.prune_forever(self.store, self.nodes.leads),
                 *self.extra_tasks]
 

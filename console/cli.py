@@ -18,7 +18,7 @@ COMMANDS = {
     "demo": "server", "settings": "admin", "policy": "admin", "advise": "admin",
     "audit": "admin", "env": "runs", "runbook": "runs", "run": "runs", "runs": "runs",
     "user": "people", "token": "people", "whoami": "people", "login": "people",
-    "db": "db", "nodes": "nodes", "node": "nodes",
+    "db": "db", "nodes": "nodes", "node": "nodes", "schedule": "schedules",
 }
 
 

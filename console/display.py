@@ -70,6 +70,28 @@ def ago(iso: str | None, now: datetime | None = None) -> str:
     return f"{seconds // 86400:.0f}d ago"
 
 
+def due(iso: str | None, zone: str = "UTC", now: datetime | None = None) -> str:
+    """A time to come, in the zone it was set in, and how soon: "Mon 12-07 03:00 CET
+    (in 2d 3h)"."""
+    if not iso:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    at = datetime.fromisoformat(iso)
+    seconds = max(0.0, (at - (now or datetime.now(UTC))).total_seconds())
+    if seconds < 3600:
+        soon = f"{seconds // 60:.0f}m"
+    elif seconds < 86400:
+        soon = f"{seconds // 3600:.0f}h {seconds % 3600 // 60:02.0f}m"
+    else:
+        soon = f"{seconds // 86400:.0f}d {seconds % 86400 // 3600:.0f}h"
+    try:
+        local = at.astimezone(ZoneInfo(zone))
+    except (KeyError, ValueError):
+        local = at
+    return f"{local:%a %m-%d %H:%M %Z} (in {soon})"
+
+
 def duration(start: str | None, end: str | None, now: datetime | None = None) -> str:
     """How long something ran (or has run so far): 4.2s, 3m 07s, 1h 05m."""
     if not start:

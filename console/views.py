@@ -47,6 +47,8 @@ VIEWS = (
          ("approve", "approval"), "console.screens.approvals:ApprovalsScreen"),
     View("people", "People", None, "People, their roles and their tokens",
          ("users", "user"), "console.screens.people:PeopleScreen"),
+    View("schedules", "Schedules", None, "Runbooks launched on a schedule, and when next",
+         ("schedule", "cron"), "console.screens.schedules:SchedulesScreen"),
     View("nodes", "Nodes", None, "The servers using this store, and their heartbeats",
          ("node", "servers"), "console.screens.nodes:NodesScreen"),
 )

@@ -213,6 +213,11 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     await until(pilot, lambda: nodes.row_count >= 1)
     await pilot.pause(0.5)
     app.save_screenshot("nodes.svg", str(OUT))
+    await pilot.press("colon", *"schedules", "enter")
+    timed = app.screen.query_one("#schedules-table")
+    await until(pilot, lambda: timed.row_count >= 2)
+    await pilot.pause(0.5)
+    app.save_screenshot("schedules.svg", str(OUT))
 
 
 def add_people(target: Target) -> None:

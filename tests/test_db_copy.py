@@ -22,6 +22,7 @@ from backend.store.models import (
     Provisioner,
     Run,
     RunRequest,
+    Schedule,
     StepWait,
     Worker,
 )
@@ -62,6 +63,14 @@ def full_data_dir():
                                note="asked on another node"))
         session.add(StepWait(node="ops-1", run_id=run.id, position=3, step_name="Later",
                              pool="Web Pool", avoid='["w-web-01"]'))
+        session.add(Schedule(name="nightly", runbook="Deploy", environment="Production",
+                             cron="0 3 * * 1-5", timezone="Europe/Berlin",
+                             variables='{"version": "1.2"}', person="alice",
+                             actor="alice (laptop)", missed="once", next_at=run.created_at,
+                             last_outcome="2026-12-04 03:00 CET: launched run 1",
+                             last_run_id=run.id))
+        run.schedule, run.cause = "nightly", "schedule nightly (2026-12-04 03:00 CET)"
+        session.add(run)
     store.close()
     yield data_dir
 

@@ -89,11 +89,17 @@ class RunSummary(Answer):
     waiting: Waiting | None
     node: str = Field("", description="The server node that executes it (\"\" until "
                                        "one claims it).")
+    cause: str = Field("", description="Why it was launched when not by hand: a schedule "
+                                       "(and its time), a rerun.")
+    schedule: str = Field("", description="The schedule that launched it.")
+    rerun_of: int | None = Field(None, description="The run it runs again.")
 
 
 class Run(RunSummary):
     steps: list[RunStep]
     decisions: list[Decision]
+    reruns: list[int] = Field(default_factory=list, description="The runs that run it "
+                                                                "again, oldest first.")
 
 
 class Skip(Answer):

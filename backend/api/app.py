@@ -30,6 +30,7 @@ from backend.api import (
     recording,
     runbooks,
     runs,
+    schedules,
     server,
     streams,
     workers,
@@ -101,7 +102,7 @@ def create_app(backend: Backend) -> FastAPI:
     backend.access.shared_token = backend.token
     app.add_middleware(Who, access=backend.access)
     routers = [m.router for m in (workers, pools, checks, events, server, runbooks, runs,
-                                   people, nodes)]
+                                   people, nodes, schedules)]
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit)
@@ -212,8 +213,10 @@ def _document(app: FastAPI, routes: list[Any]) -> None:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 responses = operation.setdefault("responses", {})
+                # 401, 403, 429: who is asking, and whether they may (every route);
                 # 503: the store cannot be reached now (a database restarting).
-                for status in ("400", "404", "409", "413", "422", "500", "503"):
+                for status in ("400", "401", "403", "404", "409", "413", "422", "429",
+                               "500", "503"):
                     responses[status] = error
         app.openapi_schema = schema
         return schema

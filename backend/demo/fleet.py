@@ -17,7 +17,7 @@ from backend import fleet
 from backend.core import Backend
 from backend.demo.sshd import LocalSSHServer
 from backend.fleet import provisioners
-from backend.runs import launch, runbooks
+from backend.runs import launch, runbooks, schedules
 from backend.store.models import HostKey, Pool, Worker
 from wire.datadir import DataDir
 from wire.pools import ProvisionerSet
@@ -56,6 +56,12 @@ FLEET = [
 
 # Nagios-style custom check: exit 1 is a warning. A demo worker in maintenance shows it.
 ENVIRONMENTS = ["Development", "Test", "Production"]
+SCHEDULES = [
+    ("nightly-diagnostics", "Collect diagnostics", "Development", "0 3 * * 1-5",
+     "Europe/Berlin", {"lines": "2000"}, "skip"),
+    ("weekly-log-rotation", "Rotate logs everywhere", "Production", "0 4 * * 0", "UTC", {},
+     "once"),
+]
 RUNBOOKS = Path(__file__).with_name("runbooks")
 
 DEMO_HEALTH_SCRIPT = """\
@@ -167,6 +173,13 @@ def _register(backend: Backend, servers: list[LocalSSHServer], key_path: str) ->
         launch.add_environment(store, environment, "demo")
     for path in sorted(RUNBOOKS.glob("*.toml")):
         runbooks.save(store, parse_toml(path.read_text(), path.name), "demo")
+    # Two schedules to look at in the Schedules view (their times are days apart: the
+    # demo does not launch them while someone watches).
+    for name, runbook, environment, cron, zone, variables, missed in SCHEDULES:
+        schedules.add_schedule(store, backend.vault, name=name, runbook=runbook,
+                               environment=environment, cron=cron, timezone=zone,
+                               variables=variables, overlap=False, missed=missed,
+                               person=backend.access.account, actor="demo")
 
 
 def _alive(pid: int | None) -> bool:

@@ -143,5 +143,6 @@ def run_public(run: Run, steps: list[RunStep], waiting: Waiting | None = None,
         "waiting": None if waiting is None else {
             "position": waiting.position, "actions": sorted(waiting.actions),
             "prompt": waiting.prompt, "another_person": bool(waiting.excluded)},
-        "node": run.node,
+        "node": run.node, "cause": run.cause, "schedule": run.schedule,
+        "rerun_of": run.rerun_of,
     }

@@ -217,10 +217,11 @@ class RunEngine(StepAttempts):
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
 
-    async def launch(self, request: LaunchRequest, actor: str, person: str = ""
+    async def launch(self, request: LaunchRequest, actor: str, person: str = "", *,
+                     cause: str = "", schedule: str = "", rerun_of: int | None = None
                      ) -> dict[str, Any]:
         """Create a run and start it; `person` is who launched it (whom four eyes keep
-        from approving it)."""
+        from approving it); `cause` why, when not by hand (a schedule, a rerun)."""
         definition, environment, values, secrets, _pools = await asyncio.to_thread(
             prepare, self.store, request)
 
@@ -233,13 +234,14 @@ class RunEngine(StepAttempts):
                           definition=definition.model_dump_json(),
                           variables=json.dumps(values), secrets=self.vault.seal(secrets),
                           guided=request.guided, step_through=request.step_through,
-                          actor=actor, person=person, node=node)
+                          actor=actor, person=person, node=node, cause=cause,
+                          schedule=schedule, rerun_of=rerun_of)
                 session.add(run)
                 session.flush()
                 for position, step in enumerate(definition.steps, 1):
                     session.add(RunStep(run_id=run.id, position=position, name=step.name))
                 audit(session, actor, "run.launch", f"run {run.id}",
-                      f"{definition.name} on {environment}")
+                      f"{definition.name} on {environment}" + (f": {cause}" if cause else ""))
                 return run.id
 
         run_id = await asyncio.to_thread(create)

@@ -59,9 +59,12 @@ class RunRecords:
             steps = session.exec(select(RunStep).where(RunStep.run_id == run_id)).all()
             decisions = session.exec(select(Decision).where(Decision.run_id == run_id)
                                      .order_by(Decision.id)).all()
+            reruns = session.exec(select(Run.id).where(Run.rerun_of == run_id)
+                                  .order_by(Run.id)).all()
         steps = list(steps)
         self.backlog.shown(run, steps)  # on these detached copies only
-        return run_public(run, steps, self._waits.get(run_id), list(decisions))
+        return {**run_public(run, steps, self._waits.get(run_id), list(decisions)),
+                "reruns": list(reruns)}
 
     def list(self, limit: int = 200, status: str | None = None) -> list[dict[str, Any]]:
         with self.store.read() as session:

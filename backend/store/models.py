@@ -210,6 +210,11 @@ class Run(SQLModel, table=True):
     node: str = Field(default="", index=True)
     # Every line of its log is stored: a follower on another node ends there.
     log_closed: bool = False
+    # Why it was launched, when not by hand: "schedule nightly (At 03:00 …)", "rerun of
+    # run 12 from step 3" (empty: launched by its actor).
+    cause: str = ""
+    schedule: str = Field(default="", index=True)  # the schedule that launched it
+    rerun_of: int | None = Field(default=None, index=True)  # the run it runs again
 
 
 class RunStep(SQLModel, table=True):
@@ -406,3 +411,29 @@ class Node(SQLModel, table=True):
     # its stale work, every write it tries is refused (backend/nodes.py, "fencing").
     lost_at: datetime | None = None
     taken_over_by: str = ""
+
+
+class Schedule(SQLModel, table=True):
+    """A runbook launched at the times of a cron expression, in a time zone, as the person
+    who made it (backend/runs/schedules.py)."""
+
+    __tablename__ = "schedule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    runbook: str = Field(index=True)
+    environment: str
+    cron: str
+    timezone: str = "UTC"
+    variables: str = "{}"  # non-sensitive values, JSON
+    secrets: str = ""  # sensitive values, encrypted (backend.vault)
+    person: str = ""  # who made it: its launches are theirs, with the grants they hold then
+    actor: str = ""
+    overlap: bool = False  # may launch while its last run still runs
+    missed: str = "skip"  # after the server was down over its times: "skip" or "once"
+    paused: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    next_at: datetime | None = None  # its next time (None while paused)
+    last_at: datetime | None = None  # the time it last came due
+    last_run_id: int | None = None
+    last_outcome: str = ""  # what came of its last time: launched, skipped, refused

@@ -144,7 +144,8 @@ def _read_value(source: str, what: str) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
-def _vars(pairs: tuple[str, ...], var_files: tuple[str, ...]) -> tuple[dict[str, str], set[str]]:
+def read_vars(pairs: tuple[str, ...], var_files: tuple[str, ...]
+              ) -> tuple[dict[str, str], set[str]]:
     """Values from --var-file files (read first) and --var pairs; and the names whose
     value was written on the command line itself (seen in `ps` and shell history)."""
     values: dict[str, str] = {}
@@ -176,7 +177,7 @@ def _vars(pairs: tuple[str, ...], var_files: tuple[str, ...]) -> tuple[dict[str,
     return values, inline
 
 
-def _ask_secrets(client: Any, runbook_name: str, values: dict[str, str]) -> None:
+def ask_secrets(client: Any, runbook_name: str, values: dict[str, str]) -> None:
     """On a terminal, ask for each sensitive variable that has no value, without echo."""
     if not sys.stdin.isatty():
         return
@@ -209,9 +210,9 @@ def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[s
         as_json: bool) -> None:
     """Launch a runbook; print the run's id (or follow its log)."""
 
-    values, inline = _vars(pairs, var_files)
+    values, inline = read_vars(pairs, var_files)
     with ctx.client() as client:
-        _ask_secrets(client, runbook_name, values)
+        ask_secrets(client, runbook_name, values)
         launched: Run = view(client.post("/api/runs", {
             "runbook": runbook_name, "environment": environment, "variables": values,
             "guided": guided, "step_through": step_through}))
@@ -356,7 +357,10 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
         return
     output.say(f"run {item.id}: {item.runbook} on {item.environment}, "
                f"{item.status}" + (f" ({item.reason})" if item.reason else "")
-               + (f"; launched by {item.actor}" if item.actor else ""))
+               + (f"; launched by {item.actor}" if item.actor else "")
+               + (f"\n  why: {item.cause}" if item.cause else "")
+               + (f"\n  reruns: {', '.join(f'run {r}' for r in item.reruns)}"
+                  if item.reruns else ""))
     output.table(["#", "STEP", "WORKER", "STATUS", "ATTEMPT", "REASON"],
                  [[s.position, s.name, s.worker, s.status, s.attempt,
                    s.reason or s.worker_reason]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -13,14 +14,16 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from console.client import ApiError
+from console.display import due
 from console.screens.base import FleetScreen
-from console.state import matches, safe
+from console.state import matches, plain, safe
 from console.typed import view
 from console.widgets.live_table import LiveTable
 from wire.paths import segment
 
 if TYPE_CHECKING:
     from wire.runbook import RunbookDef
+    from wire.schedules import Schedule
 
 
 class RunbooksScreen(FleetScreen):
@@ -33,6 +36,8 @@ class RunbooksScreen(FleetScreen):
         Binding("n", "new", "New runbook", id="new"),
         Binding("d", "remove", "Remove", id="remove"),
     ]
+
+    _detail_of: str | None = None  # the runbook whose steps the panel shows
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -67,23 +72,28 @@ class RunbooksScreen(FleetScreen):
             for name, book in books.items()
             if matches(text, name, book.description)
         })
+        if self.table.selected_key != self._detail_of:
+            # The first row is selected without a highlight event: its steps show at once.
+            self.show_detail()
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self.show_detail()
 
     @work(exclusive=True, group="runbook-detail", exit_on_error=False)
     async def show_detail(self) -> None:
-        name = self.table.selected_key
+        name = self._detail_of = self.table.selected_key
         panel = self.query_one("#runbook-detail", Static)
         if not name:
             panel.update("")
             return
         try:
             book: RunbookDef = view(await self.wapp.api.get(f"/api/runbooks/{segment(name)}"))
+            timed: list[Schedule] = view(await self.wapp.api.get(
+                "/api/schedules", params={"runbook": name}))
         except ApiError as exc:
             panel.update(Text(str(exc), style="red"))
             return
-        panel.update(runbook_summary(book))
+        panel.update(Group(runbook_summary(book), *schedule_lines(timed)))
 
     def action_edit(self) -> None:
         from console.screens.editor import RunbookEditor
@@ -120,6 +130,20 @@ class RunbooksScreen(FleetScreen):
         name = self.table.selected_key
         if name:
             self.app.push_screen(LaunchDialog(name))
+
+
+def schedule_lines(timed: list[Schedule]) -> list[Text]:
+    """The runbook's schedules under its steps: when each launches next, and where."""
+    if not timed:
+        return []
+    lines = [Text(""), Text("Schedules", style="bold")]
+    for item in timed:
+        line = Text("  ") + safe(item.name, 100) + Text(f" on {plain(item.environment)}: ")
+        line += safe(f"{item.explained} ({item.timezone}), ", 200)
+        line += (Text("paused", style="yellow") if item.paused
+                 else Text(f"next {due(item.next_at, item.timezone)}"))
+        lines.append(line)
+    return lines
 
 
 def runbook_summary(book: RunbookDef) -> Table:
