@@ -21,6 +21,15 @@ class LaunchRequest(BaseModel):
                                                   "or abort.")
 
 
+class RerunRequest(BaseModel):
+    from_step: int | None = Field(None, ge=1, le=10_000, description=(
+        "The step to start from (those before it are not run again); none: the first."))
+    from_failed: bool = Field(False, description="Start from the run's first failed step.")
+    variables: dict[str, str] = Field(default_factory=dict, description=(
+        "Its sensitive values, given again (never kept for a rerun); the others are the "
+        "run's."))
+
+
 class DecisionRequest(BaseModel):
     # A string rather than the Action literal: an answer the run does not wait for is
     # refused with a sentence naming the ones it does.
@@ -93,6 +102,8 @@ class RunSummary(Answer):
                                        "(and its time), a rerun.")
     schedule: str = Field("", description="The schedule that launched it.")
     rerun_of: int | None = Field(None, description="The run it runs again.")
+    from_step: int = Field(1, description="A rerun's first step: those before it were "
+                                          "not run again.")
 
 
 class Run(RunSummary):

@@ -24,11 +24,20 @@ from backend.api.streams import ANSWER, sends
 from backend.errors import InvalidInput
 from backend.nodes import refuse_if_draining
 from backend.runs import launch, logsearch, logstore
+from backend.runs.rerun import prepare_rerun
 from backend.store.models import FINISHED
 from wire import jsontext
 from wire.events import LogChunk, LogEnd, Skipped, WaitingNow
 from wire.logcodec import Clock, as_text
-from wire.runs import DecisionRequest, FoundLine, LaunchRequest, Plan, Run, RunSummary
+from wire.runs import (
+    DecisionRequest,
+    FoundLine,
+    LaunchRequest,
+    Plan,
+    RerunRequest,
+    Run,
+    RunSummary,
+)
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -42,6 +51,21 @@ async def launch_run(body: LaunchRequest, backend: BackendDep, who: WhoDep,
     who.require("launch", body.environment)
     refuse_if_draining(backend.nodes)
     return await backend.runs.launch(body, actor, who.name)
+
+
+@router.post("/{run_id}/rerun", dependencies=[need("launch")], status_code=201,
+             response_model=Run)
+async def rerun(run_id: RunId, body: RerunRequest, backend: BackendDep, who: WhoDep,
+                actor: ActorDep) -> dict[str, Any]:
+    """Run a finished run again: the runbook as it had it, its environment and values
+    (sensitive ones given again), from a step or its first failed step on. The new run
+    names it (`rerun_of`), and it the new run (`reruns`)."""
+    request, again, cause = await asyncio.to_thread(
+        prepare_rerun, backend.store, run_id, from_step=body.from_step,
+        from_failed=body.from_failed, sensitive=body.variables)
+    who.require("launch", request.environment)
+    refuse_if_draining(backend.nodes)
+    return await backend.runs.launch(request, actor, who.name, cause=cause, rerun=again)
 
 
 @router.post("/plan", dependencies=[need("view")], response_model=Plan)

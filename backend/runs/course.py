@@ -144,5 +144,5 @@ def run_public(run: Run, steps: list[RunStep], waiting: Waiting | None = None,
             "position": waiting.position, "actions": sorted(waiting.actions),
             "prompt": waiting.prompt, "another_person": bool(waiting.excluded)},
         "node": run.node, "cause": run.cause, "schedule": run.schedule,
-        "rerun_of": run.rerun_of,
+        "rerun_of": run.rerun_of, "from_step": run.from_step,
     }

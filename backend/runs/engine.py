@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlmodel import select
@@ -41,6 +42,7 @@ from backend.runs.launch import prepare, resolve_pool
 from backend.runs.leases import Leases
 from backend.runs.loghub import LogHub
 from backend.runs.logstore import RunLog, last_seq
+from backend.runs.rerun import Rerun
 from backend.runs.vault import Vault
 from backend.store.db import Store, pass_failed, retrying
 from backend.store.models import (
@@ -218,12 +220,15 @@ class RunEngine(StepAttempts):
             await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
 
     async def launch(self, request: LaunchRequest, actor: str, person: str = "", *,
-                     cause: str = "", schedule: str = "", rerun_of: int | None = None
+                     cause: str = "", schedule: str = "", rerun: Rerun | None = None
                      ) -> dict[str, Any]:
         """Create a run and start it; `person` is who launched it (whom four eyes keep
-        from approving it); `cause` why, when not by hand (a schedule, a rerun)."""
+        from approving it); `cause` why, when not by hand (a schedule, a rerun).
+        A rerun runs the runbook as the first run had it, from its step on."""
         definition, environment, values, secrets, _pools = await asyncio.to_thread(
-            prepare, self.store, request)
+            partial(prepare, self.store, request,
+                    definition=rerun.definition if rerun is not None else None))
+        from_step = rerun.from_step if rerun is not None else 1
 
         # Claimed by this node, unless it is draining: then by another (claim_forever).
         node = self.node if self.takes_runs() else ""
@@ -235,11 +240,15 @@ class RunEngine(StepAttempts):
                           variables=json.dumps(values), secrets=self.vault.seal(secrets),
                           guided=request.guided, step_through=request.step_through,
                           actor=actor, person=person, node=node, cause=cause,
-                          schedule=schedule, rerun_of=rerun_of)
+                          schedule=schedule, from_step=from_step,
+                          rerun_of=rerun.run_id if rerun is not None else None)
                 session.add(run)
                 session.flush()
                 for position, step in enumerate(definition.steps, 1):
-                    session.add(RunStep(run_id=run.id, position=position, name=step.name))
+                    session.add(RunStep(run_id=run.id, position=position, name=step.name)
+                                if position >= from_step else
+                                RunStep(run_id=run.id, position=position, name=step.name,
+                                        status=SKIPPED, reason=f"not run again: {cause}"))
                 audit(session, actor, "run.launch", f"run {run.id}",
                       f"{definition.name} on {environment}" + (f": {cause}" if cause else ""))
                 return run.id
@@ -250,6 +259,8 @@ class RunEngine(StepAttempts):
             self._start(run_id)
         else:
             self.fanout.tell("claim")
+        if rerun is not None:
+            await self._publish(rerun.run_id)  # it lists its reruns: shown with this one
         return await self._publish(run_id) or await asyncio.to_thread(self.get, run_id)
 
     async def cancel(self, run_id: int, actor: str) -> dict[str, Any]:
@@ -455,7 +466,7 @@ class RunEngine(StepAttempts):
         variables = json.loads(run.variables) | secrets
         final, reason = SUCCEEDED, ""
         try:
-            first = 1
+            first = run.from_step  # a rerun's steps before it were run by the first run
             if resume is not None:
                 first = max(resume["position"], 1)
                 runlog.note(resume["position"], "", "the server started again: the run "

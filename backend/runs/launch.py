@@ -73,13 +73,15 @@ def resolve_pool(definition: RunbookDef, step: Step, environment: str) -> str:
     return step.pool
 
 
-def prepare(store: Store, request: LaunchRequest, *, missing: list[str] | None = None
+def prepare(store: Store, request: LaunchRequest, *, missing: list[str] | None = None,
+            definition: RunbookDef | None = None
             ) -> tuple[RunbookDef, str, dict[str, str], dict[str, str], list[str]]:
     """Validate a launch whole: (definition, environment, values, secrets, pools).
 
     With `missing` (a plan, while the values are still being typed), a variable with no
-    value is named there instead of refusing the launch."""
-    definition = runbooks.get(store, request.runbook)
+    value is named there instead of refusing the launch. `definition`: the runbook as a
+    run had it (a rerun), not as it is now."""
+    definition = definition or runbooks.get(store, request.runbook)
     known_envs = environments(store)
     environment = request.environment
     if environment is None:

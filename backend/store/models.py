@@ -215,6 +215,7 @@ class Run(SQLModel, table=True):
     cause: str = ""
     schedule: str = Field(default="", index=True)  # the schedule that launched it
     rerun_of: int | None = Field(default=None, index=True)  # the run it runs again
+    from_step: int = 1  # a rerun's first step: those before it are not run again
 
 
 class RunStep(SQLModel, table=True):

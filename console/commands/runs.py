@@ -391,6 +391,51 @@ def runs_log(ctx: Context, run_id: int, follow: bool, as_json: bool) -> None:
         sys.exit(code)
 
 
+@runs.command("rerun")
+@click.argument("run_id", type=int)
+@click.option("--from-step", type=click.IntRange(1, 10_000), metavar="N",
+              help="Start from step N: the steps before it are not run again.")
+@click.option("--from-failed", is_flag=True, help="Start from the run's first failed step.")
+@click.option("--var", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="A sensitive variable's value (KEY=@FILE, KEY=@- read it): they are "
+              "never kept for a rerun, and asked for on a terminal.")
+@click.option("--var-file", "var_files", multiple=True, metavar="FILE",
+              help="KEY=VALUE lines (- for stdin).")
+@click.option("--follow", is_flag=True, help="Stream the new run's log; exit as `run "
+              "--follow` does.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def runs_rerun(ctx: Context, run_id: int, from_step: int | None, from_failed: bool,
+               pairs: tuple[str, ...], var_files: tuple[str, ...], follow: bool,
+               as_json: bool) -> None:
+    """Run a finished run again: the runbook as it had it, in its environment, with its
+    values, from a step (or its first failed step) on."""
+    if from_step is not None and from_failed:
+        fail("Give --from-step N or --from-failed, not both.")
+    values, _inline = read_vars(pairs, var_files)
+    with ctx.client() as client:
+        first: Run = view(client.get(f"/api/runs/{run_id}"))
+        if sys.stdin.isatty():
+            for name in first.sensitive:
+                if name not in values:
+                    values[name] = click.prompt(f"{name} (sensitive, not kept: given again)",
+                                                hide_input=True, err=True)
+        again: Run = view(client.post(f"/api/runs/{run_id}/rerun", {
+            "from_step": from_step, "from_failed": from_failed, "variables": values}))
+    before = again.from_step - 1
+    said = f"run {again.id}: {again.cause}" + (
+        "; step 1 is not run again" if before == 1 else
+        f"; steps 1 to {before} are not run again" if before > 1 else "")
+    if not follow:
+        if as_json:
+            output.print_json(again)
+        else:
+            output.say(said)
+        return
+    output.say(said, err=True)
+    sys.exit(_follow(ctx, again.id, as_json))
+
+
 @runs.command("cancel")
 @click.argument("run_id", type=int)
 @pass_ctx

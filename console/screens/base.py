@@ -25,7 +25,7 @@ ACTION_NEEDS = {
     "launch": "launch", "edit": "admin", "new": "admin", "remove": "admin",
     "cancel_run": "cancel", "grant": "admin", "revoke": "admin", "remove_person": "admin",
     "approve": "approve", "refuse": "approve", "toggle_node_drain": "admin",
-    "toggle_pause": "launch", "remove_schedule": "launch",
+    "toggle_pause": "launch", "remove_schedule": "launch", "rerun": "launch",
 }
 
 

@@ -212,3 +212,53 @@ class NoteDialog(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
+
+
+class RerunDialog(ModalScreen[dict[str, str] | None]):
+    """Confirms a rerun, saying which steps are not run again, and takes the run's
+    sensitive values again (they are never kept for a rerun); esc goes back."""
+
+    BINDINGS = [Binding("escape,n", "dismiss(None)", "Back"),
+                Binding("y", "rerun", "Rerun", show=False)]
+
+    def __init__(self, title: str, body: str, sensitive: list[str]) -> None:
+        super().__init__()
+        self.title_text, self.body, self.sensitive = title, body, sensitive
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(plain(self.title_text), style="bold"))
+            yield Static(Text(plain(self.body, 2000)))
+            for index, name in enumerate(self.sensitive):
+                yield Input(placeholder=f"{plain(name, 60)} (sensitive: given again)",
+                            password=True, id=f"secret-{index}")
+            with Horizontal(classes="buttons"):
+                yield Button("Rerun (y)" if not self.sensitive else "Rerun", id="yes",
+                             variant="primary")
+                yield Button("Back (esc)", id="no")
+
+    def on_mount(self) -> None:
+        if self.sensitive:
+            self.query_one("#secret-0", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # With values to type, `y` is a letter of them, not the answer.
+        return not (action == "rerun" and self.sensitive)
+
+    def action_rerun(self) -> None:
+        values = {name: self.query_one(f"#secret-{index}", Input).value
+                  for index, name in enumerate(self.sensitive)}
+        empty = [index for index, name in enumerate(self.sensitive) if not values[name]]
+        if empty:
+            self.query_one(f"#secret-{empty[0]}", Input).focus()
+            return
+        self.dismiss(values)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_rerun()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes":
+            self.action_rerun()
+        else:
+            self.dismiss(None)

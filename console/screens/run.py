@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,12 +11,17 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
+from console.client import ApiError
 from console.display import ago, duration
+from console.screens.base import FleetScreen
 from console.screens.run_log import RunLogReader
 from console.screens.runs import confirm_cancel
 from console.state import plain, run_status_text, safe
 from console.widgets.live_table import LiveTable
 from console.widgets.log_view import LogView
+
+if TYPE_CHECKING:
+    from wire.runs import Run
 
 SHOWN_DECISIONS = 3  # the latest decisions in the headline; `runs show` lists them all
 DECISION_KEYS = {"continue": "c", "skip": "s", "retry": "r", "approve": "a", "abort": "A"}
@@ -42,6 +47,7 @@ class RunScreen(RunLogReader):
         Binding("r", "decide('retry')", "Retry", id="decide_retry"),
         Binding("a", "decide('approve')", "Approve", id="decide_approve"),
         Binding("A", "decide('abort')", "Abort", id="decide_abort"),
+        Binding("R", "rerun", "Rerun", id="rerun"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -89,6 +95,9 @@ class RunScreen(RunLogReader):
         if action == "cancel_run":
             return run is not None and run.finished_at is None and fleet.may(
                 "cancel", run.environment)
+        if action == "rerun":
+            return run is not None and run.finished_at is not None and fleet.may(
+                "launch", run.environment)
         return super().check_action(action, parameters)
 
     def fleet_changed(self, changed: set[str] | None) -> None:
@@ -133,6 +142,13 @@ class RunScreen(RunLogReader):
         if run.reason:
             headline.append("\n")
             headline.append_text(safe(run.reason, 300))
+        links = [plain(run.cause, 200)] if run.cause else []
+        if run.reruns:
+            links.append("run again as " + ", ".join(f"run {r}" for r in run.reruns)
+                         + " (:run ID)")
+        if links:
+            headline.append("\n")
+            headline.append(" · ".join(links), style="cyan")
         decisions = run.decisions or []
         if decisions:
             # The latest few, newest last: who decided what, when, and why.
@@ -176,6 +192,10 @@ class RunScreen(RunLogReader):
         if offered != self._offered:
             self._offered = offered
             self.refresh_bindings()
+
+    def action_rerun(self) -> None:
+        if self.shown is not None:
+            offer_rerun(self, self.shown)
 
     def _show_log_status(self) -> None:
         view = self.log_view
@@ -259,3 +279,39 @@ class RunScreen(RunLogReader):
 def _step_order(key: str, _cells: Any) -> tuple[int, str]:
     position, _, worker = key.partition(":")
     return int(position), worker
+
+
+def offer_rerun(screen: FleetScreen, run: Run) -> None:
+    """Ask to run a finished run again (from its first failed step when it has one, else
+    whole), taking its sensitive values again; then open the new run."""
+    from console.screens.modals import RerunDialog
+
+    if run.finished_at is None:
+        return
+    gone_wrong = sorted(s.position for s in run.steps
+                        if s.status in ("failed", "interrupted", "cancelled"))
+    start = gone_wrong[0] if gone_wrong else 1
+    names = {s.position: s.name for s in run.steps}
+    title = f"Rerun run {run.id}" + (f" from step {start} ({names.get(start, '')})"
+                                     if start > 1 else "")
+    body = (f"{run.runbook} on {run.environment}, as this run had it, with its values"
+            + (f"; steps 1 to {start - 1} are not run again" if start > 2 else
+               "; step 1 is not run again" if start == 2 else "") + ".")
+    if run.sensitive:
+        body += " Its sensitive values are not kept for a rerun: give them again."
+
+    async def rerun(values: dict[str, str]) -> None:
+        try:
+            again = await screen.wapp.api.post(f"/api/runs/{run.id}/rerun", {
+                "from_step": start, "variables": values})
+        except ApiError as exc:
+            screen.notify(plain(exc, 300), title="Rerun", severity="error", markup=False)
+            return
+        screen.notify(plain(f"run {again['id']}: {again['cause']}", 300), markup=False)
+        screen.app.push_screen(RunScreen(again["id"]))
+
+    def answered(values: dict[str, str] | None) -> None:
+        if values is not None:
+            screen.run_worker(rerun(values), group="rerun", exit_on_error=False)
+
+    screen.app.push_screen(RerunDialog(title, body, list(run.sensitive)), answered)

@@ -6,17 +6,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 
+from console.client import ApiError
 from console.display import duration
 from console.display import started as started_at
 from console.screens.base import FleetScreen
-from console.state import matches, run_status_text, safe
+from console.state import matches, plain, run_status_text, safe
+from console.typed import view
 from console.widgets.live_table import LiveTable
 
 if TYPE_CHECKING:
-    from wire.runs import RunSummary
+    from wire.runs import Run, RunSummary
 
 COLUMNS = [("id", "Run", 6), ("runbook", "Runbook", 30), ("environment", "Environment", 13),
            ("status", "Status", 14), ("started", "Started", 16), ("duration", "Duration", 9),
@@ -43,6 +46,7 @@ class RunsScreen(FleetScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", id="open"),
         Binding("x", "cancel_run", "Cancel run", id="cancel_run"),
+        Binding("R", "rerun", "Rerun", id="rerun"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -93,6 +97,26 @@ class RunsScreen(FleetScreen):
         key = self.table.selected_key
         if key:
             confirm_cancel(self, int(key))
+
+    def action_rerun(self) -> None:
+        key = self.table.selected_key
+        if key:
+            self.rerun(int(key))
+
+    @work(group="rerun", exit_on_error=False)
+    async def rerun(self, run_id: int) -> None:
+        from console.screens.run import offer_rerun
+
+        try:
+            run: Run = view(await self.wapp.api.get(f"/api/runs/{run_id}"))
+        except ApiError as exc:
+            self.notify(plain(exc, 300), severity="error", markup=False)
+            return
+        if run.finished_at is None:
+            self.notify(f"Run {run_id} is still {run.status}: rerun it once it has ended.",
+                        markup=False)
+            return
+        offer_rerun(self, run)
 
 
 def confirm_cancel(screen: Any, run_id: int) -> None:
