@@ -26,6 +26,7 @@ from backend.fleet import advisor
 from backend.fleet.dynamic import DynamicWorkers
 from backend.fleet.usage import Usage
 from backend.health.checker import HealthChecker
+from backend.metrics import Metrics
 from backend.nodes import Registry, default_name
 from backend.nodes import timing as nodes_timing
 from backend.people.access import Access
@@ -85,6 +86,10 @@ class Backend:
         self.dynamic = DynamicWorkers(store, self.leases, self.checker, self.changed)
         self.access = Access(store)  # who is asking, and what they may do
         self.scheduler = Scheduler(store, self.launch_scheduled)
+        self.metrics = Metrics(self)
+        self.checker.observers.append(self.metrics.checked)
+        self.leases.wait_listeners.append(self.metrics.waited)
+        self.runs.finish_listeners.append(self.metrics.run_finished)
         # The health checks are shared with the other live nodes (nodes.py); each run is
         # executed by one (runs/claims.py), the leader taking over what a gone one left.
         self.checker.owns = self.nodes.mine

@@ -64,7 +64,8 @@ def test_a_pool_without_its_history_is_what_the_console_asks_for(workdeck):
 
 # Routes whose answer is not one JSON document: streams and plain text.
 NOT_JSON = {("GET", "/api/events"), ("GET", "/api/runs/{run_id}/log"),
-            ("GET", "/api/runs/{run_id}/log.txt"), ("GET", "/api/runbooks/{name}/export")}
+            ("GET", "/api/runs/{run_id}/log.txt"), ("GET", "/api/runbooks/{name}/export"),
+            ("GET", "/metrics")}
 
 
 def test_every_route_declares_what_it_answers(workdeck):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from backend import __version__, fleet, loopwatch
 from backend.api import (
     checks,
     events,
+    metrics,
     nodes,
     people,
     pools,
@@ -38,6 +40,7 @@ from backend.api import (
 from backend.api.limits import BodyLimit
 from backend.api.names import KeepSlashes
 from backend.errors import WorkdeckError
+from backend.people.access import Principal
 from backend.store.db import fault_of
 from wire.errors import ErrorBody, code_for
 
@@ -102,7 +105,7 @@ def create_app(backend: Backend) -> FastAPI:
     backend.access.shared_token = backend.token
     app.add_middleware(Who, access=backend.access)
     routers = [m.router for m in (workers, pools, checks, events, server, runbooks, runs,
-                                   people, nodes, schedules)]
+                                   people, nodes, schedules, metrics)]
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit)
@@ -182,7 +185,13 @@ class Who:
             else:
                 authorization = next((value.decode("latin-1") for name, value
                                       in scope["headers"] if name == b"authorization"), "")
-                principal = await self.access.authenticate(authorization, client[0])
+                if not authorization and scope.get("path") == metrics.PATH \
+                        and _loopback(client[0]):
+                    # A scraper on this machine reads the figures without a token.
+                    principal = Principal("metrics", "loopback", (("viewer", ""),),
+                                          address=client[0])
+                else:
+                    principal = await self.access.authenticate(authorization, client[0])
         except WorkdeckError as exc:
             refusal = JSONResponse({"detail": str(exc), "code": exc.code},
                                    status_code=exc.status_code)
@@ -190,6 +199,13 @@ class Who:
             return
         state["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _document(app: FastAPI, routes: list[Any]) -> None:

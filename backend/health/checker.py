@@ -98,6 +98,7 @@ class HealthChecker:
         # Told the names of the workers whose results were stored, and when a check
         # pinned a host key (the fan-out: the other nodes reach them anew too).
         self.recorded: Callable[[list[str]], None] = lambda _names: None
+        self.observers: list[Callable[[Outcome], None]] = []  # told each check's outcome
         self.pinned: Callable[[], None] = lambda: None
         # Told when a result changed some worker's health (not only its latest check).
         self.health_listeners: list[Callable[[], None]] = []
@@ -203,6 +204,8 @@ class HealthChecker:
             outcome = task.result()
             self._back_off(outcome)
             self._pending.append(outcome)
+            for observer in self.observers:
+                observer(outcome)
 
     def _back_off(self, outcome: Outcome) -> None:
         """An unreachable worker is tried less and less often (twice the interval, then

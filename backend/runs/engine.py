@@ -95,6 +95,7 @@ class RunEngine(StepAttempts):
         self.takes_runs: Callable[[], bool] = lambda: True
         self._claim_wake = asyncio.Event()
         self._acting: set[int] = set()  # other nodes' requests being acted on
+        self.finish_listeners: list[Callable[[int], None]] = []  # told a run's id at its end
 
     # -------------------------------------------------------- lifecycle
 
@@ -597,6 +598,8 @@ class RunEngine(StepAttempts):
         await self._set_run(run_id, output_bytes=runlog.output_bytes, log_closed=True)
         self.hub.forget(run_id)
         self.hub.notify(run_id)
+        for listener in self.finish_listeners:
+            listener(run_id)
 
     async def _run_step(self, run_id: int, run: Run, definition: RunbookDef, position: int,
                         step: Step, variables: dict[str, str], runlog: RunLog,

@@ -86,6 +86,8 @@ class Leases:
         self.queue: list[Waiter] = []  # oldest first, every pool
         self.listeners: list[Callable[[], None]] = []  # told when leases or the queue change
         self.orphan_listeners: list[Callable[[], None]] = []  # told when a step is orphaned
+        # Told (pool, seconds) when a step gets its slot, for how long it waited.
+        self.wait_listeners: list[Callable[[str, float], None]] = []
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         # This node, and the nodes alive now (None: every waiter in the store counts).
@@ -111,7 +113,10 @@ class Leases:
         self._ensure_dispatcher()
         self._wake.set()
         try:
-            return await waiter.future
+            granted = await waiter.future
+            for listener in self.wait_listeners:
+                listener(pool, (utcnow() - waiter.since).total_seconds())
+            return granted
         except asyncio.CancelledError:
             # Granted just as the step was cancelled: the slot goes back at once.
             if waiter.future.done() and not waiter.future.cancelled() \

@@ -30,6 +30,7 @@ class LogHub:
         # Told a run's id when lines of it are stored or its log ends here (the fan-out
         # tells the other nodes' followers).
         self.told: Callable[[int], None] = lambda _run_id: None
+        self.lines_written = self.bytes_written = 0  # since the server started
 
     def writing(self, run_id: int) -> bool:
         """Lines of this run may still be stored (its log is open, or held lines wait
@@ -56,6 +57,10 @@ class LogHub:
             oldest = recent.popleft()
             count -= oldest["last_seq"] - oldest["first_seq"] + 1
         self._recent_lines[run_id] = count
+        for chunk in chunks:  # for metrics: lines and bytes stored, with their newlines
+            self.lines_written += chunk["last_seq"] - chunk["first_seq"] + 1
+            text = chunk["lines"]
+            self.bytes_written += (len(text) if text.isascii() else len(text.encode())) + 1
         self.notify(run_id)
         self.told(run_id)
 

@@ -57,6 +57,13 @@ class StoreError(Exception):
     """The database cannot be opened or used; the message says why."""
 
 
+def fault_kind(fault: str) -> str:
+    """A fault as a bounded word (for metrics): full, unreachable, locked or unwritable."""
+    said = fault.lower()
+    return ("full" if "full" in said else "unreachable" if "reached" in said
+            else "locked" if "locked" in said else "unwritable")
+
+
 def fault_of(exc: BaseException) -> str | None:
     """What an error says about the store itself (None: it is not the store's fault)."""
     if isinstance(exc, DBAPIError):
@@ -209,6 +216,7 @@ class Store:
     def __init__(self, database: Path | str) -> None:
         # Why writes fail now (the data directory is full, say); None while they work.
         self.fault: str | None = None
+        self.fault_counts: dict[str, int] = {}  # failed operations, by fault_kind
         self._fault_by_read = False  # found by a read: a read that works clears it
         # Writes waiting for the store that must be taken before held log lines (a run's
         # outcome): while there are any, logs hold their lines back (backend/runs/logstore.py),
@@ -265,6 +273,10 @@ class Store:
             self.close()
             raise StoreError(str(exc)) from None
 
+    def _count(self, fault: str) -> None:
+        kind = fault_kind(fault)
+        self.fault_counts[kind] = self.fault_counts.get(kind, 0) + 1
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         loopwatch.off_the_loop()
@@ -275,6 +287,8 @@ class Store:
                 # A database gone away fails reads too: say so as for writes. (A full disk
                 # fails only writes: reads never set or clear that.)
                 fault = fault_of(exc)
+                if fault is not None:
+                    self._count(fault)
                 if fault is not None and self.fault is None:
                     log.error("reading the store failed: %s (%s)", fault, exc)
                     self.fault, self._fault_by_read = fault, True
@@ -303,6 +317,7 @@ class Store:
                     session.rollback()
                 fault = fault_of(exc)
                 if fault is not None:
+                    self._count(fault)
                     if fault != self.fault:
                         log.error("writing to the store failed: %s (%s)", fault, exc)
                     self.fault = fault
