@@ -29,17 +29,19 @@ from backend.health.checker import HealthChecker
 from backend.metrics import Metrics
 from backend.nodes import Registry, default_name
 from backend.nodes import timing as nodes_timing
+from backend.notify.delivery import Notifier, Told
 from backend.people.access import Access
 from backend.runs import launch, runbooks
 from backend.runs.engine import RunEngine
 from backend.runs.leases import Leases
 from backend.runs.loghub import LogHub
 from backend.runs.orphans import Reaper
+from backend.runs.rerun import run_notice
 from backend.runs.schedules import Scheduler
 from backend.runs.vault import Vault
 from backend.store import retention
 from backend.store.db import Store, pass_failed
-from backend.store.models import Schedule
+from backend.store.models import UNAVAILABLE, Schedule
 from backend.transport.connections import ConnectionPool
 from backend.transport.reach import Reach
 from wire.datadir import DataDir
@@ -55,7 +57,7 @@ STORE_WATCH_S = 0.5  # how soon a console hears that the store refuses writes, o
 # The kinds of thing a route may change (the push stream's topics, plus two that have
 # no row of their own to push).
 KINDS = ("worker", "pool", "runbook", "environment", "settings", "policy", "people",
-         "schedule")
+         "schedule", "notification")
 
 
 class Backend:
@@ -87,6 +89,14 @@ class Backend:
         self.access = Access(store)  # who is asking, and what they may do
         self.scheduler = Scheduler(store, self.launch_scheduled)
         self.metrics = Metrics(self)
+        # Told of what happens; the leader posts to the receivers (backend/notify/).
+        self.notifier = Notifier(store, self.vault, lambda: self.nodes.name,
+                                 partial(run_notice, store), self._pool_figures)
+        self.runs.finish_listeners.append(lambda run_id: self.notifier.tell(Told("run",
+                                                                                 run_id)))
+        self.runs.wait_listeners.append(lambda run_id: self.notifier.tell(Told("waiting",
+                                                                               run_id)))
+        self.checker.turned.append(self._worker_turned)
         self.checker.observers.append(self.metrics.checked)
         self.leases.wait_listeners.append(self.metrics.waited)
         self.runs.finish_listeners.append(self.metrics.run_finished)
@@ -101,6 +111,7 @@ class Backend:
         self.nodes.take_over = self.runs.take_over
         self.nodes.on_lost = self.runs.abandon
         self.usage.leads = self.dynamic.leads = self.scheduler.leads = self.nodes.leads
+        self.notifier.leads = self.nodes.leads
         self._hear_the_other_nodes()
         self.nodes.workers_checked = lambda: sum(
             1 for name, worker in list(self.bus.latest.get("worker", {}).items())
@@ -128,6 +139,7 @@ class Backend:
             # Who may do what: tokens and grants are read again at the next request.
             "people": [self.access.invalidate],
             "schedule": [self.scheduler.wake],
+            "notification": [self.notifier.changed],
         }
         self.started = time.time()
         self.stop_callback: Callable[[], None] | None = None
@@ -235,6 +247,8 @@ class Backend:
         handlers["request"] = handlers["claim"] = self._heard_of_work
         handlers["usage"] = self._heard_of_usage
         handlers["pinned"] = self._heard_of_pinned
+        handlers["notify"] = self._heard_of_deliveries
+        self.notifier.stored = lambda: tell("notify")
         for kind in KINDS:
             handlers[f"changed.{kind}"] = partial(self._heard_of_change, kind)
         self.fanout.catch_up = self._catch_up
@@ -262,6 +276,24 @@ class Backend:
 
     async def _heard_of_work(self, _keys: set[str]) -> None:
         self.runs.claim_wake()
+
+    async def _heard_of_deliveries(self, _keys: set[str]) -> None:
+        self.notifier.wake()  # another node stored deliveries: the leader posts them
+
+    def _worker_turned(self, worker: dict[str, Any], before: str | None) -> None:
+        """A check changed a worker's status (on the one node that checks it): unavailable
+        now is told to the notifications, and its pools are looked at (one may be short
+        of healthy workers now). A first sight after a start says nothing new."""
+        if before is None or not worker.get("enabled", True):
+            return
+        if worker.get("check_status") == UNAVAILABLE and before != UNAVAILABLE:
+            self.notifier.tell(Told("worker", worker["name"], worker))
+        if worker.get("pools"):
+            self.notifier.tell(Told("pools", tuple(worker["pools"])))
+
+    def _pool_figures(self) -> dict[str, dict[str, Any]]:
+        """Every pool's figures now, read exact (in a thread)."""
+        return self.usage.figures.current(self.leases.queued_by_pool(), exact=True)
 
     async def _heard_of_pinned(self, _keys: set[str]) -> None:
         self.checker.invalidate()
@@ -375,7 +407,7 @@ class Backend:
         return [self.checker.run_schedule, self.usage.run_forever, self.count_advice_forever,
                 self.reaper.run_forever, self.watch_store_forever, self.dynamic.run_forever,
                 self.nodes.run_forever, self.runs.claim_forever, self.fanout.run_forever,
-                self.scheduler.run_forever,
+                self.scheduler.run_forever, self.notifier.run_forever,
                 lambda: retention.prune_forever(self.store, self.nodes.leads),
                 *self.extra_tasks]
 

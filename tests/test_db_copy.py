@@ -16,9 +16,11 @@ from backend.store import models  # noqa: F401 - registers the tables on SQLMode
 from backend.store.db import Store
 from backend.store.models import (
     Decision,
+    Delivery,
     HostKey,
     Lease,
     Node,
+    Notification,
     Provisioner,
     Run,
     RunRequest,
@@ -71,6 +73,14 @@ def full_data_dir():
                              last_run_id=run.id))
         run.schedule, run.cause = "nightly", "schedule nightly (2026-12-04 03:00 CET)"
         session.add(run)
+        notification = Notification(name="ops", url="sealed-url", format="slack",
+                                    events='["run-failed"]', environments='["Production"]',
+                                    pools="[]", secret="sealed-secret", actor="alice")
+        session.add(notification)
+        session.flush()
+        session.add(Delivery(notification_id=notification.id, event="run-failed",
+                             subject="run 1", body='{"text": "run 1 failed"}',
+                             status="delivered", attempts=2, answer="200 OK in 12 ms"))
     store.close()
     yield data_dir
 

@@ -27,6 +27,7 @@ from backend.api import (
     events,
     metrics,
     nodes,
+    notifications,
     people,
     pools,
     recording,
@@ -105,7 +106,7 @@ def create_app(backend: Backend) -> FastAPI:
     backend.access.shared_token = backend.token
     app.add_middleware(Who, access=backend.access)
     routers = [m.router for m in (workers, pools, checks, events, server, runbooks, runs,
-                                   people, nodes, schedules, metrics)]
+                                   people, nodes, schedules, notifications, metrics)]
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit)

@@ -187,6 +187,12 @@ def _epoch(value: Any) -> float:
     return value.replace(tzinfo=UTC).timestamp()
 
 
+def short(figure: dict[str, Any]) -> bool:
+    """Fewer healthy workers than the two the seed recommends (a pool of one member:
+    none), so that one more failure stops the pool's work."""
+    return figure["healthy_workers"] < min(2, figure["workers"])
+
+
 class Usage:
     """Samples every pool's figures, writes what changed, publishes it."""
 

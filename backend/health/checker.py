@@ -99,6 +99,8 @@ class HealthChecker:
         # pinned a host key (the fan-out: the other nodes reach them anew too).
         self.recorded: Callable[[list[str]], None] = lambda _names: None
         self.observers: list[Callable[[Outcome], None]] = []  # told each check's outcome
+        # Told (worker as published, its status before) when a check changes its status.
+        self.turned: list[Callable[[dict[str, Any], str | None], None]] = []
         self.pinned: Callable[[], None] = lambda: None
         # Told when a result changed some worker's health (not only its latest check).
         self.health_listeners: list[Callable[[], None]] = []
@@ -256,12 +258,14 @@ class HealthChecker:
             retained = self.bus.latest.get("worker", {})
             unsure = []
             health_changed = False
+            turned: dict[str, str | None] = {}  # whose status changed, from what
             for index, outcome in enumerate(batch):
                 if index % PUBLISH_BATCH == PUBLISH_BATCH - 1:
                     await asyncio.sleep(0)  # a sweep's thousands, a few hundred at a time
                 previous = retained.get(outcome.name)
-                health_changed = health_changed or previous is None or \
-                    previous.get("check_status") != outcome.status
+                if previous is None or previous.get("check_status") != outcome.status:
+                    health_changed = True
+                    turned[outcome.name] = previous.get("check_status") if previous else None
                 updated = results.published_state(previous, outcome, now)
                 if updated is None:
                     unsure.append(outcome.name)
@@ -271,6 +275,12 @@ class HealthChecker:
                 for worker in await asyncio.to_thread(fleet.list_workers, self.store, unsure):
                     self.bus.publish("worker", worker["name"], worker)
             self.recorded([outcome.name for outcome in batch])
+            if self.turned:
+                latest = self.bus.latest.get("worker", {})
+                for name, before in turned.items():
+                    if name in latest:
+                        for listener in self.turned:
+                            listener(latest[name], before)
         for listener in self.listeners:
             listener()
         if health_changed:

@@ -96,6 +96,7 @@ class RunEngine(StepAttempts):
         self._claim_wake = asyncio.Event()
         self._acting: set[int] = set()  # other nodes' requests being acted on
         self.finish_listeners: list[Callable[[int], None]] = []  # told a run's id at its end
+        self.wait_listeners: list[Callable[[int], None]] = []  # told when a run waits
 
     # -------------------------------------------------------- lifecycle
 
@@ -409,6 +410,8 @@ class RunEngine(StepAttempts):
                   "actions": sorted(actions), "prompt": prompt, "excluded": excluded}
         await self._set_run(run_id, status=WAITING, reason=prompt, waiting=json.dumps(resume))
         runlog.note(position, "", f"waiting for an operator: {prompt}")
+        for listener in self.wait_listeners:
+            listener(run_id)
         try:
             action, actor, note = await future
             runlog.note(position, "", f"{action}, decided by {actor}" +

@@ -4,8 +4,10 @@ steps before that step are not run again; the two runs name each other."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlmodel import select
 
@@ -64,3 +66,29 @@ def prepare_rerun(store: Store, run_id: int, *, from_step: int | None = None,
                             variables={**json.loads(run.variables), **given},
                             guided=run.guided, step_through=run.step_through)
     return request, Rerun(run_id, definition, start), cause
+
+
+def run_pools(definition: RunbookDef, environment: str) -> frozenset[str]:
+    """The pools a run's steps run in (its runbook as it had it, in its environment)."""
+    from backend.runs.launch import resolve_pool
+
+    pools = set()
+    for step in definition.steps:
+        if step.manual is None:
+            with contextlib.suppress(InvalidInput):
+                pools.add(resolve_pool(definition, step, environment))
+    return frozenset(pools)
+
+
+def run_notice(store: Store, run_id: int) -> tuple[dict[str, Any], frozenset[str]]:
+    """A run as a notification tells of it, and its pools: one light read (its steps,
+    not its decisions), beside runs going on."""
+    from backend.runs.course import run_public
+
+    with store.read() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"No run has the id {run_id}.")
+        steps = list(session.exec(select(RunStep).where(RunStep.run_id == run_id)).all())
+    return run_public(run, steps), run_pools(RunbookDef.model_validate_json(run.definition),
+                                             run.environment)

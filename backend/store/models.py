@@ -442,3 +442,40 @@ class Schedule(SQLModel, table=True):
     last_at: datetime | None = None  # the time it last came due
     last_run_id: int | None = None
     last_outcome: str = ""  # what came of its last time: launched, skipped, refused
+
+
+class Notification(SQLModel, table=True):
+    """Where to tell of what happens: a URL posted to on chosen events (backend/notify/)."""
+
+    __tablename__ = "notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    url: str  # sealed (backend.vault): a Slack webhook's URL is itself a secret
+    format: str = "json"  # or "slack"
+    events: str = "[]"  # JSON: the events it is told of
+    environments: str = "[]"  # JSON: only runs there (none: every environment)
+    pools: str = "[]"  # JSON: only workers and pools there (none: every pool)
+    secret: str = ""  # sealed: signs each body (HMAC-SHA256), when set
+    actor: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """One event for one notification: tried until delivered, or failed for good after
+    an hour of retries."""
+
+    __tablename__ = "delivery"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notification.id", index=True,
+                                 ondelete="CASCADE")
+    event: str
+    subject: str = ""  # what it is about, in a few words: "run 12", "worker w-01"
+    body: str  # exactly the bytes posted (JSON), so that a retry signs the same
+    status: str = Field(default="pending", index=True)  # pending, delivered, failed
+    attempts: int = 0
+    next_at: datetime = Field(default_factory=utcnow, index=True)
+    answer: str = ""  # the receiver's last answer: "200 OK", "500 ...", "timed out"
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None

@@ -135,7 +135,7 @@ def runbook_list(ctx: Context, as_json: bool) -> None:
                       for b in books])
 
 
-def _read_value(source: str, what: str) -> str:
+def read_value(source: str, what: str) -> str:
     """The text of `@-` (stdin) or `@PATH`, without the one newline that ends a file."""
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
@@ -150,7 +150,7 @@ def read_vars(pairs: tuple[str, ...], var_files: tuple[str, ...]
     value was written on the command line itself (seen in `ps` and shell history)."""
     values: dict[str, str] = {}
     for var_file in var_files:
-        text = _read_value(var_file, "variables")
+        text = read_value(var_file, "variables")
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -167,7 +167,7 @@ def read_vars(pairs: tuple[str, ...], var_files: tuple[str, ...]
         if value.startswith("@@"):
             value = value[1:]  # a value that itself starts with @
         elif value.startswith("@") and len(value) > 1:
-            value = _read_value(value[1:], f"the value of {key}")
+            value = read_value(value[1:], f"the value of {key}")
         else:
             inline.add(key)
         values[key] = value

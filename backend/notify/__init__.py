@@ -1,0 +1,1 @@
+"""Notifications: what happens, told where a team already looks (webhooks, Slack)."""
