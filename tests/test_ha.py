@@ -643,3 +643,38 @@ def test_a_followed_log_goes_on_from_the_next_node_where_it_broke_off(
     ticks = [line.split()[-2] + " " + line.split()[-1] for line in printed
              if "tick " in line]
     assert ticks == [f"tick {i}" for i in range(1, 31)]  # each once, in order
+
+
+def test_a_run_failing_on_one_node_is_told_once_by_the_leader(nodes, ssh_servers,
+                                                               client_key, tmp_path):
+    from test_notifications import Receiver
+
+    a, b, _start = nodes
+    setup_fleet(a, ssh_servers, client_key, count=1)
+    import_runbook(a, tmp_path, """
+name = "Break"
+[[steps]]
+name = "Fail"
+pool = "Web Pool"
+script = "exit 3"
+""")
+    receiver = Receiver()
+    try:
+        added = b.cli("notify", "add", "ops", "--url", f"{receiver.url}/ok")
+        assert added.code == 0, added.err
+        # b executes it and stores the event; the leader (the first live name) posts it.
+        run = launch_on(b, "Break")
+        assert run["node"] == "b"
+        done = wait_run(a, run["id"], lambda r: r["finished_at"])
+        assert done["status"] == "failed"
+        eventually(lambda: receiver.at("/ok"), what="the failure told")
+        # Absence cannot be waited for: a second POST, if any node sent one, would come
+        # within a pass or two of the notifier.
+        time.sleep(2 * HEARTBEAT_S)
+        told = [json.loads(body) for _headers, body in receiver.at("/ok")]
+        assert [(t["event"], t["run"]["id"]) for t in told] == [("run-failed", run["id"])], \
+            told
+        shown = json.loads(a.cli("notify", "show", "ops", "--json").out)
+        assert [d["status"] for d in shown["deliveries"]] == ["delivered"]
+    finally:
+        receiver.close()

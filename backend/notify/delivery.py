@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, func, select
+from sqlmodel import col, func, select, update
 
 from backend import __version__
 from backend.errors import NotFound
@@ -46,6 +46,7 @@ AT_ONCE = 16  # attempts in flight together, to different receivers
 LOOK_EVERY_S = 5.0  # due deliveries, at the latest (another node may have stored them)
 ANSWERS_AFTER_S = 0.1  # answers that come within this are stored in one write
 PASS_GAP_S = 0.05  # passes at most this often
+CLAIM_SPARE_S = 30.0  # an attempt's claim outlives its time limit by this
 
 
 @dataclass(frozen=True)
@@ -221,16 +222,38 @@ class Notifier:
         wanted = {target.id: target for target in await asyncio.to_thread(
             self._wanted)} if due else {}
         busy = set(self._in_flight.values())
+        chosen = []
         for delivery in due:
             target = wanted.get(delivery.notification_id)
             if target is None or target.id in busy:
                 continue
             busy.add(target.id)
+            chosen.append((target, delivery))
+        claimed = await asyncio.to_thread(self._claim, [d for _t, d in chosen]) \
+            if chosen else set()
+        for target, delivery in chosen:
+            if delivery.id not in claimed:
+                continue  # another node (a leader a moment ago) has it
             self._in_flight[delivery.id or 0] = target.id
             task = asyncio.get_running_loop().create_task(self._attempt(target, delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return (soonest - now).total_seconds() if soonest is not None else LOOK_EVERY_S
+
+    def _claim(self, deliveries: list[Delivery]) -> set[int]:
+        """Take each delivery for this node's attempt, compare-and-set on its next time:
+        of two nodes that both lead for a moment, one posts it. A node gone mid-attempt
+        leaves it due again once its attempt's time is up."""
+        until = utcnow() + timedelta(seconds=TIMEOUT_S + CLAIM_SPARE_S)
+        claimed = set()
+        with self.store.write() as session:
+            for delivery in deliveries:
+                moved = session.exec(update(Delivery).where(  # type: ignore[call-overload]
+                    col(Delivery.id) == delivery.id, col(Delivery.status) == "pending",
+                    col(Delivery.next_at) == delivery.next_at).values(next_at=until)).rowcount
+                if moved == 1:
+                    claimed.add(delivery.id or 0)
+        return claimed
 
     def _due(self, now: datetime, busy: frozenset[int], answered: frozenset[int]
              ) -> tuple[list[Delivery], datetime | None]:
