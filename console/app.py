@@ -42,6 +42,7 @@ class WorkdeckApp(App[None]):
         # ctrl+c quits, as in every terminal tool (Textual's own says "press ctrl+q").
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
         Binding("colon", "command_line", ":cmd", id="command_line"),
+        Binding("l", "launch_finder", "Launch…", id="launch_finder"),
         Binding("question_mark", "help", "Help", id="help"),
         *views.bindings(),
     ]
@@ -49,6 +50,8 @@ class WorkdeckApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # In the Run and Approvals views `a` approves: it must never also mean "open the
         # Advisor" (a stray approval, or a view switched away when nothing waits).
+        if action == "launch_finder":
+            return self.fleet.may("launch")  # not offered to who may launch nowhere
         approving = getattr(self.screen, "VIEW_NAME", "") in ("Run", "Approvals")
         return not (approving and action == "view" and parameters == ("advisor",))
 
@@ -64,6 +67,8 @@ class WorkdeckApp(App[None]):
         self.api = AsyncClient(target)
         self.fleet = Fleet()
         self.fleet_loaded = False
+        # Where this console last launched: the launch finder's dialog starts there.
+        self.last_environment: str | None = None
         self._pending_changes: set[str] = set()
         self._changes_due: Timer | None = None
 
@@ -241,6 +246,18 @@ class WorkdeckApp(App[None]):
         while len(self.screen_stack) > 1 and isinstance(self.screen, FleetScreen):
             await self.pop_screen()
 
+    def action_launch_finder(self, query: str = "") -> None:
+        """Find a runbook by typing part of its name, then launch it (console/screens/
+        finder.py): six keys to X on Production with its defaults."""
+        from console.screens.finder import RunbookFinder
+        from console.screens.launch import LaunchDialog
+
+        def picked(name: str | None) -> None:
+            if name:
+                self.push_screen(LaunchDialog(name, quick=True))
+
+        self.push_screen(RunbookFinder(sorted(self.fleet.runbooks), query), picked)
+
     def action_command_line(self) -> None:
         from console.screens.modals import CommandLine
 
@@ -267,6 +284,8 @@ class WorkdeckApp(App[None]):
             from console.screens.run import RunScreen
 
             self.push_screen(RunScreen(int(rest.strip())))
+        elif word == "run":
+            self.action_launch_finder(rest.strip())
         else:
             self.notify(f"Unknown command {plain(word, 40)!r}: try {views.command_help()}, "
                         ":run ID, :check [worker...], :quit.", severity="warning",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -24,24 +25,41 @@ if TYPE_CHECKING:
     from wire.runs import Plan, Run
 
 
+TYPE_AHEAD_S = 0.7  # letters typed this close together make one name to jump to
+
+
 class LaunchDialog(ModalScreen[None]):
-    """A common launch: `r`, pick the environment, enter, done."""
+    """A common launch: `r`, pick the environment, enter, done.
+
+    `quick` (from the launch finder): the environment starts on the last one this
+    console launched in (or the only one allowed), a letter jumps to the environment it
+    starts, and enter on the environment launches with the values as they stand; a
+    production environment then asks for one confirming key."""
 
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Cancel"),
         Binding("ctrl+l", "launch", "Launch"),
+        # Before the Select's own enter (which opens its list): only in quick mode, only
+        # on the environment with its list closed (check_action).
+        Binding("enter", "quick_launch", "Launch", show=False, priority=True),
     ]
 
-    def __init__(self, runbook: str) -> None:
+    def __init__(self, runbook: str, *, quick: bool = False) -> None:
         super().__init__()
         self.runbook = runbook
+        self.quick = quick
         self.definition: RunbookDef | None = None
         self._replan: Timer | None = None
+        self._typed, self._typed_at = "", 0.0
 
     def compose(self) -> ComposeResult:
         fleet = self.app.fleet  # type: ignore[attr-defined]
         # Only where this person may launch; four eyes said beside the name.
         envs = [e for e in fleet.environments if fleet.may("launch", e)]
+        start = envs[0] if len(envs) == 1 else Select.NULL
+        last = getattr(self.app, "last_environment", None)
+        if self.quick and last in envs:
+            start = last
         with Vertical(id="launch-box", classes="dialog"):
             yield Static(Text.assemble(("Run ", "bold"), safe(self.runbook, 100)),
                          id="launch-title")
@@ -55,7 +73,11 @@ class LaunchDialog(ModalScreen[None]):
                               for e in envs], id="launch-env",
                              allow_blank=True,
                              prompt="choose an environment",
-                             value=envs[0] if len(envs) == 1 else Select.NULL)
+                             value=start)
+            if self.quick:
+                yield Static(Text("a letter picks the environment it starts · enter "
+                                  "launches with these values · production asks once more",
+                                  style="bright_black"), id="launch-hint")
             # Filled with one row per variable once the runbook's definition arrives.
             # Not a tab stop of its own (it would be an invisible one): its fields are.
             yield VerticalScroll(id="launch-variables", can_focus=False)
@@ -158,6 +180,56 @@ class LaunchDialog(ModalScreen[None]):
                           safe(taking), health)
         panel.update(table)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quick_launch":
+            select = self.query_one("#launch-env", Select)
+            return self.quick and self.focused is select and not select.expanded
+        return True
+
+    def on_key(self, event: events.Key) -> None:
+        """Quick mode: a letter on the environment jumps to the environment it starts
+        (letters typed together spell more of the name)."""
+        select = self.query_one("#launch-env", Select)
+        if not (self.quick and self.focused is select and not select.expanded
+                and event.character and event.character.isprintable()
+                and not event.character.isspace()):
+            return
+        now = time.monotonic()
+        self._typed = (self._typed if now - self._typed_at < TYPE_AHEAD_S else "") + \
+            event.character.lower()
+        self._typed_at = now
+        envs = [str(value) for _prompt, value in select._options if value is not Select.NULL]
+        found = next((e for e in envs if e.lower().startswith(self._typed)), None)
+        if found is not None:
+            select.value = found
+        event.stop()
+        event.prevent_default()
+
+    def action_quick_launch(self) -> None:
+        env = self.query_one("#launch-env", Select).value
+        if env is Select.NULL or self.definition is None:
+            return
+        missing = [v.name for v in self.definition.variables
+                   if not self.query_one(f"#var-{v.name}", Input).value]
+        if missing:
+            # Not launched with a value missing: its field, to be typed.
+            self.query_one(f"#var-{missing[0]}", Input).focus()
+            self.notify(f"{plain(missing[0], 60)} needs a value.", markup=False)
+            return
+        if "prod" not in str(env).lower():
+            self.action_launch()
+            return
+        from console.screens.modals import ConfirmDialog
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.action_launch()
+
+        self.app.push_screen(ConfirmDialog(
+            f"Launch {self.runbook} on {env}?",
+            "With the values shown; y launches, n or esc goes back.", confirm="Launch"),
+            answered)
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
             self.action_launch()
@@ -182,5 +254,6 @@ class LaunchDialog(ModalScreen[None]):
             self.notify(str(exc), title="Not launched", severity="error", markup=False,
                         timeout=8)
             return
+        self.app.last_environment = run.environment  # type: ignore[attr-defined]
         self.dismiss(None)
         self.app.push_screen(RunScreen(run.id))
