@@ -218,6 +218,13 @@ async def shoot_runs(app: WorkdeckApp, pilot) -> None:  # type: ignore[no-untype
     await until(pilot, lambda: timed.row_count >= 2)
     await pilot.pause(0.5)
     app.save_screenshot("schedules.svg", str(OUT))
+    from console.screens.finder import RunbookFinder
+
+    await pilot.press("l", *"mig")
+    await until(pilot, lambda: isinstance(app.screen, RunbookFinder))
+    await pilot.pause(0.3)
+    app.save_screenshot("launch-finder.svg", str(OUT))
+    await pilot.press("escape")
 
 
 def add_people(target: Target) -> None:
