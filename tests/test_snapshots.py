@@ -84,3 +84,8 @@ def test_approvals_view(snap_compare):
 def test_people_view(snap_compare):
     assert snap_compare(FixedFleetApp(), press=["colon", *"people", "enter", "down"],
                         terminal_size=SIZE)
+
+
+def test_dashboard_at_80_by_24(snap_compare):
+    # A phone's SSH client, a small split: every tile keeps its label, numbers whole.
+    assert snap_compare(FixedFleetApp(), terminal_size=(80, 24))

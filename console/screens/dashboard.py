@@ -158,8 +158,11 @@ class DashboardScreen(FleetScreen):
         for status in STATUS_ORDER:
             glyph, style = display.SYMBOLS[status], STATUS_STYLE[status]
             tile = self.query_one(f"#tile-{status}", Static)
-            tile.update(Text.assemble((f"{counts.get(status, 0)}\n", f"bold {style}"),
-                                      (f"{glyph} {status}", style)))
+            # The symbol beside the count and the word below, alone: "unavailable" keeps
+            # its letters in a tile of an 80-column screen.
+            tile.update(Text.assemble((f"{glyph} ", style),
+                                      (f"{counts.get(status, 0)}\n", f"bold {style}"),
+                                      (status, style)))
             tile.set_class(counts.get(status, 0) > 0, "nonzero")
         self.query_one("#pools-table", LiveTable).sync(fleet.pools)
         self._show_pool_totals()
