@@ -35,7 +35,7 @@ class WorkdeckApp(App[None]):
 
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "Workdeck"
-    # A screen narrower than 100 columns (80×24: a phone's SSH client, a small split) is
+    # A screen narrower than 100 columns (80 by 24: a phone's SSH client, a small split) is
     # "-narrow": what would be cut gives way first (app.tcss).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     ENABLE_COMMAND_PALETTE = True

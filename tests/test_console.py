@@ -60,8 +60,8 @@ async def test_dashboard_counts_and_needs_attention(workdeck, ssh_servers, clien
         await until(pilot, lambda: app.fleet_loaded)
         screen = app.screen
         assert screen.VIEW_NAME == "Dashboard"
-        assert shown(screen.query_one("#tile-healthy")).split() == ["1", "●", "healthy"]
-        assert shown(screen.query_one("#tile-unavailable")).split()[0] == "1"
+        assert shown(screen.query_one("#tile-healthy")).split() == ["●", "1", "healthy"]
+        assert shown(screen.query_one("#tile-unavailable")).split()[:2] == ["○", "1"]
         attention = screen.query_one("#attention-table", LiveTable)
         assert attention.row_keys() == ["t-k8s-local-worker-01"]
         assert "not trusted" in cell(attention, "t-k8s-local-worker-01", "reason")
