@@ -429,15 +429,10 @@ for i in $(seq 11 30); do echo tick $i; done
 """
 
 
-async def test_the_run_view_goes_on_from_the_next_node_when_its_node_dies(
-        nodes, ssh_servers, client_key, tmp_path, monkeypatch):
+def paced_behind_two_nodes(nodes, ssh_servers, client_key, tmp_path):
+    """The Paced runbook on one worker, and nodes c and d listening on plain HTTP on
+    loopback for a client to fail over between: (a, b, c, [c's port, d's port])."""
     from openssh import free_port
-    from test_console import SIZE, until
-
-    from console.app import WorkdeckApp
-    from console.client import Target
-    from console.screens.run import RunScreen
-    from console.widgets.log_view import LogView
 
     a, b, start = nodes
     setup_fleet(a, ssh_servers, client_key, count=1)
@@ -445,6 +440,19 @@ async def test_the_run_view_goes_on_from_the_next_node_when_its_node_dies(
     ports = [free_port(), free_port()]
     c, _d = (start(name, extra=("--listen", f"127.0.0.1:{port}", "--plain-http"))
              for name, port in zip(("c", "d"), ports, strict=True))
+    return a, b, c, ports
+
+
+async def test_the_run_view_goes_on_from_the_next_node_when_its_node_dies(
+        nodes, ssh_servers, client_key, tmp_path, monkeypatch):
+    from test_console import SIZE, until
+
+    from console.app import WorkdeckApp
+    from console.client import Target
+    from console.screens.run import RunScreen
+    from console.widgets.log_view import LogView
+
+    a, b, c, ports = paced_behind_two_nodes(nodes, ssh_servers, client_key, tmp_path)
     monkeypatch.setenv("WORKDECK_TOKEN", viewer_token(a))
     run = launch_on(b, "Paced")  # b executes it; c, then d, serve the console
     app = WorkdeckApp(Target(a.data_dir, ",".join(f"http://127.0.0.1:{p}" for p in ports)))
@@ -604,14 +612,8 @@ def test_a_followed_log_goes_on_from_the_next_node_where_it_broke_off(
     import subprocess
     import sys
 
-    from openssh import free_port
 
-    a, b, start = nodes
-    setup_fleet(a, ssh_servers, client_key, count=1)
-    import_runbook(a, tmp_path, PACED.replace("{tmp_path}", str(tmp_path)))
-    ports = [free_port(), free_port()]
-    c, _d = (start(name, extra=("--listen", f"127.0.0.1:{port}", "--plain-http"))
-             for name, port in zip(("c", "d"), ports, strict=True))
+    a, b, c, ports = paced_behind_two_nodes(nodes, ssh_servers, client_key, tmp_path)
     token = viewer_token(a)
     run = launch_on(b, "Paced")  # b executes it; c, then d, serve the follower
     follower = subprocess.Popen(
