@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -33,7 +33,7 @@ from backend import __version__
 from backend.health.results import Outcome
 from backend.runs.launch import resolve_pool
 from backend.store.db import pass_failed
-from backend.store.models import HEALTHY, WARNING, Run, RunStep
+from backend.store.models import HEALTHY, WARNING, Run, RunStep, aware
 from wire.runbook import RunbookDef
 
 if TYPE_CHECKING:
@@ -195,9 +195,7 @@ def _number(value: float) -> str:
 
 
 def _seconds(start: datetime, end: datetime) -> float:
-    start = start if start.tzinfo else start.replace(tzinfo=UTC)
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    return max((end - start).total_seconds(), 0.0)
+    return max((aware(end) - aware(start)).total_seconds(), 0.0)
 
 
 class _State(Collector):

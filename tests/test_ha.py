@@ -669,14 +669,15 @@ script = "exit 3"
         assert run["node"] == "b"
         done = wait_run(a, run["id"], lambda r: r["finished_at"])
         assert done["status"] == "failed"
-        eventually(lambda: receiver.at("/ok"), what="the failure told")
-        # Absence cannot be waited for: a second POST, if any node sent one, would come
-        # within a pass or two of the notifier.
-        time.sleep(2 * HEARTBEAT_S)
+        # Stored as delivered once its POST was answered: a node posting it beside the
+        # one that claimed it would have posted by then.
+        shown = eventually(lambda: (s := json.loads(a.cli("notify", "show", "ops",
+                                                          "--json").out))["last"]
+                           and s["last"]["status"] == "delivered" and s,
+                           what="the failure told, and its answer stored")
         told = [json.loads(body) for _headers, body in receiver.at("/ok")]
         assert [(t["event"], t["run"]["id"]) for t in told] == [("run-failed", run["id"])], \
             told
-        shown = json.loads(a.cli("notify", "show", "ops", "--json").out)
         assert [d["status"] for d in shown["deliveries"]] == ["delivered"]
     finally:
         receiver.close()

@@ -71,7 +71,7 @@ class Receiver:
                 self.wfile.write(answer)
 
             def log_message(self, *args: object) -> None:
-                pass
+                """Quiet: the test reads the requests kept, not a log on stderr."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

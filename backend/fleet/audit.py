@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
 from backend.fleet import validation
 from backend.store.db import Store
-from backend.store.models import AuditEvent
+from backend.store.models import AuditEvent, aware
 
 
 def iso(value: datetime | None) -> str | None:
     """SQLite hands datetimes back naive; they were stored as UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
+    return None if value is None else aware(value).isoformat()
 
 
 def audit(session: Session, actor: str, action: str, target: str, detail: str = "") -> None:

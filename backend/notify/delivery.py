@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import col, func, select, update
@@ -35,7 +35,7 @@ from backend.notify import messages
 from backend.notify.targets import Target, delivery_public, targets
 from backend.runs.vault import Vault
 from backend.store.db import Store, pass_failed
-from backend.store.models import Delivery, utcnow
+from backend.store.models import Delivery, aware, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class Notifier:
             soonest = session.exec(select(Delivery.next_at).where(
                 Delivery.status == "pending", col(Delivery.next_at) > now)
                 .order_by(col(Delivery.next_at))).first()
-        return due, _aware(soonest) if soonest is not None else None
+        return due, aware(soonest) if soonest is not None else None
 
     async def _attempt(self, target: Target, delivery: Delivery) -> None:
         try:
@@ -389,12 +389,8 @@ def _answered(row: Delivery, delivered: bool, answer: str, final: bool = False) 
     now = utcnow()
     if delivered:
         row.status, row.delivered_at = "delivered", now
-    elif final or (now - _aware(row.created_at)).total_seconds() >= GIVE_UP_S:
+    elif final or (now - aware(row.created_at)).total_seconds() >= GIVE_UP_S:
         row.status = "failed"
     else:
         wait = RETRY_S[min(row.attempts - 1, len(RETRY_S) - 1)]
         row.next_at = now + timedelta(seconds=wait)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -32,7 +32,7 @@ from backend.fleet.audit import iso
 from backend.runs.launch import prepare
 from backend.runs.vault import Vault
 from backend.store.db import Store, pass_failed
-from backend.store.models import Run, Schedule, utcnow
+from backend.store.models import Run, Schedule, aware, utcnow
 from wire.runs import LaunchRequest
 
 log = logging.getLogger(__name__)
@@ -93,18 +93,13 @@ def explain(expression: str) -> str:
 
 def times(expression: str, zone: str, after: datetime) -> Iterator[datetime]:
     """The expression's times strictly after `after`, in UTC."""
-    local = _aware(after).astimezone(ZoneInfo(zone))
+    local = aware(after).astimezone(ZoneInfo(zone))
     for found in CronSim(expression, local):
         yield found.astimezone(UTC)
 
 
 def next_time(expression: str, zone: str, after: datetime) -> datetime:
     return next(times(expression, zone, after))
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored as UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ stored schedules
@@ -220,7 +215,7 @@ def _take(store: Store, schedule_id: int, due: datetime, now: datetime
     with store.write() as session:
         schedule = session.get(Schedule, schedule_id)
         if schedule is None or schedule.paused or schedule.next_at is None \
-                or _aware(schedule.next_at) != due:
+                or aware(schedule.next_at) != due:
             return None
         latest, count = due, 1
         for found in times(schedule.cron, schedule.timezone, due):
@@ -259,7 +254,7 @@ def _unfinished(store: Store, name: str) -> int | None:
 
 def due(store: Store, now: datetime) -> list[tuple[int, datetime]]:
     with store.read() as session:
-        return [(s.id, _aware(s.next_at)) for s in session.exec(
+        return [(s.id, aware(s.next_at)) for s in session.exec(
             select(Schedule).where(col(Schedule.paused).is_(False),
                                    col(Schedule.next_at).is_not(None),
                                    col(Schedule.next_at) <= now)).all()
@@ -271,7 +266,7 @@ def soonest(store: Store) -> datetime | None:
         found = session.exec(select(Schedule.next_at).where(
             col(Schedule.paused).is_(False), col(Schedule.next_at).is_not(None))
             .order_by(col(Schedule.next_at))).first()
-    return _aware(found) if found is not None else None
+    return aware(found) if found is not None else None
 
 
 def _local(value: datetime, zone: str) -> str:

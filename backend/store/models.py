@@ -36,6 +36,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(value: datetime) -> datetime:
+    """A datetime read from the store, in UTC: SQLite hands them back naive."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 class Worker(SQLModel, table=True):
     __tablename__ = "worker"
 

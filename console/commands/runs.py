@@ -222,13 +222,21 @@ def run(ctx: Context, runbook_name: str, environment: str | None, pairs: tuple[s
                    "sensitive, and a value on the command line shows in `ps` and shell "
                    "history: use --var NAME=@FILE, --var NAME=@-, --var-file, or leave it "
                    "out to be asked.", err=True)
+    _answer_launch(ctx, launched, follow, as_json, said=str(launched.id),
+                   heading=f"run {launched.id}: {launched.runbook} on {launched.environment}")
+
+
+def _answer_launch(ctx: Context, launched: Run, follow: bool, as_json: bool, *, said: str,
+                   heading: str) -> None:
+    """What a launch (or a rerun) answers: the run, as `said` or JSON; with --follow,
+    `heading` on stderr, then its log to the end, exiting as the run ended."""
     if not follow:
         if as_json:
             output.print_json(launched)
         else:
-            output.say(launched.id)
+            output.say(said)
         return
-    output.say(f"run {launched.id}: {launched.runbook} on {launched.environment}", err=True)
+    output.say(heading, err=True)
     sys.exit(_follow(ctx, launched.id, as_json))
 
 
@@ -426,14 +434,7 @@ def runs_rerun(ctx: Context, run_id: int, from_step: int | None, from_failed: bo
     said = f"run {again.id}: {again.cause}" + (
         "; step 1 is not run again" if before == 1 else
         f"; steps 1 to {before} are not run again" if before > 1 else "")
-    if not follow:
-        if as_json:
-            output.print_json(again)
-        else:
-            output.say(said)
-        return
-    output.say(said, err=True)
-    sys.exit(_follow(ctx, again.id, as_json))
+    _answer_launch(ctx, again, follow, as_json, said=said, heading=said)
 
 
 @runs.command("cancel")

@@ -5,19 +5,16 @@ next times move on their own) and whenever a schedule changes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
 from textual.binding import Binding
 
 from console.client import ApiError
 from console.display import due
-from console.screens.base import FleetScreen
+from console.screens.read_table import ReadTableScreen
 from console.state import matches, plain, safe
-from console.typed import view
-from console.widgets.live_table import LiveTable
 from wire.paths import segment
 
 if TYPE_CHECKING:
@@ -25,11 +22,15 @@ if TYPE_CHECKING:
 
 COLUMNS = [("name", "Schedule", 20), ("runbook", "Runbook", 20), ("env", "Env", 12),
            ("when", "When", 46), ("next", "Next", 31), ("last", "Last", None)]
-READ_EVERY_S = 5.0
 
 
-class SchedulesScreen(FleetScreen):
+class SchedulesScreen(ReadTableScreen):
     VIEW_NAME = "Schedules"
+    TABLE_ID = "schedules-table"
+    COLUMNS = COLUMNS
+    FILL = "last"
+    PATH = "/api/schedules"
+    READ_EVERY_S = 5.0
 
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/resume", id="toggle_pause"),
@@ -37,58 +38,20 @@ class SchedulesScreen(FleetScreen):
         Binding("d", "remove_schedule", "Remove", id="remove_schedule"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.schedules: dict[str, Schedule] = {}
-
-    def compose(self) -> ComposeResult:
-        yield from self.compose_top()
-        table = LiveTable(id="schedules-table", fill="last",
-                          sort_key=lambda key, _row: key.lower())
-        table.set_columns(COLUMNS)
-        yield table
-        yield from self.compose_bottom()
-
-    @property
-    def table(self) -> LiveTable:
-        return self.query_one("#schedules-table", LiveTable)
-
-    def focus_main(self) -> None:
-        self.table.focus()
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.table.focus()
-        self.read_schedules()
-        self.set_interval(READ_EVERY_S, self.read_schedules)
-
-    @work(exclusive=True, group="schedules", exit_on_error=False)
-    async def read_schedules(self) -> None:
-        try:
-            listed: list[Schedule] = view(await self.wapp.api.get("/api/schedules"))
-        except ApiError as exc:
-            self.notify(plain(exc, 300), severity="error", markup=False)
-            return
-        self.schedules = {item.name: item for item in listed}
-        self._show()
-
-    def fleet_changed(self, changed: set[str] | None) -> None:
-        super().fleet_changed(changed)
-        self._show()
-
-    def _show(self) -> None:
-        text = self.filter_text
-        self.table.sync({name: [
-            safe(name, 100), safe(item.runbook, 100), safe(item.environment, 100),
-            safe(f"{item.explained} ({item.timezone})", 200),
-            Text("paused", style="yellow") if item.paused
-            else Text(due(item.next_at, item.timezone)),
-            _last(item)]
-            for name, item in self.schedules.items()
-            if matches(text, name, item.runbook, item.environment, item.person)})
+    def row(self, item: Any, text: str) -> list[Text] | None:
+        schedule: Schedule = item
+        if not matches(text, schedule.name, schedule.runbook, schedule.environment,
+                       schedule.person):
+            return None
+        return [safe(schedule.name, 100), safe(schedule.runbook, 100),
+                safe(schedule.environment, 100),
+                safe(f"{schedule.explained} ({schedule.timezone})", 200),
+                Text("paused", style="yellow") if schedule.paused
+                else Text(due(schedule.next_at, schedule.timezone)),
+                _last(schedule)]
 
     def action_toggle_pause(self) -> None:
-        item = self.schedules.get(self.table.selected_key or "")
+        item = self.items.get(self.table.selected_key or "")
         if item is not None:
             self.set_paused(item.name, not item.paused)
 
@@ -103,12 +66,12 @@ class SchedulesScreen(FleetScreen):
         self.notify(f"{plain(name, 100)} " + ("is paused: it launches nothing until resumed."
                                              if paused else "goes on from now."),
                     markup=False)
-        self.read_schedules()
+        self.read_items()
 
     def action_open_last_run(self) -> None:
         from console.screens.run import RunScreen
 
-        item = self.schedules.get(self.table.selected_key or "")
+        item = self.items.get(self.table.selected_key or "")
         if item is not None and item.last_run_id is not None:
             self.app.push_screen(RunScreen(item.last_run_id))
         elif item is not None:
@@ -137,7 +100,7 @@ class SchedulesScreen(FleetScreen):
             self.notify(plain(exc, 300), severity="error", markup=False)
             return
         self.notify(f"Removed schedule {plain(name, 100)}.", markup=False)
-        self.read_schedules()
+        self.read_items()
 
 
 def _last(item: Schedule) -> Text:
