@@ -259,7 +259,7 @@ def test_a_full_data_directory_is_survived(small_disk, tmp_path):
         with deck.client() as client:
             assert client.get("/api/server")["store_fault"] == "the data directory is full"
         # The step stops at the bound of what may be held, its processes killed.
-        eventually(lambda: not processes("i <= 1000000"), timeout=60, what="the flood killed")
+        eventually(lambda: not processes("i <= 1000000"), timeout=120, what="the flood killed")
         assert deck.process.poll() is None  # the server stays up
         ballast.unlink()
         done = wait_run(deck, run["id"], lambda r: r["finished_at"], timeout=120)
@@ -292,7 +292,7 @@ def test_a_runs_outcome_is_stored_before_its_held_lines_when_space_comes_back(
         # The step is stopped at the bound of what may be held, its processes killed.
         eventually(lambda: "data directory is full" in deck.cli("server", "status").out,
                    timeout=60, what="server status saying the disk is full")
-        eventually(lambda: not processes("i <= 1000000"), timeout=60, what="the flood killed")
+        eventually(lambda: not processes("i <= 1000000"), timeout=120, what="the flood killed")
         # The outcome is shown while the disk stays full, before the store has it.
         shown = wait_run(deck, run["id"], lambda r: r["finished_at"], timeout=60)
         assert (shown["status"], shown["reason"]) == ("failed", "a step failed")

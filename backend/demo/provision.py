@@ -28,7 +28,9 @@ from backend.demo.sshd import LocalSSHServer
 from wire.datadir import DataDir
 from wire.serverlock import held
 
-READY_S = 15.0  # a new worker's server answers within this, or create fails
+# A new worker's server answers within this, or create fails: under the provisioner's
+# timeout (30 s), and long, since a loaded machine starts a Python process slowly.
+READY_S = 25.0
 
 
 def create(folder: Path, name: str) -> int:

@@ -79,6 +79,7 @@ class RunLog:
         self._early: asyncio.Future[bool] | None = None  # a flush for a burst of lines
         self._retry_s = 0.0  # the wait before the next try after a failed write
         self.failed_writes = 0
+        self.refused: str | None = None  # why this log's last write failed, if it did
         # The last line each step wrote to stderr on each worker: why it failed, often.
         self.last_stderr: dict[tuple[int, str], str] = {}
         self.discarded = False
@@ -116,13 +117,16 @@ class RunLog:
         store fails, lines are held (up to HELD_LINES), then LogStoreFull is raised.
         """
         if self._pending_lines >= MAX_PENDING_LINES:
-            if self.store.fault is None:
-                if not await self.flush():
-                    # Held back behind a run's outcome, or refused: the step's reader
-                    # waits a moment rather than piling lines up towards the bound.
-                    await asyncio.sleep(self._retry_s)
-            elif self._pending_lines >= HELD_LINES:
-                raise LogStoreFull(self.store.fault)
+            # Judged by this log's own last write, not by the store's fault: on a nearly
+            # full disk another small write (a health check) may succeed and clear that
+            # while these lines still cannot be stored, and the step must still stop.
+            if self.refused is not None:
+                if self._pending_lines >= HELD_LINES:
+                    raise LogStoreFull(self.refused)
+            elif not await self.flush():
+                # Held back behind a run's outcome, or refused: the step's reader
+                # waits a moment rather than piling lines up towards the bound.
+                await asyncio.sleep(self._retry_s)
         if self.limit_reached:
             return
         self.output_bytes += len(data)
@@ -234,6 +238,7 @@ class RunLog:
                 self._pending = batch + self._pending
                 self._pending_lines += sum(c.count for c in batch)
                 self.failed_writes += 1
+                self.refused = fault_of(exc) or str(exc) or type(exc).__name__
                 self._retry_s = min(RETRY_MAX_S, max(RETRY_FIRST_S, self._retry_s * 2))
                 if self.failed_writes == 1 or fault_of(exc) is None:
                     log.warning("the log of run %s waits for the store: %s", self.run_id,
@@ -241,7 +246,7 @@ class RunLog:
                 if cancelled:
                     raise asyncio.CancelledError from None
                 return False
-            self._retry_s = 0.0
+            self._retry_s, self.refused = 0.0, None
             # Still under the lock: followers must get batches in the order of their lines.
             self.hub.stored(self.run_id, [
                 chunk_of(r["first_seq"], r["last_seq"], r["position"], r["worker"],
