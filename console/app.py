@@ -37,15 +37,18 @@ class WorkdeckApp(App[None]):
     TITLE = "Workdeck"
     # A screen narrower than 100 columns (80 by 24: a phone's SSH client, a small split) is
     # "-narrow": what would be cut gives way first (app.tcss).
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (views.NARROW_BELOW, "-wide")]
     ENABLE_COMMAND_PALETTE = True
 
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         # ctrl+c quits, as in every terminal tool (Textual's own says "press ctrl+q").
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
-        Binding("colon", "command_line", ":cmd", id="command_line"),
-        Binding("l", "launch_finder", "Launch…", id="launch_finder"),
+        # Priority, as the filter's `/` is: the keys typed in one burst after it
+        # (`:approvals`, `lwarm`) are the prompt's, not the view's (`a` opens the Advisor);
+        # check_action lets them through to a text field that has the focus.
+        Binding("colon", "command_line", ":cmd", id="command_line", priority=True),
+        Binding("l", "launch_finder", "Launch…", id="launch_finder", priority=True),
         Binding("question_mark", "help", "Help", id="help"),
         *views.bindings(),
     ]
@@ -53,6 +56,11 @@ class WorkdeckApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # In the Run and Approvals views `a` approves: it must never also mean "open the
         # Advisor" (a stray approval, or a view switched away when nothing waits).
+        if action in ("command_line", "launch_finder"):
+            from textual.widgets import Input, TextArea
+
+            if isinstance(self.focused, Input | TextArea):
+                return False  # typed into the field
         if action == "launch_finder":
             return self.fleet.may("launch")  # not offered to who may launch nowhere
         approving = getattr(self.screen, "VIEW_NAME", "") in ("Run", "Approvals")

@@ -53,6 +53,9 @@ VIEWS = (
          ("node", "servers"), "console.screens.nodes:NodesScreen"),
 )
 FIRST = VIEWS[0].mode
+# A terminal narrower than this (80 by 24: a phone's SSH client, a small split) has every
+# view say less rather than cut: the app's "-narrow" breakpoint, the top bar, the tiles.
+NARROW_BELOW = 100
 
 
 def by_word() -> dict[str, str]:

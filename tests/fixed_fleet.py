@@ -108,7 +108,25 @@ def _waiting_run(run_id: int, runbook: str, environment: str, person: str, posit
                         "prompt": prompt, "another_person": True}}
 
 
+def _finished_run(run_id: int, runbook: str, environment: str, status: str, reason: str,
+                  minute: int, seconds: int) -> dict[str, Any]:
+    # Fixed times, days ago: shown as a date (in UTC here and in CI) and a duration.
+    at = f"2026-01-15T08:{minute:02d}:00+00:00"
+    end = f"2026-01-15T08:{minute + seconds // 60:02d}:{seconds % 60:02d}+00:00"
+    return {"id": run_id, "runbook": runbook, "environment": environment, "status": status,
+            "reason": reason, "guided": False, "step_through": False,
+            "actor": "bob (token 4, from 10.1.2.3)", "person": "bob", "created_at": at,
+            "started_at": at, "finished_at": end, "variables": {}, "sensitive": [],
+            "step_count": 3, "waiting": None}
+
+
 RUNS = [
+    _finished_run(47, "Migrate database", "Test", "succeeded", "", 10, 74),
+    _finished_run(48, "Migrate database", "Production", "failed",
+                  "a step failed: exit status 1: ERROR: column \"customer_id\" is referenced",
+                  20, 12),
+    _finished_run(49, "Restart web tier", "Production", "cancelled", "cancelled by carol",
+                  30, 200),
     _waiting_run(51, "Restart web tier", "Production", "bob", 0,
                  "needs approval by another person to start on Production (four eyes)"),
     _waiting_run(52, "Rotate certificates", "Production", "carol", 2,
@@ -140,7 +158,7 @@ def snapshot(usage_history: dict[str, list[list[float]]]) -> dict[str, Any]:
     return {"worker_columns": columns,
             "worker_rows": [[w[c] for c in columns] for w in WORKERS],
             "pools": POOLS, "usage_history": usage_history, "runs": RUNS,
-            "advice": {"findings": 3, "critical": 1}, "runbooks": [],
+            "advice": {"findings": 3, "critical": 1}, "runbooks": RUNBOOKS,
             "environments": ["Development", "Production", "Test"],
             "four_eyes": ["Production"], "server": SERVER, "you": YOU}
 
@@ -189,11 +207,81 @@ def _long_chunk(first: int, last: int) -> dict[str, Any]:
             "worker": "p-web-azure-worker-01", "stream": "stdout", "lines": "\n".join(lines)}
 
 
+RUNBOOKS = [
+    {"name": "Migrate database", "description": "Applies schema migrations, backed up first",
+     "steps": 3, "variables": ["target_version"], "updated_at": TWO_DAYS_AGO},
+    {"name": "Restart web tier", "description": "Drain, restart and re-enable the web servers",
+     "steps": 4, "variables": ["service", "api_token"], "updated_at": TWO_DAYS_AGO},
+    {"name": "Rotate certificates", "description": "New certificates on every web worker",
+     "steps": 3, "variables": [], "updated_at": TWO_DAYS_AGO},
+]
+MIGRATE = {
+    "name": "Migrate database", "description": RUNBOOKS[0]["description"],
+    "variables": [{"name": "target_version", "default": "42", "sensitive": False,
+                   "description": "the schema version to reach"}],
+    "pools": {"DbPool": {"Test": DEV, "Production": DB}},
+    "steps": [{"name": name, "script": "true", "manual": None, "pool": "DbPool",
+               "timeout": 3600, "container": None, "retries": 0, "run_on": "any",
+               "require_all": False, "condition": condition, "approval": "anyone"}
+              for name, condition in (("Back up", "success"), ("Apply migrations", "success"),
+                                      ("Restore on failure", "failure"))],
+}
+FINDINGS = [
+    {"check": "pool-redundancy", "severity": "critical", "subject": "pool", "name": DEV,
+     "finding": f"Pool '{DEV}' has 0 healthy workers (3 members).",
+     "advice": "A pool needs at least two healthy workers so that one failing or being "
+               "patched does not stop every step that runs there."},
+    {"check": "pool-redundancy", "severity": "warning", "subject": "pool", "name": DB,
+     "finding": f"Pool '{DB}' has 1 healthy worker (2 members).",
+     "advice": "A pool needs at least two healthy workers."},
+    {"check": "builtin-worker", "severity": "warning", "subject": "fleet",
+     "name": "built-in-worker", "finding": "The built-in worker is on beside 8 real workers.",
+     "advice": "Turn it off with `workdeck settings --builtin-worker off`."},
+]
+# The clock of the snapshots of views that say how soon or how long ago (schedules, node
+# heartbeats): tests/test_snapshots.py freezes it there.
+FIXED_NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+SCHEDULES = [
+    {"name": "nightly-migrate", "runbook": "Migrate database", "environment": "Test",
+     "cron": "0 3 * * 1-5", "explained": "At 03:00 on Monday through Friday",
+     "timezone": "Europe/Berlin", "variables": {"target_version": "latest"},
+     "keeps_sensitive": False, "person": "alice", "actor": "alice (socket, account alice)",
+     "overlap": False, "missed": "skip", "paused": False, "created_at": TWO_DAYS_AGO,
+     "next_at": "2026-01-16T02:00:00+00:00", "last_at": "2026-01-15T02:00:00+00:00",
+     "last_run_id": 47, "last_outcome": "run 47 succeeded", "runs": []},
+    {"name": "weekly-cert-rotation", "runbook": "Rotate certificates",
+     "environment": "Production", "cron": "0 4 * * 0", "explained": "At 04:00 on Sunday",
+     "timezone": "UTC", "variables": {}, "keeps_sensitive": False, "person": "carol",
+     "actor": "carol (token 9)", "overlap": False, "missed": "once", "paused": True,
+     "created_at": TWO_DAYS_AGO, "next_at": None, "last_at": None, "last_run_id": None,
+     "last_outcome": "", "runs": []},
+]
+NODES = [
+    {"name": "ops-1", "state": "up", "this": True, "address": "https://ops-1:8443",
+     "host": "ops-1", "pid": 4242, "version": "0.1.0", "started_at": TWO_DAYS_AGO,
+     "last_seen": "2026-01-15T08:59:58+00:00", "seen_s_ago": 2.0, "draining": False,
+     "workers_checked": 5, "runs_executing": 2},
+    {"name": "ops-2", "state": "lost", "this": False, "address": "https://ops-2:8443",
+     "host": "ops-2", "pid": 3131, "version": "0.1.0", "started_at": TWO_DAYS_AGO,
+     "last_seen": "2026-01-15T08:12:00+00:00", "seen_s_ago": 2880.0, "draining": False,
+     "workers_checked": 0, "runs_executing": 0},
+]
+
+
 class FixedApi:
     """Answers the reads the views make besides the stream: a worker's history, a pool,
     and one long finished run (7) whose log is made up as it is read."""
 
-    async def get(self, path: str, **_kwargs: Any) -> Any:
+    async def get(self, path: str, params: dict[str, str] | None = None, **_kwargs: Any) -> Any:
+        if path == "/api/advice":
+            return FINDINGS
+        if path == "/api/schedules":
+            wanted = (params or {}).get("runbook")
+            return [s for s in SCHEDULES if wanted in (None, s["runbook"])]
+        if path == "/api/nodes":
+            return NODES
+        if path.startswith("/api/runbooks/"):
+            return MIGRATE
         if path.endswith("/history"):
             return HISTORY
         if path.startswith("/api/pools/") and "Database" in path:

@@ -94,3 +94,27 @@ async def test_a_runbook_on_production_with_its_defaults_in_six_keys(
         await pilot.press("escape", "u")  # the Runs view lists all three
         table = app.screen.query_one("#runs-table", LiveTable)
         await until(pilot, lambda: table.row_count == 3)
+
+
+async def test_keys_typed_in_one_burst_after_colon_or_l_land_in_the_prompt():
+    """Typed fast (or pasted), `:approvals` and `lmig` are a command and a search: no
+    letter reaches the view underneath (`a` would open the Advisor) or is lost."""
+    from fixed_fleet import FixedFleetApp
+    from textual import events
+    from textual.widgets import Input
+
+    from console.screens.finder import RunbookFinder
+    from console.screens.modals import CommandLine
+
+    for burst, screen, field in ((":approvals", CommandLine, "#command-input"),
+                                 ("lmig", RunbookFinder, "#finder-query")):
+        app = FixedFleetApp()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            # Queued at once, as a terminal delivers a burst: none waits for the last.
+            for char in burst:
+                app.post_message(events.Key("colon" if char == ":" else char, char))
+            await until(pilot, lambda: isinstance(app.screen, screen))  # noqa: B023
+            await pilot.pause(0.2)
+            assert app.screen.query_one(field, Input).value == burst[1:]
+            assert app.screen_stack[-2].VIEW_NAME == "Dashboard"

@@ -1,18 +1,42 @@
-"""Snapshots of the main views: a change in what an operator sees shows up in review."""
+"""Snapshots of every view, at 80 by 24 (a phone's SSH client, a small split) and at 160 by
+45: a change in what an operator sees shows up in review."""
 
 from __future__ import annotations
 
-from fixed_fleet import FixedFleetApp
+from datetime import datetime
 
-SIZE = (140, 36)
+import pytest
+from fixed_fleet import FIXED_NOW, FixedFleetApp
+
+SIZE = (160, 45)
+# Each view at both: on the small one, columns give way by their order and are named.
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
 
 
-def test_dashboard(snap_compare):
-    assert snap_compare(FixedFleetApp(), terminal_size=SIZE)
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """Now is fixed_fleet.FIXED_NOW for what says how soon or how long ago."""
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return FIXED_NOW.astimezone(tz) if tz else FIXED_NOW.replace(tzinfo=None)
+
+    monkeypatch.setattr("console.display.datetime", Frozen)
 
 
-def test_workers_view(snap_compare):
-    assert snap_compare(FixedFleetApp(), press=["w"], terminal_size=SIZE)
+def view(*words: str) -> list[str]:
+    """The keys of `:WORDS` then enter."""
+    return ["colon", *" ".join(words), "enter"]
+
+
+@SIZES
+def test_dashboard(snap_compare, size):
+    assert snap_compare(FixedFleetApp(), terminal_size=size)
+
+
+@SIZES
+def test_workers_view(snap_compare, size):
+    assert snap_compare(FixedFleetApp(), press=["w"], terminal_size=size)
 
 
 def test_workers_view_filtered(snap_compare):
@@ -20,12 +44,39 @@ def test_workers_view_filtered(snap_compare):
                         terminal_size=SIZE)
 
 
-def test_pools_view(snap_compare):
+@SIZES
+def test_pools_view(snap_compare, size):
     # The busiest pool opened: its members, the steps on them, its queue.
-    assert snap_compare(FixedFleetApp(), press=["p", "end"], terminal_size=SIZE)
+    assert snap_compare(FixedFleetApp(), press=["p", "end"], terminal_size=size)
 
 
-def test_worker_details(snap_compare):
+@SIZES
+def test_runbooks_view(snap_compare, size):
+    assert snap_compare(FixedFleetApp(), press=["b"], terminal_size=size)
+
+
+@SIZES
+def test_runs_view(snap_compare, size):
+    assert snap_compare(FixedFleetApp(), press=["u"], terminal_size=size)
+
+
+@SIZES
+def test_advisor_view(snap_compare, size):
+    assert snap_compare(FixedFleetApp(), press=["a"], terminal_size=size)
+
+
+@SIZES
+def test_schedules_view(snap_compare, size, frozen_clock):
+    assert snap_compare(FixedFleetApp(), press=view("schedules"), terminal_size=size)
+
+
+@SIZES
+def test_nodes_view(snap_compare, size, frozen_clock):
+    assert snap_compare(FixedFleetApp(), press=view("nodes"), terminal_size=size)
+
+
+@SIZES
+def test_worker_details(snap_compare, size):
     async def open_details(pilot):
         await pilot.press("w")
         await pilot.pause()
@@ -37,7 +88,7 @@ def test_worker_details(snap_compare):
             await pilot.pause(0.05)
         await pilot.pause()
 
-    assert snap_compare(FixedFleetApp(), run_before=open_details, terminal_size=SIZE)
+    assert snap_compare(FixedFleetApp(), run_before=open_details, terminal_size=size)
 
 
 def test_help(snap_compare):
@@ -63,9 +114,10 @@ async def _open_long_run(pilot, home: bool = False):  # type: ignore[no-untyped-
     await pilot.pause(0.3)
 
 
-def test_run_view_of_a_long_log_says_what_it_has_not_loaded(snap_compare):
+@SIZES
+def test_run_view_of_a_long_log_says_what_it_has_not_loaded(snap_compare, size):
     # Opened at its end: the line above says how many earlier lines are a scroll away.
-    assert snap_compare(FixedFleetApp(), run_before=_open_long_run, terminal_size=SIZE)
+    assert snap_compare(FixedFleetApp(), run_before=_open_long_run, terminal_size=size)
 
 
 def test_run_view_of_a_long_log_paged_to_its_first_line(snap_compare):
@@ -75,17 +127,12 @@ def test_run_view_of_a_long_log_paged_to_its_first_line(snap_compare):
     assert snap_compare(FixedFleetApp(), run_before=home, terminal_size=SIZE)
 
 
-def test_approvals_view(snap_compare):
+@SIZES
+def test_approvals_view(snap_compare, size):
     # The runs alice may approve (not her own), and the top bar counting them.
-    assert snap_compare(FixedFleetApp(), press=["colon", *"approvals", "enter"],
-                        terminal_size=SIZE)
+    assert snap_compare(FixedFleetApp(), press=view("approvals"), terminal_size=size)
 
 
-def test_people_view(snap_compare):
-    assert snap_compare(FixedFleetApp(), press=["colon", *"people", "enter", "down"],
-                        terminal_size=SIZE)
-
-
-def test_dashboard_at_80_by_24(snap_compare):
-    # A phone's SSH client, a small split: every tile keeps its label, numbers whole.
-    assert snap_compare(FixedFleetApp(), terminal_size=(80, 24))
+@SIZES
+def test_people_view(snap_compare, size):
+    assert snap_compare(FixedFleetApp(), press=[*view("people"), "down"], terminal_size=size)

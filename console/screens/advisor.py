@@ -53,8 +53,9 @@ class AdvisorScreen(FleetScreen):
                               sort_key=lambda key, f: (ORDER.get(f.severity, 9),
                                                        int(key.split(":")[0])),
                               cells=lambda _key, finding: finding_cells(finding))
-            table.set_columns([("severity", "Severity", 10), ("check", "Check", 16),
-                               ("name", "Worker or pool", 30), ("finding", "Finding", None)])
+            table.set_columns([("severity", "Severity", 10), ("check", "Check", 16, 1),
+                               ("name", "Worker or pool", 30, 0, 20),
+                               ("finding", "Finding", None, 0, 30)])
             yield table
             yield Static(id="finding-detail", classes="panel")
         yield from self.compose_bottom()

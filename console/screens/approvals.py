@@ -14,14 +14,15 @@ from textual.binding import Binding
 from console.display import started
 from console.screens.base import FleetScreen
 from console.state import matches, plain, safe
-from console.widgets.live_table import LiveTable
+from console.widgets.live_table import ColumnSpec, LiveTable
 
 if TYPE_CHECKING:
     from wire.runs import RunSummary
 
-COLUMNS = [("id", "Run", 6), ("runbook", "Runbook", 26), ("environment", "Environment", 13),
-           ("at", "Waits at", 9), ("since", "Launched", 16), ("person", "By", 14),
-           ("prompt", "For", None)]
+COLUMNS: list[ColumnSpec] = [
+    ("id", "Run", 6), ("runbook", "Runbook", 26, 0, 16), ("environment", "Environment", 13, 0, 11),
+    ("at", "Waits at", 9), ("since", "Launched", 16, 2), ("person", "By", 14, 1),
+    ("prompt", "For", None, 0, 24)]
 
 
 def waits_at(run: RunSummary) -> str:

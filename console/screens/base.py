@@ -12,9 +12,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from console.state import STATUS_ORDER, plain, status_text
+from console.views import NARROW_BELOW
 
 if TYPE_CHECKING:
     from console.app import WorkdeckApp
+    from wire.people import Whoami
 
 
 # What each view's verb needs (wire/roles.py): a key the server would refuse is not
@@ -90,13 +92,27 @@ class FleetScreen(Screen):
         # person's approval: the bar is redrawn only when what it says changed.
         self.connection_changed()
 
+    @property
+    def narrow(self) -> bool:
+        """Under 100 columns (the app's "-narrow" breakpoint): the top bar says less."""
+        return self.app.size.width < NARROW_BELOW
+
+    def on_resize(self) -> None:
+        self._update_counts()
+        self.connection_changed()
+
     def _update_counts(self) -> None:
         counts = self.wapp.fleet.counts()
+        narrow = self.narrow
         text = Text()
         for status in STATUS_ORDER:
             if counts.get(status):
-                text.append_text(status_text(status))
-                text.append(f" {counts[status]}   ")
+                if narrow:  # the symbols alone: the Dashboard's tiles and `?` name them
+                    text.append_text(status_text(status)[:1])
+                    text.append(f" {counts[status]}  ")
+                else:
+                    text.append_text(status_text(status))
+                    text.append(f" {counts[status]}   ")
         self.query_one("#fleet-counts", Static).update(text)
 
     def connection_changed(self) -> None:
@@ -106,7 +122,8 @@ class FleetScreen(Screen):
             said = Text(f"⚠ server: {plain(fault, 120)}; runs keep their output in memory "
                         "until it is fixed", style="bold")
         elif app.connected:
-            said = identity(app)
+            # Narrow, the server's address goes first: who you are and may be stays.
+            said = identity(app, with_host=not self.narrow)
         else:
             said = Text(f"⚠ {plain(app.connection_note, 300)}", style="bold")
         if said == getattr(self, "_connection_said", None):
@@ -162,9 +179,10 @@ class FleetScreen(Screen):
             self.app.switch_mode("dashboard")
 
 
-def identity(app: WorkdeckApp) -> Text:
+def identity(app: WorkdeckApp, with_host: bool = True) -> Text:
     """`⏸ 2 to approve  ● alice@ops (operator)`: the runs waiting for their approval
-    first (what they can act on), then who and where they are."""
+    first (what they can act on), then who and where they are (where left out when
+    `with_host` is False)."""
     fleet = app.fleet
     you, server = fleet.you, fleet.server
     text = Text()
@@ -173,14 +191,22 @@ def identity(app: WorkdeckApp) -> Text:
         text.append(f"⏸ {waiting} to approve  ", style="bold yellow")
     text.append("● ", style="green")
     if you is None:  # an older server: where it is, then
-        text.append(app.target.describe(), style="green")
+        text.append(app.target.describe() if with_host else "connected", style="green")
+        return text
+    if not with_host:
+        text.append(plain(you.name, 40), style="green")
+        text.append_text(roles_text(you))
         return text
     host = (server.host if server else "") or app.target.describe()
     node = server.node if server else ""
     if node and node != host.split(".")[0]:
         host = f"{host}/{node}"  # which of the server nodes sharing a database
     text.append(f"{plain(you.name, 40)}@{plain(host, 60)}", style="green")
-    roles = sorted({g.role for g in you.grants}) or ["no role"]
-    text.append(f" ({', '.join(roles)})", style="bright_black")
+    text.append_text(roles_text(you))
     return text
+
+
+def roles_text(you: Whoami) -> Text:
+    roles = sorted({g.role for g in you.grants}) or ["no role"]
+    return Text(f" ({', '.join(roles)})", style="bright_black")
 

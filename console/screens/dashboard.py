@@ -28,7 +28,7 @@ from console.state import (
     status_text,
     worker_name_text,
 )
-from console.widgets.live_table import LiveTable
+from console.widgets.live_table import ColumnSpec, LiveTable
 
 if TYPE_CHECKING:
     from console.state import Fleet
@@ -47,9 +47,11 @@ def attention_cells(worker: Worker) -> list[Text]:
 RECENT_RUNS = 5
 
 
-POOL_COLUMNS = [("pool", "Pool", 38), ("utilization", "Utilization", 18),
-                ("leased", "Leased", 7), ("queued", "Queued", 6), ("healthy", "Healthy", 7),
-                ("history", "Last 10 minutes", 20), ("description", "Description", None)]
+# Narrow, the numbers stay whole; the history, then the description, give way.
+POOL_COLUMNS: list[ColumnSpec] = [
+    ("pool", "Pool", 38, 0, 22), ("utilization", "Utilization", 18), ("leased", "Leased", 7),
+    ("queued", "Queued", 6), ("healthy", "Healthy", 7), ("history", "Last 10 minutes", 20, 1),
+    ("description", "Description", None, 2)]
 
 
 def pool_cells(pool: Pool, history: Iterable[HistoryPoint],
@@ -127,8 +129,9 @@ class DashboardScreen(FleetScreen):
                          id="attention-title")
             attention = LiveTable(id="attention-table", sort_key=self._attention_order,
                                   fill="reason", cells=lambda _name, w: attention_cells(w))
-            attention.set_columns([("status", "Status", 14), ("name", "Worker", 28),
-                                   ("checked", "Checked", 9), ("reason", "Reason", None)])
+            attention.set_columns([("status", "Status", 14), ("name", "Worker", 28, 0, 22),
+                                   ("checked", "Checked", 9, 1),
+                                   ("reason", "Reason", None, 0, 24)])
             yield attention
             yield Static(id="all-clear")
         yield from self.compose_bottom()

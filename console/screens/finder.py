@@ -7,6 +7,7 @@ confirm Production (tests/test_console_launch.py counts them)."""
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -14,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.screens.modals import type_into
 from console.state import plain, safe
 
 
@@ -79,6 +81,9 @@ class RunbookFinder(ModalScreen[str | None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._show(event.value)
+
+    def on_key(self, event: events.Key) -> None:
+        type_into(self.query_one("#finder-query", Input), event)
 
     def action_move(self, step: int) -> None:
         count = self.listed.option_count

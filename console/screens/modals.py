@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -33,6 +34,20 @@ class CommandLine(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)
+
+    def on_key(self, event: events.Key) -> None:
+        type_into(self.query_one("#command-input", Input), event)
+
+
+def type_into(box: Input, event: events.Key) -> None:
+    """A key that reached a prompt's screen before its input had the focus goes into the
+    input: typed in one burst with the key that opened it (`:approvals`), it is the
+    prompt's, never a key of the view underneath (`a` would open the Advisor)."""
+    if not box.has_focus and event.is_printable and event.character:
+        box.insert_text_at_cursor(event.character)
+        box.screen.set_focus(box)
+        event.stop()
+        event.prevent_default()
 
 
 class HelpScreen(ModalScreen[None]):

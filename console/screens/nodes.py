@@ -14,14 +14,16 @@ from console.client import ApiError
 from console.display import ago
 from console.screens.read_table import ReadTableScreen
 from console.state import matches, plain, safe
+from console.widgets.live_table import ColumnSpec
 from wire.paths import segment
 
 if TYPE_CHECKING:
     from wire.nodes import Node
 
-COLUMNS = [("name", "Node", 22), ("state", "State", 18), ("seen", "Seen", 9),
-           ("workers", "Workers", 8), ("runs", "Runs", 5), ("version", "Version", 9),
-           ("address", "Address", None)]
+COLUMNS: list[ColumnSpec] = [
+    ("name", "Node", 22, 0, 16), ("state", "State", 18), ("seen", "Seen", 9),
+    ("workers", "Workers", 8), ("runs", "Runs", 5), ("version", "Version", 9, 2),
+    ("address", "Address", None, 1)]
 STATE_STYLE = {"up": "green", "stopped": "bright_black", "lost": "bold red"}
 
 

@@ -18,16 +18,18 @@ from console.display import ago, grants, started
 from console.screens.base import FleetScreen
 from console.state import matches, plain, safe
 from console.typed import view
-from console.widgets.live_table import LiveTable
+from console.widgets.live_table import ColumnSpec, LiveTable
 from wire.paths import segment
 
 if TYPE_CHECKING:
     from wire.people import Person, Token
 
-PEOPLE_COLUMNS = [("name", "Name", 20), ("account", "OS account", 26), ("tokens", "Tokens", 6),
-                  ("added", "Added", 9), ("roles", "Roles", None)]
-TOKEN_COLUMNS = [("id", "Token", 6), ("label", "Label", 20), ("created", "Created", 9),
-                 ("expires", "Expires", 20), ("used", "Last used", None)]
+PEOPLE_COLUMNS: list[ColumnSpec] = [
+    ("name", "Name", 20, 0, 14), ("account", "OS account", 26, 2, 14),
+    ("tokens", "Tokens", 6, 1), ("added", "Added", 9, 3), ("roles", "Roles", None, 0, 24)]
+TOKEN_COLUMNS: list[ColumnSpec] = [
+    ("id", "Token", 6), ("label", "Label", 20, 0, 12), ("created", "Created", 9, 2),
+    ("expires", "Expires", 20), ("used", "Last used", None, 1)]
 ROLE_HELP = ("ROLE [on ENVIRONMENT, ...]: viewer, operator, approver or admin; no "
              "environment: everywhere")
 

@@ -20,19 +20,22 @@ from console.screens.worker_verbs import WORKER_VERBS, WorkerVerbs
 from console.screens.workers import drain_note
 from console.state import matches, meter, safe, sparkline, status_text, worker_name_text
 from console.typed import view
-from console.widgets.live_table import LiveTable
+from console.widgets.live_table import ColumnSpec, LiveTable
 from wire.paths import segment
 
 if TYPE_CHECKING:
     from wire.pools import PoolDetail
     from wire.workers import Worker
 
-MEMBER_COLUMNS = [("name", "Worker", 24), ("status", "Status", 13), ("leased", "Leased", 6),
-                  ("reason", "Why", None)]
-LEASE_COLUMNS = [("run", "Run", 16), ("step", "Step", 16), ("worker", "Worker", 22),
-                 ("since", "Since", 7), ("reason", "Why this worker", None)]
-QUEUE_COLUMNS = [("run", "Run", 8), ("step", "Step", 22), ("for", "For", 24),
-                 ("since", "Waiting", None)]
+MEMBER_COLUMNS: list[ColumnSpec] = [
+    ("name", "Worker", 24, 0, 16), ("status", "Status", 13), ("leased", "Leased", 6),
+    ("reason", "Why", None, 1)]
+LEASE_COLUMNS: list[ColumnSpec] = [
+    ("run", "Run", 16, 0, 8), ("step", "Step", 16, 0, 12), ("worker", "Worker", 22, 0, 16),
+    ("since", "Since", 7), ("reason", "Why this worker", None, 1)]
+QUEUE_COLUMNS: list[ColumnSpec] = [
+    ("run", "Run", 8), ("step", "Step", 22, 0, 12), ("for", "For", 24, 1),
+    ("since", "Waiting", None)]
 DETAIL_REFRESH_S = 2.0  # leases and the queue are read again at least this often
 
 

@@ -14,12 +14,12 @@ from console.client import ApiError
 from console.screens.base import FleetScreen
 from console.state import matches, plain
 from console.typed import view
-from console.widgets.live_table import LiveTable
+from console.widgets.live_table import ColumnSpec, LiveTable
 
 
 class ReadTableScreen(FleetScreen):
     TABLE_ID: ClassVar[str]
-    COLUMNS: ClassVar[list[tuple[str, str, int | None]]]
+    COLUMNS: ClassVar[list[ColumnSpec]]
     FILL: ClassVar[str]  # the column that takes the width left over
     PATH: ClassVar[str]  # what is read: a list of things, each with a "name"
     READ_EVERY_S: ClassVar[float] = 3.0

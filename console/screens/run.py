@@ -59,10 +59,10 @@ class RunScreen(RunLogReader):
         with Vertical(id="run-body"):
             yield Static(id="run-headline")
             steps = LiveTable(id="steps-table", sort_key=_step_order, fill="reason")
-            steps.set_columns([("position", "#", 3), ("name", "Step", 28),
-                               ("worker", "Worker", 24), ("status", "Status", 13),
-                               ("attempt", "Try", 3), ("duration", "Duration", 9),
-                               ("reason", "Why", None)])
+            steps.set_columns([("position", "#", 3), ("name", "Step", 28, 0, 16),
+                               ("worker", "Worker", 24, 2, 16), ("status", "Status", 13),
+                               ("attempt", "Try", 3, 3), ("duration", "Duration", 9, 1),
+                               ("reason", "Why", None, 0, 30)])  # why it failed
             yield steps
             yield Static(id="log-status")
             yield LogView(id="run-log")

@@ -44,9 +44,9 @@ class RunbooksScreen(FleetScreen):
         with Vertical(id="runbooks-body"):
             table = LiveTable(id="runbooks-table", sort_key=lambda key, _c: key.lower(),
                               fill="description")
-            table.set_columns([("name", "Runbook", 34), ("steps", "Steps", 6),
-                               ("variables", "Variables", 28),
-                               ("description", "Description", None)])
+            table.set_columns([("name", "Runbook", 34, 0, 22), ("steps", "Steps", 6),
+                               ("variables", "Variables", 28, 1, 16),
+                               ("description", "Description", None, 2)])
             yield table
             yield Static(id="runbook-detail", classes="panel")
         yield from self.compose_bottom()

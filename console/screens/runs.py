@@ -16,14 +16,16 @@ from console.display import started as started_at
 from console.screens.base import FleetScreen
 from console.state import matches, plain, run_status_text, safe
 from console.typed import view
-from console.widgets.live_table import LiveTable
+from console.widgets.live_table import ColumnSpec, LiveTable
 
 if TYPE_CHECKING:
     from wire.runs import Run, RunSummary
 
-COLUMNS = [("id", "Run", 6), ("runbook", "Runbook", 30), ("environment", "Environment", 13),
-           ("status", "Status", 14), ("started", "Started", 16), ("duration", "Duration", 9),
-           ("actor", "By", 18), ("reason", "Reason", None)]
+# Narrow: which run, where and how it went stay; who, when and how long give way.
+COLUMNS: list[ColumnSpec] = [
+    ("id", "Run", 6), ("runbook", "Runbook", 30, 0, 16), ("environment", "Environment", 13, 0, 11),
+    ("status", "Status", 14), ("started", "Started", 16, 3), ("duration", "Duration", 9, 2),
+    ("actor", "By", 18, 4), ("reason", "Reason", None, 1, 20)]
 
 
 def run_cells(run: RunSummary, now: datetime) -> list[Text]:

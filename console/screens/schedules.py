@@ -15,13 +15,15 @@ from console.client import ApiError
 from console.display import due
 from console.screens.read_table import ReadTableScreen
 from console.state import matches, plain, safe
+from console.widgets.live_table import ColumnSpec
 from wire.paths import segment
 
 if TYPE_CHECKING:
     from wire.schedules import Schedule
 
-COLUMNS = [("name", "Schedule", 20), ("runbook", "Runbook", 20), ("env", "Env", 12),
-           ("when", "When", 46), ("next", "Next", 31), ("last", "Last", None)]
+COLUMNS: list[ColumnSpec] = [
+    ("name", "Schedule", 20, 0, 14), ("runbook", "Runbook", 20, 1, 14), ("env", "Env", 12, 0, 10),
+    ("when", "When", 46, 3, 20), ("next", "Next", 31), ("last", "Last", None, 2)]
 
 
 class SchedulesScreen(ReadTableScreen):

@@ -23,22 +23,24 @@ from console.state import (
     status_text,
     worker_name_text,
 )
-from console.widgets.live_table import LiveTable
+from console.widgets.live_table import ColumnSpec, LiveTable
 
 if TYPE_CHECKING:
     from wire.workers import Worker
 
-COLUMNS = [
-    ("name", "Name", 26),
+# (key, label, width, drop, least): on a narrow terminal the highest `drop` gives way
+# first (console/widgets/live_table.py); who, how and why stay.
+COLUMNS: list[ColumnSpec] = [
+    ("name", "Name", 26, 0, 22),
     ("status", "Status", 15),
     ("leased", "Leased", 6),
-    ("pools", "Pools", 34),
-    ("latency", "Latency", 9),
-    ("load", "Load", 8),
-    ("disk", "Disk free", 9),
-    ("engine", "Engine", 10),
-    ("checked", "Checked", 9),
-    ("reason", "Reason", None),
+    ("pools", "Pools", 34, 4, 16),
+    ("latency", "Latency", 9, 3),
+    ("load", "Load", 8, 5),
+    ("disk", "Disk free", 9, 6),
+    ("engine", "Engine", 10, 7),
+    ("checked", "Checked", 9, 2),
+    ("reason", "Reason", None, 0, 24),  # why a worker is not healthy: room to say it
 ]
 
 

@@ -30,11 +30,56 @@ PADDING = 1  # spaces each side of a cell
 STRIP_CACHE = 2000  # drawn rows kept
 
 
+FILL_LEAST = 12  # the fill column's narrowest
+
+
 @dataclass
 class Column:
     key: str
     label: str
     width: int | None  # None: takes the width left over (the fill column)
+    # On a narrow terminal: columns with the highest `drop` give way first (the
+    # rightmost of equals); 0, never. Before any gives way, a column may narrow to `least`
+    # (a name is still told apart at 20 of its 30; a number is never cut).
+    drop: int = 0
+    least: int | None = None
+
+    @property
+    def narrowest(self) -> int:
+        if self.width is None:
+            return self.least or FILL_LEAST
+        return self.least or self.width
+
+
+ColumnSpec = tuple[str, str, int | None] | tuple[str, str, int | None, int] | \
+    tuple[str, str, int | None, int, int]
+
+
+def fit(columns: Sequence[Column], width: int) -> list[int | None]:
+    """Each column's width in `width` cells (padding aside), None for one that gave way.
+
+    Columns narrow first, then give way by their `drop`, until what is left fits; the room
+    left over widens the narrowed ones again (leftmost first), then the fill column."""
+    def need(shown: list[Column]) -> int:
+        return sum(c.narrowest + 2 * PADDING for c in shown)
+
+    shown = list(columns)
+    while need(shown) > width:
+        droppable = [c for c in shown if c.drop]
+        if not droppable:
+            break  # what cannot give way is cut at the edge
+        shown.remove(max(droppable, key=lambda c: (c.drop, columns.index(c))))
+    widths = {id(c): c.narrowest for c in shown}
+    room = width - need(shown)
+    for column in shown:
+        if column.width is not None and room > 0:
+            grow = min(room, column.width - widths[id(column)])
+            widths[id(column)] += grow
+            room -= grow
+    fill = next((c for c in shown if c.width is None), None)
+    if fill is not None and room > 0:
+        widths[id(fill)] += room
+    return [widths.get(id(c)) for c in columns]
 
 
 class LiveTable(ScrollView, can_focus=True):
@@ -51,7 +96,8 @@ class LiveTable(ScrollView, can_focus=True):
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "live-table--header", "live-table--cursor", "live-table--cursor-blurred"}
+        "live-table--header", "live-table--cursor", "live-table--cursor-blurred",
+        "live-table--hint"}
 
     DEFAULT_CSS = """
     LiveTable {
@@ -60,6 +106,7 @@ class LiveTable(ScrollView, can_focus=True):
         height: auto;
         max-height: 100%;
         & > .live-table--header { text-style: bold; background: $panel; color: $foreground; }
+        & > .live-table--hint { color: $text-muted; background: $panel; }
         & > .live-table--cursor {
             background: $block-cursor-background;
             color: $block-cursor-foreground;
@@ -101,13 +148,31 @@ class LiveTable(ScrollView, can_focus=True):
         self._cells_of = cells or (lambda _key, data: list(data))
         self._sort_key = sort_key or (lambda key, _data: key)
         self._fill = fill
+        self._fitted: tuple[int, list[int | None]] | None = None  # (width, fit at it)
         self.cursor_row = 0
 
     # -------------------------------------------------------- columns and rows
 
-    def set_columns(self, columns: Sequence[tuple[str, str, int | None]]) -> None:
-        self.columns = [Column(key, label, width) for key, label, width in columns]
-        self.refresh()
+    def set_columns(self, columns: Sequence[ColumnSpec]) -> None:
+        """(key, label, width[, drop[, least]]) for each column: see Column."""
+        self.columns = [Column(*spec) for spec in columns]
+        self._fitted = None
+        self._resize()
+
+    def _fit(self) -> list[int | None]:
+        # The scrollbar's column aside; one cell of margin, as the fill always had.
+        width = self.scrollable_content_region.width
+        if self._fitted is None or self._fitted[0] != width:
+            self._fitted = (width, fit(self.columns, width - 2 * PADDING))
+        return self._fitted[1]
+
+    @property
+    def hidden_columns(self) -> list[str]:
+        """The labels of the columns that gave way at this width."""
+        return [c.label for c, w in zip(self.columns, self._fit(), strict=True) if w is None]
+
+    def _hint_lines(self) -> int:
+        return 1 if self.hidden_columns else 0
 
     @property
     def row_count(self) -> int:
@@ -179,7 +244,12 @@ class LiveTable(ScrollView, can_focus=True):
         if selected is not None and selected in self._data:
             self.cursor_row = self.get_row_index(selected)
         self._clamp()
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self._order) + 1)
+        self._resize()
+
+    def _resize(self) -> None:
+        # A header line, the rows, and the hint naming hidden columns when there are any.
+        self.virtual_size = Size(self.scrollable_content_region.width,
+                                 len(self._order) + 1 + self._hint_lines())
         self.refresh()
 
     def get_row_index(self, key: str) -> int:
@@ -219,7 +289,7 @@ class LiveTable(ScrollView, can_focus=True):
         self.cursor_row = max(0, min(self.cursor_row, len(self._order) - 1))
 
     def _scroll_to_cursor(self) -> None:
-        visible = max(1, self.scrollable_content_region.height - 1)
+        visible = max(1, self.scrollable_content_region.height - 1 - self._hint_lines())
         top = int(self.scroll_offset.y)
         if self.cursor_row < top:
             self.scroll_to(y=self.cursor_row, animate=False)
@@ -230,7 +300,7 @@ class LiveTable(ScrollView, can_focus=True):
         self.move_cursor(row=self.cursor_row + delta)
 
     def action_page(self, direction: int) -> None:
-        page = max(1, self.scrollable_content_region.height - 2)
+        page = max(1, self.scrollable_content_region.height - 2 - self._hint_lines())
         self.move_cursor(row=self.cursor_row + direction * page)
 
     def action_first(self) -> None:
@@ -247,7 +317,8 @@ class LiveTable(ScrollView, can_focus=True):
         if event.y < 1:
             return
         row = int(self.scroll_offset.y) + event.y - 1
-        if 0 <= row < len(self._order):
+        hint = self._hint_lines() and event.y == self.scrollable_content_region.height - 1
+        if 0 <= row < len(self._order) and not hint:
             already = row == self.cursor_row
             self.move_cursor(row=row, scroll=False)
             if already or event.chain > 1:
@@ -262,13 +333,7 @@ class LiveTable(ScrollView, can_focus=True):
     # -------------------------------------------------------- drawing
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self._order) + 1)
-        self.refresh()
-
-    def _widths(self) -> list[int]:
-        fixed = sum((c.width or 0) + 2 * PADDING for c in self.columns)
-        room = max(12, self.scrollable_content_region.width - fixed - 2 * PADDING)
-        return [c.width if c.width is not None else room for c in self.columns]
+        self._resize()
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
@@ -277,6 +342,14 @@ class LiveTable(ScrollView, can_focus=True):
             style = self.get_component_rich_style("live-table--header")
             cells = [Text(c.label) for c in self.columns]
             return self._strip(cells, base + style, width)
+        hidden = self.hidden_columns
+        if hidden and y == min(self.scrollable_content_region.height, self.virtual_size.height) - 1:
+            # Fixed at the foot, as the header is at the top: what this width leaves out.
+            hint = Text(f" hidden at this width: {', '.join(hidden)}", style="italic",
+                        no_wrap=True, overflow="ellipsis")
+            hint.truncate(width, overflow="ellipsis", pad=True)
+            muted = base + self.get_component_rich_style("live-table--hint")
+            return Strip(list(Segment.apply_style(hint.render(self.app.console), muted)))
         row = int(self.scroll_offset.y) + y - 1
         if row >= len(self._order):
             return Strip.blank(width, base)
@@ -300,7 +373,9 @@ class LiveTable(ScrollView, can_focus=True):
         segments: list[Segment] = []
         console = self.app.console
         pad = Segment(" " * PADDING, style)
-        for cell, cell_width in zip(cells, self._widths(), strict=False):
+        for cell, cell_width in zip(cells, self._fit(), strict=False):
+            if cell_width is None:
+                continue
             text = cell.copy()
             text.no_wrap = True
             text.overflow = "ellipsis"
