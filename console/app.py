@@ -59,8 +59,9 @@ class WorkdeckApp(App[None]):
         if action in ("command_line", "launch_finder"):
             from textual.widgets import Input, TextArea
 
-            if isinstance(self.focused, Input | TextArea):
-                return False  # typed into the field
+            if isinstance(self.focused, Input | TextArea) or getattr(
+                    self.focused, "typing", False):
+                return False  # typed into the field, or a name typed in a table (`'local`)
         if action == "launch_finder":
             return self.fleet.may("launch")  # not offered to who may launch nowhere
         approving = getattr(self.screen, "VIEW_NAME", "") in ("Run", "Approvals")

@@ -59,3 +59,57 @@ async def test_the_workers_view_at_80_names_what_it_leaves_out():
         assert table.hidden_columns == []
         assert "healthy 4" in str(app.screen.query_one("#fleet-counts").render())
         assert "alice@ops-1" in str(app.screen.query_one("#connection").render())
+
+
+async def test_typing_a_name_in_a_table_jumps_to_it():
+    """Type-ahead in every table: the first row (as shown) whose name starts with what was
+    typed; a view's own keys keep their meaning unless a name is under way or `'` began it."""
+    from fixed_fleet import DB, DEV
+
+    app = FixedFleetApp()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("w")
+        await pilot.pause()
+        table = app.screen.query_one("#workers-table", LiveTable)
+        table.focus()
+        # `p` would open the Pools view, `d` drain: after `'` they are a name.
+        await pilot.press("apostrophe", *"p-db-omaha-worker-02")
+        assert (app.screen.VIEW_NAME, table.selected_key) == ("Workers",
+                                                               "p-db-omaha-worker-02")
+        lines = [strip.text for strip in
+                 (table.render_line(y) for y in range(table.size.height))]
+        assert "go to: p-db-omaha-worker-02" in "\n".join(lines)
+        await pilot.press("backspace", "1")
+        assert table.selected_key == "p-db-omaha-worker-01"
+        await pilot.press("escape")  # the name dropped, the view kept
+        assert app.screen.VIEW_NAME == "Workers" and table.typed is None
+        # `l` (the launch finder, from anywhere) is a letter of the name too.
+        await pilot.press("apostrophe", *"built")
+        assert (app.screen.VIEW_NAME, table.selected_key) == ("Workers", "built-in-worker")
+        await pilot.press("escape")
+        # A letter no key of the view uses starts a name by itself (`m`, not `r`: Run).
+        await pilot.press("b")
+        books = app.screen.query_one("#runbooks-table", LiveTable)
+        books.focus()
+        await pilot.press("end", "m")
+        assert books.selected_key == "Migrate database"
+        await pilot.pause(1.6)  # past the pause that ends a name
+        await pilot.press("r")  # Run: the launch dialog
+        assert type(app.screen).__name__ == "LaunchDialog"
+        # Runs by their number.
+        await pilot.press("escape", "u")
+        runs = app.screen.query_one("#runs-table", LiveTable)
+        runs.focus()
+        await pilot.press("4", "8")
+        assert runs.selected_key == "48"
+        # Findings by the worker or pool they are about; Pools by name.
+        await pilot.press("escape", "a")
+        findings = app.screen.query_one("#findings-table", LiveTable)
+        findings.focus()
+        await pilot.press("apostrophe", *"omaha p")
+        assert findings._data[findings.selected_key].name == DB
+        await pilot.press("escape", "p")
+        pools = app.screen.query_one("#pools-table", LiveTable)
+        pools.focus()
+        await pilot.press("apostrophe", *"omaha d")
+        assert pools.selected_key == DEV

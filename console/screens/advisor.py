@@ -52,7 +52,8 @@ class AdvisorScreen(FleetScreen):
             table = LiveTable(id="findings-table", fill="finding",
                               sort_key=lambda key, f: (ORDER.get(f.severity, 9),
                                                        int(key.split(":")[0])),
-                              cells=lambda _key, finding: finding_cells(finding))
+                              cells=lambda _key, finding: finding_cells(finding),
+                              name_of=lambda _key, finding: finding.name)
             table.set_columns([("severity", "Severity", 10), ("check", "Check", 16, 1),
                                ("name", "Worker or pool", 30, 0, 20),
                                ("finding", "Finding", None, 0, 30)])

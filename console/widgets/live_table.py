@@ -9,6 +9,7 @@ rebuild. (Textual's DataTable lays every row out; it is too slow at that size.)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ from console.typed import View
 Cells = Sequence[Text]
 PADDING = 1  # spaces each side of a cell
 STRIP_CACHE = 2000  # drawn rows kept
+TYPE_AHEAD_S = 1.5  # a pause longer than this between keys starts a new name
 
 
 FILL_LEAST = 12  # the fill column's narrowest
@@ -93,6 +95,9 @@ class LiveTable(ScrollView, can_focus=True):
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last", show=False),
         Binding("enter", "select", "Open", show=False),
+        # Listed in `?` help: how to type a name that starts with one of the view's keys.
+        Binding("apostrophe", "type_name", "Go to a row: ' then the start of its name",
+                show=False),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -135,7 +140,7 @@ class LiveTable(ScrollView, can_focus=True):
 
     def __init__(self, *, sort_key: Callable[[str, Any], Any] | None = None,
                  fill: str | None = None, cells: Callable[[str, Any], Cells] | None = None,
-                 **kwargs: Any) -> None:
+                 name_of: Callable[[str, Any], str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.columns: list[Column] = []
         self._data: dict[str, Any] = {}
@@ -149,6 +154,10 @@ class LiveTable(ScrollView, can_focus=True):
         self._sort_key = sort_key or (lambda key, _data: key)
         self._fill = fill
         self._fitted: tuple[int, list[int | None]] | None = None  # (width, fit at it)
+        # Type-ahead: what the rows are named by (their key: a worker's name, a run's id).
+        self._name_of = name_of or (lambda key, _data: key)
+        self.typed: str | None = None  # the name being typed (None: none is)
+        self._typed_at = 0.0
         self.cursor_row = 0
 
     # -------------------------------------------------------- columns and rows
@@ -172,7 +181,7 @@ class LiveTable(ScrollView, can_focus=True):
         return [c.label for c, w in zip(self.columns, self._fit(), strict=True) if w is None]
 
     def _hint_lines(self) -> int:
-        return 1 if self.hidden_columns else 0
+        return 1 if self.typed is not None or self.hidden_columns else 0
 
     @property
     def row_count(self) -> int:
@@ -324,6 +333,60 @@ class LiveTable(ScrollView, can_focus=True):
             if already or event.chain > 1:
                 self.action_select()
 
+    # -------------------------------------------------------- type-ahead
+
+    @property
+    def typing(self) -> bool:
+        """A name is being typed: the next printable key goes on with it."""
+        return self.typed is not None and time.monotonic() - self._typed_at < TYPE_AHEAD_S
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing a name jumps to the first row (as shown) whose name starts with it.
+
+        A key that means something in the view (`c`, `d`, `p`...) keeps its meaning, unless
+        a name is being typed already or `'` came first: `'p-web` goes to p-web-01. Digits
+        and the other letters start a name by themselves (`48` in the Runs view)."""
+        typing = self.typing
+        if typing and event.key == "backspace":
+            typed = (self.typed or "")[:-1]
+        elif typing and event.key == "escape":
+            typed = None
+        elif not (event.is_printable and event.character):
+            return
+        elif typing:
+            typed = (self.typed or "") + event.character  # spaces too: names have them
+        elif not event.character.isspace() and event.key not in self.screen.active_bindings:
+            typed = event.character
+        else:
+            return  # the view's key
+        event.stop()
+        event.prevent_default()
+        if typed is None:
+            self._typing_over(now=True)
+        else:
+            self._type(typed)
+
+    def action_type_name(self) -> None:
+        self._type("")
+
+    def _type(self, typed: str) -> None:
+        had_hint = self._hint_lines()
+        self.typed, self._typed_at = typed, time.monotonic()
+        wanted = typed.lower()
+        for row, key in enumerate(self._order if wanted else ()):
+            if self._name_of(key, self._data[key]).lower().startswith(wanted):
+                self.move_cursor(row=row)
+                break
+        self.set_timer(TYPE_AHEAD_S, self._typing_over)
+        if self._hint_lines() != had_hint:
+            self._resize()
+        self.refresh()
+
+    def _typing_over(self, now: bool = False) -> None:
+        if self.typed is not None and (now or not self.typing):
+            self.typed = None
+            self._resize()
+
     def on_focus(self) -> None:
         self.refresh()
 
@@ -343,10 +406,13 @@ class LiveTable(ScrollView, can_focus=True):
             cells = [Text(c.label) for c in self.columns]
             return self._strip(cells, base + style, width)
         hidden = self.hidden_columns
-        if hidden and y == min(self.scrollable_content_region.height, self.virtual_size.height) - 1:
-            # Fixed at the foot, as the header is at the top: what this width leaves out.
-            hint = Text(f" hidden at this width: {', '.join(hidden)}", style="italic",
-                        no_wrap=True, overflow="ellipsis")
+        foot = min(self.scrollable_content_region.height, self.virtual_size.height) - 1
+        if (self.typed is not None or hidden) and y == foot:
+            # Fixed at the foot, as the header is at the top: the name being typed, or what
+            # this width leaves out.
+            said = (f" go to: {self.typed}▏" if self.typed is not None else
+                    f" hidden at this width: {', '.join(hidden)}")
+            hint = Text(said, style="italic", no_wrap=True, overflow="ellipsis")
             hint.truncate(width, overflow="ellipsis", pad=True)
             muted = base + self.get_component_rich_style("live-table--hint")
             return Strip(list(Segment.apply_style(hint.render(self.app.console), muted)))
