@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from collections.abc import Iterable
 from pathlib import Path
@@ -89,12 +90,33 @@ class WorkdeckApp(App[None]):
     def on_mount(self) -> None:
         self.switch_mode(views.FIRST)
         self.follow_events()
+        self._watch_web_parent()
         # A closed terminal (SIGHUP) or a polite kill ends the console the normal way, so
         # whoever started it (the demo, say) gets to clean up behind it.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.exit)
+
+    def _watch_web_parent(self) -> None:
+        """A browser's console (console/web.py) ends with the server that runs it, however
+        that ends: the kernel signals it when its parent dies (SIGTERM, which Textual's
+        web driver takes as quit), and a look every second catches what that misses. Left
+        behind, it would spin on a closed pipe."""
+        parent = os.environ.get("WORKDECK_WEB_PARENT", "")
+        if not parent.isdigit():
+            return
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+        def look() -> None:
+            if os.getppid() != int(parent):
+                self.exit()
+
+        look()  # gone before the kernel was asked
+        self.set_interval(1.0, look)
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

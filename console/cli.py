@@ -19,7 +19,7 @@ COMMANDS = {
     "audit": "admin", "env": "runs", "runbook": "runs", "run": "runs", "runs": "runs",
     "user": "people", "token": "people", "whoami": "people", "login": "people",
     "db": "db", "nodes": "nodes", "node": "nodes", "schedule": "schedules",
-    "notify": "notify",
+    "notify": "notify", "web": "web",
 }
 
 

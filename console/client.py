@@ -72,9 +72,11 @@ class Target:
         # Who is asking is the server's to know (the socket's account, or the token's
         # person): a client never says.
         headers: dict[str, str] = {}
+        # Over the socket too when WORKDECK_TOKEN is set: the token's person, not the
+        # account (a browser's console, run by `workdeck web` for whoever signed in).
         token = os.environ.get("WORKDECK_TOKEN") or (self.profile.token if self.profile
                                                      else None)
-        if self.server_url and token:
+        if token and (self.server_url or os.environ.get("WORKDECK_TOKEN")):
             headers["Authorization"] = f"Bearer {token}"
         return headers
 

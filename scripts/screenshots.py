@@ -238,6 +238,37 @@ def add_people(target: Target) -> None:
                                     "expires_s": 90 * 86400})
 
 
+def shoot_browser(target: Target) -> None:
+    """The console in a browser (`workdeck web`), in Debian's headless Chromium: a PNG,
+    since the page draws the terminal on a canvas."""
+    import socket
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "--data-dir", str(target.data_dir.root), "web",
+         "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, cwd=ROOT)
+    try:
+        link = server.stdout.readline().rsplit(" ", 1)[-1].strip()  # type: ignore[union-attr]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                 args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 760})
+            page.goto(link, wait_until="domcontentloaded")
+            page.wait_for_selector("body.-first-byte", timeout=30_000)
+            page.wait_for_timeout(3000)  # the first frames, the sparklines filled
+            page.screenshot(path=str(OUT / "web-console.png"))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="wd-shots-"))
@@ -251,6 +282,7 @@ def main() -> None:
                 client.post("/api/checks", {"workers": ["p-web-local-worker-01"]})
         add_people(target)
         asyncio.run(shoot(target))
+        shoot_browser(target)
     finally:
         stop_server(target)
         shutil.rmtree(root, ignore_errors=True)

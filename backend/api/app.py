@@ -167,8 +167,10 @@ class Who:
     BaseHTTPMiddleware would wrap every streamed log and push stream in one more copy).
 
     Over the Unix socket (no client address), the account the kernel names (the
-    server's own, or a person's: backend/peer.py); over TCP, whoever the token names, or
-    a refusal (401; 429 after too many failures)."""
+    server's own, or a person's: backend/peer.py), unless a token comes with the request:
+    then, as over TCP, whoever the token names, or a refusal (401; 429 after too many
+    failures). A token names no more over the socket than over TCP; `workdeck web` runs a
+    browser's console as the person who signed in with it."""
 
     def __init__(self, app: Any, access: Any) -> None:
         self.app = app
@@ -181,11 +183,13 @@ class Who:
         client = scope.get("client")
         state = scope.setdefault("state", {})
         try:
-            if client is None:
+            authorization = next((value.decode("latin-1") for name, value
+                                  in scope["headers"] if name == b"authorization"), "")
+            if client is None and authorization:
+                principal = await self.access.authenticate(authorization, "socket")
+            elif client is None:
                 principal = await self.access.local(state.get("peer_uid"))
             else:
-                authorization = next((value.decode("latin-1") for name, value
-                                      in scope["headers"] if name == b"authorization"), "")
                 if not authorization and scope.get("path") == metrics.PATH \
                         and _loopback(client[0]):
                     # A scraper on this machine reads the figures without a token.

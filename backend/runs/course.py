@@ -101,9 +101,12 @@ class Waiting:
 
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
-    """A run as lists carry it: without its steps and decisions (`GET /api/runs/ID` has
-    them), so that a list of runs stays small however long their runbooks are."""
-    return {key: value for key, value in run.items() if key not in ("steps", "decisions")}
+    """A run as lists carry it: without its steps, decisions and reruns (`GET
+    /api/runs/ID` has them), so that a list of runs stays small however long their
+    runbooks are. (The push stream's runs once carried `reruns`, which its contract
+    does not have.)"""
+    return {key: value for key, value in run.items()
+            if key not in ("steps", "decisions", "reruns")}
 
 
 def stored_waiting(run: Run) -> Waiting | None:
