@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from console.profiles import Profile
 
 
+SOCKET_TOKEN_ENV = "WORKDECK_SOCKET_TOKEN"  # console/web.py's consoles, over the socket
+
+
 class Target:
     """Where the server is: a Unix socket in the data directory, or a URL; or several
     URLs, comma-separated, of server nodes sharing one database: a client goes to the
@@ -72,12 +75,14 @@ class Target:
         # Who is asking is the server's to know (the socket's account, or the token's
         # person): a client never says.
         headers: dict[str, str] = {}
-        # Over the socket too when WORKDECK_TOKEN is set: the token's person, not the
-        # account (a browser's console, run by `workdeck web` for whoever signed in).
         token = os.environ.get("WORKDECK_TOKEN") or (self.profile.token if self.profile
                                                      else None)
-        if token and (self.server_url or os.environ.get("WORKDECK_TOKEN")):
+        if self.server_url and token:
             headers["Authorization"] = f"Bearer {token}"
+        elif not self.server_url and (socket_token := os.environ.get(SOCKET_TOKEN_ENV)):
+            # A browser's console that `workdeck web` runs: the person who signed in there,
+            # not the account the socket sees (WORKDECK_TOKEN is for remote servers).
+            headers["Authorization"] = f"Bearer {socket_token}"
         return headers
 
     def _options(self) -> dict[str, Any]:

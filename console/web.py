@@ -33,6 +33,8 @@ from aiohttp import web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
+from console.client import SOCKET_TOKEN_ENV
+
 if TYPE_CHECKING:
     from console.client import Target
 
@@ -59,7 +61,8 @@ class ConsoleProcess(AppService):
     def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
         environment = super()._build_environment(width, height)
         if self.token is not None:
-            environment["WORKDECK_TOKEN"] = self.token
+            # Whichever way the console reaches the server (console/client.py).
+            environment["WORKDECK_TOKEN"] = environment[SOCKET_TOKEN_ENV] = self.token
         environment[PARENT_ENV] = str(os.getpid())
         return environment
 
@@ -91,7 +94,9 @@ class WebConsole(Server):
 
     def __init__(self, target: Target, host: str, port: int, *, yours: str, you: str) -> None:
         options = [sys.executable, "-m", "console.cli", "--data-dir", str(target.data_dir.root)]
-        if target.server_url:
+        if target.profile is not None:  # its pinned certificates come with it
+            options += ["--server", target.profile.name]
+        elif target.server_url:
             options += ["--server", ",".join(target.addresses) or target.server_url]
         # `exec`: the console is this server's child, not a shell's, so it can watch it.
         super().__init__("exec " + shlex.join(options), host=host, port=port,
@@ -178,6 +183,9 @@ class WebConsole(Server):
     async def handle_index(self, request: web.Request) -> Any:
         if self.session_of(request) is None:
             return _sign_in_page("")
+        # The page's own address, as the browser reached it: through an SSH tunnel on
+        # another port, its console's websocket must go there too, not to --listen.
+        self.public_url = f"http://{request.host}"
         return await super().handle_index(request)
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:

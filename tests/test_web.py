@@ -102,6 +102,9 @@ def test_sign_in_takes_the_printed_link_or_a_persons_token_and_refuses_the_rest(
             browser.cookies.set("workdeck_session", cookie)
             page = browser.get("/")
             assert "textual.js" in page.text and "googleapis" not in page.text
+            # Reached through an SSH tunnel on another port: the console's socket is there.
+            tunnelled = browser.get("/", headers={"Host": "127.0.0.1:9999"})
+            assert "ws://127.0.0.1:9999/ws" in tunnelled.text
             # A page of another site may not open a console with the cookie.
             other = browser.get("/ws", headers={"Origin": "http://evil.example"})
             assert other.status_code == 403
