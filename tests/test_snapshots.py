@@ -136,3 +136,9 @@ def test_approvals_view(snap_compare, size):
 @SIZES
 def test_people_view(snap_compare, size):
     assert snap_compare(FixedFleetApp(), press=[*view("people"), "down"], terminal_size=size)
+
+
+@SIZES
+def test_launch_dialog(snap_compare, size):
+    # At 80 by 24 it fills the screen, its modes stacked, its buttons on it.
+    assert snap_compare(FixedFleetApp(), press=["b", "r"], terminal_size=size)

@@ -82,7 +82,7 @@ class LaunchDialog(ModalScreen[None]):
             # Not a tab stop of its own (it would be an invisible one): its fields are.
             yield VerticalScroll(id="launch-variables", can_focus=False)
             yield Static(id="launch-plan")
-            with Horizontal(classes="field"):
+            with Horizontal(classes="field", id="launch-modes"):
                 yield Checkbox("Guided failure (wait on a failed step)", value=True,
                                id="launch-guided")
                 yield Checkbox("Step through (wait before each step)", value=False,
