@@ -121,7 +121,10 @@ class RunLog:
             # full disk another small write (a health check) may succeed and clear that
             # while these lines still cannot be stored, and the step must still stop.
             if self.refused is not None:
-                if self._pending_lines >= HELD_LINES:
+                # At the bound, one more try first: the store may take them again by now
+                # (space freed, the last step's outcome stored, and this the next step's
+                # first line); only a refusal now stops the step.
+                if self._pending_lines >= HELD_LINES and not await self.flush():
                     raise LogStoreFull(self.refused)
             elif not await self.flush():
                 # Held back behind a run's outcome, or refused: the step's reader
