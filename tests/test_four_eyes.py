@@ -48,8 +48,10 @@ class Team:
         self.data_dir, self.process = start_workdeck(self.root, self.home, self.args)
         with Client(Target(self.data_dir)) as client:
             # The machine's own load must not turn the built-in worker to "warning" (a
-            # worker with a warning takes no step): other test files load it.
+            # worker with a warning takes no step): other test files load it. Checked again
+            # under it, in case the first check came before it.
             client.put("/api/policy", QUIET_POLICY)
+            client.post("/api/checks", {"workers": ["built-in-worker"]})
         self.url = f"http://127.0.0.1:{self.port}"
         self.tokens: dict[str, str] = {}
 
