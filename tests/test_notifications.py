@@ -182,6 +182,10 @@ def test_run_events_reach_their_receivers_signed_retried_and_held_up_by_none(
 def test_workers_unavailable_and_pools_short_are_told(workdeck, ssh_servers, client_key,
                                                        receiver):
     servers = setup_fleet(workdeck, ssh_servers, client_key, count=2)
+    # The worker left up must be found healthy however loaded the machine (a check that
+    # times out would make it unavailable too, and the pool's figures other than these).
+    with workdeck.client() as client:
+        client.put("/api/policy", client.get("/api/policy") | {"timeout_s": 30})
     add(workdeck, "fleet", f"{receiver.url}/ok", "--on", "worker-unavailable,pool-short",
         "--pool", "Web Pool")
     add(workdeck, "elsewhere", f"{receiver.url}/other", "--on", "worker-unavailable",
@@ -190,7 +194,7 @@ def test_workers_unavailable_and_pools_short_are_told(workdeck, ssh_servers, cli
     assert workdeck.cli("check").code == 2
     told = eventually(lambda: len(receiver.at("/ok")) == 2 and [
         json.loads(body) for _headers, body in receiver.at("/ok")],
-        what="the worker and the pool told")
+        timeout=60, what="the worker and the pool told")
     by_event = {body["event"]: body for body in told}
     worker = by_event["worker-unavailable"]["worker"]
     assert worker["name"] == "t-web-local-worker-02" and worker["status"] == "unavailable"

@@ -30,8 +30,6 @@ Cells = Sequence[Text]
 PADDING = 1  # spaces each side of a cell
 STRIP_CACHE = 2000  # drawn rows kept
 TYPE_AHEAD_S = 1.5  # a pause longer than this between keys starts a new name
-
-
 FILL_LEAST = 12  # the fill column's narrowest
 
 
