@@ -135,6 +135,18 @@ class WebConsole(Server):
     def session_of(self, request: web.Request) -> Session | None:
         return self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
 
+    async def still_signed_in(self, request: web.Request) -> tuple[Session | None, str]:
+        """The request's session while its token still works ((None, why) once it was
+        revoked or expired: the session goes, and the sign-in page says why)."""
+        session = self.session_of(request)
+        if session is None or session.token is None:
+            return session, ""
+        person, refusal = await self.check_token(session.token)
+        if person is None:
+            self.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+            return None, refusal
+        return session, ""
+
     async def handle_login(self, request: web.Request) -> web.StreamResponse:
         """GET /login?token=T (the link `workdeck web` prints) or the form's POST: the
         printed link's secret, or a person's token tried on the server; a session cookie
@@ -181,8 +193,9 @@ class WebConsole(Server):
     # -------------------------------------------------------- the page and its console
 
     async def handle_index(self, request: web.Request) -> Any:
-        if self.session_of(request) is None:
-            return _sign_in_page("")
+        session, refusal = await self.still_signed_in(request)
+        if session is None:
+            return _sign_in_page(refusal, status=401 if refusal else 200)
         # The page's own address, as the browser reached it: through an SSH tunnel on
         # another port, its console's websocket must go there too, not to --listen.
         self.public_url = f"http://{request.host}"
@@ -192,7 +205,7 @@ class WebConsole(Server):
         """textual-serve's, with a console that acts as who signed in, refused to anyone
         who has not, and to a page of another site (the browser sends the cookie only
         from this one; the origin is checked as well)."""
-        session = self.session_of(request)
+        session, _refusal = await self.still_signed_in(request)
         origin = request.headers.get("Origin")
         if session is None or (origin and origin.split("://", 1)[-1] != request.host):
             raise web.HTTPForbidden(text="Sign in first.")

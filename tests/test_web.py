@@ -7,6 +7,7 @@ tesseract (OCR), and what the console did from the server's side (who launched t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,6 +109,13 @@ def test_sign_in_takes_the_printed_link_or_a_persons_token_and_refuses_the_rest(
             # A page of another site may not open a console with the cookie.
             other = browser.get("/ws", headers={"Origin": "http://evil.example"})
             assert other.status_code == 403
+            # Her token revoked: signed out, told why, no console.
+            [made] = [t for t in json.loads(workdeck.cli("token", "list", "--json").out)
+                      if t["person"] == "alice"]
+            assert workdeck.cli("token", "revoke", str(made["id"])).code == 0
+            gone = browser.get("/")
+            assert gone.status_code == 401 and "A valid token is required" in gone.text
+            assert browser.get("/ws").status_code == 403
         with httpx.Client(base_url=base, follow_redirects=False) as browser:
             by_link = browser.get(link[len(base):])
             assert by_link.status_code == 303 and "workdeck_session" in by_link.cookies
