@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -42,6 +43,7 @@ from wire.runs import (
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 HEARTBEAT_S = 15.0
+LOG_CLOSING_WAIT_S = 10.0  # a reader of a finished run waits this long for its last lines
 PAGE = 50_000  # lines per read from the store, so a long log streams in bounded pieces
 
 
@@ -197,6 +199,7 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
     seen = after
     left = limit  # lines still wanted, when limited
     told: dict[str, Any] | None = None  # the wait last said to this follower
+    closing_until: float | None = None  # how long a reader waits for a finished run's log
     watch = Watch(backend.access, request.state.principal, "view")
     while True:
         if not await watch.allowed():
@@ -238,7 +241,16 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
                 continue
             yield "end", {"status": run["status"], "reason": run["reason"]}
             return
-        if not follow:
+        if not follow and run["status"] in FINISHED:
+            # Its outcome is stored before its last lines (so that a full disk never hides
+            # it): a reader right after the end waits the moment they take, or it would get
+            # the log without its tail (a full disk may make it longer: then it ends).
+            closing_until = closing_until or time.monotonic() + LOG_CLOSING_WAIT_S
+            if time.monotonic() > closing_until:
+                yield "end", {"status": run["status"], "reason": run["reason"],
+                              "following": False}
+                return
+        elif not follow:
             yield "end", {"status": run["status"], "reason": run["reason"], "following": False}
             return
         if run["waiting"] != told:
@@ -247,7 +259,9 @@ async def _log_events(backend: Any, request: Request, run_id: int, *, after: int
             yield "waiting", {"run_id": run_id, **(told or {})} if told else None
         if await request.is_disconnected():
             return
-        await backend.hub.wait(run_id, watch.wait(HEARTBEAT_S))
+        # A finished run's log closes in a moment, and its close wakes no one: looked at
+        # again soon.
+        await backend.hub.wait(run_id, 0.05 if closing_until else watch.wait(HEARTBEAT_S))
 
 
 def _at_most(chunks: list[dict[str, Any]], lines: int) -> list[dict[str, Any]]:

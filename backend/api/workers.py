@@ -33,8 +33,10 @@ async def list_workers(backend: BackendDep) -> Response:
 
 @router.post("", dependencies=[need("admin")], status_code=201, response_model=Worker)
 async def add_worker(spec: WorkerCreate, backend: BackendDep, actor: ActorDep) -> dict[str, Any]:
-    await asyncio.to_thread(fleet.add_workers, backend.store, [spec], actor)
-    return (await backend.changed("worker", [spec.name], check=True))[0]
+    # The name as stored (cleaned: "x\x1c" is "x"), not as sent: looked up as sent, a
+    # name with a control character was added and then answered with a 500.
+    names = await asyncio.to_thread(fleet.add_workers, backend.store, [spec], actor)
+    return (await backend.changed("worker", names, check=True))[0]
 
 
 @router.post("/import", dependencies=[need("admin")], status_code=201, response_model=list[Worker])
