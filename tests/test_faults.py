@@ -312,9 +312,12 @@ def test_a_runs_outcome_is_stored_before_its_held_lines_when_space_comes_back(
         with deck.client() as client:
             assert client.get("/api/pools/Default Worker Pool")["leased"] == 0
         ballast.unlink()
-        # Every line reaches the store in the end, and a follower reads them all.
-        lines = numbered(log_lines(deck, run["id"]))
+        # Every line reaches the store in the end, and a reader (not following) reads them
+        # all, up to the step's end said last: it waits for the log to close.
+        read = log_lines(deck, run["id"])
+        lines = numbered(read)
         assert len(lines) > 100_000 and lines[:-1] == list(range(1, len(lines)))
+        assert read[-1]["text"].startswith("step 1 failed"), read[-1]
 
 
 # ---------------------------------------------------------------- a worker in a namespace
