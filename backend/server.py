@@ -8,7 +8,6 @@ import contextlib
 import ctypes
 import faulthandler
 import grp
-import ipaddress
 import logging
 import os
 import secrets
@@ -30,6 +29,7 @@ from backend.errors import WorkdeckError
 from backend.peer import PeerHTTPProtocol
 from backend.store.db import Store, StoreError
 from wire.datadir import DataDir
+from wire.hosts import loopback
 from wire.serverlock import AlreadyRunning, ServerLock
 
 log = logging.getLogger("workdeck.server")
@@ -212,7 +212,7 @@ def serve(data_dir: DataDir, listen: str | None = None,
         else:
             sockets.append(_bind_tcp(listen))
             host, port = sockets[0].getsockname()[:2]
-            if plain_http and not _loopback(host):
+            if plain_http and not loopback(host):
                 raise ServerError(f"Plain HTTP would send tokens in the clear to {host}: "
                                   "serve HTTPS there (leave out --plain-http), or listen on "
                                   "a loopback address.")
@@ -278,13 +278,6 @@ async def _serve_all(servers: list[tuple[uvicorn.Server, list[socket.socket]]]) 
         await asyncio.wait(tasks, timeout=0.1)
     for task in tasks:
         task.result()
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _run(data_dir: DataDir, addresses: list[str], sockets: list[socket.socket],

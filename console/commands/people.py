@@ -257,8 +257,6 @@ def login(url: str, name: str | None, expected: tuple[str, ...]) -> None:
 
 
 def _check_address(url: str) -> None:
-    import ipaddress
-
     from console.commands.base import fail
 
     where = urlsplit(url)
@@ -266,11 +264,9 @@ def _check_address(url: str) -> None:
     if where.scheme not in ("https", "http") or not host:
         fail(f"{url!r} is not a server's address: give https://HOST:PORT.")
     if where.scheme == "http":
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
+        from wire.hosts import loopback
+
+        if not loopback(host):
             fail("Plain HTTP would send your token across the network in the clear: use "
                  "https://.")
 

@@ -43,17 +43,20 @@ def web(ctx: Context, listen: str) -> None:
 
 
 def _loopback_address(listen: str) -> tuple[str, int]:
+    from wire.hosts import loopback
+
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     try:
         number = int(port)
-        loopback = ipaddress.ip_address(host).is_loopback if host != "localhost" else True
+        if host != "localhost":
+            ipaddress.ip_address(host)  # a name other than localhost is not taken
     except ValueError:
         fail(f"--listen takes HOST:PORT with a loopback address, as {DEFAULT_LISTEN}; "
              f"{listen!r} is not one.")
     if not 0 < number < 65536:
         fail(f"{port} is not a port (1 to 65535).")
-    if not loopback:
+    if not loopback(host):
         fail(f"workdeck web serves plain HTTP, so only on a loopback address, not {host}: "
              f"from another machine, tunnel to it (ssh -L {number}:127.0.0.1:{number} "
              "THIS_HOST).")

@@ -151,7 +151,8 @@ class LiveTable(ScrollView, can_focus=True):
         self._cells_of = cells or (lambda _key, data: list(data))
         self._sort_key = sort_key or (lambda key, _data: key)
         self._fill = fill
-        self._fitted: tuple[int, list[int | None]] | None = None  # (width, fit at it)
+        # (width, each column's width at it, the labels hidden at it)
+        self._fitted: tuple[int, list[int | None], list[str]] | None = None
         # Type-ahead: what the rows are named by (their key: a worker's name, a run's id).
         self._name_of = name_of or (lambda key, _data: key)
         self.typed: str | None = None  # the name being typed (None: none is)
@@ -166,17 +167,21 @@ class LiveTable(ScrollView, can_focus=True):
         self._fitted = None
         self._resize()
 
-    def _fit(self) -> list[int | None]:
+    def _fit(self) -> tuple[list[int | None], list[str]]:
+        """Each column's width at this width, and the labels of those that gave way: made
+        once per width (every drawn line asks)."""
         # The scrollbar's column aside; one cell of margin, as the fill always had.
         width = self.scrollable_content_region.width
         if self._fitted is None or self._fitted[0] != width:
-            self._fitted = (width, fit(self.columns, width - 2 * PADDING))
-        return self._fitted[1]
+            widths = fit(self.columns, width - 2 * PADDING)
+            hidden = [c.label for c, w in zip(self.columns, widths, strict=True) if w is None]
+            self._fitted = (width, widths, hidden)
+        return self._fitted[1], self._fitted[2]
 
     @property
     def hidden_columns(self) -> list[str]:
         """The labels of the columns that gave way at this width."""
-        return [c.label for c, w in zip(self.columns, self._fit(), strict=True) if w is None]
+        return self._fit()[1]
 
     def _hint_lines(self) -> int:
         return 1 if self.typed is not None or self.hidden_columns else 0
@@ -437,7 +442,7 @@ class LiveTable(ScrollView, can_focus=True):
         segments: list[Segment] = []
         console = self.app.console
         pad = Segment(" " * PADDING, style)
-        for cell, cell_width in zip(cells, self._fit(), strict=False):
+        for cell, cell_width in zip(cells, self._fit()[0], strict=False):
             if cell_width is None:
                 continue
             text = cell.copy()
